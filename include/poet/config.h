@@ -1,0 +1,122 @@
+/* config.h — the run configuration, parsed from JSON with cJSON and validated key by key.
+ *
+ * Every key has a default except the data paths' (which default to Debian's dataset-fashion-mnist).
+ * Errors name the file, the key path, the value and what was expected, e.g.
+ *   configs/x.json: training.batch_size: expected integer >= 1, got -5
+ * docs/config.md documents every key.
+ */
+#ifndef POET_CONFIG_H
+#define POET_CONFIG_H
+
+#include <stdint.h>
+
+#include "poet/error.h"
+
+#define POET_PATH_MAX 1024
+#define POET_NAME_MAX 128
+#define POET_MAX_LAYERS 32
+#define POET_MAX_ARCHS 16
+#define POET_MAX_MEMBERS 1024
+
+typedef enum {
+    POET_LAYER_CONV,     /* convolution: out, kernel, stride, padding; weight OIHW, bias O */
+    POET_LAYER_RELU,
+    POET_LAYER_AVG_POOL, /* kernel, stride (default = kernel), padding; global = whole input */
+    POET_LAYER_MAX_POOL,
+    POET_LAYER_LINEAR    /* out; flattens its input (C·H·W, PyTorch order); weight [out, in] */
+} poet_layer_kind;
+
+typedef struct {
+    poet_layer_kind kind;
+    int out;      /* conv: out channels; linear: out features */
+    int kernel;   /* conv/pool: square kernel size */
+    int stride;   /* conv/pool */
+    int padding;  /* conv/pool */
+    int global;   /* pool: 1 = kernel covers the whole input (global pooling) */
+} poet_layer_spec;
+
+typedef struct {
+    char name[POET_NAME_MAX]; /* "reference" for the built-in network, else "custom-<i>" */
+    int n_layers;
+    poet_layer_spec layers[POET_MAX_LAYERS];
+} poet_arch;
+
+typedef enum { POET_TREE_BINARY, POET_TREE_KARY, POET_TREE_MPI } poet_tree_kind;
+typedef enum { POET_OVERLAP_NONE, POET_OVERLAP_EXACT, POET_OVERLAP_STALE } poet_overlap_mode;
+typedef enum { POET_LR_CONSTANT, POET_LR_STEP, POET_LR_COSINE } poet_lr_schedule;
+
+typedef struct {
+    char source[POET_PATH_MAX]; /* file the config came from (for messages) */
+
+    /* data */
+    char train_images[POET_PATH_MAX];
+    char train_labels[POET_PATH_MAX];
+    char test_images[POET_PATH_MAX];
+    char test_labels[POET_PATH_MAX];
+    double mean, std; /* normalisation (x/255 - mean)/std */
+    int shuffle;      /* 1: permute each epoch from (seed, epoch) */
+    int classes;      /* K; labels must be < K */
+
+    /* model */
+    int members;                        /* M */
+    int n_archs;                        /* distinct architectures */
+    poet_arch archs[POET_MAX_ARCHS];
+    int member_arch[POET_MAX_MEMBERS];  /* architecture index of member j */
+    int placement_explicit;             /* 0: block placement over the ranks */
+    int member_rank[POET_MAX_MEMBERS];  /* explicit member -> rank map when placement_explicit */
+    int fused;                          /* 1: run a rank's same-architecture members as one grouped graph */
+
+    /* training */
+    int batch_size;      /* B */
+    int epochs;
+    long iterations;     /* total iterations; 0 = epochs * (train size / B) */
+    double lr, momentum, weight_decay;
+    int nesterov;
+    poet_lr_schedule schedule;
+    long step_size;      /* step schedule: multiply lr by gamma every step_size iterations */
+    double gamma;
+    double min_lr;       /* cosine schedule floor */
+    uint64_t seed;
+    int threads;         /* OMP threads per rank; 0 = cores / ranks on this node */
+    int log_every;       /* progress line every N iterations (0 = never) */
+    int eval_every;      /* test-set evaluation every N iterations (0 = only at the end) */
+
+    /* distributed */
+    poet_tree_kind tree;
+    int arity;           /* kary tree arity k >= 2 (binary: 2) */
+    poet_overlap_mode overlap;
+    int chunks;          /* exact overlap: micro-batches per batch */
+
+    /* output */
+    char run_name[POET_NAME_MAX];
+    char checkpoint_dir[POET_PATH_MAX]; /* default checkpoints/<run_name> */
+    int checkpoint_every;               /* 0 = only at the end and on signals */
+    int checkpoint_keep;                /* keep the last K checkpoints */
+    char log_file[POET_PATH_MAX];       /* per-iteration HDF5 loss log; "" = <checkpoint_dir>/log.h5 */
+    int log_flush_every;
+} poet_config;
+
+/* Fills `cfg` with every default (Fashion-MNIST paths, reference network, M=10, B=200, ...). */
+void poet_config_defaults(poet_config *cfg);
+
+/* Parses and validates JSON text; `source` names it in messages. On error `cfg` is unspecified. */
+poet_status poet_config_parse(const char *json_text, const char *source, poet_config *cfg);
+
+/* Reads the file at `path` and parses it. */
+poet_status poet_config_load(const char *path, poet_config *cfg);
+
+/* The fully resolved config (defaults filled in) as JSON text; caller frees. Parsing it again gives
+ * an equal config, which is how checkpoints store and compare it. */
+char *poet_config_to_json(const poet_config *cfg);
+
+/* Writes into `arch` the built-in reference network for K classes:
+ * conv(->20,k3,s2) relu conv(->40,k3,s2) relu avg_pool(6) linear(->20) relu linear(->K). */
+void poet_config_reference_arch(poet_arch *arch, int classes);
+
+/* Number of iterations the run trains for, given the training set size. */
+long poet_config_total_iterations(const poet_config *cfg, long train_size);
+
+const char *poet_tree_kind_name(poet_tree_kind kind);
+const char *poet_overlap_mode_name(poet_overlap_mode mode);
+
+#endif

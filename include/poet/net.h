@@ -1,0 +1,56 @@
+/* net.h — a stack of G members with the same architecture, run with oneDNN primitives.
+ *
+ * A stack is the unit of computation on a rank. With G = 1 it is one member's network; with G > 1
+ * it is the fused form: the first layer sees the same images for every member, so it is one
+ * convolution with G·O output channels; every later layer is a grouped convolution (one group per
+ * member; linear layers are grouped convolutions whose kernel covers the whole input), or an
+ * eltwise/pooling primitive that is per-channel anyway. The math is the same as G separate members.
+ *
+ * Parameters live outside the stack (the rank owns one contiguous buffer for all its stacks so the
+ * optimiser is one pass). A stack's parameters are in "stack layout": tensor-major, each tensor
+ * holding the G members' copies one after another in member layout order (see arch.h), which is
+ * exactly oneDNN's grouped weight layout (goihw) and the G·O bias:
+ *   tensor t of member g starts at  G * plan.tensors[t].offset + g * plan.tensors[t].count.
+ *
+ * Primitives are created once per (shape, batch) in poet_stack_create and reused; user-visible
+ * tensors (images, logits, parameters, gradients) are plain; activations stay in the layouts oneDNN
+ * prefers and are reordered only at the edges.
+ */
+#ifndef POET_NET_H
+#define POET_NET_H
+
+#include <stddef.h>
+
+#include "poet/arch.h"
+#include "poet/error.h"
+
+typedef struct poet_stack poet_stack;
+
+/* `params` and `grads` point to G * plan->param_count floats each, in stack layout; they must stay
+ * valid while the stack lives. `training` = 0 creates forward-inference primitives only. */
+poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch, int training,
+                              float *params, float *grads, poet_stack **out);
+void poet_stack_destroy(poet_stack *stack);
+
+int poet_stack_members(const poet_stack *stack);  /* G */
+int poet_stack_batch(const poet_stack *stack);    /* B */
+
+/* images: [B, C, H, W] plain. logits: [B, G·K] plain — member g's logit k of image b is at
+ * logits[b * G·K + g * K + k]. Keeps what backward needs. */
+poet_status poet_stack_forward(poet_stack *stack, const float *images, float *logits);
+
+/* dlogits: [B, K] plain, the same gradient for every member (the ensemble's (q̄ - p)/(M·B)).
+ * Computes every parameter gradient into `grads` (overwriting, or adding when `accumulate`).
+ * Needs the preceding forward of the same batch. */
+poet_status poet_stack_backward(poet_stack *stack, const float *dlogits, int accumulate);
+
+/* Copy one member's parameters between stack layout and member layout. */
+void poet_stack_member_get(const poet_arch_plan *plan, int members, const float *stack_buf, int g,
+                           float *member_buf);
+void poet_stack_member_set(const poet_arch_plan *plan, int members, float *stack_buf, int g,
+                           const float *member_buf);
+
+/* Number of OpenMP threads oneDNN uses from now on in this process. */
+void poet_net_set_threads(int threads);
+
+#endif

@@ -1,0 +1,90 @@
+/* error.c — the one recorded error message and the libraries' error strings. */
+#include "poet/error.h"
+
+#include <dnnl.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static char recorded_message[1024];
+static int message_recorded;
+
+poet_status poet_error_set(poet_status status, const char *fmt, ...) {
+    if (message_recorded)
+        return status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(recorded_message, sizeof recorded_message, fmt, ap);
+    va_end(ap);
+    /* Keep the message on one line: callers print it as a single log line. */
+    for (char *c = recorded_message; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    message_recorded = 1;
+    return status;
+}
+
+const char *poet_error_message(void) { return message_recorded ? recorded_message : ""; }
+
+void poet_error_clear(void) {
+    message_recorded = 0;
+    recorded_message[0] = '\0';
+}
+
+const char *poet_status_name(poet_status status) {
+    switch (status) {
+    case POET_OK: return "ok";
+    case POET_ERR_USAGE: return "usage error";
+    case POET_ERR_CONFIG: return "config error";
+    case POET_ERR_DATA: return "data error";
+    case POET_ERR_IO: return "I/O error";
+    case POET_ERR_NOMEM: return "out of memory";
+    case POET_ERR_DNNL: return "oneDNN error";
+    case POET_ERR_MPI: return "MPI error";
+    case POET_ERR_HDF5: return "HDF5 error";
+    case POET_ERR_CHECKPOINT: return "checkpoint error";
+    case POET_ERR_NUMERIC: return "numerical error";
+    case POET_ERR_REMOTE: return "error on another rank";
+    case POET_ERR_INTERNAL: return "internal error";
+    case POET_STOPPED: return "stopped";
+    }
+    return "unknown error";
+}
+
+const char *poet_dnnl_status_string(int status) {
+    switch ((dnnl_status_t)status) {
+    case dnnl_success: return "success";
+    case dnnl_out_of_memory: return "out of memory";
+    case dnnl_invalid_arguments: return "invalid arguments";
+    case dnnl_unimplemented: return "unimplemented (no kernel for these shapes/layouts)";
+    case dnnl_iterator_ends: return "iterator ends";
+    case dnnl_runtime_error: return "runtime error";
+    case dnnl_not_required: return "not required";
+    default: return "unknown oneDNN status";
+    }
+}
+
+const char *poet_mpi_error_string(int code) {
+    static char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, text, &len) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "MPI error code %d", code);
+    return text;
+}
+
+/* Walks HDF5's error stack and keeps the innermost description: the most specific cause. */
+static herr_t keep_innermost(unsigned n, const H5E_error2_t *err, void *data) {
+    char *out = data;
+    if (n == 0 && err->desc && err->desc[0]) /* walking upward, entry 0 is the most specific */
+        snprintf(out, 256, "%s (in %s)", err->desc, err->func_name ? err->func_name : "?");
+    return 0;
+}
+
+const char *poet_hdf5_error_string(void) {
+    static char text[256];
+    snprintf(text, sizeof text, "no HDF5 error description");
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, text);
+    return text;
+}

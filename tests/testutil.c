@@ -1,0 +1,54 @@
+#include "testutil.h"
+
+#include <math.h>
+
+int test_failures;
+
+int test_compare_f64(const char *what, const double *got, const double *ref, size_t n, double atol,
+                     double rtol) {
+    double worst_ratio = 0, worst_diff = 0;
+    size_t worst = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double diff = fabs(got[i] - ref[i]);
+        double ratio = diff / (atol + rtol * fabs(ref[i]));
+        if (!(ratio <= 1.0))
+            bad++;
+        if (!(ratio <= worst_ratio)) { /* also catches NaN */
+            worst_ratio = ratio;
+            worst_diff = diff;
+            worst = i;
+        }
+    }
+    printf("%-40s n=%-8zu max|diff|=%.3e at %zu (got %.9g ref %.9g) tol-ratio=%.3f %s\n", what, n,
+           worst_diff, worst, n ? got[worst] : 0.0, n ? ref[worst] : 0.0, worst_ratio,
+           bad ? "FAIL" : "ok");
+    if (bad) {
+        fprintf(stderr, "FAIL %s: %zu of %zu elements outside atol=%g rtol=%g\n", what, bad, n, atol,
+                rtol);
+        test_failures++;
+    }
+    return bad == 0;
+}
+
+int test_compare_f32(const char *what, const float *got, const double *ref, size_t n, double atol,
+                     double rtol) {
+    double *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    if (!tmp) {
+        fprintf(stderr, "FAIL out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = got[i];
+    int ok = test_compare_f64(what, tmp, ref, n, atol, rtol);
+    free(tmp);
+    return ok;
+}
+
+int test_finish(const char *name) {
+    if (test_failures) {
+        printf("%s: %d check(s) failed\n", name, test_failures);
+        return 1;
+    }
+    printf("%s: all checks passed\n", name);
+    return 0;
+}
