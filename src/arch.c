@@ -1,0 +1,301 @@
+/* arch.c — shape inference, parameter tensors and initialisation of one member architecture.
+ *
+ * Legend: C = channels, H/W = height/width, K = classes, O/I = output/input channels.
+ *
+ * Everything here is pure and cheap: the oneDNN network, the reference and checkpoints each build
+ * their own plan from the same poet_arch and therefore agree on names, shapes and offsets.
+ */
+#include "poet/arch.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "poet/rng.h"
+
+static const char *kind_name(poet_layer_kind kind) {
+    switch (kind) {
+    case POET_LAYER_CONV: return "conv";
+    case POET_LAYER_RELU: return "relu";
+    case POET_LAYER_AVG_POOL: return "avg_pool";
+    case POET_LAYER_MAX_POOL: return "max_pool";
+    case POET_LAYER_LINEAR: return "linear";
+    }
+    return "unknown";
+}
+
+/* A pool's stride defaults to its kernel (PyTorch's stride=None); the config may leave it 0. */
+static int pool_stride(const poet_layer_spec *s) { return s->stride > 0 ? s->stride : s->kernel; }
+
+/* Appends one parameter tensor to the plan; returns its index. Sizes were checked by the caller. */
+static int add_tensor(poet_arch_plan *plan, const char *prefix, int number, const char *suffix,
+                      int ndims, const int64_t *dims, int fan_in) {
+    int t = plan->n_tensors++;
+    poet_tensor_info *info = &plan->tensors[t];
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s%d.%s", prefix, number, suffix);
+    info->ndims = ndims;
+    info->count = 1;
+    for (int d = 0; d < ndims; d++) {
+        info->dims[d] = dims[d];
+        info->count *= (size_t)dims[d];
+    }
+    info->offset = plan->param_count;
+    info->fan_in = fan_in;
+    plan->param_count += info->count;
+    return t;
+}
+
+/* Output size of a sliding window along one axis, or a message when the kernel does not fit. */
+static poet_status window_out(const char *where, int index, const poet_layer_spec *s, int kernel_h,
+                              int kernel_w, int stride, int padding, poet_shape in, int *out_h,
+                              int *out_w) {
+    poet_status st = POET_OK;
+    if (in.h + 2 * padding < kernel_h || in.w + 2 * padding < kernel_w)
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s[%d]: kernel %d does not fit input %dx%d (padding %d) of this %s layer: "
+                  "use a smaller kernel or more padding",
+                  where, index, kernel_h, in.h, in.w, padding, kind_name(s->kind));
+    *out_h = (in.h + 2 * padding - kernel_h) / stride + 1;
+    *out_w = (in.w + 2 * padding - kernel_w) / stride + 1;
+fail:
+    return st;
+}
+
+/* Checks the numbers of one layer spec that shape inference relies on. */
+static poet_status check_spec(const char *where, int index, const poet_layer_spec *s) {
+    poet_status st = POET_OK;
+    switch (s->kind) {
+    case POET_LAYER_CONV:
+        if (s->out < 1 || s->kernel < 1 || s->stride < 1 || s->padding < 0)
+            POET_FAIL(POET_ERR_CONFIG,
+                      "%s[%d]: conv expects out >= 1, kernel >= 1, stride >= 1, padding >= 0, "
+                      "got out %d, kernel %d, stride %d, padding %d",
+                      where, index, s->out, s->kernel, s->stride, s->padding);
+        break;
+    case POET_LAYER_LINEAR:
+        if (s->out < 1)
+            POET_FAIL(POET_ERR_CONFIG, "%s[%d]: linear expects out >= 1, got %d", where, index,
+                      s->out);
+        break;
+    case POET_LAYER_AVG_POOL:
+    case POET_LAYER_MAX_POOL:
+        if (s->global)
+            break;
+        if (s->kernel < 1 || s->stride < 0 || s->padding < 0)
+            POET_FAIL(POET_ERR_CONFIG,
+                      "%s[%d]: %s expects kernel >= 1, stride >= 1, padding >= 0, got kernel %d, "
+                      "stride %d, padding %d",
+                      where, index, kind_name(s->kind), s->kernel, s->stride, s->padding);
+        /* PyTorch's rule: a window must never lie entirely in the padding. */
+        if (2 * s->padding > s->kernel)
+            POET_FAIL(POET_ERR_CONFIG, "%s[%d]: %s padding %d must be at most half the kernel %d",
+                      where, index, kind_name(s->kind), s->padding, s->kernel);
+        break;
+    case POET_LAYER_RELU: break;
+    default:
+        POET_FAIL(POET_ERR_CONFIG, "%s[%d]: unknown layer kind %d", where, index, (int)s->kind);
+    }
+fail:
+    return st;
+}
+
+/* Resolves one layer: kernel, stride, padding, output shape and its parameter tensors. */
+static poet_status plan_layer(const char *where, int index, const poet_layer_spec *s,
+                              poet_shape in, int *n_conv, int *n_fc, poet_arch_plan *plan) {
+    poet_status st = POET_OK;
+    poet_layer_plan *lp = &plan->layers[index];
+    memset(lp, 0, sizeof *lp);
+    lp->kind = s->kind;
+    lp->in = in;
+    lp->out = in;
+    lp->kernel_h = lp->kernel_w = 1;
+    lp->stride = 1;
+    lp->weight_tensor = -1;
+    POET_TRY(check_spec(where, index, s));
+
+    switch (s->kind) {
+    case POET_LAYER_CONV: {
+        lp->kernel_h = lp->kernel_w = s->kernel;
+        lp->stride = s->stride;
+        lp->padding = s->padding;
+        POET_TRY(window_out(where, index, s, s->kernel, s->kernel, s->stride, s->padding, in,
+                            &lp->out.h, &lp->out.w));
+        lp->out.c = s->out;
+        int64_t fan_in = (int64_t)in.c * s->kernel * s->kernel;
+        if (fan_in > INT_MAX || (int64_t)s->out * fan_in > INT_MAX)
+            POET_FAIL(POET_ERR_CONFIG, "%s[%d]: conv weight %d x %lld is too large", where, index,
+                      s->out, (long long)fan_in);
+        int64_t wdims[4] = {s->out, in.c, s->kernel, s->kernel};
+        int64_t bdims[1] = {s->out};
+        ++*n_conv;
+        lp->weight_tensor = add_tensor(plan, "conv", *n_conv, "weight", 4, wdims, (int)fan_in);
+        add_tensor(plan, "conv", *n_conv, "bias", 1, bdims, (int)fan_in);
+        break;
+    }
+    case POET_LAYER_LINEAR: {
+        /* Flattens C·H·W: recorded as a kernel over the whole input, like a global window. */
+        int64_t fan_in = (int64_t)in.c * in.h * in.w;
+        if (fan_in > INT_MAX || (int64_t)s->out * fan_in > INT_MAX)
+            POET_FAIL(POET_ERR_CONFIG, "%s[%d]: linear weight %d x %lld is too large", where,
+                      index, s->out, (long long)fan_in);
+        lp->kernel_h = in.h;
+        lp->kernel_w = in.w;
+        lp->out = (poet_shape){s->out, 1, 1};
+        int64_t wdims[2] = {s->out, fan_in};
+        int64_t bdims[1] = {s->out};
+        ++*n_fc;
+        lp->weight_tensor = add_tensor(plan, "fc", *n_fc, "weight", 2, wdims, (int)fan_in);
+        add_tensor(plan, "fc", *n_fc, "bias", 1, bdims, (int)fan_in);
+        break;
+    }
+    case POET_LAYER_AVG_POOL:
+    case POET_LAYER_MAX_POOL:
+        if (s->global) {
+            lp->kernel_h = in.h;
+            lp->kernel_w = in.w;
+            lp->out.h = lp->out.w = 1;
+        } else {
+            lp->kernel_h = lp->kernel_w = s->kernel;
+            lp->stride = pool_stride(s);
+            lp->padding = s->padding;
+            POET_TRY(window_out(where, index, s, s->kernel, s->kernel, lp->stride, s->padding, in,
+                                &lp->out.h, &lp->out.w));
+        }
+        break;
+    case POET_LAYER_RELU: break;
+    }
+fail:
+    return st;
+}
+
+/* Multiply-adds count 2; pooling and relu count one operation per input element they read. */
+static double layer_flops(const poet_layer_plan *lp) {
+    double out_elems = (double)lp->out.c * lp->out.h * lp->out.w;
+    switch (lp->kind) {
+    case POET_LAYER_CONV:
+        return 2.0 * out_elems * lp->in.c * lp->kernel_h * lp->kernel_w + out_elems;
+    case POET_LAYER_LINEAR:
+        return 2.0 * out_elems * lp->in.c * lp->in.h * lp->in.w + out_elems;
+    case POET_LAYER_AVG_POOL:
+    case POET_LAYER_MAX_POOL: return out_elems * lp->kernel_h * lp->kernel_w;
+    case POET_LAYER_RELU: return out_elems;
+    }
+    return 0;
+}
+
+poet_status poet_arch_plan_build(const poet_arch *arch, poet_shape input, int classes,
+                                 const char *where, poet_arch_plan *plan) {
+    poet_status st = POET_OK;
+    memset(plan, 0, sizeof *plan);
+    plan->input = input;
+    plan->classes = classes;
+    if (arch->n_layers < 1 || arch->n_layers > POET_MAX_LAYERS)
+        POET_FAIL(POET_ERR_CONFIG, "%s: expected 1 to %d layers, got %d", where, POET_MAX_LAYERS,
+                  arch->n_layers);
+    if (input.c < 1 || input.h < 1 || input.w < 1)
+        POET_FAIL(POET_ERR_CONFIG, "%s: input shape %dx%dx%d is empty", where, input.c, input.h,
+                  input.w);
+
+    poet_shape shape = input;
+    int n_conv = 0, n_fc = 0;
+    for (int i = 0; i < arch->n_layers; i++) {
+        POET_TRY(plan_layer(where, i, &arch->layers[i], shape, &n_conv, &n_fc, plan));
+        plan->n_layers = i + 1;
+        shape = plan->layers[i].out;
+        plan->forward_flops += layer_flops(&plan->layers[i]);
+    }
+    if (shape.c != classes || shape.h != 1 || shape.w != 1)
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s: network ends with %dx%dx%d outputs, expected %d logits (end with a linear "
+                  "layer of %d outputs)",
+                  where, shape.c, shape.h, shape.w, classes, classes);
+fail:
+    return st;
+}
+
+/* Element e of member `member` is drawn at counter (member << 40) + e: 2^40 elements per member is
+ * far beyond any network here, and the counter depends on nothing but the global member index and
+ * the element's place in member layout, so any rank can initialise any member identically. */
+void poet_arch_init_member(const poet_arch_plan *plan, uint64_t seed, int member, float *params) {
+    uint64_t base = (uint64_t)member << 40;
+    for (int t = 0; t < plan->n_tensors; t++) {
+        const poet_tensor_info *info = &plan->tensors[t];
+        double bound = 1.0 / sqrt((double)info->fan_in);
+        for (size_t i = 0; i < info->count; i++) {
+            size_t e = info->offset + i;
+            double u = poet_rng_uniform(seed, POET_STREAM_INIT, base + e);
+            params[e] = (float)((2.0 * u - 1.0) * bound);
+        }
+    }
+}
+
+static int spec_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
+    if (a->kind != b->kind)
+        return 0;
+    switch (a->kind) {
+    case POET_LAYER_CONV:
+        return a->out == b->out && a->kernel == b->kernel && a->stride == b->stride &&
+               a->padding == b->padding;
+    case POET_LAYER_LINEAR: return a->out == b->out;
+    case POET_LAYER_AVG_POOL:
+    case POET_LAYER_MAX_POOL:
+        if (a->global || b->global)
+            return a->global && b->global;
+        return a->kernel == b->kernel && pool_stride(a) == pool_stride(b) &&
+               a->padding == b->padding;
+    case POET_LAYER_RELU: return 1;
+    }
+    return 0;
+}
+
+/* Compares only the fields that mean something for each kind, so unused fields left at different
+ * values by a parser do not make two identical networks differ. */
+int poet_arch_equal(const poet_arch *a, const poet_arch *b) {
+    if (a->n_layers != b->n_layers)
+        return 0;
+    for (int i = 0; i < a->n_layers; i++)
+        if (!spec_equal(&a->layers[i], &b->layers[i]))
+            return 0;
+    return 1;
+}
+
+static void describe_layer(const poet_layer_spec *s, char *buf, size_t size) {
+    switch (s->kind) {
+    case POET_LAYER_CONV:
+        if (s->padding)
+            snprintf(buf, size, "conv(%d,k%d,s%d,p%d)", s->out, s->kernel, s->stride, s->padding);
+        else
+            snprintf(buf, size, "conv(%d,k%d,s%d)", s->out, s->kernel, s->stride);
+        break;
+    case POET_LAYER_LINEAR: snprintf(buf, size, "linear(%d)", s->out); break;
+    case POET_LAYER_AVG_POOL:
+    case POET_LAYER_MAX_POOL:
+        if (s->global)
+            snprintf(buf, size, "%s(global)", kind_name(s->kind));
+        else if (s->padding)
+            snprintf(buf, size, "%s(k%d,s%d,p%d)", kind_name(s->kind), s->kernel, pool_stride(s),
+                     s->padding);
+        else
+            snprintf(buf, size, "%s(k%d,s%d)", kind_name(s->kind), s->kernel, pool_stride(s));
+        break;
+    case POET_LAYER_RELU: snprintf(buf, size, "relu"); break;
+    default: snprintf(buf, size, "unknown(%d)", (int)s->kind); break;
+    }
+}
+
+void poet_arch_describe(const poet_arch *arch, char *out, size_t size) {
+    if (!size)
+        return;
+    out[0] = '\0';
+    size_t used = 0;
+    for (int i = 0; i < arch->n_layers && used + 1 < size; i++) {
+        char layer[64];
+        describe_layer(&arch->layers[i], layer, sizeof layer);
+        int n = snprintf(out + used, size - used, "%s%s", i ? " " : "", layer);
+        if (n < 0)
+            break;
+        used += (size_t)n; /* snprintf truncated at size-1 when n is too large: loop ends */
+    }
+}
