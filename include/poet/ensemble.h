@@ -1,0 +1,85 @@
+/* ensemble.h — the members one rank owns: placement, their stacks, and one contiguous buffer each for
+ * parameters, gradients and momentum (so the optimiser is one fused pass).
+ *
+ * Members are numbered 0..M-1 globally. A rank's members are kept in ascending order and grouped into
+ * stacks: with `fused`, consecutive owned members of the same architecture share one stack (a grouped
+ * oneDNN graph); without, every member is a stack of its own. Either way the math is the same.
+ */
+#ifndef POET_ENSEMBLE_H
+#define POET_ENSEMBLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "poet/arch.h"
+#include "poet/config.h"
+#include "poet/error.h"
+#include "poet/net.h"
+
+typedef struct {
+    int arch;            /* architecture index in cfg->archs */
+    int first_local;     /* index of its first member among the rank's members */
+    int members;         /* G */
+    size_t param_offset; /* where its stack-layout parameters start in the rank's buffers */
+    poet_stack *train[2];/* training stacks: [1] only in the stale mode (double-buffered activations) */
+    poet_stack *eval;    /* inference stack for evaluation batches */
+    float *logits;       /* [B_train, G·K] scratch */
+    float *eval_logits;  /* [B_eval, G·K] scratch */
+} poet_member_stack;
+
+typedef struct {
+    const poet_config *cfg;
+    int rank, ranks;
+    int classes;                         /* K */
+    int batch;                           /* rows per training stack call (B, or B / chunks) */
+    int eval_batch;
+    poet_shape input;
+    poet_arch_plan plans[POET_MAX_ARCHS];
+    int member_rank[POET_MAX_MEMBERS];   /* owner of every member */
+    int n_local;
+    int local_ids[POET_MAX_MEMBERS];     /* global ids of this rank's members, ascending */
+    int n_stacks;
+    poet_member_stack *stacks;
+    size_t n_params;                     /* floats in each of the three buffers */
+    float *params;                       /* every owned member's parameters, stack layout per stack */
+    float *grads;
+    float *velocity;
+    double *member_loss;                 /* [n_local] last batch's own losses (sum over rows) */
+    long *member_correct;                /* [n_local] */
+} poet_ensemble;
+
+/* Owner of every member: explicit map from the config, or block placement (ranks 0..M%P-1 own one
+ * more). Fails when P > M, or an explicit rank is >= P, or a rank would own no member. */
+poet_status poet_placement(const poet_config *cfg, int ranks, int *member_rank);
+
+/* Builds this rank's members: plans, stacks for `batch` rows (`train_slots` = 2 for the stale mode)
+ * and for `eval_batch` rows, and initial weights from (seed, member id). */
+poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, poet_shape input,
+                                 int batch, int train_slots, int eval_batch, poet_ensemble *e);
+void poet_ensemble_destroy(poet_ensemble *e);
+
+/* Forward of every owned member on `images` ([batch, C, H, W]); adds their logits in fixed point into
+ * `fixed_sum` ([batch, K], not cleared) and adds each member's own loss (sum over rows) and correct
+ * count into member_loss/member_correct. */
+poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *images,
+                                  const uint8_t *labels, int64_t *fixed_sum);
+
+/* Backward of every owned member for the same `grad` ([batch, K]); gradients overwrite, or add. */
+poet_status poet_ensemble_backward(poet_ensemble *e, int slot, const float *grad, int accumulate);
+
+/* One SGD step over the rank's whole buffer. */
+void poet_ensemble_step(poet_ensemble *e, double lr);
+
+/* Inference forward for evaluation: logits of local member i for `rows` images are written to
+ * member_logits[i][row][k] ([n_local, eval_batch, K]); fixed_sum as above. */
+poet_status poet_ensemble_eval_forward(poet_ensemble *e, const float *images, int rows,
+                                       float *member_logits, int64_t *fixed_sum);
+
+/* Where local member i's parameters live: its stack and its index g inside it. */
+const poet_member_stack *poet_ensemble_stack_of(const poet_ensemble *e, int local, int *g);
+
+/* Copy local member i's parameters or momentum between the rank's buffer and member layout. */
+void poet_ensemble_member_get(const poet_ensemble *e, int local, const float *buffer, float *member);
+void poet_ensemble_member_set(poet_ensemble *e, int local, float *buffer, const float *member);
+
+#endif

@@ -1,0 +1,30 @@
+/* eval.h — test-set evaluation of the whole ensemble across ranks.
+ *
+ * Every rank forwards its members over the test set in inference mode; the fixed-point logit sums
+ * meet at rank 0 with MPI_Reduce (exact, so the result does not depend on the rank count); members'
+ * predictions are gathered so rank 0 can measure how often members disagree.
+ */
+#ifndef POET_EVAL_H
+#define POET_EVAL_H
+
+#include <mpi.h>
+
+#include "poet/data.h"
+#include "poet/ensemble.h"
+
+typedef struct {
+    long iteration;          /* iterations trained when evaluated */
+    long images;             /* test images used */
+    double ensemble_nll;     /* mean -log q̄[label] */
+    double ensemble_accuracy;
+    double member_accuracy[POET_MAX_MEMBERS]; /* each member on its own, by global id */
+    double member_nll[POET_MAX_MEMBERS];
+    double mean_member_accuracy;
+    double disagreement;     /* mean over member pairs of the fraction of images they classify differently */
+} poet_eval_result;
+
+/* Collective over comm. The full result is valid on rank 0 (other ranks get ensemble metrics too). */
+poet_status poet_eval_run(MPI_Comm comm, poet_ensemble *e, const poet_dataset *test, long iteration,
+                          poet_eval_result *out);
+
+#endif

@@ -1,0 +1,45 @@
+/* train.h — the training loop of one rank, and the signals that stop it cleanly.
+ *
+ * Per iteration: batch from (seed, iteration) → forward of the rank's members → fixed-point logit sum
+ * up the tree → root: softmax of the mean, loss, gradient (q̄ − p)/(M·B) → gradient down the tree →
+ * backward → SGD step. A stop signal (SIGTERM, SIGUSR1) is carried up in the tree header, the root's
+ * decision comes back down, and every rank checkpoints after the same iteration and returns
+ * POET_STOPPED.
+ */
+#ifndef POET_TRAIN_H
+#define POET_TRAIN_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "poet/config.h"
+#include "poet/eval.h"
+
+typedef struct {
+    int resume;          /* --resume: continue from the newest good checkpoint, if any */
+    const char *resume_from; /* --resume-from FILE: that checkpoint */
+    long stop_after;     /* testing: behave as if stopped by a signal after this many iterations (0 = never) */
+    int quiet;           /* no progress lines */
+    const char *trajectory; /* if set, rank 0 appends "iteration loss-as-hex" lines to this file */
+} poet_train_options;
+
+typedef struct {
+    long iterations_done;
+    double final_loss;
+    double seconds;
+    double images_per_second; /* ensemble images (each seen by all members) */
+    uint64_t bytes_per_iteration; /* this rank, sent + received */
+    uint64_t data_parallel_bytes_per_iteration; /* what all-reducing every gradient would move */
+    poet_eval_result eval;
+    int evaluated;
+} poet_train_summary;
+
+/* Installs SIGTERM/SIGUSR1 handlers that only set a flag read at the next iteration. */
+void poet_train_install_signal_handlers(void);
+
+/* Runs the whole training (collective over comm). Returns POET_OK when finished, POET_STOPPED after
+ * a signal-triggered checkpoint, or an error (every rank returns an error status, none hangs). */
+poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_train_options *opt,
+                           poet_train_summary *summary);
+
+#endif
