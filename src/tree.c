@@ -1,0 +1,246 @@
+/* tree.c — non-blocking reduce/broadcast over a k-ary tree of ranks, or over MPI's own collectives.
+ *
+ * Each slot runs a small state machine:
+ *   reduce_start: post receives from the children (a leaf sends to its parent at once)
+ *   progress:     once every child's partial sum arrived, add them and send up
+ *   reduce_wait:  finish that; on the root the slot's up buffer now holds the totals
+ *   bcast_start:  the root sends the gradient to its children; others post a receive from the parent
+ *   bcast_wait:   once the parent's message arrived, forward it to the children
+ */
+#include "poet/tree.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { TAG_UP = 4100, TAG_DOWN = 4200 };
+#define MAX_CHILDREN 64
+
+typedef struct {
+    int64_t *up;            /* [H + n] own partial, then the sum of the subtree */
+    int64_t *from_children; /* [children][H + n] */
+    unsigned char *down;    /* [8H + 4n] header then float gradient */
+    MPI_Request child_recv[MAX_CHILDREN];
+    MPI_Request parent_send;
+    MPI_Request parent_recv;
+    MPI_Request child_send[MAX_CHILDREN];
+    MPI_Request collective;
+    int up_sent;            /* partial sum already added and sent up */
+    int down_forwarded;     /* gradient already sent on to the children */
+} tree_slot;
+
+struct poet_tree {
+    MPI_Comm comm;
+    int rank, size;
+    poet_tree_kind kind;
+    int arity;
+    int parent;
+    int n_children;
+    int children[MAX_CHILDREN];
+    size_t n;          /* values per message */
+    int slots;
+    tree_slot *slot;
+    uint64_t bytes_sent, bytes_received;
+};
+
+static size_t up_count(const poet_tree *t) { return POET_TREE_HEADER + t->n; }
+static size_t down_bytes(const poet_tree *t) {
+    return POET_TREE_HEADER * sizeof(int64_t) + t->n * sizeof(float);
+}
+
+int poet_tree_parent_of(int rank, int arity) { return rank == 0 ? -1 : (rank - 1) / arity; }
+
+int poet_tree_children_of(int rank, int size, int arity, int *children, int max_children) {
+    int count = 0;
+    for (int i = 1; i <= arity && count < max_children; i++) {
+        long child = (long)arity * rank + i;
+        if (child < size)
+            children[count++] = (int)child;
+    }
+    return count;
+}
+
+poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size_t values, int slots,
+                             poet_tree **out) {
+    poet_status st = POET_OK;
+    poet_tree *t = NULL;
+    *out = NULL;
+    if (kind == POET_TREE_BINARY)
+        arity = 2;
+    if (arity < 2 || arity > MAX_CHILDREN)
+        return poet_error_set(POET_ERR_CONFIG, "distributed.arity: expected 2..%d, got %d",
+                              MAX_CHILDREN, arity);
+    POET_ALLOC(t, 1);
+    t->comm = comm;
+    t->kind = kind;
+    t->arity = arity;
+    t->n = values;
+    t->slots = slots;
+    POET_MPI(MPI_Comm_rank(comm, &t->rank));
+    POET_MPI(MPI_Comm_size(comm, &t->size));
+    t->parent = poet_tree_parent_of(t->rank, arity);
+    t->n_children = poet_tree_children_of(t->rank, t->size, arity, t->children, MAX_CHILDREN);
+    POET_ALLOC(t->slot, slots);
+    for (int s = 0; s < slots; s++) {
+        tree_slot *sl = &t->slot[s];
+        POET_ALLOC(sl->up, up_count(t));
+        POET_ALLOC(sl->from_children, up_count(t) * (size_t)(t->n_children ? t->n_children : 1));
+        POET_ALLOC(sl->down, down_bytes(t));
+        sl->parent_send = sl->parent_recv = sl->collective = MPI_REQUEST_NULL;
+        for (int c = 0; c < MAX_CHILDREN; c++)
+            sl->child_recv[c] = sl->child_send[c] = MPI_REQUEST_NULL;
+    }
+    *out = t;
+    return POET_OK;
+fail:
+    poet_tree_destroy(t);
+    return st;
+}
+
+void poet_tree_destroy(poet_tree *t) {
+    if (!t)
+        return;
+    for (int s = 0; t->slot && s < t->slots; s++) {
+        free(t->slot[s].up);
+        free(t->slot[s].from_children);
+        free(t->slot[s].down);
+    }
+    free(t->slot);
+    free(t);
+}
+
+int poet_tree_is_root(const poet_tree *t) { return t->rank == 0; }
+int64_t *poet_tree_up(poet_tree *t, int slot) { return t->slot[slot].up; }
+int64_t *poet_tree_down_header(poet_tree *t, int slot) { return (int64_t *)t->slot[slot].down; }
+float *poet_tree_down_values(poet_tree *t, int slot) {
+    return (float *)(t->slot[slot].down + POET_TREE_HEADER * sizeof(int64_t));
+}
+uint64_t poet_tree_bytes_sent(const poet_tree *t) { return t->bytes_sent; }
+uint64_t poet_tree_bytes_received(const poet_tree *t) { return t->bytes_received; }
+
+/* Adds the children's subtree sums into ours and sends the result to the parent (not at the root). */
+static poet_status send_up(poet_tree *t, tree_slot *sl) {
+    poet_status st = POET_OK;
+    size_t count = up_count(t);
+    for (int c = 0; c < t->n_children; c++) {
+        const int64_t *child = sl->from_children + (size_t)c * count;
+        for (size_t i = 0; i < count; i++)
+            sl->up[i] += child[i];
+    }
+    if (t->parent >= 0) {
+        POET_MPI(MPI_Isend(sl->up, (int)count, MPI_INT64_T, t->parent, TAG_UP, t->comm,
+                           &sl->parent_send));
+        t->bytes_sent += count * sizeof(int64_t);
+    }
+    sl->up_sent = 1;
+fail:
+    return st;
+}
+
+poet_status poet_tree_reduce_start(poet_tree *t, int slot) {
+    poet_status st = POET_OK;
+    tree_slot *sl = &t->slot[slot];
+    size_t count = up_count(t);
+    sl->up_sent = 0;
+    if (t->kind == POET_TREE_MPI) {
+        /* In place at the root; other ranks' buffers are only read. */
+        void *send = t->rank == 0 ? MPI_IN_PLACE : (void *)sl->up;
+        POET_MPI(MPI_Ireduce(send, sl->up, (int)count, MPI_INT64_T, MPI_SUM, 0, t->comm,
+                             &sl->collective));
+        if (t->rank != 0)
+            t->bytes_sent += count * sizeof(int64_t);
+        return POET_OK;
+    }
+    for (int c = 0; c < t->n_children; c++) {
+        POET_MPI(MPI_Irecv(sl->from_children + (size_t)c * count, (int)count, MPI_INT64_T,
+                           t->children[c], TAG_UP, t->comm, &sl->child_recv[c]));
+        t->bytes_received += count * sizeof(int64_t);
+    }
+    if (t->n_children == 0)
+        POET_TRY(send_up(t, sl));
+fail:
+    return st;
+}
+
+/* Sends up as soon as every child arrived; never blocks. */
+static poet_status progress_slot(poet_tree *t, tree_slot *sl) {
+    poet_status st = POET_OK;
+    if (t->kind == POET_TREE_MPI || sl->up_sent || t->n_children == 0)
+        return POET_OK;
+    int done = 0;
+    POET_MPI(MPI_Testall(t->n_children, sl->child_recv, &done, MPI_STATUSES_IGNORE));
+    if (done)
+        POET_TRY(send_up(t, sl));
+fail:
+    return st;
+}
+
+poet_status poet_tree_progress(poet_tree *t) {
+    poet_status st = POET_OK;
+    for (int s = 0; s < t->slots; s++)
+        POET_TRY(progress_slot(t, &t->slot[s]));
+fail:
+    return st;
+}
+
+poet_status poet_tree_reduce_wait(poet_tree *t, int slot) {
+    poet_status st = POET_OK;
+    tree_slot *sl = &t->slot[slot];
+    if (t->kind == POET_TREE_MPI) {
+        POET_MPI(MPI_Wait(&sl->collective, MPI_STATUS_IGNORE));
+        return POET_OK;
+    }
+    if (!sl->up_sent) {
+        POET_MPI(MPI_Waitall(t->n_children, sl->child_recv, MPI_STATUSES_IGNORE));
+        POET_TRY(send_up(t, sl));
+    }
+    POET_MPI(MPI_Wait(&sl->parent_send, MPI_STATUS_IGNORE));
+fail:
+    return st;
+}
+
+static poet_status send_down(poet_tree *t, tree_slot *sl) {
+    poet_status st = POET_OK;
+    for (int c = 0; c < t->n_children; c++) {
+        POET_MPI(MPI_Isend(sl->down, (int)down_bytes(t), MPI_BYTE, t->children[c], TAG_DOWN,
+                           t->comm, &sl->child_send[c]));
+        t->bytes_sent += down_bytes(t);
+    }
+    sl->down_forwarded = 1;
+fail:
+    return st;
+}
+
+poet_status poet_tree_bcast_start(poet_tree *t, int slot) {
+    poet_status st = POET_OK;
+    tree_slot *sl = &t->slot[slot];
+    sl->down_forwarded = 0;
+    if (t->kind == POET_TREE_MPI) {
+        POET_MPI(MPI_Ibcast(sl->down, (int)down_bytes(t), MPI_BYTE, 0, t->comm, &sl->collective));
+        if (t->rank != 0)
+            t->bytes_received += down_bytes(t);
+        return POET_OK;
+    }
+    if (t->parent < 0)
+        return send_down(t, sl);
+    POET_MPI(MPI_Irecv(sl->down, (int)down_bytes(t), MPI_BYTE, t->parent, TAG_DOWN, t->comm,
+                       &sl->parent_recv));
+    t->bytes_received += down_bytes(t);
+fail:
+    return st;
+}
+
+poet_status poet_tree_bcast_wait(poet_tree *t, int slot) {
+    poet_status st = POET_OK;
+    tree_slot *sl = &t->slot[slot];
+    if (t->kind == POET_TREE_MPI) {
+        POET_MPI(MPI_Wait(&sl->collective, MPI_STATUS_IGNORE));
+        return POET_OK;
+    }
+    if (!sl->down_forwarded) {
+        POET_MPI(MPI_Wait(&sl->parent_recv, MPI_STATUS_IGNORE));
+        POET_TRY(send_down(t, sl));
+    }
+    POET_MPI(MPI_Waitall(t->n_children, sl->child_send, MPI_STATUSES_IGNORE));
+fail:
+    return st;
+}
