@@ -1,0 +1,344 @@
+/* reference.c — the naive double-precision network and joint loss (the oracle of the tests).
+ *
+ * Legend: B = batch, C/I = input channels, O = output channels, H/W = input height/width,
+ * OH/OW = output height/width, K = classes, M = members.
+ *
+ * Every layer is a <layer>_forward / <layer>_backward pair of plain loops written straight from the
+ * definition, in NCHW. Nothing is blocked or reordered: speed does not matter, obviousness does.
+ * Pooling follows PyTorch's defaults: avg_pool counts padded zeros (count_include_pad=True) and
+ * max_pool treats padding as -inf, picks the first maximum in row-major window order and sends the
+ * whole gradient to it.
+ */
+#include "poet/reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct poet_ref_cache {
+    int batch;
+    int n_layers;
+    double *act[POET_MAX_LAYERS + 1];  /* act[0] = input, act[l+1] = output of layer l: [B, C, H, W] */
+    double *grad[POET_MAX_LAYERS + 1]; /* dL/d act[l], same shapes */
+    long *argmax[POET_MAX_LAYERS];     /* max_pool: [B, C, OH, OW] flat input index of the winner */
+};
+
+static size_t shape_count(poet_shape s) { return (size_t)s.c * (size_t)s.h * (size_t)s.w; }
+
+poet_ref_cache *poet_ref_cache_create(const poet_arch_plan *plan, int batch) {
+    poet_ref_cache *cache = calloc(1, sizeof *cache);
+    if (!cache)
+        return NULL;
+    cache->batch = batch;
+    cache->n_layers = plan->n_layers;
+    for (int l = 0; l <= plan->n_layers; l++) {
+        poet_shape s = l == 0 ? plan->input : plan->layers[l - 1].out;
+        size_t n = (size_t)batch * shape_count(s);
+        cache->act[l] = calloc(n ? n : 1, sizeof(double));
+        cache->grad[l] = calloc(n ? n : 1, sizeof(double));
+        if (!cache->act[l] || !cache->grad[l])
+            goto fail;
+    }
+    for (int l = 0; l < plan->n_layers; l++) {
+        if (plan->layers[l].kind != POET_LAYER_MAX_POOL)
+            continue;
+        size_t n = (size_t)batch * shape_count(plan->layers[l].out);
+        cache->argmax[l] = calloc(n ? n : 1, sizeof(long));
+        if (!cache->argmax[l])
+            goto fail;
+    }
+    return cache;
+fail:
+    poet_ref_cache_destroy(cache);
+    return NULL;
+}
+
+void poet_ref_cache_destroy(poet_ref_cache *cache) {
+    if (!cache)
+        return;
+    for (int l = 0; l <= cache->n_layers; l++) {
+        free(cache->act[l]);
+        free(cache->grad[l]);
+    }
+    for (int l = 0; l < cache->n_layers; l++)
+        free(cache->argmax[l]);
+    free(cache);
+}
+
+/* ---- convolution: y[b,o,oh,ow] = bias[o] + Σ_{i,kh,kw} w[o,i,kh,kw] · x[b,i,oh·s−p+kh,ow·s−p+kw] */
+
+static void conv_forward(const poet_layer_plan *lp, const double *w, const double *bias, int batch,
+                         const double *x, double *y) {
+    poet_shape in = lp->in, out = lp->out;
+    int kh_n = lp->kernel_h, kw_n = lp->kernel_w, s = lp->stride, p = lp->padding;
+    for (int b = 0; b < batch; b++)
+        for (int o = 0; o < out.c; o++)
+            for (int oh = 0; oh < out.h; oh++)
+                for (int ow = 0; ow < out.w; ow++) {
+                    double sum = bias[o];
+                    for (int i = 0; i < in.c; i++)
+                        for (int kh = 0; kh < kh_n; kh++)
+                            for (int kw = 0; kw < kw_n; kw++) {
+                                int ih = oh * s - p + kh, iw = ow * s - p + kw;
+                                if (ih < 0 || ih >= in.h || iw < 0 || iw >= in.w)
+                                    continue; /* zero padding */
+                                sum += w[((o * in.c + i) * kh_n + kh) * kw_n + kw] *
+                                       x[((b * in.c + i) * in.h + ih) * in.w + iw];
+                            }
+                    y[((b * out.c + o) * out.h + oh) * out.w + ow] = sum;
+                }
+}
+
+/* Accumulates dw, dbias (already zeroed) and overwrites dx (when not NULL) from dy. */
+static void conv_backward(const poet_layer_plan *lp, const double *w, int batch, const double *x,
+                          const double *dy, double *dw, double *dbias, double *dx) {
+    poet_shape in = lp->in, out = lp->out;
+    int kh_n = lp->kernel_h, kw_n = lp->kernel_w, s = lp->stride, p = lp->padding;
+    if (dx)
+        memset(dx, 0, (size_t)batch * shape_count(in) * sizeof *dx);
+    for (int b = 0; b < batch; b++)
+        for (int o = 0; o < out.c; o++)
+            for (int oh = 0; oh < out.h; oh++)
+                for (int ow = 0; ow < out.w; ow++) {
+                    double g = dy[((b * out.c + o) * out.h + oh) * out.w + ow];
+                    dbias[o] += g;
+                    for (int i = 0; i < in.c; i++)
+                        for (int kh = 0; kh < kh_n; kh++)
+                            for (int kw = 0; kw < kw_n; kw++) {
+                                int ih = oh * s - p + kh, iw = ow * s - p + kw;
+                                if (ih < 0 || ih >= in.h || iw < 0 || iw >= in.w)
+                                    continue;
+                                size_t wi = (size_t)((o * in.c + i) * kh_n + kh) * kw_n + kw;
+                                size_t xi = (size_t)((b * in.c + i) * in.h + ih) * in.w + iw;
+                                dw[wi] += g * x[xi];
+                                if (dx)
+                                    dx[xi] += g * w[wi];
+                            }
+                }
+}
+
+/* ---- relu: y = max(0, x); dx = dy where x > 0 ---- */
+
+static void relu_forward(size_t n, const double *x, double *y) {
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+static void relu_backward(size_t n, const double *x, const double *dy, double *dx) {
+    for (size_t i = 0; i < n; i++)
+        dx[i] = x[i] > 0 ? dy[i] : 0;
+}
+
+/* ---- avg_pool: y = Σ_window x / (kh·kw), padded zeros counted (count_include_pad=True) ---- */
+
+static void avg_pool_forward(const poet_layer_plan *lp, int batch, const double *x, double *y) {
+    poet_shape in = lp->in, out = lp->out;
+    int kh_n = lp->kernel_h, kw_n = lp->kernel_w, s = lp->stride, p = lp->padding;
+    double area = (double)kh_n * kw_n;
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < out.c; c++)
+            for (int oh = 0; oh < out.h; oh++)
+                for (int ow = 0; ow < out.w; ow++) {
+                    double sum = 0;
+                    for (int kh = 0; kh < kh_n; kh++)
+                        for (int kw = 0; kw < kw_n; kw++) {
+                            int ih = oh * s - p + kh, iw = ow * s - p + kw;
+                            if (ih >= 0 && ih < in.h && iw >= 0 && iw < in.w)
+                                sum += x[((b * in.c + c) * in.h + ih) * in.w + iw];
+                        }
+                    y[((b * out.c + c) * out.h + oh) * out.w + ow] = sum / area;
+                }
+}
+
+static void avg_pool_backward(const poet_layer_plan *lp, int batch, const double *dy, double *dx) {
+    poet_shape in = lp->in, out = lp->out;
+    int kh_n = lp->kernel_h, kw_n = lp->kernel_w, s = lp->stride, p = lp->padding;
+    double area = (double)kh_n * kw_n;
+    memset(dx, 0, (size_t)batch * shape_count(in) * sizeof *dx);
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < out.c; c++)
+            for (int oh = 0; oh < out.h; oh++)
+                for (int ow = 0; ow < out.w; ow++) {
+                    double g = dy[((b * out.c + c) * out.h + oh) * out.w + ow] / area;
+                    for (int kh = 0; kh < kh_n; kh++)
+                        for (int kw = 0; kw < kw_n; kw++) {
+                            int ih = oh * s - p + kh, iw = ow * s - p + kw;
+                            if (ih >= 0 && ih < in.h && iw >= 0 && iw < in.w)
+                                dx[((b * in.c + c) * in.h + ih) * in.w + iw] += g;
+                        }
+                }
+}
+
+/* ---- max_pool: y = max over the window's real elements; the first maximum wins ---- */
+
+static void max_pool_forward(const poet_layer_plan *lp, int batch, const double *x, double *y,
+                             long *argmax) {
+    poet_shape in = lp->in, out = lp->out;
+    int kh_n = lp->kernel_h, kw_n = lp->kernel_w, s = lp->stride, p = lp->padding;
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < out.c; c++)
+            for (int oh = 0; oh < out.h; oh++)
+                for (int ow = 0; ow < out.w; ow++) {
+                    double best = -INFINITY;
+                    long best_at = -1;
+                    for (int kh = 0; kh < kh_n; kh++)
+                        for (int kw = 0; kw < kw_n; kw++) {
+                            int ih = oh * s - p + kh, iw = ow * s - p + kw;
+                            if (ih < 0 || ih >= in.h || iw < 0 || iw >= in.w)
+                                continue; /* padding is -inf: never chosen */
+                            long xi = ((long)(b * in.c + c) * in.h + ih) * in.w + iw;
+                            if (best_at < 0 || x[xi] > best) { /* strict: ties keep the first */
+                                best = x[xi];
+                                best_at = xi;
+                            }
+                        }
+                    long yi = ((long)(b * out.c + c) * out.h + oh) * out.w + ow;
+                    y[yi] = best;
+                    argmax[yi] = best_at;
+                }
+}
+
+static void max_pool_backward(const poet_layer_plan *lp, int batch, const double *dy,
+                              const long *argmax, double *dx) {
+    size_t n_out = (size_t)batch * shape_count(lp->out);
+    memset(dx, 0, (size_t)batch * shape_count(lp->in) * sizeof *dx);
+    for (size_t i = 0; i < n_out; i++)
+        if (argmax[i] >= 0)
+            dx[argmax[i]] += dy[i];
+}
+
+/* ---- linear: y[b,o] = bias[o] + Σ_i w[o,i] · x[b,i], x flattened as C·H·W ---- */
+
+static void linear_forward(const poet_layer_plan *lp, const double *w, const double *bias,
+                           int batch, const double *x, double *y) {
+    size_t n_in = shape_count(lp->in);
+    int n_out = lp->out.c;
+    for (int b = 0; b < batch; b++)
+        for (int o = 0; o < n_out; o++) {
+            double sum = bias[o];
+            for (size_t i = 0; i < n_in; i++)
+                sum += w[o * n_in + i] * x[b * n_in + i];
+            y[(size_t)b * n_out + o] = sum;
+        }
+}
+
+static void linear_backward(const poet_layer_plan *lp, const double *w, int batch, const double *x,
+                            const double *dy, double *dw, double *dbias, double *dx) {
+    size_t n_in = shape_count(lp->in);
+    int n_out = lp->out.c;
+    if (dx)
+        memset(dx, 0, (size_t)batch * n_in * sizeof *dx);
+    for (int b = 0; b < batch; b++)
+        for (int o = 0; o < n_out; o++) {
+            double g = dy[(size_t)b * n_out + o];
+            dbias[o] += g;
+            for (size_t i = 0; i < n_in; i++) {
+                dw[o * n_in + i] += g * x[b * n_in + i];
+                if (dx)
+                    dx[b * n_in + i] += g * w[o * n_in + i];
+            }
+        }
+}
+
+/* ---- the whole member ---- */
+
+void poet_ref_forward(const poet_arch_plan *plan, const double *params, int batch, const double *x,
+                      double *logits, poet_ref_cache *cache) {
+    memcpy(cache->act[0], x, (size_t)batch * shape_count(plan->input) * sizeof *x);
+    for (int l = 0; l < plan->n_layers; l++) {
+        const poet_layer_plan *lp = &plan->layers[l];
+        const double *in = cache->act[l];
+        double *out = cache->act[l + 1];
+        const double *w = NULL, *bias = NULL;
+        if (lp->weight_tensor >= 0) {
+            w = params + plan->tensors[lp->weight_tensor].offset;
+            bias = params + plan->tensors[lp->weight_tensor + 1].offset;
+        }
+        switch (lp->kind) {
+        case POET_LAYER_CONV: conv_forward(lp, w, bias, batch, in, out); break;
+        case POET_LAYER_RELU: relu_forward((size_t)batch * shape_count(lp->in), in, out); break;
+        case POET_LAYER_AVG_POOL: avg_pool_forward(lp, batch, in, out); break;
+        case POET_LAYER_MAX_POOL: max_pool_forward(lp, batch, in, out, cache->argmax[l]); break;
+        case POET_LAYER_LINEAR: linear_forward(lp, w, bias, batch, in, out); break;
+        }
+    }
+    /* The last activation is [B, K, 1, 1], i.e. [B, K]. */
+    memcpy(logits, cache->act[plan->n_layers], (size_t)batch * plan->classes * sizeof *logits);
+}
+
+/* Runs the layers in reverse order; grad[l] receives dL/d act[l]. The input gradient (grad[0]) is
+ * only computed when the caller asks for dx. */
+void poet_ref_backward(const poet_arch_plan *plan, const double *params, int batch,
+                       const double *dlogits, poet_ref_cache *cache, double *dparams, double *dx) {
+    memset(dparams, 0, plan->param_count * sizeof *dparams);
+    memcpy(cache->grad[plan->n_layers], dlogits, (size_t)batch * plan->classes * sizeof *dlogits);
+    for (int l = plan->n_layers - 1; l >= 0; l--) {
+        const poet_layer_plan *lp = &plan->layers[l];
+        const double *x = cache->act[l], *dy = cache->grad[l + 1];
+        double *dxl = (l > 0 || dx) ? cache->grad[l] : NULL;
+        const double *w = NULL;
+        double *dw = NULL, *dbias = NULL;
+        if (lp->weight_tensor >= 0) {
+            w = params + plan->tensors[lp->weight_tensor].offset;
+            dw = dparams + plan->tensors[lp->weight_tensor].offset;
+            dbias = dparams + plan->tensors[lp->weight_tensor + 1].offset;
+        }
+        switch (lp->kind) {
+        case POET_LAYER_CONV: conv_backward(lp, w, batch, x, dy, dw, dbias, dxl); break;
+        case POET_LAYER_LINEAR: linear_backward(lp, w, batch, x, dy, dw, dbias, dxl); break;
+        case POET_LAYER_RELU:
+            if (dxl)
+                relu_backward((size_t)batch * shape_count(lp->in), x, dy, dxl);
+            break;
+        case POET_LAYER_AVG_POOL:
+            if (dxl)
+                avg_pool_backward(lp, batch, dy, dxl);
+            break;
+        case POET_LAYER_MAX_POOL:
+            if (dxl)
+                max_pool_backward(lp, batch, dy, cache->argmax[l], dxl);
+            break;
+        }
+    }
+    if (dx)
+        memcpy(dx, cache->grad[0], (size_t)batch * shape_count(plan->input) * sizeof *dx);
+}
+
+/* ---- joint loss ----
+ * m_b = (1/M) Σ_j f_jb,  q_b = softmax(m_b),  L = −(1/B) Σ_b log q_b[y_b].
+ * Chain rule, end to end: dL/dm_b = (q_b − onehot(y_b))/B and dm_b/df_jb = 1/M, so every member
+ * receives dL/df_jb = (q_b − onehot(y_b))/(M·B). */
+double poet_ref_joint_loss(const double *logits, int members, int batch, int classes,
+                           const uint8_t *labels, double *dlogits) {
+    size_t bk = (size_t)batch * classes;
+    double loss = 0;
+    double *mean = malloc(classes * sizeof *mean);
+    if (!mean)
+        return NAN;
+    for (int b = 0; b < batch; b++) {
+        for (int k = 0; k < classes; k++) {
+            double sum = 0;
+            for (int j = 0; j < members; j++)
+                sum += logits[j * bk + (size_t)b * classes + k];
+            mean[k] = sum / members;
+        }
+        double top = mean[0];
+        for (int k = 1; k < classes; k++)
+            top = fmax(top, mean[k]);
+        double z = 0;
+        for (int k = 0; k < classes; k++)
+            z += exp(mean[k] - top);
+        double log_z = top + log(z);
+        loss += log_z - mean[labels[b]];
+        if (!dlogits)
+            continue;
+        for (int k = 0; k < classes; k++) {
+            double q = exp(mean[k] - log_z);
+            double g = (q - (k == labels[b])) / batch / members;
+            for (int j = 0; j < members; j++)
+                dlogits[j * bk + (size_t)b * classes + k] = g;
+        }
+    }
+    free(mean);
+    return loss / batch;
+}
