@@ -88,6 +88,9 @@ fail:
 static poet_status create_stack_primitives(poet_ensemble *e, poet_member_stack *s, int train_slots) {
     poet_status st = POET_OK;
     const poet_arch_plan *plan = &e->plans[s->arch];
+    if (train_slots < 1 || train_slots > POET_TRAIN_SLOTS)
+        POET_FAIL(POET_ERR_CONFIG, "%s: distributed.chunks: expected 1..%d micro-batches, got %d",
+                  e->cfg->source, POET_TRAIN_SLOTS, train_slots);
     float *p = e->params + s->param_offset, *g = e->grads + s->param_offset;
     for (int slot = 0; slot < train_slots; slot++)
         POET_TRY(poet_stack_create(plan, s->members, e->batch, 1, p, g, &s->train[slot]));
@@ -134,8 +137,8 @@ fail:
 void poet_ensemble_destroy(poet_ensemble *e) {
     for (int s = 0; e->stacks && s < e->n_stacks; s++) {
         poet_member_stack *ms = &e->stacks[s];
-        poet_stack_destroy(ms->train[0]);
-        poet_stack_destroy(ms->train[1]);
+        for (int slot = 0; slot < POET_TRAIN_SLOTS; slot++)
+            poet_stack_destroy(ms->train[slot]);
         poet_stack_destroy(ms->eval);
         free(ms->logits);
         free(ms->eval_logits);

@@ -10,6 +10,10 @@
 
 static char recorded_message[1024];
 static int message_recorded;
+static int failure_agreed;
+
+void poet_error_mark_agreed(void) { failure_agreed = 1; }
+int poet_error_is_agreed(void) { return failure_agreed; }
 
 poet_status poet_error_set(poet_status status, const char *fmt, ...) {
     if (message_recorded)
@@ -30,6 +34,7 @@ const char *poet_error_message(void) { return message_recorded ? recorded_messag
 
 void poet_error_clear(void) {
     message_recorded = 0;
+    failure_agreed = 0;
     recorded_message[0] = '\0';
 }
 

@@ -1,1 +1,271 @@
-int main(void) { return 0; }
+/* main.c — the `poet` command line: parses arguments, runs a subcommand, turns its status into a
+ * one-line message and an exit code. The only place that decides to exit or abort. */
+#define _DEFAULT_SOURCE /* gethostname */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "poet/checkpoint.h"
+#include "poet/config.h"
+#include "poet/error.h"
+#include "poet/net.h"
+#include "poet/report.h"
+#include "poet/train.h"
+
+static const char usage_text[] =
+    "usage: poet <command> [options]\n"
+    "\n"
+    "Product-Of-Experts Ensemble Trainer: trains an ensemble of conv nets jointly across MPI ranks.\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG [--resume | --resume-from FILE] [--quiet] [--trajectory FILE] [--stop-after N]\n"
+    "        train the ensemble described by the JSON file CONFIG (run under mpirun for several\n"
+    "        ranks). --resume continues from the newest checkpoint that verifies.\n"
+    "  eval CONFIG [--checkpoint FILE]\n"
+    "        evaluate a checkpoint (default: the newest good one) on the test set\n"
+    "  inspect FILE\n"
+    "        print a checkpoint's metadata and per-member checksums, verifying them\n"
+    "  report LOG.h5 [LOG2.h5 ...] [--csv]\n"
+    "        summarise (and compare) per-iteration loss logs\n"
+    "  --help, --version\n"
+    "\n"
+    "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O, 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
+    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a\n"
+    "            checkpoint (requeue and run again with --resume). See docs/cli.md.\n";
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+} world;
+
+static int usage_error(const world *w, const char *fmt, const char *arg) {
+    if (w->rank == 0) {
+        fprintf(stderr, "poet: ");
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, "\n%s", usage_text);
+    }
+    return POET_ERR_USAGE;
+}
+
+/* Prints the recorded message once: rank 0 for failures every rank shares, the failing rank itself
+ * for its own (named with rank and host). */
+static void report_failure(const world *w, poet_status st) {
+    char host[256] = "?";
+    gethostname(host, sizeof host);
+    if (st == POET_ERR_REMOTE) {
+        if (w->rank == 0)
+            fprintf(stderr, "poet: %s\n", poet_error_message());
+        return;
+    }
+    int shared = st == POET_ERR_CONFIG || st == POET_ERR_DATA || st == POET_ERR_USAGE;
+    if (w->size == 1)
+        fprintf(stderr, "poet: %s\n", poet_error_message());
+    else if (!shared || w->rank == 0)
+        fprintf(stderr, "poet: rank %d/%d on %s: %s\n", w->rank, w->size, host,
+                poet_error_message());
+}
+
+/* Threads per rank: the config's, else OMP_NUM_THREADS, else the node's cores over its ranks. */
+static void choose_threads(const world *w, const poet_config *cfg) {
+    if (cfg->threads > 0) {
+        poet_net_set_threads(cfg->threads);
+        return;
+    }
+    if (getenv("OMP_NUM_THREADS"))
+        return;
+    MPI_Comm node;
+    int local_ranks = 1;
+    if (MPI_Comm_split_type(w->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local_ranks);
+        MPI_Comm_free(&node);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)(cores / local_ranks);
+    poet_net_set_threads(threads > 0 ? threads : 1);
+}
+
+static void print_summary(const poet_config *cfg, const poet_train_summary *s, int ranks) {
+    printf("done: %ld iterations, final batch loss %.4f, %.1f s, %.0f images/s (%.0f member-images/s)"
+           "\n",
+           s->iterations_done, s->final_loss, s->seconds, s->images_per_second,
+           s->images_per_second * cfg->members);
+    printf("communication: %llu bytes/iteration on rank 0 (sent + received); data-parallel training "
+           "of the same ensemble on %d rank(s) would move ~%llu\n",
+           (unsigned long long)s->bytes_per_iteration, ranks,
+           (unsigned long long)s->data_parallel_bytes_per_iteration);
+    if (s->evaluated)
+        printf("test: ensemble accuracy %.4f, nll %.4f, mean member accuracy %.4f, disagreement "
+               "%.4f\n",
+               s->eval.ensemble_accuracy, s->eval.ensemble_nll, s->eval.mean_member_accuracy,
+               s->eval.disagreement);
+}
+
+static int cmd_train(const world *w, int argc, char **argv) {
+    poet_train_options opt = {0};
+    const char *config_path = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--resume"))
+            opt.resume = 1;
+        else if (!strcmp(a, "--resume-from") && i + 1 < argc)
+            opt.resume_from = argv[++i];
+        else if (!strcmp(a, "--quiet"))
+            opt.quiet = 1;
+        else if (!strcmp(a, "--trajectory") && i + 1 < argc)
+            opt.trajectory = argv[++i];
+        else if (!strcmp(a, "--stop-after") && i + 1 < argc) {
+            char *end;
+            opt.stop_after = strtol(argv[++i], &end, 10);
+            if (*end || opt.stop_after < 1)
+                return usage_error(w, "train: --stop-after: expected an integer >= 1, got '%s'",
+                                   argv[i]);
+        } else if (a[0] == '-')
+            return usage_error(w, "train: unknown or incomplete option '%s'", a);
+        else if (config_path)
+            return usage_error(w, "train: more than one config file given ('%s')", a);
+        else
+            config_path = a;
+    }
+    if (!config_path)
+        return usage_error(w, "train: missing CONFIG%s", "");
+    poet_config *cfg = calloc(1, sizeof *cfg);
+    poet_train_summary *summary = calloc(1, sizeof *summary);
+    poet_status st = cfg && summary ? poet_config_load(config_path, cfg) : POET_ERR_NOMEM;
+    if (st == POET_OK) {
+        choose_threads(w, cfg);
+        poet_train_install_signal_handlers();
+        st = poet_train_run(w->comm, cfg, &opt, summary);
+    }
+    if (st == POET_OK && w->rank == 0 && !opt.quiet)
+        print_summary(cfg, summary, w->size);
+    if (st == POET_STOPPED && w->rank == 0)
+        fprintf(stderr, "poet: stopped after iteration %ld with a checkpoint; resume with --resume "
+                        "(exit %d)\n", summary->iterations_done, POET_STOPPED);
+    free(cfg);
+    free(summary);
+    return st;
+}
+
+static int cmd_eval(const world *w, int argc, char **argv) {
+    const char *config_path = NULL, *checkpoint = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc)
+            checkpoint = argv[++i];
+        else if (argv[i][0] == '-')
+            return usage_error(w, "eval: unknown or incomplete option '%s'", argv[i]);
+        else if (config_path)
+            return usage_error(w, "eval: more than one config file given ('%s')", argv[i]);
+        else
+            config_path = argv[i];
+    }
+    if (!config_path)
+        return usage_error(w, "eval: missing CONFIG%s", "");
+    poet_config *cfg = calloc(1, sizeof *cfg);
+    poet_eval_result *r = calloc(1, sizeof *r);
+    poet_status st = cfg && r ? poet_config_load(config_path, cfg) : POET_ERR_NOMEM;
+    if (st == POET_OK) {
+        choose_threads(w, cfg);
+        st = poet_train_evaluate(w->comm, cfg, checkpoint, r);
+    }
+    if (st == POET_OK && w->rank == 0) {
+        printf("iteration %ld, %ld test images\n", r->iteration, r->images);
+        printf("ensemble: accuracy %.4f  nll %.4f\n", r->ensemble_accuracy, r->ensemble_nll);
+        printf("members:  mean accuracy %.4f  disagreement %.4f\n", r->mean_member_accuracy,
+               r->disagreement);
+        for (int j = 0; j < cfg->members; j++)
+            printf("  member %4d: accuracy %.4f  nll %.4f\n", j, r->member_accuracy[j],
+                   r->member_nll[j]);
+    }
+    free(cfg);
+    free(r);
+    return st;
+}
+
+static int cmd_inspect(const world *w, int argc, char **argv) {
+    if (argc != 1 || argv[0][0] == '-')
+        return usage_error(w, "inspect: expected exactly one checkpoint FILE%s", "");
+    if (w->rank != 0)
+        return POET_OK;
+    poet_status st = poet_checkpoint_inspect(argv[0], stdout);
+    if (st != POET_OK)
+        poet_error_mark_agreed(); /* only rank 0 works; nothing to abort */
+    return st;
+}
+
+static int cmd_report(const world *w, int argc, char **argv) {
+    int csv = 0, n = 0;
+    char **paths = calloc(argc > 0 ? argc : 1, sizeof *paths);
+    if (!paths)
+        return POET_ERR_NOMEM;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--csv"))
+            csv = 1;
+        else if (argv[i][0] == '-') {
+            free(paths);
+            return usage_error(w, "report: unknown option '%s'", argv[i]);
+        } else
+            paths[n++] = argv[i];
+    }
+    if (!n) {
+        free(paths);
+        return usage_error(w, "report: expected at least one LOG.h5%s", "");
+    }
+    poet_status st = POET_OK;
+    if (w->rank == 0) {
+        st = poet_report_run(n, paths, csv, stdout);
+        if (st != POET_OK)
+            poet_error_mark_agreed();
+    }
+    free(paths);
+    return st;
+}
+
+static int dispatch(const world *w, int argc, char **argv) {
+    if (argc < 2)
+        return usage_error(w, "missing command%s", "");
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        if (w->rank == 0)
+            fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        if (w->rank == 0)
+            printf("poet %s\n", POET_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "train"))
+        return cmd_train(w, argc - 2, argv + 2);
+    if (!strcmp(cmd, "eval"))
+        return cmd_eval(w, argc - 2, argv + 2);
+    if (!strcmp(cmd, "inspect"))
+        return cmd_inspect(w, argc - 2, argv + 2);
+    if (!strcmp(cmd, "report"))
+        return cmd_report(w, argc - 2, argv + 2);
+    return usage_error(w, "unknown command '%s'", cmd);
+}
+
+int main(int argc, char **argv) {
+    world w;
+    MPI_Init(&argc, &argv);
+    /* Errors come back as codes so every failure gets our one-line message. */
+    MPI_Comm_dup(MPI_COMM_WORLD, &w.comm);
+    MPI_Comm_set_errhandler(w.comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(w.comm, &w.rank);
+    MPI_Comm_size(w.comm, &w.size);
+    int code = dispatch(&w, argc, argv);
+    if (code != POET_OK && code != POET_STOPPED && code != POET_ERR_USAGE) {
+        report_failure(&w, (poet_status)code);
+        /* A failure the other ranks do not know about could leave them waiting in a collective:
+         * end the whole job instead. Shared failures shut down normally. */
+        if (!poet_error_is_agreed() && code != POET_ERR_CONFIG && w.size > 1) {
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, code);
+        }
+    }
+    MPI_Comm_free(&w.comm);
+    MPI_Finalize();
+    return code;
+}

@@ -16,12 +16,15 @@
 #include "poet/error.h"
 #include "poet/net.h"
 
+/* Training stacks per member stack: one per micro-batch (exact overlap) or 2 (stale mode). */
+#define POET_TRAIN_SLOTS 16
+
 typedef struct {
     int arch;            /* architecture index in cfg->archs */
     int first_local;     /* index of its first member among the rank's members */
     int members;         /* G */
     size_t param_offset; /* where its stack-layout parameters start in the rank's buffers */
-    poet_stack *train[2];/* training stacks: [1] only in the stale mode (double-buffered activations) */
+    poet_stack *train[POET_TRAIN_SLOTS]; /* training stacks, one per micro-batch in flight (activations) */
     poet_stack *eval;    /* inference stack for evaluation batches */
     float *logits;       /* [B_train, G·K] scratch */
     float *eval_logits;  /* [B_eval, G·K] scratch */
@@ -52,7 +55,7 @@ typedef struct {
  * more). Fails when P > M, or an explicit rank is >= P, or a rank would own no member. */
 poet_status poet_placement(const poet_config *cfg, int ranks, int *member_rank);
 
-/* Builds this rank's members: plans, stacks for `batch` rows (`train_slots` = 2 for the stale mode)
+/* Builds this rank's members: plans, stacks for `batch` rows (`train_slots` sets of activations: chunks, or 2 in the stale mode)
  * and for `eval_batch` rows, and initial weights from (seed, member id). */
 poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, poet_shape input,
                                  int batch, int train_slots, int eval_batch, poet_ensemble *e);

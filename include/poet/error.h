@@ -42,6 +42,11 @@ const char *poet_error_message(void);
 /* Forgets the recorded message (tests that provoke several errors in a row). */
 void poet_error_clear(void);
 
+/* Whether every rank knows about the recorded failure (it went through an agreement step or the
+ * tree's error flag), so all ranks can shut down MPI normally; otherwise the CLI must MPI_Abort. */
+void poet_error_mark_agreed(void);
+int poet_error_is_agreed(void);
+
 /* Short name of a status, e.g. "config error". */
 const char *poet_status_name(poet_status status);
 

@@ -42,4 +42,9 @@ void poet_train_install_signal_handlers(void);
 poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_train_options *opt,
                            poet_train_summary *summary);
 
+/* `poet eval`: loads the checkpoint at `checkpoint_path` (NULL: the newest good one in
+ * cfg->checkpoint_dir) and evaluates the ensemble on the test set (collective). */
+poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const char *checkpoint_path,
+                                poet_eval_result *result);
+
 #endif

@@ -1,0 +1,455 @@
+/* train.c — one rank's training loop: forward, reduce tree, backward, step; evaluation, logs,
+ * checkpoints and the clean stop on SIGTERM/SIGUSR1. */
+#define _POSIX_C_SOURCE 200809L /* sigaction, clock_gettime */
+#include "poet/train.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "poet/checkpoint.h"
+#include "poet/data.h"
+#include "poet/ensemble.h"
+#include "poet/loss.h"
+#include "poet/losslog.h"
+#include "poet/net.h"
+#include "poet/optim.h"
+#include "poet/tree.h"
+
+#define EVAL_BATCH 500
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+void poet_train_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Everything one rank holds during training. */
+typedef struct {
+    MPI_Comm comm;
+    int rank, ranks;
+    const poet_config *cfg;
+    const poet_train_options *opt;
+    poet_dataset train, test;
+    poet_batcher batcher;
+    poet_ensemble ens;
+    poet_tree *tree;
+    poet_losslog *log;
+    int chunks;            /* micro-batches per batch (tree slots) */
+    int rows;              /* rows per micro-batch */
+    long total;            /* iterations of the run */
+    long start;            /* first iteration this process runs */
+    size_t image_size;     /* C·H·W */
+    float *images[2];      /* [B, C, H, W]; two in the stale mode (this batch and the next) */
+    uint8_t *labels[2];    /* [B] */
+    double *mean;          /* [rows, K] root scratch */
+    double *member_loss;   /* [n_local] mean own loss of the last batch */
+    poet_status local;     /* this rank's own failure, carried up the tree to stop every rank */
+    int fault_rank;        /* testing: POET_FAULT_RANK fails at POET_FAULT_ITERATION (-1: never) */
+    long fault_iteration;
+    FILE *trajectory;
+} trainer;
+
+/* All ranks learn whether every rank succeeded; a failed rank has already recorded its message. */
+static poet_status agree(MPI_Comm comm, poet_status local) {
+    int mine = local != POET_OK, any = 0;
+    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_LOR, comm) != MPI_SUCCESS)
+        return poet_error_set(POET_ERR_MPI, "MPI_Allreduce failed while agreeing on success");
+    if (any)
+        poet_error_mark_agreed();
+    if (local != POET_OK)
+        return local;
+    if (any)
+        return poet_error_set(POET_ERR_REMOTE, "another rank failed (see its message above)");
+    return POET_OK;
+}
+
+static poet_status load_data(trainer *t) {
+    poet_status st = POET_OK;
+    const poet_config *c = t->cfg;
+    POET_TRY(poet_data_load(c->train_images, c->train_labels, c->classes, c->mean, c->std, &t->train));
+    POET_TRY(poet_data_load(c->test_images, c->test_labels, c->classes, c->mean, c->std, &t->test));
+    POET_TRY(poet_batcher_init(&t->batcher, &t->train, c->seed, c->shuffle, c->batch_size));
+fail:
+    return st;
+}
+
+static poet_status setup(trainer *t) {
+    poet_status st = POET_OK;
+    const poet_config *c = t->cfg;
+    int slots = c->overlap == POET_OVERLAP_STALE ? 2 : t->chunks;
+    poet_shape input = {t->train.channels, t->train.height, t->train.width};
+    t->image_size = (size_t)input.c * input.h * input.w;
+    t->total = poet_config_total_iterations(c, t->train.count);
+    POET_TRY(poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
+    POET_TRY(poet_tree_create(t->comm, c->tree, c->arity, (size_t)t->rows * c->classes, slots,
+                              &t->tree));
+    for (int i = 0; i < 2; i++) {
+        POET_ALLOC(t->images[i], (size_t)c->batch_size * t->image_size);
+        POET_ALLOC(t->labels[i], c->batch_size);
+    }
+    POET_ALLOC(t->mean, (size_t)t->rows * c->classes);
+    POET_ALLOC(t->member_loss, t->ens.n_local > 0 ? t->ens.n_local : 1);
+fail:
+    return st;
+}
+
+static void teardown(trainer *t) {
+    poet_tree_destroy(t->tree);
+    poet_ensemble_destroy(&t->ens);
+    poet_batcher_free(&t->batcher);
+    poet_data_free(&t->train);
+    poet_data_free(&t->test);
+    for (int i = 0; i < 2; i++) {
+        free(t->images[i]);
+        free(t->labels[i]);
+    }
+    free(t->mean);
+    free(t->member_loss);
+    if (t->trajectory)
+        fclose(t->trajectory);
+}
+
+/* Fills the slot's up buffer: header flags, then this rank's fixed-point logit sum of `rows` images.
+ * A local failure is not returned here but carried up as an error flag, so no rank waits forever. */
+static void forward_micro_batch(trainer *t, int slot, const float *images, const uint8_t *labels,
+                                poet_status *local) {
+    int64_t *up = poet_tree_up(t->tree, slot);
+    memset(up, 0, (POET_TREE_HEADER + (size_t)t->rows * t->cfg->classes) * sizeof(int64_t));
+    if (*local == POET_OK)
+        *local = poet_ensemble_forward(&t->ens, slot, images, labels, up + POET_TREE_HEADER);
+    up[POET_HDR_STOP] = stop_requested ? 1 : 0;
+    up[POET_HDR_ERROR] = *local != POET_OK;
+}
+
+/* Root: the joint loss and gradient of one micro-batch from the summed logits; the decision header
+ * passes the flag counts on. `loss_sum` and `correct` accumulate over the micro-batches. */
+static void root_loss(trainer *t, int slot, const uint8_t *labels, double *loss_sum, long *correct) {
+    const poet_config *c = t->cfg;
+    const int64_t *total = poet_tree_up(t->tree, slot);
+    int64_t *decision = poet_tree_down_header(t->tree, slot);
+    float *grad = poet_tree_down_values(t->tree, slot);
+    double loss;
+    long ok;
+    poet_loss_fixed_to_mean(total + POET_TREE_HEADER, t->rows, c->classes, c->members, t->mean);
+    /* members × chunks as the divisor gives every micro-batch row (q̄ − p)/(M·B). */
+    poet_loss_joint(t->mean, labels, t->rows, c->classes, c->members * t->chunks, grad, &loss, &ok);
+    *loss_sum += t->chunks == 1 ? loss : loss * t->rows / c->batch_size;
+    *correct += ok;
+    decision[POET_HDR_STOP] = total[POET_HDR_STOP];
+    decision[POET_HDR_ERROR] = total[POET_HDR_ERROR];
+}
+
+typedef struct {
+    double loss, accuracy;
+    int stop, error;
+} iteration_outcome;
+
+/* One iteration with `chunks` micro-batches. With overlap, the reduction of micro-batch c travels
+ * while c+1 is forwarded and earlier ones run backward; without, every exchange completes at once.
+ * The arithmetic is identical either way. */
+static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
+    poet_status st = POET_OK;
+    poet_status *local = &t->local;
+    const poet_config *c = t->cfg;
+    int overlap = c->overlap == POET_OVERLAP_EXACT;
+    double loss = 0;
+    long correct = 0;
+    if (*local == POET_OK)
+        *local = poet_batcher_fill(&t->batcher, it, t->images[0], t->labels[0]);
+    if (*local == POET_OK && t->fault_iteration == it && t->fault_rank == t->rank)
+        *local = poet_error_set(POET_ERR_INTERNAL, "rank %d: injected failure at iteration %ld "
+                                                   "(POET_FAULT_RANK/POET_FAULT_ITERATION)",
+                                t->rank, it);
+    memset(t->ens.member_loss, 0, sizeof(double) * t->ens.n_local);
+    memset(t->ens.member_correct, 0, sizeof(long) * t->ens.n_local);
+    for (int ch = 0; ch < t->chunks; ch++) {
+        forward_micro_batch(t, ch, t->images[0] + (size_t)ch * t->rows * t->image_size,
+                            t->labels[0] + (size_t)ch * t->rows, local);
+        POET_TRY(poet_tree_reduce_start(t->tree, ch));
+        if (!overlap)
+            POET_TRY(poet_tree_reduce_wait(t->tree, ch));
+        POET_TRY(poet_tree_progress(t->tree));
+    }
+    for (int ch = 0; ch < t->chunks; ch++) {
+        if (overlap)
+            POET_TRY(poet_tree_reduce_wait(t->tree, ch));
+        if (poet_tree_is_root(t->tree))
+            root_loss(t, ch, t->labels[0] + (size_t)ch * t->rows, &loss, &correct);
+        POET_TRY(poet_tree_bcast_start(t->tree, ch));
+        if (!overlap)
+            POET_TRY(poet_tree_bcast_wait(t->tree, ch));
+    }
+    for (int ch = 0; ch < t->chunks; ch++) {
+        if (overlap)
+            POET_TRY(poet_tree_bcast_wait(t->tree, ch));
+        const int64_t *decision = poet_tree_down_header(t->tree, ch);
+        out->stop |= decision[POET_HDR_STOP] > 0;
+        out->error |= decision[POET_HDR_ERROR] > 0;
+        if (!out->error && *local == POET_OK)
+            *local = poet_ensemble_backward(&t->ens, ch, poet_tree_down_values(t->tree, ch), ch > 0);
+    }
+    if (*local != POET_OK && out->error) {
+        /* This rank's own failure went up the tree with this exchange: every rank stops now. A
+         * failure in backward is only known here; the next iteration carries it up. */
+        poet_error_mark_agreed();
+        return *local;
+    }
+    if (!out->error && *local == POET_OK)
+        poet_ensemble_step(&t->ens, poet_lr_at(c, it, t->total));
+    out->loss = loss;
+    out->accuracy = (double)correct / c->batch_size;
+fail:
+    return st;
+}
+
+/* Progress line from rank 0: iteration/total, loss, batch accuracy, images/s, ETA. */
+static void print_progress(const trainer *t, long it, const iteration_outcome *o, double elapsed,
+                           long done) {
+    double rate = done / (elapsed > 0 ? elapsed : 1e-9);
+    double eta = (t->total - it - 1) / (rate > 0 ? rate : 1e-9);
+    printf("iter %6ld/%ld  loss %.4f  acc %.3f  %8.0f img/s  %7.0f member-img/s  ETA %s%.0fs\n",
+           it + 1, t->total, o->loss, o->accuracy, rate * t->cfg->batch_size,
+           rate * t->cfg->batch_size * t->cfg->members, eta > 60 ? "~" : "", eta);
+    fflush(stdout);
+}
+
+static void print_eval(const poet_eval_result *r, int members) {
+    printf("eval  iter %ld: ensemble accuracy %.4f  nll %.4f  | mean member accuracy %.4f  "
+           "disagreement %.4f\n",
+           r->iteration, r->ensemble_accuracy, r->ensemble_nll, r->mean_member_accuracy,
+           r->disagreement);
+    printf("      members:");
+    for (int j = 0; j < members && j < 16; j++)
+        printf(" %.3f", r->member_accuracy[j]);
+    printf("%s\n", members > 16 ? " ..." : "");
+    fflush(stdout);
+}
+
+static poet_status evaluate(trainer *t, long iteration, poet_train_summary *summary) {
+    poet_status st = POET_OK;
+    POET_TRY(poet_eval_run(t->comm, &t->ens, &t->test, iteration, &summary->eval));
+    summary->evaluated = 1;
+    if (t->rank == 0 && !t->opt->quiet)
+        print_eval(&summary->eval, t->cfg->members);
+    if (t->log)
+        POET_TRY(poet_losslog_eval(t->log, &summary->eval));
+fail:
+    return st;
+}
+
+static poet_status checkpoint(trainer *t, long iterations_done) {
+    poet_status st = POET_OK;
+    char path[POET_PATH_MAX];
+    poet_train_position pos = {iterations_done, iterations_done / t->batcher.batches_per_epoch,
+                               iterations_done % t->batcher.batches_per_epoch, t->total};
+    if (t->log)
+        POET_TRY(poet_losslog_flush(t->log));
+    POET_TRY(poet_checkpoint_write(t->comm, t->cfg, &t->ens, &pos, path, sizeof path));
+    if (t->rank == 0 && !t->opt->quiet)
+        printf("checkpoint %s (iteration %ld)\n", path, iterations_done);
+fail:
+    return st;
+}
+
+static poet_status resume(trainer *t) {
+    poet_status st = POET_OK;
+    poet_train_position pos = {0};
+    char path[POET_PATH_MAX] = "";
+    int found = 0;
+    if (t->opt->resume_from) {
+        POET_TRY(poet_checkpoint_read(t->comm, t->opt->resume_from, t->cfg, &t->ens, &pos));
+        snprintf(path, sizeof path, "%s", t->opt->resume_from);
+        found = 1;
+    } else if (t->opt->resume) {
+        POET_TRY(poet_checkpoint_resume(t->comm, t->cfg, &t->ens, &pos, &found, path, sizeof path));
+    }
+    t->start = found ? pos.iteration : 0;
+    if (t->rank == 0 && !t->opt->quiet && (t->opt->resume || t->opt->resume_from))
+        printf(found ? "resuming from %s at iteration %ld\n" : "no checkpoint to resume: %sstarting "
+                                                               "at iteration %ld\n",
+               path, t->start);
+fail:
+    return st;
+}
+
+/* Writes "iteration loss(hex float)" so tests can compare trajectories bit for bit. */
+static void record_trajectory(trainer *t, long it, double loss) {
+    if (t->trajectory)
+        fprintf(t->trajectory, "%ld %a\n", it, loss);
+}
+
+static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o, double seconds,
+                                 uint64_t bytes) {
+    poet_iteration_record rec = {it, o->loss, o->accuracy, poet_lr_at(t->cfg, it, t->total), seconds,
+                                 (double)bytes};
+    for (int i = 0; i < t->ens.n_local; i++)
+        t->member_loss[i] = t->ens.member_loss[i] / t->cfg->batch_size;
+    return t->log ? poet_losslog_append(t->log, &rec, t->member_loss) : POET_OK;
+}
+
+static uint64_t tree_bytes(const trainer *t) {
+    return poet_tree_bytes_sent(t->tree) + poet_tree_bytes_received(t->tree);
+}
+
+static poet_status train_loop(trainer *t, poet_train_summary *summary) {
+    poet_status st = POET_OK;
+    const poet_config *c = t->cfg;
+    double started = now_seconds();
+    long it = t->start;
+    for (; it < t->total; it++) {
+        iteration_outcome o = {0};
+        double t0 = now_seconds();
+        uint64_t bytes0 = tree_bytes(t);
+        POET_TRY(run_iteration(t, it, &o));
+        if (o.error) {
+            poet_error_mark_agreed();
+            POET_FAIL(POET_ERR_REMOTE, "stopping: another rank failed at iteration %ld (see its "
+                                       "message)", it);
+        }
+        summary->final_loss = o.loss;
+        summary->bytes_per_iteration = tree_bytes(t) - bytes0;
+        record_trajectory(t, it, o.loss);
+        POET_TRY(log_iteration(t, it, &o, now_seconds() - t0, summary->bytes_per_iteration));
+        if (t->rank == 0 && !t->opt->quiet && c->log_every && ((it + 1) % c->log_every == 0 ||
+                                                                it + 1 == t->total))
+            print_progress(t, it, &o, now_seconds() - started, it + 1 - t->start);
+        long done = it + 1;
+        if (c->eval_every && done % c->eval_every == 0 && done < t->total)
+            POET_TRY(evaluate(t, done, summary));
+        if (t->opt->stop_after && done == t->opt->stop_after)
+            o.stop = 1; /* tests: behave exactly as if a signal had arrived */
+        if (o.stop) {
+            POET_TRY(checkpoint(t, done));
+            summary->iterations_done = done;
+            st = POET_STOPPED;
+            goto fail;
+        }
+        if (c->checkpoint_every && done % c->checkpoint_every == 0 && done < t->total)
+            POET_TRY(checkpoint(t, done));
+    }
+    summary->iterations_done = it;
+    summary->seconds = now_seconds() - started;
+    if (it > t->start)
+        summary->images_per_second = (double)(it - t->start) * c->batch_size / summary->seconds;
+    POET_TRY(evaluate(t, it, summary));
+    POET_TRY(checkpoint(t, it));
+fail:
+    return st;
+}
+
+static poet_status open_log(trainer *t) {
+    char path[POET_PATH_MAX + 16];
+    if (t->cfg->log_file[0])
+        snprintf(path, sizeof path, "%s", t->cfg->log_file);
+    else
+        snprintf(path, sizeof path, "%s/log.h5", t->cfg->checkpoint_dir);
+    return poet_losslog_open(t->comm, path, t->cfg, &t->ens, t->start, &t->log);
+}
+
+poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_train_options *opt,
+                           poet_train_summary *summary) {
+    poet_status st = POET_OK;
+    trainer t;
+    memset(&t, 0, sizeof t);
+    memset(summary, 0, sizeof *summary);
+    t.comm = comm;
+    t.cfg = cfg;
+    t.opt = opt;
+    MPI_Comm_rank(comm, &t.rank);
+    MPI_Comm_size(comm, &t.ranks);
+    t.fault_rank = getenv("POET_FAULT_RANK") ? atoi(getenv("POET_FAULT_RANK")) : -1;
+    t.fault_iteration = getenv("POET_FAULT_ITERATION") ? atol(getenv("POET_FAULT_ITERATION")) : -1;
+    t.chunks = cfg->overlap == POET_OVERLAP_STALE ? 1 : cfg->chunks;
+    t.rows = cfg->batch_size / t.chunks;
+    if (cfg->threads > 0)
+        poet_net_set_threads(cfg->threads);
+    POET_TRY(agree(comm, load_data(&t)));
+    POET_TRY(agree(comm, setup(&t)));
+    POET_TRY(resume(&t));
+    if (opt->trajectory && t.rank == 0 && !(t.trajectory = fopen(opt->trajectory, "a")))
+        st = poet_error_set(POET_ERR_IO, "%s: cannot open trajectory file", opt->trajectory);
+    POET_TRY(agree(comm, st));
+    POET_TRY(open_log(&t));
+    summary->data_parallel_bytes_per_iteration = 0;
+    {
+        /* Data parallelism would all-reduce every parameter's gradient: a ring moves about 2·(P−1)/P
+         * of all parameters per rank, sent and as much received. */
+        unsigned long long all_params = 0;
+        unsigned long long mine = t.ens.n_params;
+        MPI_Allreduce(&mine, &all_params, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm);
+        summary->data_parallel_bytes_per_iteration =
+            (uint64_t)(2.0 * 2.0 * (t.ranks - 1) / (t.ranks > 1 ? t.ranks : 1) * all_params * 4);
+    }
+    if (t.rank == 0 && !opt->quiet)
+        printf("poet %s: %d members on %d rank(s), tree %s, overlap %s, %ld iterations of batch %d "
+               "(iterations %ld..%ld)\n",
+               POET_VERSION, cfg->members, t.ranks, poet_tree_kind_name(cfg->tree),
+               poet_overlap_mode_name(cfg->overlap), t.total, cfg->batch_size, t.start + 1, t.total);
+    st = cfg->overlap == POET_OVERLAP_STALE ? poet_error_set(POET_ERR_CONFIG,
+                                                             "%s: distributed.overlap: stale mode is "
+                                                             "not available yet",
+                                                             cfg->source)
+                                            : train_loop(&t, summary);
+    if (t.log) {
+        poet_status close_st = poet_losslog_close(t.log);
+        if (st == POET_OK || st == POET_STOPPED)
+            st = close_st == POET_OK ? st : close_st;
+    }
+fail:
+    teardown(&t);
+    return st;
+}
+
+poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const char *checkpoint_path,
+                                poet_eval_result *result) {
+    poet_status st = POET_OK;
+    trainer t;
+    poet_train_options opt = {0};
+    poet_train_summary summary;
+    memset(&t, 0, sizeof t);
+    opt.quiet = 1;
+    opt.resume = 1;
+    opt.resume_from = checkpoint_path;
+    t.comm = comm;
+    t.cfg = cfg;
+    t.opt = &opt;
+    t.chunks = 1;
+    t.rows = cfg->batch_size;
+    MPI_Comm_rank(comm, &t.rank);
+    MPI_Comm_size(comm, &t.ranks);
+    POET_TRY(agree(comm, load_data(&t)));
+    POET_TRY(agree(comm, setup(&t)));
+    POET_TRY(resume(&t));
+    if (t.start == 0 && !checkpoint_path) {
+        st = poet_error_set(POET_ERR_CHECKPOINT, "%s: no checkpoint to evaluate in %s",
+                            cfg->source, cfg->checkpoint_dir);
+        poet_error_mark_agreed();
+        goto fail;
+    }
+    POET_TRY(evaluate(&t, t.start, &summary));
+    *result = summary.eval;
+fail:
+    teardown(&t);
+    return st;
+}
