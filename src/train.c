@@ -130,6 +130,23 @@ static void teardown(trainer *t) {
         fclose(t->trajectory);
 }
 
+/* Keeps the members' own mean losses of the batch just forwarded, before the next forward adds to
+ * the ensemble's accumulators. */
+static void snapshot_member_loss(trainer *t) {
+    for (int i = 0; i < t->ens.n_local; i++)
+        t->member_loss[i] = t->ens.member_loss[i] / t->cfg->batch_size;
+    memset(t->ens.member_loss, 0, sizeof(double) * t->ens.n_local);
+    memset(t->ens.member_correct, 0, sizeof(long) * t->ens.n_local);
+}
+
+/* Tests make one rank fail at one iteration (POET_FAULT_RANK, POET_FAULT_ITERATION). */
+static void inject_fault(trainer *t, long it) {
+    if (t->local == POET_OK && t->fault_iteration == it && t->fault_rank == t->rank)
+        t->local = poet_error_set(POET_ERR_INTERNAL, "injected failure at iteration %ld "
+                                                     "(POET_FAULT_RANK/POET_FAULT_ITERATION)",
+                                  it);
+}
+
 /* Fills the slot's up buffer: header flags, then this rank's fixed-point logit sum of `rows` images.
  * A local failure is not returned here but carried up as an error flag, so no rank waits forever. */
 static void forward_micro_batch(trainer *t, int slot, const float *images, const uint8_t *labels,
@@ -177,12 +194,7 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     long correct = 0;
     if (*local == POET_OK)
         *local = poet_batcher_fill(&t->batcher, it, t->images[0], t->labels[0]);
-    if (*local == POET_OK && t->fault_iteration == it && t->fault_rank == t->rank)
-        *local = poet_error_set(POET_ERR_INTERNAL, "rank %d: injected failure at iteration %ld "
-                                                   "(POET_FAULT_RANK/POET_FAULT_ITERATION)",
-                                t->rank, it);
-    memset(t->ens.member_loss, 0, sizeof(double) * t->ens.n_local);
-    memset(t->ens.member_correct, 0, sizeof(long) * t->ens.n_local);
+    inject_fault(t, it);
     for (int ch = 0; ch < t->chunks; ch++) {
         forward_micro_batch(t, ch, t->images[0] + (size_t)ch * t->rows * t->image_size,
                             t->labels[0] + (size_t)ch * t->rows, local);
@@ -217,8 +229,69 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     }
     if (!out->error && *local == POET_OK)
         poet_ensemble_step(&t->ens, poet_lr_at(c, it, t->total));
+    snapshot_member_loss(t);
     out->loss = loss;
     out->accuracy = (double)correct / c->batch_size;
+fail:
+    return st;
+}
+
+/* Stale mode, a different algorithm: the forward of batch it+1 runs (with the weights before
+ * step it) while batch it's gradient travels, so communication hides behind computation at the
+ * price of one-step-stale gradients. Two activation sets (slots) alternate. stale_launch() forwards
+ * a batch and starts its reduction; stale_finish() completes the oldest one in flight. */
+static poet_status stale_launch(trainer *t, long it) {
+    poet_status st = POET_OK;
+    int slot = (int)(it % 2);
+    if (t->local == POET_OK)
+        t->local = poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
+    inject_fault(t, it);
+    forward_micro_batch(t, slot, t->images[slot], t->labels[slot], &t->local);
+    POET_TRY(poet_tree_reduce_start(t->tree, slot));
+fail:
+    return st;
+}
+
+static poet_status stale_finish(trainer *t, long it, iteration_outcome *out, int apply) {
+    poet_status st = POET_OK;
+    int slot = (int)(it % 2);
+    double loss = 0;
+    long correct = 0;
+    POET_TRY(poet_tree_reduce_wait(t->tree, slot));
+    if (poet_tree_is_root(t->tree))
+        root_loss(t, slot, t->labels[slot], &loss, &correct);
+    POET_TRY(poet_tree_bcast_start(t->tree, slot));
+    POET_TRY(poet_tree_bcast_wait(t->tree, slot));
+    const int64_t *decision = poet_tree_down_header(t->tree, slot);
+    out->stop |= decision[POET_HDR_STOP] > 0;
+    out->error |= decision[POET_HDR_ERROR] > 0;
+    out->loss = loss;
+    out->accuracy = (double)correct / t->cfg->batch_size;
+    if (apply && !out->error && t->local == POET_OK)
+        t->local = poet_ensemble_backward(&t->ens, slot, poet_tree_down_values(t->tree, slot), 0);
+    if (apply && !out->error && t->local == POET_OK)
+        poet_ensemble_step(&t->ens, poet_lr_at(t->cfg, it, t->total));
+    if (t->local != POET_OK && out->error) {
+        poet_error_mark_agreed();
+        return t->local;
+    }
+fail:
+    return st;
+}
+
+static poet_status run_stale_iteration(trainer *t, long it, iteration_outcome *out) {
+    poet_status st = POET_OK;
+    if (it == t->start) /* prologue: the first batch has no predecessor to hide behind */
+        POET_TRY(stale_launch(t, it));
+    snapshot_member_loss(t); /* batch it's own losses, before batch it+1 adds to them */
+    if (it + 1 < t->total)
+        POET_TRY(stale_launch(t, it + 1));
+    POET_TRY(stale_finish(t, it, out, 1));
+    /* A stop after this iteration: drain batch it+1's exchange so every rank ends in step. */
+    if (out->stop && it + 1 < t->total) {
+        iteration_outcome drained = {0};
+        POET_TRY(stale_finish(t, it + 1, &drained, 0));
+    }
 fail:
     return st;
 }
@@ -303,8 +376,6 @@ static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o
                                  uint64_t bytes) {
     poet_iteration_record rec = {it, o->loss, o->accuracy, poet_lr_at(t->cfg, it, t->total), seconds,
                                  (double)bytes};
-    for (int i = 0; i < t->ens.n_local; i++)
-        t->member_loss[i] = t->ens.member_loss[i] / t->cfg->batch_size;
     return t->log ? poet_losslog_append(t->log, &rec, t->member_loss) : POET_OK;
 }
 
@@ -321,7 +392,8 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         iteration_outcome o = {0};
         double t0 = now_seconds();
         uint64_t bytes0 = tree_bytes(t);
-        POET_TRY(run_iteration(t, it, &o));
+        POET_TRY(t->cfg->overlap == POET_OVERLAP_STALE ? run_stale_iteration(t, it, &o)
+                                                       : run_iteration(t, it, &o));
         if (o.error) {
             poet_error_mark_agreed();
             POET_FAIL(POET_ERR_REMOTE, "stopping: another rank failed at iteration %ld (see its "
@@ -406,11 +478,7 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
                "(iterations %ld..%ld)\n",
                POET_VERSION, cfg->members, t.ranks, poet_tree_kind_name(cfg->tree),
                poet_overlap_mode_name(cfg->overlap), t.total, cfg->batch_size, t.start + 1, t.total);
-    st = cfg->overlap == POET_OVERLAP_STALE ? poet_error_set(POET_ERR_CONFIG,
-                                                             "%s: distributed.overlap: stale mode is "
-                                                             "not available yet",
-                                                             cfg->source)
-                                            : train_loop(&t, summary);
+    st = train_loop(&t, summary);
     if (t.log) {
         poet_status close_st = poet_losslog_close(t.log);
         if (st == POET_OK || st == POET_STOPPED)
