@@ -1,6 +1,7 @@
 /* main.c — the `poet` command line: parses arguments, runs a subcommand, turns its status into a
  * one-line message and an exit code. The only place that decides to exit or abort. */
 #define _DEFAULT_SOURCE /* gethostname */
+#include <cjson/cJSON.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,16 +21,20 @@ static const char usage_text[] =
     "Product-Of-Experts Ensemble Trainer: trains an ensemble of conv nets jointly across MPI ranks.\n"
     "\n"
     "commands:\n"
-    "  train CONFIG [--resume | --resume-from FILE] [--quiet] [--trajectory FILE] [--stop-after N]\n"
+    "  train CONFIG [--set KEY=VALUE ...] [--resume | --resume-from FILE] [--quiet]\n"
+    "        [--trajectory FILE] [--stop-after N]\n"
     "        train the ensemble described by the JSON file CONFIG (run under mpirun for several\n"
     "        ranks). --resume continues from the newest checkpoint that verifies.\n"
-    "  eval CONFIG [--checkpoint FILE]\n"
+    "  eval CONFIG [--set KEY=VALUE ...] [--checkpoint FILE]\n"
     "        evaluate a checkpoint (default: the newest good one) on the test set\n"
     "  inspect FILE\n"
     "        print a checkpoint's metadata and per-member checksums, verifying them\n"
     "  report LOG.h5 [LOG2.h5 ...] [--csv]\n"
     "        summarise (and compare) per-iteration loss logs\n"
     "  --help, --version\n"
+    "\n"
+    "--set KEY=VALUE overrides one config key, e.g. --set training.iterations=50\n"
+    "        --set distributed.tree='\"kary\"' (VALUE is JSON; a bare word is taken as a string)\n"
     "\n"
     "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O, 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
     "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a\n"
@@ -39,6 +44,111 @@ typedef struct {
     MPI_Comm comm;
     int rank, size;
 } world;
+
+#define MAX_OVERRIDES 64
+
+/* Config overrides from --set KEY=VALUE, applied to the JSON before validation so they are checked
+ * exactly like keys in the file. */
+typedef struct {
+    int n;
+    const char *items[MAX_OVERRIDES];
+} overrides;
+
+static char *read_text_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len < 2) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+/* Sets the dotted KEY inside `root` to VALUE, creating objects on the way. */
+static poet_status apply_override(cJSON *root, const char *item) {
+    const char *eq = strchr(item, '=');
+    if (!eq || eq == item)
+        return poet_error_set(POET_ERR_USAGE, "--set: expected KEY=VALUE, got '%s'", item);
+    char key[256];
+    size_t klen = (size_t)(eq - item);
+    if (klen >= sizeof key)
+        return poet_error_set(POET_ERR_USAGE, "--set: key too long in '%s'", item);
+    memcpy(key, item, klen);
+    key[klen] = '\0';
+    cJSON *value = cJSON_Parse(eq + 1);
+    if (!value)
+        value = cJSON_CreateString(eq + 1);
+    cJSON *node = root;
+    char *part = key, *dot;
+    while ((dot = strchr(part, '.'))) {
+        *dot = '\0';
+        cJSON *next = cJSON_GetObjectItemCaseSensitive(node, part);
+        if (!next) {
+            next = cJSON_CreateObject();
+            cJSON_AddItemToObject(node, part, next);
+        }
+        if (!cJSON_IsObject(next)) {
+            cJSON_Delete(value);
+            return poet_error_set(POET_ERR_USAGE, "--set %s: '%s' is not an object", item, part);
+        }
+        node = next;
+        part = dot + 1;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(node, part))
+        cJSON_ReplaceItemInObjectCaseSensitive(node, part, value);
+    else
+        cJSON_AddItemToObject(node, part, value);
+    return POET_OK;
+}
+
+/* Loads CONFIG with the overrides applied; errors still name the file and the key. */
+static poet_status load_config(const char *path, const overrides *ov, poet_config *cfg) {
+    if (ov->n == 0)
+        return poet_config_load(path, cfg);
+    char *text = read_text_file(path);
+    if (!text)
+        return poet_config_load(path, cfg); /* reports the unreadable file */
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return poet_config_load(path, cfg); /* reports the JSON error with its line */
+    }
+    poet_status st = POET_OK;
+    for (int i = 0; i < ov->n && st == POET_OK; i++)
+        st = apply_override(root, ov->items[i]);
+    char *merged = st == POET_OK ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (st == POET_OK)
+        st = merged ? poet_config_parse(merged, path, cfg)
+                    : poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
+    free(merged);
+    return st;
+}
+
+/* Takes `--set KEY=VALUE` at argv[*i]; returns 1 when it did. */
+static int take_override(int argc, char **argv, int *i, overrides *ov) {
+    if (strcmp(argv[*i], "--set") || *i + 1 >= argc || ov->n >= MAX_OVERRIDES)
+        return 0;
+    ov->items[ov->n++] = argv[++*i];
+    return 1;
+}
 
 static int usage_error(const world *w, const char *fmt, const char *arg) {
     if (w->rank == 0) {
@@ -104,9 +214,12 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
 
 static int cmd_train(const world *w, int argc, char **argv) {
     poet_train_options opt = {0};
+    overrides ov = {0};
     const char *config_path = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (take_override(argc, argv, &i, &ov))
+            continue;
         if (!strcmp(a, "--resume"))
             opt.resume = 1;
         else if (!strcmp(a, "--resume-from") && i + 1 < argc)
@@ -132,7 +245,7 @@ static int cmd_train(const world *w, int argc, char **argv) {
         return usage_error(w, "train: missing CONFIG%s", "");
     poet_config *cfg = calloc(1, sizeof *cfg);
     poet_train_summary *summary = calloc(1, sizeof *summary);
-    poet_status st = cfg && summary ? poet_config_load(config_path, cfg) : POET_ERR_NOMEM;
+    poet_status st = cfg && summary ? load_config(config_path, &ov, cfg) : POET_ERR_NOMEM;
     if (st == POET_OK) {
         choose_threads(w, cfg);
         poet_train_install_signal_handlers();
@@ -150,7 +263,10 @@ static int cmd_train(const world *w, int argc, char **argv) {
 
 static int cmd_eval(const world *w, int argc, char **argv) {
     const char *config_path = NULL, *checkpoint = NULL;
+    overrides ov = {0};
     for (int i = 0; i < argc; i++) {
+        if (take_override(argc, argv, &i, &ov))
+            continue;
         if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc)
             checkpoint = argv[++i];
         else if (argv[i][0] == '-')
@@ -164,7 +280,7 @@ static int cmd_eval(const world *w, int argc, char **argv) {
         return usage_error(w, "eval: missing CONFIG%s", "");
     poet_config *cfg = calloc(1, sizeof *cfg);
     poet_eval_result *r = calloc(1, sizeof *r);
-    poet_status st = cfg && r ? poet_config_load(config_path, cfg) : POET_ERR_NOMEM;
+    poet_status st = cfg && r ? load_config(config_path, &ov, cfg) : POET_ERR_NOMEM;
     if (st == POET_OK) {
         choose_threads(w, cfg);
         st = poet_train_evaluate(w->comm, cfg, checkpoint, r);
@@ -256,6 +372,8 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(w.comm, &w.rank);
     MPI_Comm_size(w.comm, &w.size);
     int code = dispatch(&w, argc, argv);
+    if (code == POET_ERR_USAGE && poet_error_message()[0] && w.rank == 0)
+        fprintf(stderr, "poet: %s\n", poet_error_message()); /* e.g. a bad --set */
     if (code != POET_OK && code != POET_STOPPED && code != POET_ERR_USAGE) {
         report_failure(&w, (poet_status)code);
         /* A failure the other ranks do not know about could leave them waiting in a collective:
