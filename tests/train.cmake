@@ -1,0 +1,27 @@
+# Distributed training: trajectories must not depend on the rank count or tree shape (issue 3).
+set(TINY ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json)
+set(RUN_TRAIN ${CMAKE_CURRENT_SOURCE_DIR}/run_train.sh $<TARGET_FILE:poet> ${MPIEXEC_EXECUTABLE})
+
+# The reference: one rank, binary tree (a single rank has no tree traffic at all).
+poet_add_test(traj_ref ${RUN_TRAIN} 1 ${CMAKE_CURRENT_BINARY_DIR}/traj/ref -- ${TINY})
+set_tests_properties(traj_ref PROPERTIES FIXTURES_SETUP traj_ref)
+
+foreach(ranks 1 2 3 4)
+  foreach(tree binary kary mpi)
+    set(name traj_p${ranks}_${tree})
+    add_test(NAME ${name} COMMAND ${RUN_TRAIN} ${ranks} ${CMAKE_CURRENT_BINARY_DIR}/traj/${name}
+             --ref ${CMAKE_CURRENT_BINARY_DIR}/traj/ref/trajectory --
+             ${TINY} --set distributed.tree=${tree} --set distributed.arity=3)
+    set_tests_properties(${name} PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS ${ranks}
+                                            FIXTURES_REQUIRED traj_ref)
+  endforeach()
+endforeach()
+
+# Micro-batches overlapped with communication give exactly the non-overlapped micro-batch run.
+poet_add_test(traj_chunks_ref ${RUN_TRAIN} 2 ${CMAKE_CURRENT_BINARY_DIR}/traj/chunks_ref --
+              ${TINY} --set distributed.chunks=2)
+set_tests_properties(traj_chunks_ref PROPERTIES FIXTURES_SETUP traj_chunks PROCESSORS 2)
+poet_add_test(traj_overlap_exact ${RUN_TRAIN} 2 ${CMAKE_CURRENT_BINARY_DIR}/traj/overlap_exact
+              --ref ${CMAKE_CURRENT_BINARY_DIR}/traj/chunks_ref/trajectory --
+              ${TINY} --set distributed.chunks=2 --set distributed.overlap=exact)
+set_tests_properties(traj_overlap_exact PROPERTIES FIXTURES_REQUIRED traj_chunks PROCESSORS 2)
