@@ -13,6 +13,7 @@
 #include "poet/checkpoint.h"
 #include "poet/data.h"
 #include "poet/ensemble.h"
+#include "poet/fsutil.h"
 #include "poet/loss.h"
 #include "poet/losslog.h"
 #include "poet/net.h"
@@ -430,13 +431,19 @@ fail:
     return st;
 }
 
+/* Creates the log's directory on rank 0 (every rank agrees on the outcome) and opens the log. */
 static poet_status open_log(trainer *t) {
-    char path[POET_PATH_MAX + 16];
+    poet_status st = POET_OK;
+    char path[POET_PATH_MAX + 16], dir[POET_PATH_MAX + 16];
     if (t->cfg->log_file[0])
         snprintf(path, sizeof path, "%s", t->cfg->log_file);
     else
         snprintf(path, sizeof path, "%s/log.h5", t->cfg->checkpoint_dir);
-    return poet_losslog_open(t->comm, path, t->cfg, &t->ens, t->start, &t->log);
+    poet_fs_dirname(path, dir, sizeof dir);
+    POET_TRY(agree(t->comm, t->rank == 0 ? poet_fs_make_dirs(dir, "loss-log directory") : POET_OK));
+    POET_TRY(poet_losslog_open(t->comm, path, t->cfg, &t->ens, t->start, &t->log));
+fail:
+    return st;
 }
 
 poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_train_options *opt,
