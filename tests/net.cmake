@@ -1,0 +1,7 @@
+# The oneDNN stack: every member's logits and gradients against the double reference, and the
+# joint-loss gradient computed as M separate graphs, as one fused graph and by the reference.
+poet_test_executable(test_net ${CMAKE_CURRENT_SOURCE_DIR}/test_net.c)
+poet_add_test(net_vs_reference $<TARGET_FILE:test_net>)
+
+poet_test_executable(test_joint_gradient ${CMAKE_CURRENT_SOURCE_DIR}/test_joint_gradient.c)
+poet_add_test(joint_gradient $<TARGET_FILE:test_joint_gradient>)

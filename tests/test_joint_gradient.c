@@ -1,0 +1,179 @@
+/* test_joint_gradient.c — the ensemble gradient three ways, for M ∈ {1, 3, 10} members of the
+ * reference network on a batch of B = 8 random 1×28×28 images:
+ *   (a) "multiple graphs": M separate G=1 stacks; their logits summed in fixed point, the joint
+ *       loss's (q̄ − p)/(M·B) fed to each stack's backward;
+ *   (b) "single graph": one fused G=M stack, the same loss path;
+ *   (c) the double reference: per-member forward, poet_ref_joint_loss differentiated end to end
+ *       through the mean, per-member backward.
+ * (a) and (b) must agree to fp32 rounding, both must match (c), for every parameter of every
+ * member, and the three losses must agree.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "poet/arch.h"
+#include "poet/loss.h"
+#include "poet/net.h"
+#include "poet/reference.h"
+#include "poet/rng.h"
+#include "testutil.h"
+
+#define B 8
+#define K 10
+#define ATOL_REF 1e-6 /* gradients are of order 1/(M·B); fp32 against double */
+#define RTOL_REF 1e-4
+#define ATOL_FUSED 1e-7 /* two fp32 computations of the same sums, in different kernels */
+#define RTOL_FUSED 1e-5
+
+static void *xmalloc(size_t bytes) {
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "FAIL out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static poet_layer_spec spec(poet_layer_kind kind, int out, int k, int s) {
+    return (poet_layer_spec){kind, out, k, s, 0, 0};
+}
+
+/* conv(->20,k3,s2) relu conv(->40,k3,s2) relu avg_pool(6) linear(->20) relu linear(->K). */
+static void reference_plan(poet_arch_plan *plan) {
+    poet_arch arch;
+    memset(&arch, 0, sizeof arch);
+    poet_layer_spec layers[] = {spec(POET_LAYER_CONV, 20, 3, 2),     spec(POET_LAYER_RELU, 0, 0, 0),
+                                spec(POET_LAYER_CONV, 40, 3, 2),     spec(POET_LAYER_RELU, 0, 0, 0),
+                                spec(POET_LAYER_AVG_POOL, 0, 6, 6),  spec(POET_LAYER_LINEAR, 20, 0, 0),
+                                spec(POET_LAYER_RELU, 0, 0, 0),      spec(POET_LAYER_LINEAR, K, 0, 0)};
+    arch.n_layers = (int)(sizeof layers / sizeof *layers);
+    memcpy(arch.layers, layers, sizeof layers);
+    TEST_OK(poet_arch_plan_build(&arch, (poet_shape){1, 28, 28}, K, "reference", plan));
+}
+
+/* The loss path every rank runs: fixed-point sum of the members' logits, mean, joint loss.
+ * logits of member j, image b: logits[j][b * stride + k]. */
+static void joint_loss(float *const *logits, size_t stride, int M, const uint8_t *labels,
+                       float *grad, double *loss) {
+    int64_t acc[B * K] = {0};
+    double mean[B * K];
+    long correct = 0;
+    for (int j = 0; j < M; j++)
+        TEST_OK(poet_loss_add_fixed(acc, logits[j], stride, B, K, j));
+    poet_loss_fixed_to_mean(acc, B, K, M, mean);
+    poet_loss_joint(mean, labels, B, K, M, grad, loss, &correct);
+}
+
+static void run(int M) {
+    poet_arch_plan plan;
+    reference_plan(&plan);
+    size_t P = plan.param_count, n_img = (size_t)B * 28 * 28;
+    printf("M=%d members, B=%d, %zu params each\n", M, B, P);
+
+    float *images = xmalloc(n_img * sizeof *images);
+    double *images_d = xmalloc(n_img * sizeof *images_d);
+    uint8_t labels[B];
+    for (size_t i = 0; i < n_img; i++)
+        images_d[i] = images[i] = (float)(2.0 * poet_rng_uniform(3, POET_STREAM_TEST, i) - 0.5);
+    for (int b = 0; b < B; b++)
+        labels[b] = (uint8_t)poet_rng_u64(3, POET_STREAM_TEST, 1000000 + b) % K;
+
+    /* (a) multiple graphs: member j's params/grads in its own buffer. */
+    float *sep_params = xmalloc((size_t)M * P * sizeof(float));
+    float *sep_grads = xmalloc((size_t)M * P * sizeof(float));
+    float *sep_logits = xmalloc((size_t)M * B * K * sizeof(float));
+    poet_stack **sep = xmalloc((size_t)M * sizeof *sep);
+    float **sep_rows = xmalloc((size_t)M * sizeof *sep_rows);
+    float grad_a[B * K], grad_b[B * K];
+    double loss_a, loss_b;
+    for (int j = 0; j < M; j++) {
+        poet_arch_init_member(&plan, 2024, j, sep_params + j * P);
+        TEST_OK(poet_stack_create(&plan, 1, B, 1, sep_params + j * P, sep_grads + j * P, &sep[j]));
+        sep_rows[j] = sep_logits + (size_t)j * B * K;
+        TEST_OK(poet_stack_forward(sep[j], images, sep_rows[j]));
+    }
+    joint_loss(sep_rows, K, M, labels, grad_a, &loss_a);
+    for (int j = 0; j < M; j++)
+        TEST_OK(poet_stack_backward(sep[j], grad_a, 0));
+
+    /* (b) single graph: the same members fused into one G=M stack. */
+    float *fused_params = xmalloc((size_t)M * P * sizeof(float));
+    float *fused_grads = xmalloc((size_t)M * P * sizeof(float));
+    float *fused_logits = xmalloc((size_t)B * M * K * sizeof(float));
+    float **fused_rows = xmalloc((size_t)M * sizeof *fused_rows);
+    poet_stack *fused = NULL;
+    for (int j = 0; j < M; j++) {
+        poet_stack_member_set(&plan, M, fused_params, j, sep_params + j * P);
+        fused_rows[j] = fused_logits + (size_t)j * K;
+    }
+    TEST_OK(poet_stack_create(&plan, M, B, 1, fused_params, fused_grads, &fused));
+    TEST_OK(poet_stack_forward(fused, images, fused_logits));
+    joint_loss(fused_rows, (size_t)M * K, M, labels, grad_b, &loss_b);
+    TEST_OK(poet_stack_backward(fused, grad_b, 0));
+
+    /* (c) the reference, differentiated end to end through the mean of the logits. */
+    double *params_d = xmalloc(P * sizeof(double));
+    double *ref_logits = xmalloc((size_t)M * B * K * sizeof(double));
+    double *ref_dlogits = xmalloc((size_t)M * B * K * sizeof(double));
+    double *ref_grads = xmalloc((size_t)M * P * sizeof(double));
+    poet_ref_cache **caches = xmalloc((size_t)M * sizeof *caches);
+    for (int j = 0; j < M; j++) {
+        caches[j] = poet_ref_cache_create(&plan, B);
+        for (size_t i = 0; i < P; i++)
+            params_d[i] = sep_params[j * P + i];
+        poet_ref_forward(&plan, params_d, B, images_d, ref_logits + (size_t)j * B * K, caches[j]);
+    }
+    double loss_c = poet_ref_joint_loss(ref_logits, M, B, K, labels, ref_dlogits);
+    for (int j = 0; j < M; j++) {
+        for (size_t i = 0; i < P; i++)
+            params_d[i] = sep_params[j * P + i];
+        poet_ref_backward(&plan, params_d, B, ref_dlogits + (size_t)j * B * K, caches[j],
+                          ref_grads + j * P, NULL);
+    }
+
+    printf("  loss: separate %.9f fused %.9f reference %.9f\n", loss_a, loss_b, loss_c);
+    TEST_CHECK(fabs(loss_a - loss_b) <= 1e-6, "loss separate %.9g vs fused %.9g", loss_a, loss_b);
+    TEST_CHECK(fabs(loss_a - loss_c) <= 1e-5, "loss separate %.9g vs ref %.9g", loss_a, loss_c);
+
+    float *fused_member = xmalloc(P * sizeof(float));
+    double *sep_d = xmalloc(P * sizeof(double));
+    for (int j = 0; j < M; j++) {
+        poet_stack_member_get(&plan, M, fused_grads, j, fused_member);
+        for (size_t i = 0; i < P; i++)
+            sep_d[i] = sep_grads[j * P + i];
+        for (int t = 0; t < plan.n_tensors; t++) {
+            const poet_tensor_info *ti = &plan.tensors[t];
+            char label[96];
+            snprintf(label, sizeof label, "  m%d %s fused vs separate", j, ti->name);
+            test_compare_f32(label, fused_member + ti->offset, sep_d + ti->offset, ti->count,
+                             ATOL_FUSED, RTOL_FUSED);
+            snprintf(label, sizeof label, "  m%d %s separate vs reference", j, ti->name);
+            test_compare_f32(label, sep_grads + j * P + ti->offset, ref_grads + j * P + ti->offset,
+                             ti->count, ATOL_REF, RTOL_REF);
+            snprintf(label, sizeof label, "  m%d %s fused vs reference", j, ti->name);
+            test_compare_f32(label, fused_member + ti->offset, ref_grads + j * P + ti->offset,
+                             ti->count, ATOL_REF, RTOL_REF);
+        }
+    }
+
+    for (int j = 0; j < M; j++) {
+        poet_stack_destroy(sep[j]);
+        poet_ref_cache_destroy(caches[j]);
+    }
+    poet_stack_destroy(fused);
+    free(images), free(images_d), free(sep_params), free(sep_grads), free(sep_logits), free(sep);
+    free(sep_rows), free(fused_rows);
+    free(fused_params), free(fused_grads), free(fused_logits), free(params_d), free(ref_logits);
+    free(ref_dlogits), free(ref_grads), free(caches), free(fused_member), free(sep_d);
+}
+
+int main(void) {
+    poet_net_set_threads(1);
+    const int Ms[] = {1, 3, 10};
+    for (int i = 0; i < 3; i++)
+        run(Ms[i]);
+    return test_finish("joint_gradient");
+}

@@ -1,0 +1,234 @@
+/* test_net.c — the oneDNN stack against the double-precision reference, member by member.
+ *
+ * For architectures that cover every layer kind (padding, stride, max/avg/global pooling, layers
+ * before the first weight layer, linear after a spatial layer, a network that ends in pooling, the
+ * reference network) and G ∈ {1, 3} members, B ∈ {1, 5} images: every member's logits and every
+ * parameter gradient match poet_ref_forward/poet_ref_backward of that member alone; backward with
+ * accumulate adds; an inference stack gives the training stack's logits; member get/set round
+ * trip. fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "poet/arch.h"
+#include "poet/net.h"
+#include "poet/reference.h"
+#include "poet/rng.h"
+#include "testutil.h"
+
+#define ATOL 1e-5
+#define RTOL 1e-4
+
+static void *xmalloc(size_t bytes) {
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "FAIL out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static poet_layer_spec conv(int out, int k, int s, int p) {
+    return (poet_layer_spec){POET_LAYER_CONV, out, k, s, p, 0};
+}
+static poet_layer_spec relu(void) { return (poet_layer_spec){POET_LAYER_RELU, 0, 0, 0, 0, 0}; }
+static poet_layer_spec pool(poet_layer_kind kind, int k, int s, int p) {
+    return (poet_layer_spec){kind, 0, k, s, p, 0};
+}
+static poet_layer_spec global(poet_layer_kind kind) {
+    return (poet_layer_spec){kind, 0, 0, 0, 0, 1};
+}
+static poet_layer_spec linear(int out) {
+    return (poet_layer_spec){POET_LAYER_LINEAR, out, 0, 0, 0, 0};
+}
+
+typedef struct {
+    const char *name;
+    poet_shape input;
+    int classes;
+    int n_layers;
+    poet_layer_spec layers[12];
+} net_case;
+
+/* Uniform floats in [lo, hi) from the test stream, starting at `counter`. */
+static void fill_f32(float *v, size_t n, uint64_t counter, double lo, double hi) {
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(lo + (hi - lo) * poet_rng_uniform(11, POET_STREAM_TEST, counter + i));
+}
+
+static void to_f64(const float *src, double *dst, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i];
+}
+
+static void build_plan(const net_case *nc, poet_arch_plan *plan) {
+    poet_arch arch;
+    memset(&arch, 0, sizeof arch);
+    arch.n_layers = nc->n_layers;
+    memcpy(arch.layers, nc->layers, (size_t)nc->n_layers * sizeof *nc->layers);
+    TEST_OK(poet_arch_plan_build(&arch, nc->input, nc->classes, nc->name, plan));
+}
+
+/* Compares every tensor of member g's gradient (float, member layout) against `ref` × scale. */
+static void compare_tensors(const char *what, const poet_arch_plan *plan, int g, const float *got,
+                            const double *ref, double scale) {
+    double *scaled = xmalloc(plan->param_count * sizeof *scaled);
+    for (size_t i = 0; i < plan->param_count; i++)
+        scaled[i] = scale * ref[i];
+    for (int t = 0; t < plan->n_tensors; t++) {
+        const poet_tensor_info *ti = &plan->tensors[t];
+        char label[96];
+        snprintf(label, sizeof label, "  %s m%d %s", what, g, ti->name);
+        test_compare_f32(label, got + ti->offset, scaled + ti->offset, ti->count, ATOL, RTOL);
+    }
+    free(scaled);
+}
+
+/* One architecture, G members, batch B: the whole comparison. */
+static void run_case(const net_case *nc, int G, int B) {
+    poet_arch_plan plan;
+    build_plan(nc, &plan);
+    int K = plan.classes;
+    size_t P = plan.param_count, n_img = (size_t)plan.input.c * plan.input.h * plan.input.w;
+    printf("%s: G=%d B=%d (%zu params per member)\n", nc->name, G, B, P);
+
+    float *params = xmalloc((size_t)G * P * sizeof *params);
+    float *grads = xmalloc((size_t)G * P * sizeof *grads);
+    float *member = xmalloc(P * sizeof *member);
+    double *member_d = xmalloc(P * sizeof *member_d);
+    double *dparams = xmalloc(P * sizeof *dparams);
+    float *images = xmalloc((size_t)B * n_img * sizeof *images);
+    double *images_d = xmalloc((size_t)B * n_img * sizeof *images_d);
+    float *logits = xmalloc((size_t)B * G * K * sizeof *logits);
+    float *logits_inf = xmalloc((size_t)B * G * K * sizeof *logits_inf);
+    float *member_logits = xmalloc((size_t)B * K * sizeof *member_logits);
+    double *ref_logits = xmalloc((size_t)B * K * sizeof *ref_logits);
+    float *dlogits = xmalloc((size_t)B * K * sizeof *dlogits);
+    double *dlogits_d = xmalloc((size_t)B * K * sizeof *dlogits_d);
+
+    for (int g = 0; g < G; g++) { /* different weights for every member */
+        poet_arch_init_member(&plan, 1234, 3 * g + 1, member);
+        poet_stack_member_set(&plan, G, params, g, member);
+    }
+    fill_f32(images, (size_t)B * n_img, 0, -1.0, 2.0);
+    to_f64(images, images_d, (size_t)B * n_img);
+    /* The real gradient is (q̄ - p)/(M·B): of order 1/B. */
+    fill_f32(dlogits, (size_t)B * K, 1u << 30, -1.0 / B, 1.0 / B);
+    to_f64(dlogits, dlogits_d, (size_t)B * K);
+
+    poet_stack *stack = NULL, *inference = NULL;
+    TEST_OK(poet_stack_create(&plan, G, B, 1, params, grads, &stack));
+    TEST_CHECK(poet_stack_members(stack) == G && poet_stack_batch(stack) == B, "G/B accessors");
+    TEST_OK(poet_stack_forward(stack, images, logits));
+    TEST_OK(poet_stack_backward(stack, dlogits, 0));
+
+    poet_ref_cache *cache = poet_ref_cache_create(&plan, B);
+    TEST_CHECK(cache != NULL, "reference cache");
+    for (int g = 0; g < G; g++) {
+        poet_stack_member_get(&plan, G, params, g, member);
+        to_f64(member, member_d, P);
+        poet_ref_forward(&plan, member_d, B, images_d, ref_logits, cache);
+        for (int b = 0; b < B; b++)
+            memcpy(member_logits + (size_t)b * K, logits + ((size_t)b * G + g) * K,
+                   (size_t)K * sizeof(float));
+        char label[64];
+        snprintf(label, sizeof label, "  logits m%d", g);
+        test_compare_f32(label, member_logits, ref_logits, (size_t)B * K, ATOL, RTOL);
+
+        poet_ref_backward(&plan, member_d, B, dlogits_d, cache, dparams, NULL);
+        poet_stack_member_get(&plan, G, grads, g, member);
+        compare_tensors("grad", &plan, g, member, dparams, 1.0);
+        if (g == G - 1) { /* accumulate: a second backward adds the same gradient */
+            TEST_OK(poet_stack_backward(stack, dlogits, 1));
+            poet_stack_member_get(&plan, G, grads, g, member);
+            compare_tensors("grad x2 (accumulate)", &plan, g, member, dparams, 2.0);
+        }
+    }
+
+    /* An inference stack computes the same logits. */
+    TEST_OK(poet_stack_create(&plan, G, B, 0, params, NULL, &inference));
+    TEST_OK(poet_stack_forward(inference, images, logits_inf));
+    double *logits_d = xmalloc((size_t)B * G * K * sizeof *logits_d);
+    to_f64(logits, logits_d, (size_t)B * G * K);
+    test_compare_f32("  inference logits vs training", logits_inf, logits_d, (size_t)B * G * K,
+                     1e-6, 1e-6);
+    free(logits_d);
+
+    poet_ref_cache_destroy(cache);
+    poet_stack_destroy(inference);
+    poet_stack_destroy(stack);
+    free(params), free(grads), free(member), free(member_d), free(dparams), free(images);
+    free(images_d), free(logits), free(logits_inf), free(member_logits), free(ref_logits);
+    free(dlogits), free(dlogits_d);
+}
+
+/* member_set then member_get returns the member, and leaves the other members alone. */
+static void member_round_trip(const net_case *nc) {
+    poet_arch_plan plan;
+    build_plan(nc, &plan);
+    int G = 4;
+    size_t P = plan.param_count;
+    float *stack = xmalloc(G * P * sizeof *stack), *before = xmalloc(G * P * sizeof *before);
+    float *member = xmalloc(P * sizeof *member), *back = xmalloc(P * sizeof *back);
+    fill_f32(stack, G * P, 99, -1, 1);
+    memcpy(before, stack, G * P * sizeof *stack);
+    fill_f32(member, P, 5555, -1, 1);
+    poet_stack_member_set(&plan, G, stack, 2, member);
+    poet_stack_member_get(&plan, G, stack, 2, back);
+    TEST_CHECK(memcmp(member, back, P * sizeof *member) == 0, "member 2 round trip");
+    size_t changed = 0;
+    for (size_t i = 0; i < G * P; i++)
+        changed += stack[i] != before[i];
+    TEST_CHECK(changed == P, "member_set changed %zu elements, expected %zu", changed, P);
+    /* Stack layout: tensor t of member g at G·offset + g·count. */
+    const poet_tensor_info *t1 = &plan.tensors[1];
+    TEST_CHECK(stack[G * t1->offset + 2 * t1->count] == member[t1->offset],
+               "tensor %s of member 2 where net.h says", t1->name);
+    printf("member get/set round trip: %zu of %zu elements changed\n", changed, G * P);
+    free(stack), free(before), free(member), free(back);
+}
+
+int main(void) {
+    poet_net_set_threads(1);
+    const net_case cases[] = {
+        {"reference 1x28x28",
+         {1, 28, 28},
+         10,
+         8,
+         {conv(20, 3, 2, 0), relu(), conv(40, 3, 2, 0), relu(), pool(POET_LAYER_AVG_POOL, 6, 6, 0),
+          linear(20), relu(), linear(10)}},
+        {"pad/stride/max/avg-pad/linear-after-spatial",
+         {3, 12, 12},
+         5,
+         9,
+         {conv(8, 3, 1, 1), relu(), pool(POET_LAYER_MAX_POOL, 2, 2, 0), conv(6, 3, 2, 1), relu(),
+          pool(POET_LAYER_AVG_POOL, 3, 2, 1), linear(7), relu(), linear(5)}},
+        {"shared-prefix pool, global avg",
+         {2, 10, 10},
+         4,
+         6,
+         {pool(POET_LAYER_MAX_POOL, 2, 2, 0), relu(), conv(5, 3, 1, 0), relu(),
+          global(POET_LAYER_AVG_POOL), linear(4)}},
+        {"mlp on images",
+         {1, 6, 6},
+         3,
+         3,
+         {linear(16), relu(), linear(3)}},
+        {"ends in global max pool",
+         {2, 9, 9},
+         6,
+         6,
+         {conv(6, 3, 1, 1), relu(), pool(POET_LAYER_MAX_POOL, 3, 2, 1), conv(6, 1, 1, 0),
+          pool(POET_LAYER_AVG_POOL, 2, 1, 0), global(POET_LAYER_MAX_POOL)}},
+    };
+    const int Gs[] = {1, 3}, Bs[] = {1, 5};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int gi = 0; gi < 2; gi++)
+            for (int bi = 0; bi < 2; bi++)
+                run_case(&cases[c], Gs[gi], Bs[bi]);
+    member_round_trip(&cases[1]);
+    return test_finish("net_vs_reference");
+}
