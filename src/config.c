@@ -88,7 +88,7 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->tree = POET_TREE_BINARY;
     cfg->arity = 2;
     cfg->overlap = POET_OVERLAP_NONE;
-    cfg->chunks = 2;
+    cfg->chunks = 1;
 
     snprintf(cfg->run_name, POET_NAME_MAX, "fashion-mnist");
     snprintf(cfg->checkpoint_dir, POET_PATH_MAX, "checkpoints/%s", cfg->run_name);
@@ -778,16 +778,14 @@ static poet_status parse_distributed(const char *src, const cJSON *d, poet_confi
         POET_TRY(opt_int(src, "distributed", d, "arity", 2, INT_MAX, &cfg->arity));
         POET_TRY(opt_enum(src, "distributed", d, "overlap", OVERLAP_NAMES, &overlap));
         cfg->overlap = (poet_overlap_mode)overlap;
-        POET_TRY(opt_int(src, "distributed", d, "chunks", 1, INT_MAX, &cfg->chunks));
+        POET_TRY(opt_int(src, "distributed", d, "chunks", 1, 16, &cfg->chunks));
     }
     if (cfg->tree == POET_TREE_BINARY)
         cfg->arity = 2;
-    /* Exact overlap splits every batch into equal micro-batches so the sum is the same gradient. */
-    if (cfg->overlap == POET_OVERLAP_EXACT && cfg->batch_size % cfg->chunks != 0) {
+    /* Micro-batches split every batch evenly so their gradients add up to the batch's gradient. */
+    if (cfg->batch_size % cfg->chunks != 0) {
         char what[160];
-        snprintf(what, sizeof what,
-                 "a divisor of training.batch_size (%d) when distributed.overlap is \"exact\"",
-                 cfg->batch_size);
+        snprintf(what, sizeof what, "a divisor of training.batch_size (%d)", cfg->batch_size);
         const cJSON *given = cJSON_GetObjectItemCaseSensitive(d, "chunks");
         if (!given) /* the default was used: show it */
             given = shown = cJSON_CreateNumber(cfg->chunks);

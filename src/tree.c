@@ -24,6 +24,8 @@ typedef struct {
     MPI_Request parent_recv;
     MPI_Request child_send[MAX_CHILDREN];
     MPI_Request collective;
+    int index;              /* slot number: messages of different slots never match each other */
+    int reducing;           /* between reduce_start and reduce_wait */
     int up_sent;            /* partial sum already added and sent up */
     int down_forwarded;     /* gradient already sent on to the children */
 } tree_slot;
@@ -82,6 +84,7 @@ poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size
     POET_ALLOC(t->slot, slots);
     for (int s = 0; s < slots; s++) {
         tree_slot *sl = &t->slot[s];
+        sl->index = s;
         POET_ALLOC(sl->up, up_count(t));
         POET_ALLOC(sl->from_children, up_count(t) * (size_t)(t->n_children ? t->n_children : 1));
         POET_ALLOC(sl->down, down_bytes(t));
@@ -127,8 +130,8 @@ static poet_status send_up(poet_tree *t, tree_slot *sl) {
             sl->up[i] += child[i];
     }
     if (t->parent >= 0) {
-        POET_MPI(MPI_Isend(sl->up, (int)count, MPI_INT64_T, t->parent, TAG_UP, t->comm,
-                           &sl->parent_send));
+        POET_MPI(MPI_Isend(sl->up, (int)count, MPI_INT64_T, t->parent, TAG_UP + sl->index,
+                           t->comm, &sl->parent_send));
         t->bytes_sent += count * sizeof(int64_t);
     }
     sl->up_sent = 1;
@@ -141,6 +144,7 @@ poet_status poet_tree_reduce_start(poet_tree *t, int slot) {
     tree_slot *sl = &t->slot[slot];
     size_t count = up_count(t);
     sl->up_sent = 0;
+    sl->reducing = 1;
     if (t->kind == POET_TREE_MPI) {
         /* In place at the root; other ranks' buffers are only read. */
         void *send = t->rank == 0 ? MPI_IN_PLACE : (void *)sl->up;
@@ -152,7 +156,7 @@ poet_status poet_tree_reduce_start(poet_tree *t, int slot) {
     }
     for (int c = 0; c < t->n_children; c++) {
         POET_MPI(MPI_Irecv(sl->from_children + (size_t)c * count, (int)count, MPI_INT64_T,
-                           t->children[c], TAG_UP, t->comm, &sl->child_recv[c]));
+                           t->children[c], TAG_UP + sl->index, t->comm, &sl->child_recv[c]));
         t->bytes_received += count * sizeof(int64_t);
     }
     if (t->n_children == 0)
@@ -164,7 +168,7 @@ fail:
 /* Sends up as soon as every child arrived; never blocks. */
 static poet_status progress_slot(poet_tree *t, tree_slot *sl) {
     poet_status st = POET_OK;
-    if (t->kind == POET_TREE_MPI || sl->up_sent || t->n_children == 0)
+    if (t->kind == POET_TREE_MPI || !sl->reducing || sl->up_sent || t->n_children == 0)
         return POET_OK;
     int done = 0;
     POET_MPI(MPI_Testall(t->n_children, sl->child_recv, &done, MPI_STATUSES_IGNORE));
@@ -185,6 +189,7 @@ fail:
 poet_status poet_tree_reduce_wait(poet_tree *t, int slot) {
     poet_status st = POET_OK;
     tree_slot *sl = &t->slot[slot];
+    sl->reducing = 0;
     if (t->kind == POET_TREE_MPI) {
         POET_MPI(MPI_Wait(&sl->collective, MPI_STATUS_IGNORE));
         return POET_OK;
@@ -201,8 +206,8 @@ fail:
 static poet_status send_down(poet_tree *t, tree_slot *sl) {
     poet_status st = POET_OK;
     for (int c = 0; c < t->n_children; c++) {
-        POET_MPI(MPI_Isend(sl->down, (int)down_bytes(t), MPI_BYTE, t->children[c], TAG_DOWN,
-                           t->comm, &sl->child_send[c]));
+        POET_MPI(MPI_Isend(sl->down, (int)down_bytes(t), MPI_BYTE, t->children[c],
+                           TAG_DOWN + sl->index, t->comm, &sl->child_send[c]));
         t->bytes_sent += down_bytes(t);
     }
     sl->down_forwarded = 1;
@@ -222,8 +227,8 @@ poet_status poet_tree_bcast_start(poet_tree *t, int slot) {
     }
     if (t->parent < 0)
         return send_down(t, sl);
-    POET_MPI(MPI_Irecv(sl->down, (int)down_bytes(t), MPI_BYTE, t->parent, TAG_DOWN, t->comm,
-                       &sl->parent_recv));
+    POET_MPI(MPI_Irecv(sl->down, (int)down_bytes(t), MPI_BYTE, t->parent, TAG_DOWN + sl->index,
+                       t->comm, &sl->parent_recv));
     t->bytes_received += down_bytes(t);
 fail:
     return st;

@@ -153,7 +153,7 @@ static void test_defaults(void) {
                    cfg.eval_every == 0,
                "schedule defaults");
     TEST_CHECK(cfg.tree == POET_TREE_BINARY && cfg.arity == 2 && cfg.overlap == POET_OVERLAP_NONE &&
-                   cfg.chunks == 2,
+                   cfg.chunks == 1,
                "distributed defaults");
     TEST_CHECK(strcmp(cfg.run_name, "fashion-mnist") == 0 &&
                    strcmp(cfg.checkpoint_dir, "checkpoints/fashion-mnist") == 0 &&
@@ -299,11 +299,11 @@ static const struct {
      "configs/x.json: training.nesterov: expected false when training.momentum is 0"},
     {"{\"training\": {\"batch_size\": 100}, \"distributed\": {\"overlap\": \"exact\", \"chunks\": "
      "3}}",
-     "configs/x.json: distributed.chunks: expected a divisor of training.batch_size (100) when "
-     "distributed.overlap is \"exact\", got 3"},
-    {"{\"training\": {\"batch_size\": 25}, \"distributed\": {\"overlap\": \"exact\"}}",
-     "configs/x.json: distributed.chunks: expected a divisor of training.batch_size (25) when "
-     "distributed.overlap is \"exact\", got 2"},
+     "configs/x.json: distributed.chunks: expected a divisor of training.batch_size (100), got 3"},
+    {"{\"training\": {\"batch_size\": 25}, \"distributed\": {\"chunks\": 2}}",
+     "configs/x.json: distributed.chunks: expected a divisor of training.batch_size (25), got 2"},
+    {"{\"distributed\": {\"chunks\": 17}}",
+     "configs/x.json: distributed.chunks: expected integer between 1 and 16, got 17"},
     {"{\"data\": {\"classes\": 1}}",
      "configs/x.json: data.classes: expected integer between 2 and 256, got 1"},
     {"{\"data\": {\"std\": 0}}", "configs/x.json: data.std: expected number > 0, got 0"},

@@ -25,3 +25,10 @@ poet_add_test(traj_overlap_exact ${RUN_TRAIN} 2 ${CMAKE_CURRENT_BINARY_DIR}/traj
               --ref ${CMAKE_CURRENT_BINARY_DIR}/traj/chunks_ref/trajectory --
               ${TINY} --set distributed.chunks=2 --set distributed.overlap=exact)
 set_tests_properties(traj_overlap_exact PROPERTIES FIXTURES_REQUIRED traj_chunks PROCESSORS 2)
+
+# The stale mode is a different algorithm: it must still learn. run_train.sh --falls checks that the
+# mean loss of the last 10 iterations is below the first 10's by the given margin.
+poet_add_test(train_stale ${RUN_TRAIN} 2 ${CMAKE_CURRENT_BINARY_DIR}/traj/stale --falls 0.3 --
+              ${TINY} --set distributed.overlap=stale --set training.iterations=200
+              --set training.lr=0.1)
+set_tests_properties(train_stale PROPERTIES PROCESSORS 2)
