@@ -170,9 +170,9 @@ static void report_failure(const world *w, poet_status st) {
         return;
     }
     int shared = st == POET_ERR_CONFIG || st == POET_ERR_DATA || st == POET_ERR_USAGE;
-    if (w->size == 1)
+    if (w->size == 1 || (shared && w->rank == 0))
         fprintf(stderr, "poet: %s\n", poet_error_message());
-    else if (!shared || w->rank == 0)
+    else if (!shared)
         fprintf(stderr, "poet: rank %d/%d on %s: %s\n", w->rank, w->size, host,
                 poet_error_message());
 }

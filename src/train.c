@@ -463,6 +463,11 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     t.rows = cfg->batch_size / t.chunks;
     if (cfg->threads > 0)
         poet_net_set_threads(cfg->threads);
+    {
+        /* Placement is cheap and wrong rank counts are common: say so before loading any data. */
+        int owner[POET_MAX_MEMBERS];
+        POET_TRY(agree(comm, poet_placement(cfg, t.ranks, owner)));
+    }
     POET_TRY(agree(comm, load_data(&t)));
     POET_TRY(agree(comm, setup(&t)));
     POET_TRY(resume(&t));

@@ -1,0 +1,54 @@
+# The command line: every bad input gets one clear line naming what is wrong and a documented exit code.
+set(EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/expect_error.sh)
+set(POET $<TARGET_FILE:poet>)
+set(TINY ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json)
+set(FMNIST ${POET_DATA_DIR})
+
+function(poet_cli_error name code text)
+  poet_add_test(cli_${name} ${EXPECT} ${code} "${text}" ${ARGN})
+endfunction()
+
+poet_add_test(cli_help ${POET} --help)
+set_tests_properties(cli_help PROPERTIES PASS_REGULAR_EXPRESSION "usage: poet <command>")
+poet_add_test(cli_version ${POET} --version)
+set_tests_properties(cli_version PROPERTIES PASS_REGULAR_EXPRESSION "^poet [0-9]+\\.[0-9]+\\.[0-9]+")
+
+poet_cli_error(no_command 2 "poet: missing command" ${POET})
+poet_cli_error(unknown_command 2 "poet: unknown command 'frobnicate'" ${POET} frobnicate)
+poet_cli_error(train_no_config 2 "poet: train: missing CONFIG" ${POET} train)
+poet_cli_error(train_bad_option 2 "unknown or incomplete option '--bogus'" ${POET} train ${TINY} --bogus)
+poet_cli_error(train_two_configs 2 "more than one config file" ${POET} train ${TINY} ${TINY})
+poet_cli_error(stop_after_bad 2 "--stop-after: expected an integer >= 1, got 'x'" ${POET} train ${TINY} --stop-after x)
+poet_cli_error(set_malformed 2 "--set: expected KEY=VALUE, got 'training.lr'" ${POET} train ${TINY} --set training.lr)
+poet_cli_error(inspect_no_file 2 "inspect: expected exactly one checkpoint FILE" ${POET} inspect)
+poet_cli_error(report_no_log 2 "report: expected at least one LOG.h5" ${POET} report)
+
+poet_cli_error(config_missing 3 "does-not-exist.json: cannot read config: No such file or directory"
+               ${POET} train does-not-exist.json)
+poet_cli_error(config_batch_negative 3 "training.batch_size: expected integer >= 1, got -5"
+               ${POET} train ${TINY} --set training.batch_size=-5)
+poet_cli_error(config_unknown_key 3 "training.batchsize: unknown key, did you mean training.batch_size?"
+               ${POET} train ${TINY} --set training.batchsize=5)
+poet_cli_error(config_bad_tree 3 "distributed.tree: expected"
+               ${POET} train ${TINY} --set distributed.tree=ring)
+
+poet_cli_error(data_missing 4 "/nonexistent/train.gz: cannot open"
+               ${POET} train ${TINY} --set data.train_images=/nonexistent/train.gz)
+poet_cli_error(data_bad_magic 4 "bad magic"
+               ${POET} train ${TINY} --set data.train_images=${FMNIST}/train-labels-idx1-ubyte.gz)
+poet_cli_error(data_count_mismatch 4 "labels but"
+               ${POET} train ${TINY} --set data.train_labels=${FMNIST}/t10k-labels-idx1-ubyte.gz)
+poet_cli_error(data_label_range 4 "is >= classes"
+               ${POET} train ${TINY} --set data.classes=5 --set model.architecture=reference)
+
+# Several ranks: errors every rank shares are printed once; a rank that fails alone stops them all.
+poet_cli_error(mpi_more_ranks_than_members 3 "4 members cannot be spread over 5 ranks"
+               ${MPIEXEC_EXECUTABLE} -np 5 --oversubscribe ${POET} train ${TINY})
+poet_cli_error(mpi_data_missing 4 "cannot open"
+               ${MPIEXEC_EXECUTABLE} -np 2 --oversubscribe ${POET} train ${TINY}
+               --set data.test_images=/nonexistent/t10k.gz)
+poet_add_test(cli_mpi_rank_failure ${EXPECT} nz "rank 2/3" env POET_FAULT_RANK=2 POET_FAULT_ITERATION=5
+              ${MPIEXEC_EXECUTABLE} -np 3 --oversubscribe ${POET} train ${TINY}
+              --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_fault\")
+# "within seconds": the failing rank's message and every rank's exit, long before the 50 iterations.
+set_tests_properties(cli_mpi_rank_failure PROPERTIES TIMEOUT 60)
