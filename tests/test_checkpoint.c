@@ -273,6 +273,20 @@ static long long int_attr(hid_t obj, const char *name, hid_t type, size_t n, lon
     return values ? values[0] : scratch[0];
 }
 
+/* Collects link names of a group in creation order. */
+typedef struct {
+    int n;
+    char names[64][32];
+} link_names;
+
+static herr_t collect_name(hid_t group, const char *name, const H5L_info_t *info, void *data) {
+    (void)group, (void)info;
+    link_names *l = data;
+    if (l->n < 64)
+        snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+    return 0;
+}
+
 /* Opens a checkpoint with plain serial HDF5 and checks every field docs/checkpoint-format.md
  * lists. */
 static void check_fields(const char *path, const poet_config *cfg, const poet_ensemble *e,
@@ -331,6 +345,15 @@ static void check_fields(const char *path, const poet_config *cfg, const poet_en
         free(s);
         TEST_CHECK(int_attr(g, "arch_index", i64, 0, NULL) == cfg->member_arch[j], "%s arch_index",
                    name);
+        /* Tensors iterate in member layout order (what h5py shows, what the checksum covers). */
+        link_names order = {0};
+        hsize_t at = 0;
+        H5Literate_by_name(g, "params", H5_INDEX_CRT_ORDER, H5_ITER_INC, &at, collect_name, &order,
+                           H5P_DEFAULT);
+        int same_order = order.n == plan->n_tensors;
+        for (int t = 0; same_order && t < plan->n_tensors; t++)
+            same_order = strcmp(order.names[t], plan->tensors[t].name) == 0;
+        TEST_CHECK(same_order, "%s/params: creation order is not the member layout order", name);
         H5Gclose(g);
         for (int kind = 0; kind < 2; kind++)
             for (int t = 0; t < plan->n_tensors; t++) {
@@ -547,7 +570,9 @@ static void suite(void) {
 
     poet_ensemble_destroy(&r);
     poet_ensemble_destroy(&e);
-    if (!test_failures)
+    int failures = 0; /* every rank must take the same branch: remove_tree is collective */
+    MPI_Allreduce(&test_failures, &failures, 1, MPI_INT, MPI_SUM, comm);
+    if (!failures)
         remove_tree(dir);
 }
 
