@@ -6,8 +6,9 @@
  *   (c) the double reference: per-member forward, poet_ref_joint_loss differentiated end to end
  *       through the mean, per-member backward.
  * (a) and (b) run the same oneDNN primitives on the same numbers, so they must agree bit for bit
- * (logits, loss and every gradient: a member's trajectory does not depend on fusion); both must
- * match (c) for every parameter of every member, and the losses must agree.
+ * (logits, loss and every gradient: a member's trajectory does not depend on fusion), and so must
+ * (b) run on 2 threads (members in parallel); both must match (c) for every parameter of every
+ * member, and the losses must agree.
  */
 #include <math.h>
 #include <stdint.h>
@@ -44,10 +45,11 @@ static poet_layer_spec spec(poet_layer_kind kind, int out, int k, int s) {
 static void reference_plan(poet_arch_plan *plan) {
     poet_arch arch;
     memset(&arch, 0, sizeof arch);
-    poet_layer_spec layers[] = {spec(POET_LAYER_CONV, 20, 3, 2),     spec(POET_LAYER_RELU, 0, 0, 0),
-                                spec(POET_LAYER_CONV, 40, 3, 2),     spec(POET_LAYER_RELU, 0, 0, 0),
-                                spec(POET_LAYER_AVG_POOL, 0, 6, 6),  spec(POET_LAYER_LINEAR, 20, 0, 0),
-                                spec(POET_LAYER_RELU, 0, 0, 0),      spec(POET_LAYER_LINEAR, K, 0, 0)};
+    poet_layer_spec layers[] = {
+        spec(POET_LAYER_CONV, 20, 3, 2),    spec(POET_LAYER_RELU, 0, 0, 0),
+        spec(POET_LAYER_CONV, 40, 3, 2),    spec(POET_LAYER_RELU, 0, 0, 0),
+        spec(POET_LAYER_AVG_POOL, 0, 6, 6), spec(POET_LAYER_LINEAR, 20, 0, 0),
+        spec(POET_LAYER_RELU, 0, 0, 0),     spec(POET_LAYER_LINEAR, K, 0, 0)};
     arch.n_layers = (int)(sizeof layers / sizeof *layers);
     memcpy(arch.layers, layers, sizeof layers);
     TEST_OK(poet_arch_plan_build(&arch, (poet_shape){1, 28, 28}, K, "reference", plan));
@@ -112,6 +114,31 @@ static void run(int M) {
     TEST_OK(poet_stack_forward(fused, images, fused_logits));
     joint_loss(fused_rows, (size_t)M * K, M, labels, grad_b, &loss_b);
     TEST_OK(poet_stack_backward(fused, grad_b, 0));
+
+    /* (b) again with members on 2 threads: bitwise the same. */
+    float *par_grads = xmalloc((size_t)M * P * sizeof(float));
+    float *par_logits = xmalloc((size_t)B * M * K * sizeof(float));
+    float par_grad[B * K];
+    double loss_par;
+    poet_stack *par = NULL;
+    poet_net_set_threads(2);
+    TEST_OK(poet_stack_create(&plan, M, B, 1, fused_params, par_grads, &par));
+    TEST_OK(poet_stack_forward(par, images, par_logits));
+    for (int j = 0; j < M; j++)
+        fused_rows[j] = par_logits + (size_t)j * K;
+    joint_loss(fused_rows, (size_t)M * K, M, labels, par_grad, &loss_par);
+    TEST_OK(poet_stack_backward(par, par_grad, 0));
+    poet_net_set_threads(1);
+    for (int j = 0; j < M; j++)
+        fused_rows[j] = fused_logits + (size_t)j * K;
+    TEST_CHECK(memcmp(par_logits, fused_logits, (size_t)B * M * K * sizeof(float)) == 0 &&
+                   memcmp(par_grads, fused_grads, (size_t)M * P * sizeof(float)) == 0 &&
+                   loss_par == loss_b,
+               "2 threads changed logits, loss or gradients of the fused stack");
+    printf("  2 threads: logits, loss and gradients bitwise equal to 1 thread: %s\n",
+           memcmp(par_grads, fused_grads, (size_t)M * P * sizeof(float)) == 0 ? "yes" : "NO");
+    poet_stack_destroy(par);
+    free(par_grads), free(par_logits);
 
     /* (c) the reference, differentiated end to end through the mean of the logits. */
     double *params_d = xmalloc(P * sizeof(double));

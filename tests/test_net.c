@@ -191,6 +191,31 @@ static void member_round_trip(const net_case *nc) {
     free(stack), free(before), free(member), free(back);
 }
 
+/* Refusals: no weight layer (config error, nothing leaked, *out NULL); backward on an inference
+ * stack. */
+static void error_paths(void) {
+    net_case pool_only = {"pool only", {4, 3, 3}, 4, 1, {global(POET_LAYER_AVG_POOL)}};
+    poet_arch_plan plan;
+    build_plan(&pool_only, &plan);
+    float params[1] = {0}, grads[1] = {0};
+    poet_stack *stack = (poet_stack *)params; /* must be reset to NULL */
+    poet_status st = poet_stack_create(&plan, 2, 3, 1, params, grads, &stack);
+    printf("no weight layer: %s: %s\n", poet_status_name(st), poet_error_message());
+    TEST_CHECK(st == POET_ERR_CONFIG && stack == NULL, "expected a config error, got %d", st);
+    poet_error_clear();
+
+    net_case mlp = {"mlp", {1, 2, 2}, 2, 1, {linear(2)}};
+    build_plan(&mlp, &plan);
+    float w[10] = {0}, images[4] = {0}, logits[2], dlogits[2] = {0};
+    TEST_OK(poet_stack_create(&plan, 1, 1, 0, w, NULL, &stack));
+    TEST_OK(poet_stack_forward(stack, images, logits));
+    st = poet_stack_backward(stack, dlogits, 0);
+    printf("backward on inference stack: %s: %s\n", poet_status_name(st), poet_error_message());
+    TEST_CHECK(st != POET_OK, "backward on an inference stack must fail");
+    poet_error_clear();
+    poet_stack_destroy(stack);
+}
+
 int main(void) {
     poet_net_set_threads(1);
     const net_case cases[] = {
@@ -230,5 +255,6 @@ int main(void) {
             for (int bi = 0; bi < 2; bi++)
                 run_case(&cases[c], Gs[gi], Bs[bi]);
     member_round_trip(&cases[1]);
+    error_paths();
     return test_finish("net_vs_reference");
 }
