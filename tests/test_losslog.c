@@ -7,7 +7,8 @@
  *                           missing files fail with their one-line messages
  *   test_losslog sample F   writes a realistic small log to F (for the plot test)
  *
- * Every value written is exactly representable, so read-back comparisons use zero tolerance.
+ * Every value written is exactly representable, so read-back comparisons are exact: EXACT is the
+ * tolerance (test_compare_f64 divides by atol + rtol·|ref|, so it cannot be zero).
  */
 #include <hdf5.h>
 #include <math.h>
@@ -26,9 +27,11 @@
 #include "poet/report.h"
 #include "testutil.h"
 
+#define EXACT 1e-300
+
 static int rank, ranks;
 
-/* ---- fixtures --------------------------------------------------------------------------------- */
+/* ---- fixtures -------------------------------------------------------------------------------- */
 
 /* A 4-member ensemble of the reference network on 1×28×28 inputs, batch 2. With 2 ranks the
  * placement interleaves (rank 0 owns 1 and 3, rank 1 owns 0 and 2) so that each rank's member
@@ -97,7 +100,7 @@ static void eval_row(poet_losslog *log, long iteration, int members) {
     TEST_OK(poet_losslog_eval(log, &res));
 }
 
-/* ---- plain-HDF5 reading (serial driver, rank 0 only) ------------------------------------------ */
+/* ---- plain-HDF5 reading (serial driver, rank 0 only) ----------------------------------------- */
 
 /* Reads a whole dataset as doubles (or int64 viewed as double: values here are small); returns the
  * element count and the first dimension in *rows. */
@@ -152,7 +155,7 @@ static void check_file(const char *path, long rows, int (*expect_pass)(long), co
         double *want = calloc((size_t)rows * members + 1, sizeof *want);
         for (long r = 0; r < rows; r++)
             want[r] = (double)r;
-        test_compare_f64("iterations/iteration", it, want, t, 0, 0);
+        test_compare_f64("iterations/iteration", it, want, t, EXACT, 0);
         const char *cols[] = {"iterations/loss", "iterations/accuracy", "iterations/lr",
                               "iterations/seconds", "iterations/bytes"};
         for (int c = 0; c < 5; c++) {
@@ -166,7 +169,7 @@ static void check_file(const char *path, long rows, int (*expect_pass)(long), co
                 want[r] = v[c];
             }
             if (n == t)
-                test_compare_f64(cols[c], got, want, t, 0, 0);
+                test_compare_f64(cols[c], got, want, t, EXACT, 0);
             free(got);
         }
         double *ml = read_all(file, "iterations/member_loss", &m, &em);
@@ -176,7 +179,7 @@ static void check_file(const char *path, long rows, int (*expect_pass)(long), co
             for (int j = 0; j < members; j++)
                 want[r * members + j] = member_value(r, j, expect_pass(r));
         if (m == t && (int)em == members)
-            test_compare_f64("iterations/member_loss", ml, want, (size_t)rows * members, 0, 0);
+            test_compare_f64("iterations/member_loss", ml, want, (size_t)rows * members, EXACT, 0);
         free(ml);
         free(want);
     }
@@ -191,13 +194,15 @@ static void check_file(const char *path, long rows, int (*expect_pass)(long), co
         for (int r = 0; r < evals; r++) {
             want_it[r] = (double)eval_its[r];
             for (int j = 0; j < members; j++)
-                want_acc[r * members + j] = 0.25 + 0.015625 * j + 0.0009765625 * (double)eval_its[r];
+                want_acc[r * members + j] =
+                    0.25 + 0.015625 * j + 0.0009765625 * (double)eval_its[r];
         }
-        test_compare_f64("eval/iteration", eit, want_it, e, 0, 0);
+        test_compare_f64("eval/iteration", eit, want_it, e, EXACT, 0);
         double *acc = read_all(file, "eval/member_accuracy", &n, &c);
         TEST_CHECK(n == e && (int)c == members, "eval/member_accuracy shape");
         if (n == e && (int)c == members)
-            test_compare_f64("eval/member_accuracy", acc, want_acc, (size_t)evals * members, 0, 0);
+            test_compare_f64("eval/member_accuracy", acc, want_acc, (size_t)evals * members, EXACT,
+                             0);
         free(acc);
     }
     free(eit);
@@ -216,6 +221,7 @@ static void check_config_attribute(const char *path) {
     hid_t a = file >= 0 ? H5Aopen(file, "config", H5P_DEFAULT) : -1;
     hid_t type = H5Tcopy(H5T_C_S1);
     H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8); /* HDF5 does not convert between character sets */
     char *json = NULL;
     TEST_CHECK(a >= 0 && H5Aread(a, type, &json) >= 0 && json, "config attribute unreadable");
     if (json) {
@@ -232,7 +238,7 @@ static void check_config_attribute(const char *path) {
         H5Fclose(file);
 }
 
-/* ---- collective tests ------------------------------------------------------------------------- */
+/* ---- collective tests ------------------------------------------------------------------------ */
 
 /* 23 rows with a flush every 7 (three automatic flushes, two rows left for close) and two
  * evaluations; read back whole. */
@@ -326,7 +332,7 @@ static void test_resume(void) {
     poet_ensemble_destroy(&e);
 }
 
-/* ---- kill -9 ---------------------------------------------------------------------------------- */
+/* ---- kill -9 --------------------------------------------------------------------------------- */
 
 #define KILL_PATH "losslog_kill.h5"
 
@@ -351,6 +357,8 @@ static void external_reader(const char *what, const char *command) {
         return;
     }
     TEST_CHECK(WIFEXITED(code) && WEXITSTATUS(code) == 0, "%s cannot read the killed log", what);
+    if (WIFEXITED(code) && WEXITSTATUS(code) == 0)
+        printf("%s reads the killed log\n", what);
 }
 
 static int test_kill(int argc, char **argv) {
@@ -386,12 +394,23 @@ static int test_kill(int argc, char **argv) {
     poet_status st = poet_report_load(KILL_PATH, &s);
     TEST_CHECK(st == POET_OK && s.rows == 12 && s.evals == 1, "report on the killed log: %s",
                poet_error_message());
+
+    /* The restarted run resumes from its checkpoint at 12 and writes on: 0..15 once each. */
+    poet_config cfg;
+    poet_ensemble e;
+    poet_losslog *log = NULL;
+    make_ensemble(&cfg, &e, 5, 1);
+    TEST_OK(poet_losslog_open(MPI_COMM_WORLD, KILL_PATH, &cfg, &e, 12, &log));
+    append_rows(log, &e, 12, 16, 0);
+    TEST_OK(poet_losslog_close(log));
+    check_file(KILL_PATH, 16, pass_first, evals, 1, 4);
+    poet_ensemble_destroy(&e);
     int code = test_finish("losslog_kill");
     MPI_Finalize();
     return code;
 }
 
-/* ---- report ----------------------------------------------------------------------------------- */
+/* ---- report ---------------------------------------------------------------------------------- */
 
 /* The smoothed value at row i, the obvious way (the report uses running sums). */
 static double naive_smoothed(const double *loss, long i, int w) {
@@ -411,7 +430,11 @@ static void write_report_log(const char *path, long rows) {
     TEST_OK(poet_losslog_open(MPI_COMM_WORLD, path, &cfg, &e, 0, &log));
     for (long it = 0; it < rows; it++) {
         double loss = 2.0 * exp(-(double)it / 40.0) + 0.05 * (double)((it * 7) % 5);
-        poet_iteration_record rec = {it, loss, 1.0 - loss / 3.0, 0.25, 0.004 + 0.001 * (double)(it % 2),
+        poet_iteration_record rec = {it,
+                                     loss,
+                                     1.0 - loss / 3.0,
+                                     0.25,
+                                     0.004 + 0.001 * (double)(it % 2),
                                      4096.0 + (double)(it % 3)};
         double members[4];
         for (int j = 0; j < 4; j++)
@@ -489,8 +512,8 @@ static void test_report_numbers(const char *path, long rows) {
     test_compare_f64("smoothed points", s.point_smoothed, want_points, POET_REPORT_POINTS, 1e-12,
                      1e-12);
     TEST_CHECK(s.evaluated && s.evals == 2 && s.eval_iteration == 100 && s.eval_images == 200 &&
-                   s.eval_accuracy == 0.5 + 0.0078125 * 4 && s.eval_nll == 0.75 + 0.001953125 * 100 &&
-                   s.eval_mean_member_accuracy == 0.375 &&
+                   s.eval_accuracy == 0.5 + 0.0078125 * 4 &&
+                   s.eval_nll == 0.75 + 0.001953125 * 100 && s.eval_mean_member_accuracy == 0.375 &&
                    s.eval_disagreement == 0.125 + 0.0009765625 * 100,
                "last evaluation: %ld rows, iteration %ld, images %ld, accuracy %g, nll %g", s.evals,
                s.eval_iteration, s.eval_images, s.eval_accuracy, s.eval_nll);
@@ -569,20 +592,22 @@ static int test_report(void) {
     hsize_t dims = 3;
     double v[3] = {1, 2, 3};
     hid_t space = H5Screate_simple(1, &dims, NULL);
-    hid_t d = H5Dcreate2(f, "data", H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t d =
+        H5Dcreate2(f, "data", H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
     H5Dclose(d);
     H5Sclose(space);
     H5Fclose(f);
-    expect_load_error("report_foreign.h5", POET_ERR_DATA, "not a poet loss log: missing /iterations/loss");
+    expect_load_error("report_foreign.h5", POET_ERR_DATA,
+                      "not a poet loss log: missing /iterations/loss");
     expect_load_error("report_missing.h5", POET_ERR_IO, "cannot open");
 
     /* One bad log among good ones fails the whole report and prints nothing. */
     char *paths[2] = {(char *)good, "report_foreign.h5"};
     FILE *out = tmpfile();
     poet_status st = poet_report_run(2, paths, 0, out);
-    TEST_CHECK(st == POET_ERR_DATA && ftell(out) == 0, "report of good+foreign: status %d, %ld bytes",
-               (int)st, ftell(out));
+    TEST_CHECK(st == POET_ERR_DATA && ftell(out) == 0,
+               "report of good+foreign: status %d, %ld bytes", (int)st, ftell(out));
     fclose(out);
     poet_error_clear();
     return test_finish("report");
