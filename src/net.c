@@ -20,10 +20,11 @@
  * network's 20 and 40) get 4-channel-blocked layouts that ran 2-2.5x slower than G plain
  * convolutions, and pooling has no JIT kernel for those layouts (a reference loop ~100x slower).
  *
- * Layouts: weight layers use nhwc activations when oneDNN has optimised kernels for them (see
- * conv_create), else the layouts oneDNN picks (format_tag_any, queried back); relu and pooling
- * work in their producer's layout. A reorder sits between two primitives only where the
- * producer's layout differs from what the consumer asked for. The user's parameters and gradients
+ * Layouts: weight layers use nhwc activations when their input has >= 8 channels and oneDNN has
+ * optimised kernels for that (activation_tag), else the layouts oneDNN picks (format_tag_any,
+ * queried back); relu and pooling work in the layout of the weight layer they feed
+ * (elementwise_layout). A reorder sits between two primitives only where the producer's layout
+ * differs from what the consumer asked for. The user's parameters and gradients
  * are plain (member g's OIHW tensor inside the stack layout is contiguous) and reordered at the
  * edges. Everything, oneDNN scratchpads included, is allocated in poet_stack_create: forward and
  * backward allocate nothing.

@@ -2,11 +2,13 @@
  *
  * A stack is the unit of computation on a rank. With G = 1 it is one member's network; with G > 1
  * it is the fused form: one set of oneDNN primitives (created once for one member's shapes and the
- * batch) runs for each member in turn on that member's parameters and activations, sharing the
- * images, the layers before the first weight layer, JIT code, scratchpads and backward buffers.
- * A member's arithmetic is bitwise the same in a stack of any G. (Grouped convolutions over G·C
- * channels were measured 2-5x slower for per-member channel counts that are not multiples of 16;
- * see src/net.c.) Linear layers are convolutions whose kernel covers the whole input.
+ * batch) runs for every member on that member's parameters and activations, sharing the images,
+ * the layers before the first weight layer and the JIT code. Members run in parallel, one thread
+ * each (up to the thread count at creation), on single-threaded primitives, so a member's
+ * arithmetic is bitwise the same for any G, any thread count and any placement; a G = 1 stack
+ * uses one thread. (Grouped convolutions over G·C channels were measured 2-5x slower for
+ * per-member channel counts that are not multiples of 16; see src/net.c.) Linear layers are
+ * convolutions whose kernel covers the whole input.
  *
  * Parameters live outside the stack (the rank owns one contiguous buffer for all its stacks so the
  * optimiser is one pass). A stack's parameters are in "stack layout": tensor-major, each tensor
@@ -52,7 +54,8 @@ void poet_stack_member_get(const poet_arch_plan *plan, int members, const float 
 void poet_stack_member_set(const poet_arch_plan *plan, int members, float *stack_buf, int g,
                            const float *member_buf);
 
-/* Number of OpenMP threads oneDNN uses from now on in this process. */
+/* Number of OpenMP threads from now on in this process: a stack created afterwards runs up to
+ * min(threads, G) members at once. Call it before poet_stack_create. */
 void poet_net_set_threads(int threads);
 
 #endif
