@@ -649,15 +649,19 @@ fail:
     return st;
 }
 
-/* Member g's memories for layer l: activations kept for backward and views of its parameters. */
+/* Member g's memories for layer l: activations kept for backward and views of its parameters.
+ * An inference stack keeps nothing for backward: members 0..T-1 hold the activations that each
+ * lane's members take turns with (activation_owner). */
 static poet_status unit_create(poet_stack *s, int g, int l) {
     poet_status st = POET_OK;
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l);
-    POET_TRY(memory_new(s, &L->dst_md, NULL, &u->dst));
-    if (dnnl_memory_desc_get_size(&L->ws_md) > 0)
-        POET_TRY(memory_new(s, &L->ws_md, NULL, &u->workspace));
-    POET_TRY(copy_for(s, &L->src_reorder, &L->src_md, &u->src_copy));
+    if (s->training || g < s->T) {
+        POET_TRY(memory_new(s, &L->dst_md, NULL, &u->dst));
+        if (dnnl_memory_desc_get_size(&L->ws_md) > 0)
+            POET_TRY(memory_new(s, &L->ws_md, NULL, &u->workspace));
+        POET_TRY(copy_for(s, &L->src_reorder, &L->src_md, &u->src_copy));
+    }
     if (!is_weight_layer(L->kind))
         return POET_OK;
     /* Stack layout: tensor t of member g starts at G·offset + g·count (net.h). */
@@ -896,36 +900,43 @@ int poet_stack_batch(const poet_stack *s) { return s->B; }
 
 /* ---- forward --------------------------------------------------------------------------------- */
 
-/* a_l of member g: the images, or the previous layer's output (member 0's while it is shared). */
-static dnnl_memory_t layer_input(poet_stack *s, int g, int l) {
+/* Whose unit holds member g's activations: its own in training, its lane's in inference. */
+static int activation_owner(const poet_stack *s, const net_lane *lane, int g) {
+    return s->training ? g : (int)(lane - s->lanes);
+}
+
+/* a_l in the units of owner a: the images, or the previous layer's output (member 0's while the
+ * layers are shared). */
+static dnnl_memory_t layer_input(poet_stack *s, int a, int l) {
     if (l == 0)
         return s->images;
-    return unit(s, l - 1 < s->first_w ? 0 : g, l - 1)->dst;
+    return unit(s, l - 1 < s->first_w ? 0 : a, l - 1)->dst;
 }
 
 /* The input as layer l's forward reads it. */
-static dnnl_memory_t layer_src(poet_stack *s, int g, int l) {
-    return via(&s->layers[l].src_reorder, layer_input(s, g, l), unit(s, g, l)->src_copy);
+static dnnl_memory_t layer_src(poet_stack *s, int a, int l) {
+    return via(&s->layers[l].src_reorder, layer_input(s, a, l), unit(s, a, l)->src_copy);
 }
 
-static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, int l,
+/* Layer l of member g, its activations in owner a's units. */
+static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
                                    const char **step) {
     net_layer *L = &s->layers[l];
-    net_unit *u = unit(s, g, l);
-    NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, g, l), u->src_copy), "input reorder");
-    dnnl_memory_t src = layer_src(s, g, l);
+    net_unit *u = unit(s, g, l), *act = unit(s, a, l);
+    NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, a, l), act->src_copy), "input reorder");
+    dnnl_memory_t src = layer_src(s, a, l);
     if (is_weight_layer(L->kind)) {
         /* The weights change every step: refresh oneDNN's copy when its layout is not plain. */
         NET_RUN(refresh(lane, &L->w_reorder, u->user_w, u->w_copy), "weights reorder");
         dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src},
                                   {DNNL_ARG_WEIGHTS, via(&L->w_reorder, u->user_w, u->w_copy)},
                                   {DNNL_ARG_BIAS, u->user_b},
-                                  {DNNL_ARG_DST, u->dst}};
+                                  {DNNL_ARG_DST, act->dst}};
         NET_RUN(op_run(lane, &L->fwd, 4, args), "forward");
     } else {
         dnnl_exec_arg_t args[] = {
-            {DNNL_ARG_SRC, src}, {DNNL_ARG_DST, u->dst}, {DNNL_ARG_WORKSPACE, u->workspace}};
-        NET_RUN(op_run(lane, &L->fwd, u->workspace ? 3 : 2, args), "forward");
+            {DNNL_ARG_SRC, src}, {DNNL_ARG_DST, act->dst}, {DNNL_ARG_WORKSPACE, act->workspace}};
+        NET_RUN(op_run(lane, &L->fwd, act->workspace ? 3 : 2, args), "forward");
     }
     return dnnl_success;
 }
@@ -933,9 +944,10 @@ static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, i
 /* Member g's layers from the first weight layer on, then its logits into the stack's buffer. */
 static dnnl_status_t member_forward(poet_stack *s, const net_lane *lane, int g,
                                     const char **step) {
+    int a = activation_owner(s, lane, g);
     for (int l = s->first_w; l < s->L; l++)
-        NET_RUN(layer_forward(s, lane, g, l, step), *step);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, unit(s, g, s->L - 1)->dst},
+        NET_RUN(layer_forward(s, lane, g, a, l, step), *step);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, unit(s, a, s->L - 1)->dst},
                               {DNNL_ARG_TO, s->logits_view[g]}};
     NET_RUN(op_run(lane, &s->logits_reorder, 2, args), "logits reorder");
     NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
@@ -945,7 +957,7 @@ static dnnl_status_t member_forward(poet_stack *s, const net_lane *lane, int g,
 /* The layers before the first weight layer, computed once (as member 0's). */
 static dnnl_status_t shared_forward(poet_stack *s, const net_lane *lane, const char **step) {
     for (int l = 0; l < s->first_w; l++)
-        NET_RUN(layer_forward(s, lane, 0, l, step), *step);
+        NET_RUN(layer_forward(s, lane, 0, 0, l, step), *step);
     NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
     return dnnl_success;
 }

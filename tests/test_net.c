@@ -4,8 +4,8 @@
  * before the first weight layer, linear after a spatial layer, a network that ends in pooling, the
  * reference network) and G ∈ {1, 3} members, B ∈ {1, 5} images: every member's logits and every
  * parameter gradient match poet_ref_forward/poet_ref_backward of that member alone; backward with
- * accumulate adds; an inference stack gives the training stack's logits; member get/set round
- * trip. fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
+ * accumulate adds; an inference stack (on 2 threads) gives the training stack's logits; member
+ * get/set round trip; refusals. fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
  */
 #include <math.h>
 #include <stdint.h>
@@ -148,9 +148,11 @@ static void run_case(const net_case *nc, int G, int B) {
         }
     }
 
-    /* An inference stack computes the same logits. */
+    /* An inference stack computes the same logits; on 2 threads its lanes share activations. */
+    poet_net_set_threads(2);
     TEST_OK(poet_stack_create(&plan, G, B, 0, params, NULL, &inference));
     TEST_OK(poet_stack_forward(inference, images, logits_inf));
+    poet_net_set_threads(1);
     double *logits_d = xmalloc((size_t)B * G * K * sizeof *logits_d);
     to_f64(logits, logits_d, (size_t)B * G * K);
     test_compare_f32("  inference logits vs training", logits_inf, logits_d, (size_t)B * G * K,
