@@ -369,8 +369,10 @@ fail:
 
 /* Writes "iteration loss(hex float)" so tests can compare trajectories bit for bit. */
 static void record_trajectory(trainer *t, long it, double loss) {
-    if (t->trajectory)
+    if (t->trajectory) {
         fprintf(t->trajectory, "%ld %a\n", it, loss);
+        fflush(t->trajectory); /* so a test can watch the run progress and interrupt it */
+    }
 }
 
 static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o, double seconds,

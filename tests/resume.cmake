@@ -1,0 +1,15 @@
+# Preemption and restart (issue 4): a run interrupted by SIGTERM, SIGUSR1 or kill -9 and resumed must
+# give the same losses and final weights, bit for bit, as a run never interrupted.
+set(RESUME ${CMAKE_CURRENT_SOURCE_DIR}/resume_test.sh $<TARGET_FILE:poet> ${MPIEXEC_EXECUTABLE})
+set(RESUME_ARGS ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json --set training.iterations=80
+                --set output.checkpoint_every=10)
+foreach(case term:1:1 usr1:1:1 kill9:1:1 term:3:3 usr1:3:3 kill9:3:3 term:3:2 kill9:2:4)
+  string(REPLACE ":" ";" parts ${case})
+  list(GET parts 0 how)
+  list(GET parts 1 ranks)
+  list(GET parts 2 resume_ranks)
+  set(name resume_${how}_p${ranks}_to_p${resume_ranks})
+  poet_add_test(${name} ${RESUME} ${how} ${ranks} ${resume_ranks}
+                ${CMAKE_CURRENT_BINARY_DIR}/resume/${name} ${RESUME_ARGS})
+  set_tests_properties(${name} PROPERTIES PROCESSORS ${ranks} TIMEOUT 300)
+endforeach()
