@@ -205,6 +205,15 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
            "of the same ensemble on %d rank(s) would move ~%llu\n",
            (unsigned long long)s->bytes_per_iteration, ranks,
            (unsigned long long)s->data_parallel_bytes_per_iteration);
+    static const char *const names[POET_PHASES] = {"data", "forward", "communication", "backward",
+                                                   "optimizer", "other"};
+    double total = 0;
+    for (int p = 0; p < POET_PHASES; p++)
+        total += s->phase_seconds[p];
+    printf("profile (rank 0):");
+    for (int p = 0; p < POET_PHASES; p++)
+        printf(" %s %.1f%%", names[p], total > 0 ? 100 * s->phase_seconds[p] / total : 0.0);
+    printf("\n");
     if (s->evaluated)
         printf("test: ensemble accuracy %.4f, nll %.4f, mean member accuracy %.4f, disagreement "
                "%.4f\n",

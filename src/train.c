@@ -69,7 +69,16 @@ typedef struct {
     int fault_rank;        /* testing: POET_FAULT_RANK fails at POET_FAULT_ITERATION (-1: never) */
     long fault_iteration;
     FILE *trajectory;
+    double phase_mark;     /* when the current phase began */
+    double phase_seconds[POET_PHASES];
 } trainer;
+
+/* Charges the time since the last mark to `phase` (profile in the summary and bench/). */
+static void lap(trainer *t, poet_phase phase) {
+    double now = now_seconds();
+    t->phase_seconds[phase] += now - t->phase_mark;
+    t->phase_mark = now;
+}
 
 /* All ranks learn whether every rank succeeded; a failed rank has already recorded its message. */
 static poet_status agree(MPI_Comm comm, poet_status local) {
@@ -193,16 +202,20 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     int overlap = c->overlap == POET_OVERLAP_EXACT;
     double loss = 0;
     long correct = 0;
+    lap(t, POET_PHASE_OTHER); /* logging, evaluation, checkpoints since the last iteration */
     if (*local == POET_OK)
         *local = poet_batcher_fill(&t->batcher, it, t->images[0], t->labels[0]);
     inject_fault(t, it);
+    lap(t, POET_PHASE_DATA);
     for (int ch = 0; ch < t->chunks; ch++) {
         forward_micro_batch(t, ch, t->images[0] + (size_t)ch * t->rows * t->image_size,
                             t->labels[0] + (size_t)ch * t->rows, local);
+        lap(t, POET_PHASE_FORWARD);
         POET_TRY(poet_tree_reduce_start(t->tree, ch));
         if (!overlap)
             POET_TRY(poet_tree_reduce_wait(t->tree, ch));
         POET_TRY(poet_tree_progress(t->tree));
+        lap(t, POET_PHASE_COMM);
     }
     for (int ch = 0; ch < t->chunks; ch++) {
         if (overlap)
@@ -216,11 +229,13 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     for (int ch = 0; ch < t->chunks; ch++) {
         if (overlap)
             POET_TRY(poet_tree_bcast_wait(t->tree, ch));
+        lap(t, POET_PHASE_COMM);
         const int64_t *decision = poet_tree_down_header(t->tree, ch);
         out->stop |= decision[POET_HDR_STOP] > 0;
         out->error |= decision[POET_HDR_ERROR] > 0;
         if (!out->error && *local == POET_OK)
             *local = poet_ensemble_backward(&t->ens, ch, poet_tree_down_values(t->tree, ch), ch > 0);
+        lap(t, POET_PHASE_BACKWARD);
     }
     if (*local != POET_OK && out->error) {
         /* This rank's own failure went up the tree with this exchange: every rank stops now. A
@@ -230,6 +245,7 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     }
     if (!out->error && *local == POET_OK)
         poet_ensemble_step(&t->ens, poet_lr_at(c, it, t->total));
+    lap(t, POET_PHASE_OPTIMIZER);
     snapshot_member_loss(t);
     out->loss = loss;
     out->accuracy = (double)correct / c->batch_size;
@@ -247,8 +263,11 @@ static poet_status stale_launch(trainer *t, long it) {
     if (t->local == POET_OK)
         t->local = poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
     inject_fault(t, it);
+    lap(t, POET_PHASE_DATA);
     forward_micro_batch(t, slot, t->images[slot], t->labels[slot], &t->local);
+    lap(t, POET_PHASE_FORWARD);
     POET_TRY(poet_tree_reduce_start(t->tree, slot));
+    lap(t, POET_PHASE_COMM);
 fail:
     return st;
 }
@@ -263,6 +282,7 @@ static poet_status stale_finish(trainer *t, long it, iteration_outcome *out, int
         root_loss(t, slot, t->labels[slot], &loss, &correct);
     POET_TRY(poet_tree_bcast_start(t->tree, slot));
     POET_TRY(poet_tree_bcast_wait(t->tree, slot));
+    lap(t, POET_PHASE_COMM);
     const int64_t *decision = poet_tree_down_header(t->tree, slot);
     out->stop |= decision[POET_HDR_STOP] > 0;
     out->error |= decision[POET_HDR_ERROR] > 0;
@@ -270,8 +290,10 @@ static poet_status stale_finish(trainer *t, long it, iteration_outcome *out, int
     out->accuracy = (double)correct / t->cfg->batch_size;
     if (apply && !out->error && t->local == POET_OK)
         t->local = poet_ensemble_backward(&t->ens, slot, poet_tree_down_values(t->tree, slot), 0);
+    lap(t, POET_PHASE_BACKWARD);
     if (apply && !out->error && t->local == POET_OK)
         poet_ensemble_step(&t->ens, poet_lr_at(t->cfg, it, t->total));
+    lap(t, POET_PHASE_OPTIMIZER);
     if (t->local != POET_OK && out->error) {
         poet_error_mark_agreed();
         return t->local;
@@ -282,6 +304,7 @@ fail:
 
 static poet_status run_stale_iteration(trainer *t, long it, iteration_outcome *out) {
     poet_status st = POET_OK;
+    lap(t, POET_PHASE_OTHER);
     if (it == t->start) /* prologue: the first batch has no predecessor to hide behind */
         POET_TRY(stale_launch(t, it));
     snapshot_member_loss(t); /* batch it's own losses, before batch it+1 adds to them */
@@ -391,6 +414,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
     const poet_config *c = t->cfg;
     double started = now_seconds();
     long it = t->start;
+    t->phase_mark = started;
     for (; it < t->total; it++) {
         iteration_outcome o = {0};
         double t0 = now_seconds();
@@ -423,6 +447,8 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         if (c->checkpoint_every && done % c->checkpoint_every == 0 && done < t->total)
             POET_TRY(checkpoint(t, done));
     }
+    lap(t, POET_PHASE_OTHER);
+    memcpy(summary->phase_seconds, t->phase_seconds, sizeof t->phase_seconds);
     summary->iterations_done = it;
     summary->seconds = now_seconds() - started;
     if (it > t->start)

@@ -23,6 +23,17 @@ typedef struct {
     const char *trajectory; /* if set, rank 0 appends "iteration loss-as-hex" lines to this file */
 } poet_train_options;
 
+/* Where a rank's training time goes (the summary's profile line; bench/ reads it). */
+typedef enum {
+    POET_PHASE_DATA,      /* batch assembly */
+    POET_PHASE_FORWARD,
+    POET_PHASE_COMM,      /* tree traffic and waiting for it, and the root's loss */
+    POET_PHASE_BACKWARD,
+    POET_PHASE_OPTIMIZER,
+    POET_PHASE_OTHER,     /* progress, loss log, periodic evaluation and checkpoints */
+    POET_PHASES
+} poet_phase;
+
 typedef struct {
     long iterations_done;
     double final_loss;
@@ -30,6 +41,7 @@ typedef struct {
     double images_per_second; /* ensemble images (each seen by all members) */
     uint64_t bytes_per_iteration; /* this rank, sent + received */
     uint64_t data_parallel_bytes_per_iteration; /* what all-reducing every gradient would move */
+    double phase_seconds[POET_PHASES]; /* rank 0's time per phase over the training loop */
     poet_eval_result eval;
     int evaluated;
 } poet_train_summary;
