@@ -210,6 +210,8 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
     double total = 0;
     for (int p = 0; p < POET_PHASES; p++)
         total += s->phase_seconds[p];
+    printf("memory: peak resident %.1f MiB on rank 0, %.1f MiB on the largest rank\n",
+           s->peak_rss_mib, s->peak_rss_mib_max);
     printf("profile (rank 0):");
     for (int p = 0; p < POET_PHASES; p++)
         printf(" %s %.1f%%", names[p], total > 0 ? 100 * s->phase_seconds[p] / total : 0.0);

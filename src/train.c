@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,6 +410,19 @@ static uint64_t tree_bytes(const trainer *t) {
     return poet_tree_bytes_sent(t->tree) + poet_tree_bytes_received(t->tree);
 }
 
+/* Peak resident memory of every rank (MiB), gathered so rank 0 can report the largest. */
+static poet_status measure_memory(trainer *t, poet_train_summary *summary) {
+    poet_status st = POET_OK;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine = ru.ru_maxrss / 1024.0, largest = 0; /* Linux reports KiB */
+    POET_MPI(MPI_Allreduce(&mine, &largest, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+    summary->peak_rss_mib = mine;
+    summary->peak_rss_mib_max = largest;
+fail:
+    return st;
+}
+
 static poet_status train_loop(trainer *t, poet_train_summary *summary) {
     poet_status st = POET_OK;
     const poet_config *c = t->cfg;
@@ -455,6 +469,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         summary->images_per_second = (double)(it - t->start) * c->batch_size / summary->seconds;
     POET_TRY(evaluate(t, it, summary));
     POET_TRY(checkpoint(t, it));
+    POET_TRY(measure_memory(t, summary));
 fail:
     return st;
 }

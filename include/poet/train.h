@@ -42,6 +42,8 @@ typedef struct {
     uint64_t bytes_per_iteration; /* this rank, sent + received */
     uint64_t data_parallel_bytes_per_iteration; /* what all-reducing every gradient would move */
     double phase_seconds[POET_PHASES]; /* rank 0's time per phase over the training loop */
+    double peak_rss_mib;      /* this rank's peak resident memory */
+    double peak_rss_mib_max;  /* the largest over all ranks */
     poet_eval_result eval;
     int evaluated;
 } poet_train_summary;
