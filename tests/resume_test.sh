@@ -71,7 +71,15 @@ sort -n "$work/ref.traj" >"$work/ref.sorted"
 cmp -s "$work/ref.sorted" "$work/cut.dedup" || {
   diff "$work/ref.sorted" "$work/cut.dedup" | head -5; fail "trajectory differs from the reference"; }
 
-# 5. Final weights: the last checkpoints' per-member checksums must be equal.
+# 5. The loss log holds every iteration exactly once, with the printed losses (issue 5).
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import h5py" 2>/dev/null; then
+  /usr/bin/python3 "$(dirname "$0")/check_log.py" "$work/cut/log.h5" "$work/cut.traj" ||
+    fail "the resumed run's loss log is inconsistent"
+else
+  echo "note: no python3-h5py, loss-log check skipped"
+fi
+
+# 6. Final weights: the last checkpoints' per-member checksums must be equal.
 last() { ls "$1"/ckpt-*.h5 | sort | tail -n 1; }
 "$poet" inspect "$(last "$work/ref")" | grep -E "^[0-9]{4} " >"$work/ref.sums" || true
 "$poet" inspect "$(last "$work/cut")" | grep -E "^[0-9]{4} " >"$work/cut.sums" || true

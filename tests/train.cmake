@@ -32,3 +32,20 @@ poet_add_test(train_stale ${RUN_TRAIN} 2 ${CMAKE_CURRENT_BINARY_DIR}/traj/stale 
               ${TINY} --set distributed.overlap=stale --set training.iterations=200
               --set training.lr=0.1)
 set_tests_properties(train_stale PROPERTIES PROCESSORS 2)
+
+# The loss log of a 2-rank run holds exactly the iterations run, with the losses printed (issue 5).
+set_tests_properties(traj_p2_binary PROPERTIES FIXTURES_SETUP log_p2)
+poet_add_test(log_p2_matches_printed /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/check_log.py
+              ${CMAKE_CURRENT_BINARY_DIR}/traj/traj_p2_binary/ckpt/log.h5
+              ${CMAKE_CURRENT_BINARY_DIR}/traj/traj_p2_binary/trajectory 4)
+set_tests_properties(log_p2_matches_printed PROPERTIES FIXTURES_REQUIRED log_p2)
+
+# Heterogeneous ensembles (two architectures) train across ranks, bit for bit like on one rank.
+set(HETERO ${CMAKE_SOURCE_DIR}/configs/heterogeneous.json --set training.iterations=30
+           --set training.batch_size=40 --set training.lr=0.1 --set training.log_every=0
+           --set training.eval_every=0 --set output.checkpoint_every=0)
+poet_add_test(hetero_p1 ${RUN_TRAIN} 1 ${CMAKE_CURRENT_BINARY_DIR}/traj/hetero_p1 -- ${HETERO})
+set_tests_properties(hetero_p1 PROPERTIES FIXTURES_SETUP hetero)
+poet_add_test(hetero_p3 ${RUN_TRAIN} 3 ${CMAKE_CURRENT_BINARY_DIR}/traj/hetero_p3 --ref
+              ${CMAKE_CURRENT_BINARY_DIR}/traj/hetero_p1/trajectory -- ${HETERO})
+set_tests_properties(hetero_p3 PROPERTIES FIXTURES_REQUIRED hetero PROCESSORS 3)
