@@ -14,6 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "poet/checkpoint.h"
+#include "poet/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -147,31 +148,6 @@ static poet_status join_path(char *out, size_t size, const char *dir, const char
         return poet_error_set(POET_ERR_IO, "%s/%s%s: path longer than %zu characters", dir, name,
                               suffix, size - 1);
     return POET_OK;
-}
-
-/* mkdir -p: creates every missing component; an existing non-directory is an error. */
-static poet_status make_dirs(const char *dir) {
-    char path[POET_PATH_MAX];
-    if (!dir[0])
-        return poet_error_set(POET_ERR_IO, "checkpoint directory is empty");
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-        return poet_error_set(POET_ERR_IO, "%s: checkpoint directory path too long", dir);
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        struct stat sb;
-        if (mkdir(path, 0777) != 0) {
-            int err = errno;
-            if (err != EEXIST || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-                return poet_error_set(POET_ERR_IO, "cannot create checkpoint directory %s: %s: %s",
-                                      dir, path, err == EEXIST ? "not a directory" : strerror(err));
-        }
-        *p = saved;
-        if (!saved)
-            return POET_OK;
-    }
 }
 
 /* A rename is durable only once the directory entry itself is on disk. */
@@ -613,7 +589,7 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
     if (st == POET_OK)
         st = join_path(tmp, sizeof tmp, cfg->checkpoint_dir, name, TMP_SUFFIX);
     if (st == POET_OK && rank == 0)
-        st = make_dirs(cfg->checkpoint_dir);
+        st = poet_fs_make_dirs(cfg->checkpoint_dir, "checkpoint directory");
     if (st == POET_OK)
         st = gather_local(cfg, e, &mc);
     if (st == POET_OK && !(config_json = poet_config_to_json(cfg)))
