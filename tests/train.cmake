@@ -49,3 +49,17 @@ set_tests_properties(hetero_p1 PROPERTIES FIXTURES_SETUP hetero)
 poet_add_test(hetero_p3 ${RUN_TRAIN} 3 ${CMAKE_CURRENT_BINARY_DIR}/traj/hetero_p3 --ref
               ${CMAKE_CURRENT_BINARY_DIR}/traj/hetero_p1/trajectory -- ${HETERO})
 set_tests_properties(hetero_p3 PROPERTIES FIXTURES_REQUIRED hetero PROCESSORS 3)
+
+# Fused stacks (all of a rank's members in one oneDNN graph) and thread counts do not change a
+# member's arithmetic: the trajectory stays bitwise that of the unfused one-rank reference.
+foreach(case 1:2 2:1 3:2)
+  string(REPLACE ":" ";" parts ${case})
+  list(GET parts 0 ranks)
+  list(GET parts 1 threads)
+  set(name traj_fused_p${ranks}_t${threads})
+  add_test(NAME ${name} COMMAND ${RUN_TRAIN} ${ranks} ${CMAKE_CURRENT_BINARY_DIR}/traj/${name}
+           --ref ${CMAKE_CURRENT_BINARY_DIR}/traj/ref/trajectory --
+           ${TINY} --set model.fused=true --set training.threads=${threads})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS ${ranks}
+                                          FIXTURES_REQUIRED traj_ref)
+endforeach()
