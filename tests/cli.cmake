@@ -52,3 +52,28 @@ poet_add_test(cli_mpi_rank_failure ${EXPECT} nz "rank 2/3" env POET_FAULT_RANK=2
               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_fault\")
 # "within seconds": the failing rank's message and every rank's exit, long before the 50 iterations.
 set_tests_properties(cli_mpi_rank_failure PROPERTIES TIMEOUT 60)
+
+# eval, inspect and report on the files of a real run (the trajectory reference's).
+set(REF_DIR ${CMAKE_CURRENT_BINARY_DIR}/traj/ref/ckpt)
+poet_add_test(cli_eval ${POET} eval ${TINY} --set output.checkpoint_dir=\"${REF_DIR}\")
+set_tests_properties(cli_eval PROPERTIES FIXTURES_REQUIRED traj_ref
+                     PASS_REGULAR_EXPRESSION "ensemble: accuracy 0\\.[0-9]+  nll [0-9.]+")
+poet_add_test(cli_eval_mpi ${MPIEXEC_EXECUTABLE} -np 2 --oversubscribe ${POET} eval ${TINY}
+              --set output.checkpoint_dir=\"${REF_DIR}\")
+set_tests_properties(cli_eval_mpi PROPERTIES FIXTURES_REQUIRED traj_ref PROCESSORS 2
+                     PASS_REGULAR_EXPRESSION "member +3: accuracy")
+poet_cli_error(eval_no_checkpoint 10 "no checkpoint to evaluate"
+               ${POET} eval ${TINY} --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/empty\")
+poet_add_test(cli_inspect ${POET} inspect ${REF_DIR}/ckpt-00000050.h5)
+set_tests_properties(cli_inspect PROPERTIES FIXTURES_REQUIRED traj_ref
+                     PASS_REGULAR_EXPRESSION "0003 +8470 +0x[0-9a-f]+ 0x[0-9a-f]+ OK")
+poet_cli_error(inspect_not_hdf5 10 "${TINY}" ${POET} inspect ${TINY})
+poet_add_test(cli_report ${POET} report ${REF_DIR}/log.h5)
+set_tests_properties(cli_report PROPERTIES FIXTURES_REQUIRED traj_ref
+                     PASS_REGULAR_EXPRESSION "iterations +50")
+poet_add_test(cli_report_csv ${POET} report ${REF_DIR}/log.h5 ${REF_DIR}/log.h5 --csv)
+set_tests_properties(cli_report_csv PROPERTIES FIXTURES_REQUIRED traj_ref
+                     PASS_REGULAR_EXPRESSION "^[a-z_]+(,[a-z_0-9]+)+\n")
+poet_cli_error(report_foreign 4 "not a poet loss log" ${POET} report ${REF_DIR}/ckpt-00000050.h5)
+set_tests_properties(cli_report_foreign PROPERTIES FIXTURES_REQUIRED traj_ref)
+poet_cli_error(report_not_hdf5 4 "cannot open as HDF5" ${POET} report ${TINY})
