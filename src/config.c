@@ -12,6 +12,7 @@
  *   <source>: invalid JSON near line <L>: <snippet>
  */
 #include "poet/config.h"
+#include "poet/arch.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -581,40 +582,11 @@ fail:
     return st;
 }
 
-/* Layer specs equal in every field that means something for the kind. Our own copy of
- * poet_arch_equal's rule, so the config module does not depend on arch.c. */
-static int layers_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
-    if (a->kind != b->kind)
-        return 0;
-    switch (a->kind) {
-    case POET_LAYER_CONV:
-        return a->out == b->out && a->kernel == b->kernel && a->stride == b->stride &&
-               a->padding == b->padding;
-    case POET_LAYER_LINEAR: return a->out == b->out;
-    case POET_LAYER_AVG_POOL:
-    case POET_LAYER_MAX_POOL:
-        if (a->global || b->global)
-            return a->global && b->global;
-        return a->kernel == b->kernel && a->stride == b->stride && a->padding == b->padding;
-    case POET_LAYER_RELU: return 1;
-    }
-    return 0;
-}
-
-static int archs_equal(const poet_arch *a, const poet_arch *b) {
-    if (a->n_layers != b->n_layers)
-        return 0;
-    for (int i = 0; i < a->n_layers; i++)
-        if (!layers_equal(&a->layers[i], &b->layers[i]))
-            return 0;
-    return 1;
-}
-
 /* Index of `arch` in cfg->archs, appending it when new (names: "reference" for the built-in
  * network however it was written, else "custom-<index>"); -1 when the table is full. */
 static int intern_arch(poet_config *cfg, const poet_arch *arch) {
     for (int a = 0; a < cfg->n_archs; a++)
-        if (archs_equal(&cfg->archs[a], arch))
+        if (poet_arch_equal(&cfg->archs[a], arch))
             return a;
     if (cfg->n_archs == POET_MAX_ARCHS)
         return -1;
@@ -623,7 +595,7 @@ static int intern_arch(poet_config *cfg, const poet_arch *arch) {
     poet_config_reference_arch(&reference, cfg->classes);
     cfg->archs[a] = *arch;
     memset(cfg->archs[a].name, 0, POET_NAME_MAX);
-    if (archs_equal(arch, &reference))
+    if (poet_arch_equal(arch, &reference))
         snprintf(cfg->archs[a].name, POET_NAME_MAX, "reference");
     else
         snprintf(cfg->archs[a].name, POET_NAME_MAX, "custom-%d", a);
@@ -962,7 +934,7 @@ static void put_bool(builder *b, cJSON *parent, const char *key, int value) {
 static cJSON *arch_json(builder *b, const poet_arch *arch, int classes) {
     poet_arch reference;
     poet_config_reference_arch(&reference, classes);
-    if (strcmp(arch->name, "reference") == 0 && archs_equal(arch, &reference))
+    if (strcmp(arch->name, "reference") == 0 && poet_arch_equal(arch, &reference))
         return cJSON_CreateString("reference");
     cJSON *layers = cJSON_CreateArray();
     for (int i = 0; layers && i < arch->n_layers; i++) {
