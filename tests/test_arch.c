@@ -9,19 +9,6 @@
 #include "poet/rng.h"
 #include "testutil.h"
 
-static poet_layer_spec conv(int out, int k, int s, int p) {
-    return (poet_layer_spec){POET_LAYER_CONV, out, k, s, p, 0};
-}
-static poet_layer_spec relu(void) { return (poet_layer_spec){POET_LAYER_RELU, 0, 0, 0, 0, 0}; }
-static poet_layer_spec pool(poet_layer_kind kind, int k, int s, int p) {
-    return (poet_layer_spec){kind, 0, k, s, p, 0};
-}
-static poet_layer_spec global_pool(poet_layer_kind kind) {
-    return (poet_layer_spec){kind, 0, 0, 0, 0, 1};
-}
-static poet_layer_spec linear(int out) {
-    return (poet_layer_spec){POET_LAYER_LINEAR, out, 0, 0, 0, 0};
-}
 
 /* conv(->20,k3,s2) relu conv(->40,k3,s2) relu avg_pool(6) linear(->20) relu linear(->K), built by
  * hand so this test does not depend on the config module. */

@@ -28,14 +28,6 @@
 #define ATOL_REF 1e-6 /* gradients are of order 1/(M·B); fp32 against double */
 #define RTOL_REF 1e-4
 
-static void *xmalloc(size_t bytes) {
-    void *p = calloc(1, bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "FAIL out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 static poet_layer_spec spec(poet_layer_kind kind, int out, int k, int s) {
     return (poet_layer_spec){kind, out, k, s, 0, 0};

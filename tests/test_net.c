@@ -22,28 +22,7 @@
 #define ATOL 1e-5
 #define RTOL 1e-4
 
-static void *xmalloc(size_t bytes) {
-    void *p = calloc(1, bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "FAIL out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
-static poet_layer_spec conv(int out, int k, int s, int p) {
-    return (poet_layer_spec){POET_LAYER_CONV, out, k, s, p, 0};
-}
-static poet_layer_spec relu(void) { return (poet_layer_spec){POET_LAYER_RELU, 0, 0, 0, 0, 0}; }
-static poet_layer_spec pool(poet_layer_kind kind, int k, int s, int p) {
-    return (poet_layer_spec){kind, 0, k, s, p, 0};
-}
-static poet_layer_spec global(poet_layer_kind kind) {
-    return (poet_layer_spec){kind, 0, 0, 0, 0, 1};
-}
-static poet_layer_spec linear(int out) {
-    return (poet_layer_spec){POET_LAYER_LINEAR, out, 0, 0, 0, 0};
-}
 
 typedef struct {
     const char *name;
@@ -196,7 +175,7 @@ static void member_round_trip(const net_case *nc) {
 /* Refusals: no weight layer (config error, nothing leaked, *out NULL); backward on an inference
  * stack. */
 static void error_paths(void) {
-    net_case pool_only = {"pool only", {4, 3, 3}, 4, 1, {global(POET_LAYER_AVG_POOL)}};
+    net_case pool_only = {"pool only", {4, 3, 3}, 4, 1, {global_pool(POET_LAYER_AVG_POOL)}};
     poet_arch_plan plan;
     build_plan(&pool_only, &plan);
     float params[1] = {0}, grads[1] = {0};
@@ -238,7 +217,7 @@ int main(void) {
          4,
          6,
          {pool(POET_LAYER_MAX_POOL, 2, 2, 0), relu(), conv(5, 3, 1, 0), relu(),
-          global(POET_LAYER_AVG_POOL), linear(4)}},
+          global_pool(POET_LAYER_AVG_POOL), linear(4)}},
         {"mlp on images",
          {1, 6, 6},
          3,
@@ -249,7 +228,7 @@ int main(void) {
          6,
          6,
          {conv(6, 3, 1, 1), relu(), pool(POET_LAYER_MAX_POOL, 3, 2, 1), conv(6, 1, 1, 0),
-          pool(POET_LAYER_AVG_POOL, 2, 1, 0), global(POET_LAYER_MAX_POOL)}},
+          pool(POET_LAYER_AVG_POOL, 2, 1, 0), global_pool(POET_LAYER_MAX_POOL)}},
     };
     const int Gs[] = {1, 3}, Bs[] = {1, 5};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)

@@ -16,28 +16,7 @@
 #define RTOL 1e-6
 #define MAX_SAMPLES 40 /* finite differences per tensor; larger tensors are sampled with a stride */
 
-static void *xmalloc(size_t bytes) {
-    void *p = calloc(1, bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "FAIL out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
-static poet_layer_spec conv(int out, int k, int s, int p) {
-    return (poet_layer_spec){POET_LAYER_CONV, out, k, s, p, 0};
-}
-static poet_layer_spec relu(void) { return (poet_layer_spec){POET_LAYER_RELU, 0, 0, 0, 0, 0}; }
-static poet_layer_spec pool(poet_layer_kind kind, int k, int s, int p) {
-    return (poet_layer_spec){kind, 0, k, s, p, 0};
-}
-static poet_layer_spec global_pool(poet_layer_kind kind) {
-    return (poet_layer_spec){kind, 0, 0, 0, 0, 1};
-}
-static poet_layer_spec linear(int out) {
-    return (poet_layer_spec){POET_LAYER_LINEAR, out, 0, 0, 0, 0};
-}
 
 static poet_arch make_arch(int n, const poet_layer_spec *layers) {
     poet_arch a;

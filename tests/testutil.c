@@ -52,3 +52,24 @@ int test_finish(const char *name) {
     printf("%s: all checks passed\n", name);
     return 0;
 }
+
+void *xmalloc(size_t bytes) {
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "FAIL out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+poet_layer_spec conv(int out, int kernel, int stride, int padding) {
+    return (poet_layer_spec){POET_LAYER_CONV, out, kernel, stride, padding, 0};
+}
+poet_layer_spec relu(void) { return (poet_layer_spec){POET_LAYER_RELU, 0, 0, 0, 0, 0}; }
+poet_layer_spec pool(poet_layer_kind kind, int kernel, int stride, int padding) {
+    return (poet_layer_spec){kind, 0, kernel, stride, padding, 0};
+}
+poet_layer_spec global_pool(poet_layer_kind kind) {
+    return (poet_layer_spec){kind, 0, 0, 0, 0, 1};
+}
+poet_layer_spec linear(int out) { return (poet_layer_spec){POET_LAYER_LINEAR, out, 0, 0, 0, 0}; }

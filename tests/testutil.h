@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "poet/config.h"
+
 /* Number of failed checks so far; a test's main returns test_finish(). */
 extern int test_failures;
 
@@ -37,6 +39,16 @@ int test_compare_f64(const char *what, const double *got, const double *ref, siz
                      double rtol);
 int test_compare_f32(const char *what, const float *got, const double *ref, size_t n, double atol,
                      double rtol);
+
+/* calloc that ends the test with a message instead of returning NULL. */
+void *xmalloc(size_t bytes);
+
+/* Layer specs for the architectures tests build by hand. */
+poet_layer_spec conv(int out, int kernel, int stride, int padding);
+poet_layer_spec relu(void);
+poet_layer_spec pool(poet_layer_kind kind, int kernel, int stride, int padding);
+poet_layer_spec global_pool(poet_layer_kind kind);
+poet_layer_spec linear(int out);
 
 /* Prints "N passed, M failed"-style verdict and returns the exit code (0 only when nothing failed). */
 int test_finish(const char *name);
