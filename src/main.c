@@ -201,9 +201,11 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
            "\n",
            s->iterations_done, s->final_loss, s->seconds, s->images_per_second,
            s->images_per_second * cfg->members);
-    printf("communication: %llu bytes/iteration on rank 0 (sent + received); data-parallel training "
-           "of the same ensemble on %d rank(s) would move ~%llu\n",
-           (unsigned long long)s->bytes_per_iteration, ranks,
+    printf("communication: %llu bytes/iteration on rank 0, %llu..%llu over the %d rank(s) (sent + "
+           "received); data-parallel training of the same ensemble would move ~%llu per rank\n",
+           (unsigned long long)s->bytes_per_iteration,
+           (unsigned long long)s->bytes_per_iteration_min,
+           (unsigned long long)s->bytes_per_iteration_max, ranks,
            (unsigned long long)s->data_parallel_bytes_per_iteration);
     static const char *const names[POET_PHASES] = {"data", "forward", "communication", "backward",
                                                    "optimizer", "other"};

@@ -410,8 +410,9 @@ static uint64_t tree_bytes(const trainer *t) {
     return poet_tree_bytes_sent(t->tree) + poet_tree_bytes_received(t->tree);
 }
 
-/* Peak resident memory of every rank (MiB), gathered so rank 0 can report the largest. */
-static poet_status measure_memory(trainer *t, poet_train_summary *summary) {
+/* Peak resident memory (MiB) and tree traffic of every rank, gathered so rank 0 can report the
+ * spread over ranks. */
+static poet_status measure_ranks(trainer *t, poet_train_summary *summary) {
     poet_status st = POET_OK;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -419,6 +420,11 @@ static poet_status measure_memory(trainer *t, poet_train_summary *summary) {
     POET_MPI(MPI_Allreduce(&mine, &largest, 1, MPI_DOUBLE, MPI_MAX, t->comm));
     summary->peak_rss_mib = mine;
     summary->peak_rss_mib_max = largest;
+    unsigned long long bytes = summary->bytes_per_iteration, least = 0, most = 0;
+    POET_MPI(MPI_Allreduce(&bytes, &least, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, t->comm));
+    POET_MPI(MPI_Allreduce(&bytes, &most, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, t->comm));
+    summary->bytes_per_iteration_min = least;
+    summary->bytes_per_iteration_max = most;
 fail:
     return st;
 }
@@ -469,7 +475,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         summary->images_per_second = (double)(it - t->start) * c->batch_size / summary->seconds;
     POET_TRY(evaluate(t, it, summary));
     POET_TRY(checkpoint(t, it));
-    POET_TRY(measure_memory(t, summary));
+    POET_TRY(measure_ranks(t, summary));
 fail:
     return st;
 }
