@@ -28,6 +28,10 @@
  * are plain (member g's OIHW tensor inside the stack layout is contiguous) and reordered at the
  * edges. Everything, oneDNN scratchpads included, is allocated in poet_stack_create: forward and
  * backward allocate nothing.
+ *
+ * Fusion: relu right after a conv/linear layer is that layer's post-op (bitwise the same: relu is
+ * exact); the relu layer keeps only its backward, which reads the post-relu output, and its
+ * layout's reorder, if any.
  */
 #include "poet/net.h"
 
@@ -47,6 +51,10 @@ typedef struct {
 typedef struct {
     poet_layer_kind kind;
     int needs_dsrc; /* backward produces dL/da_l: an earlier layer has weights */
+    /* A weight layer followed by relu applies it as a post-op (relu_after); that relu layer
+     * (fused) then has no forward primitive: its output is its input, reordered to its layout
+     * when needed, and its backward reads that output (relu'(x) from relu(x) > 0). */
+    int relu_after, fused;
 
     net_op fwd, bwd, bwdw; /* bwd: backward data (conv) or backward (relu, pool) */
     dnnl_memory_desc_t src_md, dst_md, ws_md; /* fwd's layouts; ws_md size 0 without workspace */
@@ -103,7 +111,8 @@ struct poet_stack {
     float *params, *grads;
 
     dnnl_engine_t engine;
-    dnnl_primitive_attr_t attr; /* user-managed scratchpad for every primitive */
+    dnnl_primitive_attr_t attr;      /* user-managed scratchpad for every primitive */
+    dnnl_primitive_attr_t relu_attr; /* the same, and relu as a post-op (relu_after) */
 
     net_layer *layers; /* [L] */
     net_unit *units;   /* [G][L] */
@@ -218,9 +227,12 @@ static dnnl_status_t op_run(const net_lane *lane, const net_op *op, int nargs,
     return dnnl_primitive_execute(op->prim, lane->stream, nargs, all);
 }
 
+/* `attr`: NULL for the stack's plain one. */
 static poet_status primitive_desc(poet_stack *s, const void *desc, const_dnnl_primitive_desc_t hint,
-                                  dnnl_primitive_desc_t *pd, int l, const char *what) {
-    if (dnnl_primitive_desc_create(pd, desc, s->attr, s->engine, hint) != dnnl_success)
+                                  const_dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd,
+                                  int l, const char *what) {
+    if (dnnl_primitive_desc_create(pd, desc, attr ? attr : s->attr, s->engine, hint) !=
+        dnnl_success)
         return poet_error_set(POET_ERR_DNNL,
                               "net.c: layer %d: oneDNN has no %s primitive for these shapes "
                               "(batch %d)",
@@ -331,7 +343,7 @@ static poet_status conv_backward_weights(poet_stack *s, int l, const dnnl_convol
     dnnl_memory_desc_t w_plain, b_md;
     POET_TRY(weight_mds(lp, dnnl_oihw, &w_plain, &b_md));
     POET_TRY(backward_weights_desc(lp, fd, &desc));
-    POET_TRY(primitive_desc(s, &desc, fwd_pd, &pd, l, "convolution backward-weights"));
+    POET_TRY(primitive_desc(s, &desc, fwd_pd, NULL, &pd, l, "convolution backward-weights"));
     POET_TRY(op_create(s, pd, &L->bwdw));
     L->bwdw_src_md = *query(pd, dnnl_query_src_md);
     L->bwdw_ddst_md = *query(pd, dnnl_query_diff_dst_md);
@@ -353,7 +365,7 @@ static poet_status conv_backward_data(poet_stack *s, int l, const dnnl_convoluti
     dnnl_primitive_desc_t pd = NULL;
     dnnl_convolution_desc_t desc;
     POET_TRY(backward_data_desc(&s->plan.layers[l], fd, &desc));
-    POET_TRY(primitive_desc(s, &desc, fwd_pd, &pd, l, "convolution backward-data"));
+    POET_TRY(primitive_desc(s, &desc, fwd_pd, NULL, &pd, l, "convolution backward-data"));
     POET_TRY(op_create(s, pd, &L->bwd));
     L->bwd_ddst_md = *query(pd, dnnl_query_diff_dst_md);
     L->dsrc_md = *query(pd, dnnl_query_diff_src_md);
@@ -461,7 +473,8 @@ static poet_status conv_create(poet_stack *s, int l, const dnnl_memory_desc_t *i
     POET_TRY(weight_mds(lp, dnnl_oihw, &w_plain, &b_md));
     dnnl_convolution_desc_t desc;
     POET_TRY(forward_desc(s, l, L->tag, &desc));
-    POET_TRY(primitive_desc(s, &desc, NULL, &pd, l, linear ? "linear" : "convolution"));
+    POET_TRY(primitive_desc(s, &desc, NULL, L->relu_after ? s->relu_attr : NULL, &pd, l,
+                            linear ? "linear" : "convolution"));
     POET_TRY(op_create(s, pd, &L->fwd));
     L->src_md = *query(pd, dnnl_query_src_md);
     L->dst_md = *query(pd, dnnl_query_dst_md);
@@ -485,7 +498,7 @@ static poet_status elementwise_backward(poet_stack *s, int l, const void *bdesc,
     poet_status st = POET_OK;
     net_layer *L = &s->layers[l];
     dnnl_primitive_desc_t pd = NULL;
-    POET_TRY(primitive_desc(s, bdesc, fwd_pd, &pd, l, what));
+    POET_TRY(primitive_desc(s, bdesc, fwd_pd, NULL, &pd, l, what));
     POET_TRY(op_create(s, pd, &L->bwd));
     L->bwd_ddst_md = *query(pd, dnnl_query_diff_dst_md);
     L->dsrc_md = *query(pd, dnnl_query_diff_src_md);
@@ -505,13 +518,17 @@ static poet_status relu_create(poet_stack *s, int l, const dnnl_memory_desc_t *p
     POET_TRY(reorder_create(s, producer_md, &L->src_md, &L->src_reorder));
     const dnnl_memory_desc_t *in_md = &L->src_md;
     dnnl_prop_kind_t prop = L->needs_dsrc ? dnnl_forward_training : dnnl_forward_inference;
-    POET_DNNL(dnnl_eltwise_forward_desc_init(&desc, prop, dnnl_eltwise_relu, in_md, 0.f, 0.f));
-    POET_TRY(primitive_desc(s, &desc, NULL, &pd, l, "relu"));
-    POET_TRY(op_create(s, pd, &L->fwd));
+    /* Fused: the producer applied relu already, so backward gets the same relu'(x) from the
+     * output: relu(x) > 0 exactly when x > 0, and both give 0 at x = 0. The forward descriptor
+     * only serves as backward's hint. */
+    dnnl_alg_kind_t alg = L->fused ? dnnl_eltwise_relu_use_dst_for_bwd : dnnl_eltwise_relu;
+    POET_DNNL(dnnl_eltwise_forward_desc_init(&desc, prop, alg, in_md, 0.f, 0.f));
+    POET_TRY(primitive_desc(s, &desc, NULL, NULL, &pd, l, "relu"));
+    if (!L->fused)
+        POET_TRY(op_create(s, pd, &L->fwd));
     L->dst_md = *query(pd, dnnl_query_dst_md);
     if (L->needs_dsrc) {
-        POET_DNNL(dnnl_eltwise_backward_desc_init(&bdesc, dnnl_eltwise_relu, in_md, in_md, 0.f,
-                                                  0.f));
+        POET_DNNL(dnnl_eltwise_backward_desc_init(&bdesc, alg, in_md, in_md, 0.f, 0.f));
         POET_TRY(elementwise_backward(s, l, &bdesc, pd, "relu backward"));
     }
 fail:
@@ -542,7 +559,7 @@ static poet_status pool_create(poet_stack *s, int l, const dnnl_memory_desc_t *p
     dnnl_prop_kind_t prop = L->needs_dsrc ? dnnl_forward_training : dnnl_forward_inference;
     POET_DNNL(dnnl_pooling_v2_forward_desc_init(&desc, prop, alg, in_md, &dst_any, strides, kernel,
                                                 dilation, padding, padding));
-    POET_TRY(primitive_desc(s, &desc, NULL, &pd, l, "pooling"));
+    POET_TRY(primitive_desc(s, &desc, NULL, NULL, &pd, l, "pooling"));
     POET_TRY(op_create(s, pd, &L->fwd));
     L->dst_md = *query(pd, dnnl_query_dst_md);
     const dnnl_memory_desc_t *ws_md = query(pd, dnnl_query_workspace_md);
@@ -581,6 +598,10 @@ static poet_status layers_create(poet_stack *s) {
             L->b_count = tw[1].count;
         }
     }
+    /* relu right after a weight layer becomes that layer's post-op. */
+    for (int l = s->first_w; l + 1 < s->L; l++)
+        if (is_weight_layer(s->layers[l].kind) && s->layers[l + 1].kind == POET_LAYER_RELU)
+            s->layers[l].relu_after = s->layers[l + 1].fused = 1;
     /* Layouts first: relu and pooling look ahead to the weight layer they feed. */
     for (int l = 0; l < s->L; l++)
         if (is_weight_layer(s->layers[l].kind))
@@ -657,10 +678,14 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l);
     if (s->training || g < s->T) {
-        POET_TRY(memory_new(s, &L->dst_md, NULL, &u->dst));
+        POET_TRY(copy_for(s, &L->src_reorder, &L->src_md, &u->src_copy));
+        /* A fused relu's output is its input as it reads it (the producer's, or the copy). */
+        void *alias = L->fused ? memory_data(via(&L->src_reorder, unit(s, g, l - 1)->dst,
+                                                 u->src_copy))
+                               : NULL;
+        POET_TRY(memory_new(s, &L->dst_md, alias, &u->dst));
         if (dnnl_memory_desc_get_size(&L->ws_md) > 0)
             POET_TRY(memory_new(s, &L->ws_md, NULL, &u->workspace));
-        POET_TRY(copy_for(s, &L->src_reorder, &L->src_md, &u->src_copy));
     }
     if (!is_weight_layer(L->kind))
         return POET_OK;
@@ -764,6 +789,20 @@ static poet_status check_plan(const poet_arch_plan *plan, int members, int batch
     return POET_OK;
 }
 
+/* The stack's attributes plus relu as a post-op, for weight layers followed by relu. */
+static poet_status relu_attr_create(poet_stack *s) {
+    poet_status st = POET_OK;
+    dnnl_post_ops_t ops = NULL;
+    POET_DNNL(dnnl_primitive_attr_clone(&s->relu_attr, s->attr));
+    POET_DNNL(dnnl_post_ops_create(&ops));
+    POET_DNNL(dnnl_post_ops_append_eltwise(ops, 1.f, dnnl_eltwise_relu, 0.f, 0.f));
+    POET_DNNL(dnnl_primitive_attr_set_post_ops(s->relu_attr, ops));
+fail:
+    if (ops)
+        dnnl_post_ops_destroy(ops);
+    return st;
+}
+
 /* Everything but the allocation of the stack itself; primitives are configured for one thread. */
 static poet_status stack_build(poet_stack *s) {
     poet_status st = POET_OK;
@@ -775,6 +814,7 @@ static poet_status stack_build(poet_stack *s) {
     POET_DNNL(dnnl_engine_create(&s->engine, dnnl_cpu, 0));
     POET_DNNL(dnnl_primitive_attr_create(&s->attr));
     POET_DNNL(dnnl_primitive_attr_set_scratchpad_mode(s->attr, dnnl_scratchpad_mode_user));
+    POET_TRY(relu_attr_create(s));
     dnnl_memory_desc_t images_md;
     POET_TRY(activation_md(&images_md, s->B, s->plan.input.c, s->plan.input.h, s->plan.input.w,
                            dnnl_nchw));
@@ -883,6 +923,8 @@ void poet_stack_destroy(poet_stack *s) {
     memory_free(&s->dlogits);
     if (s->attr)
         dnnl_primitive_attr_destroy(s->attr);
+    if (s->relu_attr)
+        dnnl_primitive_attr_destroy(s->relu_attr);
     if (s->engine)
         dnnl_engine_destroy(s->engine);
     free(s->member_rc);
@@ -924,6 +966,8 @@ static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, i
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
     NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, a, l), act->src_copy), "input reorder");
+    if (L->fused) /* the producer applied it */
+        return dnnl_success;
     dnnl_memory_t src = layer_src(s, a, l);
     if (is_weight_layer(L->kind)) {
         /* The weights change every step: refresh oneDNN's copy when its layout is not plain. */
@@ -985,7 +1029,8 @@ static dnnl_status_t data_backward(poet_stack *s, const net_lane *lane, int g, i
         NET_RUN(refresh(lane, &L->bwd_w_reorder, w, x->bwd_w_copy), "weights reorder");
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, via(&L->bwd_w_reorder, w, x->bwd_w_copy)};
     } else if (L->kind == POET_LAYER_RELU) {
-        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, layer_src(s, g, l)};
+        args[n++] = L->fused ? (dnnl_exec_arg_t){DNNL_ARG_DST, u->dst}
+                             : (dnnl_exec_arg_t){DNNL_ARG_SRC, layer_src(s, g, l)};
     } else if (u->workspace) { /* max pooling; average pooling needs neither */
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, u->workspace};
     }
