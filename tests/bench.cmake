@@ -1,0 +1,5 @@
+# bench/run.sh --smoke: the benchmark script, gemm_peak, train_flops and the PyTorch reference (when
+# torch imports) still run and still read poet's summary lines. No timing is asserted, ever.
+poet_add_test(bench_smoke bash ${CMAKE_SOURCE_DIR}/bench/run.sh --smoke --no-build
+              --build ${CMAKE_BINARY_DIR} --out ${CMAKE_CURRENT_BINARY_DIR}/bench_smoke.txt)
+set_tests_properties(bench_smoke PROPERTIES PROCESSORS 2 TIMEOUT 300)
