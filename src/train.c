@@ -434,6 +434,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
     const poet_config *c = t->cfg;
     double started = now_seconds();
     long it = t->start;
+    uint64_t bytes_at_start = tree_bytes(t);
     t->phase_mark = started;
     for (; it < t->total; it++) {
         iteration_outcome o = {0};
@@ -447,9 +448,11 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
                                        "message)", it);
         }
         summary->final_loss = o.loss;
-        summary->bytes_per_iteration = tree_bytes(t) - bytes0;
+        /* Average so far: in the stale mode an iteration's traffic straddles two iterations. */
+        summary->bytes_per_iteration =
+            (tree_bytes(t) - bytes_at_start) / (uint64_t)(it + 1 - t->start);
         record_trajectory(t, it, o.loss);
-        POET_TRY(log_iteration(t, it, &o, now_seconds() - t0, summary->bytes_per_iteration));
+        POET_TRY(log_iteration(t, it, &o, now_seconds() - t0, tree_bytes(t) - bytes0));
         if (t->rank == 0 && !t->opt->quiet && c->log_every && ((it + 1) % c->log_every == 0 ||
                                                                 it + 1 == t->total))
             print_progress(t, it, &o, now_seconds() - started, it + 1 - t->start);

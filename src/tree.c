@@ -150,8 +150,12 @@ poet_status poet_tree_reduce_start(poet_tree *t, int slot) {
         void *send = t->rank == 0 ? MPI_IN_PLACE : (void *)sl->up;
         POET_MPI(MPI_Ireduce(send, sl->up, (int)count, MPI_INT64_T, MPI_SUM, 0, t->comm,
                              &sl->collective));
+        /* The library's internal traffic is not visible: count the payload each rank hands over
+         * (sent by the others, taken in once by the root). */
         if (t->rank != 0)
             t->bytes_sent += count * sizeof(int64_t);
+        else
+            t->bytes_received += count * sizeof(int64_t);
         return POET_OK;
     }
     for (int c = 0; c < t->n_children; c++) {
@@ -223,6 +227,8 @@ poet_status poet_tree_bcast_start(poet_tree *t, int slot) {
         POET_MPI(MPI_Ibcast(sl->down, (int)down_bytes(t), MPI_BYTE, 0, t->comm, &sl->collective));
         if (t->rank != 0)
             t->bytes_received += down_bytes(t);
+        else
+            t->bytes_sent += down_bytes(t);
         return POET_OK;
     }
     if (t->parent < 0)

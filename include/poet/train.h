@@ -39,7 +39,7 @@ typedef struct {
     double final_loss;
     double seconds;
     double images_per_second; /* ensemble images (each seen by all members) */
-    uint64_t bytes_per_iteration; /* this rank, sent + received, in the last iteration */
+    uint64_t bytes_per_iteration; /* this rank, sent + received, mean over the run's iterations */
     uint64_t bytes_per_iteration_min, bytes_per_iteration_max; /* over all ranks */
     uint64_t data_parallel_bytes_per_iteration; /* what all-reducing every gradient would move */
     double phase_seconds[POET_PHASES]; /* rank 0's time per phase over the training loop */
