@@ -9,7 +9,7 @@
  * transfers its tensors, the others take part in the collective transfer with an empty selection.
  * Because the metadata steps are the same everywhere, a bad file (missing dataset, wrong shape,
  * another ensemble) fails on every rank at the same step. What only one rank can see (a checksum
- * of its own members, a failed allocation) is settled by agree() before any collective decision.
+ * of its own members, a failed allocation) is settled by poet_error_agree() before any collective decision.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -42,33 +42,6 @@ static const char *const KIND_GROUP[KINDS] = {"params", "momentum"};
  * Agreement between ranks
  * ------------------------------------------------------------------------------------------- */
 
-/* Collective. Every rank learns whether any rank failed (an MPI_Allreduce over "my first failing
- * rank", which is a logical OR that also names the culprit); then the first failing rank's status
- * and message become every rank's, so all ranks return the same error and rank 0 can print the
- * real cause even when only another rank saw it. */
-static poet_status agree(MPI_Comm comm, poet_status local) {
-    poet_status st = POET_OK;
-    int rank, ranks, first;
-    POET_MPI(MPI_Comm_rank(comm, &rank));
-    POET_MPI(MPI_Comm_size(comm, &ranks));
-    int mine = local != POET_OK ? rank : ranks;
-    POET_MPI(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
-    if (first == ranks)
-        return POET_OK;
-    char message[1024];
-    int code = (int)local;
-    if (rank == first)
-        snprintf(message, sizeof message, "%s", poet_error_message());
-    POET_MPI(MPI_Bcast(message, (int)sizeof message, MPI_CHAR, first, comm));
-    POET_MPI(MPI_Bcast(&code, 1, MPI_INT, first, comm));
-    if (rank != first) {
-        poet_error_clear();
-        poet_error_set((poet_status)code, "%s", message);
-    }
-    return (poet_status)code;
-fail:
-    return st;
-}
 
 /* Replaces the recorded message by a checkpoint error "<path>: <what>: <recorded message>". */
 static poet_status recast(const char *path, const char *what) {
@@ -594,16 +567,16 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
         st = gather_local(cfg, e, &mc);
     if (st == POET_OK && !(config_json = poet_config_to_json(cfg)))
         st = poet_error_set(POET_ERR_NOMEM, "out of memory writing the config of checkpoint %s", name);
-    POET_TRY(agree(comm, st));
+    POET_TRY(poet_error_agree(comm, st));
 
     written = 1;
-    POET_TRY(agree(comm, write_file(comm, tmp, cfg, e, pos, &mc, config_json)));
-    POET_TRY(agree(comm, rank == 0 ? publish(cfg, tmp, final, name) : POET_OK));
+    POET_TRY(poet_error_agree(comm, write_file(comm, tmp, cfg, e, pos, &mc, config_json)));
+    POET_TRY(poet_error_agree(comm, rank == 0 ? publish(cfg, tmp, final, name) : POET_OK));
     if (path_out && path_size)
         snprintf(path_out, path_size, "%s", final);
 fail:
     /* On failure no good checkpoint is replaced: the temporary goes, `latest` is untouched. Every
-     * rank got here through the same agree(), so the barrier lets none return before it is gone. */
+     * rank got here through the same poet_error_agree(), so the barrier lets none return before it is gone. */
     if (st != POET_OK && written) {
         if (rank == 0)
             unlink(tmp);
@@ -886,11 +859,11 @@ poet_status poet_checkpoint_read(MPI_Comm comm, const char *path, const poet_con
         if (!stored)
             st = poet_error_set(POET_ERR_NOMEM, "out of memory reading checkpoint %s", path);
     }
-    POET_TRY(agree(comm, st));
+    POET_TRY(poet_error_agree(comm, st));
     st = read_file(comm, path, cfg, e, &mc, stored, &read_pos);
     if (st == POET_OK)
         st = verify_local(path, e, &mc, stored);
-    POET_TRY(agree(comm, st));
+    POET_TRY(poet_error_agree(comm, st));
 
     /* Only now, with every rank's members verified, does the ensemble change. */
     for (int i = 0; i < mc.n; i++) {
@@ -965,7 +938,7 @@ poet_status poet_checkpoint_resume(MPI_Comm comm, const poet_config *cfg, poet_e
     int n = 0, rank;
     *found = 0;
     POET_MPI(MPI_Comm_rank(comm, &rank));
-    POET_TRY(agree(comm, rank == 0 ? list_candidates(cfg->checkpoint_dir, &cand, &n) : POET_OK));
+    POET_TRY(poet_error_agree(comm, rank == 0 ? list_candidates(cfg->checkpoint_dir, &cand, &n) : POET_OK));
     POET_MPI(MPI_Bcast(&n, 1, MPI_INT, 0, comm));
     for (int i = 0; i < n; i++) {
         char path[POET_PATH_MAX];

@@ -11,9 +11,38 @@
 static char recorded_message[1024];
 static int message_recorded;
 static int failure_agreed;
+static int message_shared;
 
 void poet_error_mark_agreed(void) { failure_agreed = 1; }
 int poet_error_is_agreed(void) { return failure_agreed; }
+int poet_error_is_shared(void) { return message_shared; }
+
+/* An MPI_Allreduce(MIN) over "my rank if I failed" is a logical OR that also names the first
+ * failing rank, whose status and message are then broadcast. */
+poet_status poet_error_agree(MPI_Comm comm, poet_status local) {
+    int rank, ranks, first;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &ranks) != MPI_SUCCESS)
+        return poet_error_set(POET_ERR_MPI, "cannot query the communicator while agreeing");
+    int mine = local != POET_OK ? rank : ranks;
+    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
+        return poet_error_set(POET_ERR_MPI, "MPI_Allreduce failed while agreeing on success");
+    if (first == ranks)
+        return POET_OK;
+    char message[sizeof recorded_message];
+    int code = (int)local;
+    if (rank == first)
+        snprintf(message, sizeof message, "%s", poet_error_message());
+    if (MPI_Bcast(message, (int)sizeof message, MPI_CHAR, first, comm) != MPI_SUCCESS ||
+        MPI_Bcast(&code, 1, MPI_INT, first, comm) != MPI_SUCCESS)
+        return poet_error_set(POET_ERR_MPI, "MPI_Bcast failed while agreeing on a failure");
+    if (rank != first) {
+        poet_error_clear();
+        poet_error_set((poet_status)code, "%s", message);
+    }
+    failure_agreed = 1;
+    message_shared = 1;
+    return (poet_status)code;
+}
 
 poet_status poet_error_set(poet_status status, const char *fmt, ...) {
     if (message_recorded)
@@ -35,6 +64,7 @@ const char *poet_error_message(void) { return message_recorded ? recorded_messag
 void poet_error_clear(void) {
     message_recorded = 0;
     failure_agreed = 0;
+    message_shared = 0;
     recorded_message[0] = '\0';
 }
 

@@ -169,7 +169,8 @@ static void report_failure(const world *w, poet_status st) {
             fprintf(stderr, "poet: %s\n", poet_error_message());
         return;
     }
-    int shared = st == POET_ERR_CONFIG || st == POET_ERR_DATA || st == POET_ERR_USAGE;
+    int shared = poet_error_is_shared() || st == POET_ERR_CONFIG || st == POET_ERR_DATA ||
+                 st == POET_ERR_USAGE;
     if (w->size == 1 || (shared && w->rank == 0))
         fprintf(stderr, "poet: %s\n", poet_error_message());
     else if (!shared)

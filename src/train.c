@@ -81,20 +81,6 @@ static void lap(trainer *t, poet_phase phase) {
     t->phase_mark = now;
 }
 
-/* All ranks learn whether every rank succeeded; a failed rank has already recorded its message. */
-static poet_status agree(MPI_Comm comm, poet_status local) {
-    int mine = local != POET_OK, any = 0;
-    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_LOR, comm) != MPI_SUCCESS)
-        return poet_error_set(POET_ERR_MPI, "MPI_Allreduce failed while agreeing on success");
-    if (any)
-        poet_error_mark_agreed();
-    if (local != POET_OK)
-        return local;
-    if (any)
-        return poet_error_set(POET_ERR_REMOTE, "another rank failed (see its message above)");
-    return POET_OK;
-}
-
 static poet_status load_data(trainer *t) {
     poet_status st = POET_OK;
     const poet_config *c = t->cfg;
@@ -492,7 +478,8 @@ static poet_status open_log(trainer *t) {
     else
         snprintf(path, sizeof path, "%s/log.h5", t->cfg->checkpoint_dir);
     poet_fs_dirname(path, dir, sizeof dir);
-    POET_TRY(agree(t->comm, t->rank == 0 ? poet_fs_make_dirs(dir, "loss-log directory") : POET_OK));
+    POET_TRY(poet_error_agree(t->comm, t->rank == 0 ? poet_fs_make_dirs(dir, "loss-log directory")
+                                                     : POET_OK));
     POET_TRY(poet_losslog_open(t->comm, path, t->cfg, &t->ens, t->start, &t->log));
 fail:
     return st;
@@ -518,14 +505,14 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     {
         /* Placement is cheap and wrong rank counts are common: say so before loading any data. */
         int owner[POET_MAX_MEMBERS];
-        POET_TRY(agree(comm, poet_placement(cfg, t.ranks, owner)));
+        POET_TRY(poet_error_agree(comm, poet_placement(cfg, t.ranks, owner)));
     }
-    POET_TRY(agree(comm, load_data(&t)));
-    POET_TRY(agree(comm, setup(&t)));
+    POET_TRY(poet_error_agree(comm, load_data(&t)));
+    POET_TRY(poet_error_agree(comm, setup(&t)));
     POET_TRY(resume(&t));
     if (opt->trajectory && t.rank == 0 && !(t.trajectory = fopen(opt->trajectory, "a")))
         st = poet_error_set(POET_ERR_IO, "%s: cannot open trajectory file", opt->trajectory);
-    POET_TRY(agree(comm, st));
+    POET_TRY(poet_error_agree(comm, st));
     POET_TRY(open_log(&t));
     summary->data_parallel_bytes_per_iteration = 0;
     {
@@ -570,13 +557,13 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     t.rows = cfg->batch_size;
     MPI_Comm_rank(comm, &t.rank);
     MPI_Comm_size(comm, &t.ranks);
-    POET_TRY(agree(comm, load_data(&t)));
-    POET_TRY(agree(comm, setup(&t)));
+    POET_TRY(poet_error_agree(comm, load_data(&t)));
+    POET_TRY(poet_error_agree(comm, setup(&t)));
     POET_TRY(resume(&t));
     if (t.start == 0 && !checkpoint_path) {
         st = poet_error_set(POET_ERR_CHECKPOINT, "%s: no checkpoint to evaluate in %s",
                             cfg->source, cfg->checkpoint_dir);
-        poet_error_mark_agreed();
+        st = poet_error_agree(comm, st); /* every rank found none: one message, printed once */
         goto fail;
     }
     POET_TRY(evaluate(&t, t.start, &summary));

@@ -77,3 +77,11 @@ set_tests_properties(cli_report_csv PROPERTIES FIXTURES_REQUIRED traj_ref
 poet_cli_error(report_foreign 4 "not a poet loss log" ${POET} report ${REF_DIR}/ckpt-00000050.h5)
 set_tests_properties(cli_report_foreign PROPERTIES FIXTURES_REQUIRED traj_ref)
 poet_cli_error(report_not_hdf5 4 "cannot open as HDF5" ${POET} report ${TINY})
+
+# A checkpoint that cannot be written fails on every rank alike: one message, exit 5, no abort.
+poet_add_test(cli_mpi_checkpoint_dir_unwritable ${EXPECT} 5
+              "cannot create checkpoint directory ${TINY}/ckpt" ${MPIEXEC_EXECUTABLE} -np 2
+              --oversubscribe ${POET} train ${TINY} --set training.iterations=3
+              --set output.log_file=\"${CMAKE_CURRENT_BINARY_DIR}/cli_unwritable.h5\"
+              --set output.checkpoint_dir=\"${TINY}/ckpt\")
+set_tests_properties(cli_mpi_checkpoint_dir_unwritable PROPERTIES PROCESSORS 2)

@@ -12,6 +12,7 @@
 #ifndef POET_ERROR_H
 #define POET_ERROR_H
 
+#include <mpi.h>
 #include <stddef.h>
 
 typedef enum {
@@ -46,6 +47,16 @@ void poet_error_clear(void);
  * tree's error flag), so all ranks can shut down MPI normally; otherwise the CLI must MPI_Abort. */
 void poet_error_mark_agreed(void);
 int poet_error_is_agreed(void);
+
+/* Collective over `comm`: every rank learns whether any rank's `local` status failed. The first
+ * failing rank's status and message become every rank's (so all return the same error and rank 0
+ * can print the real cause), and the failure is marked agreed and shared. POET_OK when none failed.
+ * Call it before any collective step that a rank-local failure could break. */
+poet_status poet_error_agree(MPI_Comm comm, poet_status local);
+
+/* Whether every rank holds the same recorded message (it went through poet_error_agree), so one
+ * rank printing it is enough. */
+int poet_error_is_shared(void);
 
 /* Short name of a status, e.g. "config error". */
 const char *poet_status_name(poet_status status);
