@@ -33,6 +33,16 @@
  * exact); the relu layer keeps only its backward, which reads the post-relu output, and its
  * layout's reorder, if any.
  *
+ * Convolutions ("gemm", the default; poet_net_set_convolution): a conv layer has no oneDNN
+ * primitives but runs as im2col + dnnl_sgemm + col2im (gemmconv.h) on the lane's thread, nhwc in
+ * and out, its weights rearranged to [O, KH, KW, C] each forward. Its input is read in place when
+ * plain (the images, nhwc activations); the first weight layer's im2col matrix is built once for
+ * all members (shared_forward); other layers keep theirs for backward weights. A fused relu just
+ * before it is "folded": its backward is the mask in the convolution's col2im. Fused relus whose
+ * layouts agree run backward as a select loop (oneDNN's eltwise backward was ~3x slower here).
+ * The reference network then ran 1.15-1.3x faster than with oneDNN's convolution primitives
+ * (bench/README.md: "stack_time").
+ *
  * Measured and not kept (reference network, B = 200, one thread, oneDNN 2.6, Zen 4): the first
  * convolution (1 -> 20 channels) has fast kernels only with a 16-channel-blocked output, so the
  * next layer's nhwc input costs a reorder each way. But nhwc (ref kernel, ~1000x slower), 8- and
@@ -41,12 +51,18 @@
  * oneDNN's convolution plus reorder; running it and its reorder in batch chunks of 8-50 images so
  * the blocked output stays in cache gained nothing. Running it once for all G members (G·20
  * output channels) would serialise it and blocked sub-tensors cannot start at channel 20·g.
- * The three conv 20 -> 40 primitives are ~65% of the time; nhwc is their fastest layout.
+ * With oneDNN primitives the three conv 20 -> 40 passes were ~65% of the time at 86-100 GFLOP/s
+ * (nhwc their fastest layout); as sgemm products they run at 160-185 GFLOP/s on one core.
  */
+#define _POSIX_C_SOURCE 200809L /* pthread_sigmask */
 #include "poet/net.h"
 
 #include <dnnl.h>
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include "poet/gemmconv.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,12 +99,24 @@ typedef struct {
 
     size_t w_offset, w_count; /* weight tensor: offset in member layout, elements per member */
     size_t b_offset, b_count; /* bias tensor */
+
+    /* A convolution run as im2col + sgemm (gemmconv.h): no fwd/bwd/bwdw primitives; nhwc output
+     * and dL/d(input); reads its input through in_strides (src_md, or the nhwc src_copy). */
+    int gemm;
+    poet_conv_shape shape;
+    poet_strides in_strides;
+    int shared_col; /* the first weight layer: its im2col matrix is the same for every member */
+    int fold_relu;  /* its backward data also applies the backward of the fused relu before it */
+    int folded;     /* relu: the next layer's backward data does this layer's backward */
+    int relu_loop;  /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
 } net_layer;
 
 /* A lane's transient buffers for one layer: written and read within one member's backward. */
 typedef struct {
     dnnl_memory_t ddst_copy, bwd_w_copy, bwdw_src_copy, bwdw_ddst_copy; /* reorder targets */
     dnnl_memory_t dsrc;         /* dL/da_l in dsrc_md */
+    float *col_buf, *dcol;      /* gemm: a chunk of the im2col matrix and of dL/d of it */
+    float *dw_gemm;             /* gemm: dL/dW in gemm layout */
     dnnl_memory_t dw;           /* dL/dW in dw_md when that is not plain */
     dnnl_memory_t acc_w, acc_b; /* plain, over the lane's accumulate buffer */
 } net_scratch;
@@ -110,6 +138,9 @@ typedef struct {
     dnnl_memory_t user_w, user_b; /* plain, over the member's slices of params */
     dnnl_memory_t w_copy;         /* weights in w_md when w_reorder is needed */
     dnnl_memory_t grad_w, grad_b; /* plain, over the member's slices of grads */
+    float *col; /* gemm: the whole im2col matrix, kept for backward weights (shared_col: member 0
+                 * only); NULL in inference, where the lane's chunk buffer serves */
+    float *w_gemm; /* gemm: the weights in gemm layout, refreshed every forward */
 } net_unit;
 
 #define NET_MAX_OPS (POET_MAX_LAYERS * 10 + 4)
@@ -117,6 +148,7 @@ typedef struct {
 struct poet_stack {
     poet_arch_plan plan;
     int G, B, L, training;
+    int conv_gemm; /* convolutions as im2col + sgemm (poet_net_set_convolution) */
     int first_w; /* index of the first weight layer */
     float *params, *grads;
 
@@ -144,6 +176,9 @@ struct poet_stack {
     dnnl_memory_desc_t pad_md[NET_MAX_OPS]; /* scratchpad layout of each op that needs one */
     size_t scratchpad_size;                 /* the largest */
 };
+
+/* How stacks created from now on run convolutions (poet_net_set_convolution). */
+static int net_conv_gemm = 1;
 
 static net_unit *unit(poet_stack *s, int g, int l) { return &s->units[(size_t)g * s->L + l]; }
 
@@ -179,6 +214,15 @@ static poet_status memory_new(poet_stack *s, const dnnl_memory_desc_t *md, void 
     POET_DNNL(dnnl_memory_create(mem, md, s->engine, handle ? handle : DNNL_MEMORY_ALLOCATE));
 fail:
     return st;
+}
+
+/* A 64-byte aligned float buffer (sgemm's favourite); freed with free(). */
+static poet_status floats_new(float **buf, size_t count) {
+    size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+    *buf = aligned_alloc(64, bytes > 0 ? bytes : 64);
+    if (!*buf)
+        return poet_error_set(POET_ERR_NOMEM, "net.c: out of memory allocating %zu bytes", bytes);
+    return POET_OK;
 }
 
 static void memory_free(dnnl_memory_t *mem) {
@@ -449,6 +493,8 @@ static int layout_is_fast(poet_stack *s, int l, dnnl_format_tag_t tag) {
  * blocked against 0.9 ms nhwc per member, forward + backward, B = 200). The rule depends only on
  * the shapes, so every member and every rank computes a layer the same way. */
 static dnnl_format_tag_t activation_tag(poet_stack *s, int l) {
+    if (s->layers[l].gemm)
+        return dnnl_nhwc;
     if (s->plan.layers[l].in.c >= 8 && layout_is_fast(s, l, dnnl_nhwc))
         return dnnl_nhwc;
     return dnnl_format_tag_any;
@@ -468,6 +514,42 @@ static poet_status elementwise_layout(const poet_stack *s, int l,
             break;
         }
     return POET_OK;
+}
+
+/* The strides of a plain (unblocked) 4-D layout; 0 when the layout is blocked. */
+static int plain_strides(const dnnl_memory_desc_t *md, poet_strides *st) {
+    if (md->ndims != 4 || md->format_kind != dnnl_blocked || md->format_desc.blocking.inner_nblks)
+        return 0;
+    const dnnl_dim_t *d = md->format_desc.blocking.strides;
+    *st = (poet_strides){(size_t)d[0], (size_t)d[1], (size_t)d[2], (size_t)d[3]};
+    return 1;
+}
+
+/* A convolution as im2col + sgemm: output and dL/d(input) nhwc, input read in place when its
+ * layout is plain (else through a reorder to nhwc). Backward reorders bring dL/d(output) to
+ * nhwc; the weights stay plain and are rearranged by gemmconv. */
+static poet_status gemm_conv_create(poet_stack *s, int l, const dnnl_memory_desc_t *in_md) {
+    poet_status st = POET_OK;
+    net_layer *L = &s->layers[l];
+    const poet_layer_plan *lp = &s->plan.layers[l];
+    POET_TRY(check_window(lp, l));
+    L->shape = (poet_conv_shape){s->B,        lp->in.c,    lp->in.h,    lp->in.w,
+                                 lp->out.c,   lp->out.h,   lp->out.w,   lp->kernel_h,
+                                 lp->kernel_w, lp->stride, lp->padding};
+    L->shared_col = l == s->first_w;
+    L->src_md = *in_md;
+    if (!plain_strides(in_md, &L->in_strides)) {
+        POET_TRY(activation_md(&L->src_md, s->B, lp->in.c, lp->in.h, lp->in.w, dnnl_nhwc));
+        POET_TRY(reorder_create(s, in_md, &L->src_md, &L->src_reorder));
+        L->in_strides = poet_strides_nhwc(lp->in.c, lp->in.h, lp->in.w);
+    }
+    POET_TRY(activation_md(&L->dst_md, s->B, lp->out.c, lp->out.h, lp->out.w, dnnl_nhwc));
+    dnnl_memory_desc_t b_md;
+    POET_TRY(weight_mds(lp, dnnl_oihw, &L->w_md, &b_md));
+    L->bwd_ddst_md = L->bwdw_ddst_md = L->dst_md;
+    POET_TRY(activation_md(&L->dsrc_md, s->B, lp->in.c, lp->in.h, lp->in.w, dnnl_nhwc));
+fail:
+    return st;
 }
 
 /* A convolution or linear layer, its activations in the layout activation_tag chose. */
@@ -540,6 +622,10 @@ static poet_status relu_create(poet_stack *s, int l, const dnnl_memory_desc_t *p
     if (L->needs_dsrc) {
         POET_DNNL(dnnl_eltwise_backward_desc_init(&bdesc, alg, in_md, in_md, 0.f, 0.f));
         POET_TRY(elementwise_backward(s, l, &bdesc, pd, "relu backward"));
+        /* oneDNN's eltwise backward ran at ~1 element/ns on these tensors; the same select in a
+         * loop is memory-bound and exact. */
+        L->relu_loop = L->fused && dnnl_memory_desc_equal(&L->bwd_ddst_md, &L->dst_md) &&
+                       dnnl_memory_desc_equal(&L->dsrc_md, &L->dst_md);
     }
 fail:
     if (pd)
@@ -588,6 +674,18 @@ fail:
 
 /* ---- create / destroy ------------------------------------------------------------------------ */
 
+/* A gemm convolution that reads a fused relu's output in place applies that relu's backward in
+ * its col2im (one pass over dL/d(input) fewer): the mask is the relu's output, in the same nhwc
+ * layout as the gradient. */
+static void fold_relus(poet_stack *s) {
+    for (int l = s->first_w + 1; l < s->L; l++) {
+        net_layer *L = &s->layers[l], *relu = &s->layers[l - 1];
+        if (L->gemm && L->needs_dsrc && !L->src_reorder.prim && relu->kind == POET_LAYER_RELU &&
+            relu->fused && relu->needs_dsrc && dnnl_memory_desc_equal(&relu->dst_md, &L->dsrc_md))
+            L->fold_relu = relu->folded = 1;
+    }
+}
+
 /* Every layer's primitives, in forward order: each layer learns its input's layout from the one
  * before it (the images are plain). */
 static poet_status layers_create(poet_stack *s) {
@@ -612,6 +710,8 @@ static poet_status layers_create(poet_stack *s) {
     for (int l = s->first_w; l + 1 < s->L; l++)
         if (is_weight_layer(s->layers[l].kind) && s->layers[l + 1].kind == POET_LAYER_RELU)
             s->layers[l].relu_after = s->layers[l + 1].fused = 1;
+    for (int l = 0; l < s->L; l++)
+        s->layers[l].gemm = s->conv_gemm && s->layers[l].kind == POET_LAYER_CONV;
     /* Layouts first: relu and pooling look ahead to the weight layer they feed. */
     for (int l = 0; l < s->L; l++)
         if (is_weight_layer(s->layers[l].kind))
@@ -621,13 +721,16 @@ static poet_status layers_create(poet_stack *s) {
         const dnnl_memory_desc_t *in_md = l == 0 ? &images_md : &s->layers[l - 1].dst_md;
         switch (lp->kind) {
         case POET_LAYER_CONV:
-        case POET_LAYER_LINEAR: POET_TRY(conv_create(s, l, in_md)); break;
+        case POET_LAYER_LINEAR:
+            POET_TRY(s->layers[l].gemm ? gemm_conv_create(s, l, in_md) : conv_create(s, l, in_md));
+            break;
         case POET_LAYER_RELU: POET_TRY(relu_create(s, l, in_md)); break;
         case POET_LAYER_AVG_POOL:
         case POET_LAYER_MAX_POOL: POET_TRY(pool_create(s, l, in_md)); break;
         default: POET_FAIL(POET_ERR_INTERNAL, "net.c: layer %d has unknown kind %d", l, lp->kind);
         }
     }
+    fold_relus(s);
 fail:
     return st;
 }
@@ -640,7 +743,8 @@ static poet_status backward_reorders(poet_stack *s) {
     POET_DNNL(dnnl_memory_get_memory_desc(s->dlogits, &dlogits_md));
     for (int l = s->L - 1; l >= s->first_w; l--) {
         net_layer *L = &s->layers[l];
-        const dnnl_memory_desc_t *next_md = l == s->L - 1 ? dlogits_md : &s->layers[l + 1].dsrc_md;
+        int next = l + 1 < s->L && s->layers[l + 1].folded ? l + 2 : l + 1;
+        const dnnl_memory_desc_t *next_md = l == s->L - 1 ? dlogits_md : &s->layers[next].dsrc_md;
         if (L->needs_dsrc)
             POET_TRY(reorder_create(s, next_md, &L->bwd_ddst_md, &L->ddst_reorder));
         if (is_weight_layer(L->kind)) {
@@ -699,6 +803,12 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     }
     if (!is_weight_layer(L->kind))
         return POET_OK;
+    if (L->gemm) {
+        if (L->shared_col ? g == 0 : s->training)
+            POET_TRY(floats_new(&u->col, poet_gemmconv_rows(&L->shape) *
+                                             poet_gemmconv_cols(&L->shape)));
+        POET_TRY(floats_new(&u->w_gemm, L->w_count));
+    }
     /* Stack layout: tensor t of member g starts at G·offset + g·count (net.h). */
     size_t w_at = (size_t)s->G * L->w_offset + (size_t)g * L->w_count;
     size_t b_at = (size_t)s->G * L->b_offset + (size_t)g * L->b_count;
@@ -726,8 +836,14 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
     POET_TRY(copy_for(s, &L->bwdw_src_reorder, &L->bwdw_src_md, &x->bwdw_src_copy));
     POET_TRY(copy_for(s, &L->bwdw_ddst_reorder, &L->bwdw_ddst_md, &x->bwdw_ddst_copy));
     POET_TRY(copy_for(s, &L->dw_reorder, &L->dw_md, &x->dw));
-    if (L->needs_dsrc)
+    if (L->needs_dsrc && !L->folded)
         POET_TRY(memory_new(s, &L->dsrc_md, NULL, &x->dsrc));
+    if (L->gemm && !L->shared_col && !s->training)
+        POET_TRY(floats_new(&x->col_buf, poet_gemmconv_chunk_floats(&L->shape)));
+    if (L->gemm && L->needs_dsrc)
+        POET_TRY(floats_new(&x->dcol, poet_gemmconv_chunk_floats(&L->shape)));
+    if (L->gemm && s->training)
+        POET_TRY(floats_new(&x->dw_gemm, L->w_count));
     if (is_weight_layer(L->kind) && s->training) {
         dnnl_memory_desc_t w_plain, b_md;
         POET_TRY(weight_mds(&s->plan.layers[l], dnnl_oihw, &w_plain, &b_md));
@@ -861,6 +977,7 @@ poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch
     s->L = plan->n_layers;
     s->T = threads < members ? threads : members;
     s->training = training;
+    s->conv_gemm = net_conv_gemm;
     s->first_w = first_w;
     s->params = params;
     s->grads = grads;
@@ -882,6 +999,8 @@ static void unit_destroy(net_unit *u) {
                              &u->user_b, &u->w_copy,    &u->grad_w,   &u->grad_b};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         memory_free(mems[i]);
+    free(u->col);
+    free(u->w_gemm);
 }
 
 static void lane_destroy(poet_stack *s, net_lane *lane) {
@@ -892,6 +1011,9 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
                                      &x->bwdw_ddst_copy, &x->dsrc, &x->dw, &x->acc_w, &x->acc_b};
             for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
                 memory_free(mems[i]);
+            free(x->col_buf);
+            free(x->dcol);
+            free(x->dw_gemm);
         }
     if (lane->pads)
         for (int i = 0; i < s->n_ops; i++)
@@ -970,11 +1092,50 @@ static dnnl_memory_t layer_src(poet_stack *s, int a, int l) {
     return via(&s->layers[l].src_reorder, layer_input(s, a, l), unit(s, a, l)->src_copy);
 }
 
+/* The whole im2col matrix of the first weight layer, shared by every member (member 0's unit). */
+static dnnl_status_t shared_im2col(poet_stack *s, const net_lane *lane, int l, const char **step) {
+    net_layer *L = &s->layers[l];
+    NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, 0, l), unit(s, 0, l)->src_copy),
+            "input reorder");
+    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    poet_gemmconv_im2col(&L->shape, memory_data(layer_src(s, 0, l)), L->in_strides,
+                         unit(s, 0, l)->col);
+    return dnnl_success;
+}
+
+/* The shared im2col matrix of gemm layer l, or NULL when each member builds its own in chunks. */
+static const float *shared_col(poet_stack *s, int l) {
+    return s->layers[l].shared_col ? unit(s, 0, l)->col : NULL;
+}
+
+/* Gemm layer l of member g: weights to gemm layout, then im2col and product chunk by chunk, bias
+ * and relu. */
+static dnnl_status_t gemm_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
+                                  const char **step) {
+    net_layer *L = &s->layers[l];
+    net_unit *u = unit(s, g, l);
+    if (!L->shared_col) {
+        NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, a, l), unit(s, a, l)->src_copy),
+                "input reorder");
+        NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    }
+    poet_gemmconv_weights_to_gemm(&L->shape, memory_data(u->user_w), u->w_gemm);
+    NET_RUN((dnnl_status_t)poet_gemmconv_forward(
+                &L->shape, memory_data(layer_src(s, a, l)), L->in_strides, shared_col(s, l),
+                s->training ? unit(s, a, l)->col : lane->layers[l].col_buf, s->training,
+                u->w_gemm, memory_data(u->user_b), L->relu_after,
+                memory_data(unit(s, a, l)->dst)),
+            "forward (sgemm)");
+    return dnnl_success;
+}
+
 /* Layer l of member g, its activations in owner a's units. */
 static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
                                    const char **step) {
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
+    if (L->gemm)
+        return gemm_forward(s, lane, g, a, l, step);
     NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, a, l), act->src_copy), "input reorder");
     if (L->fused) /* the producer applied it */
         return dnnl_success;
@@ -1008,19 +1169,60 @@ static dnnl_status_t member_forward(poet_stack *s, const net_lane *lane, int g,
     return dnnl_success;
 }
 
-/* The layers before the first weight layer, computed once (as member 0's). */
+/* The layers before the first weight layer, computed once (as member 0's), and the first weight
+ * layer's im2col matrix when it is a gemm convolution: its input is the same for every member. */
 static dnnl_status_t shared_forward(poet_stack *s, const net_lane *lane, const char **step) {
     for (int l = 0; l < s->first_w; l++)
         NET_RUN(layer_forward(s, lane, 0, 0, l, step), *step);
     NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    if (s->layers[s->first_w].shared_col)
+        NET_RUN(shared_im2col(s, lane, s->first_w, step), *step);
     return dnnl_success;
 }
 
 /* ---- backward -------------------------------------------------------------------------------- */
 
-/* dL/da_{l+1} as the producer left it: layer l+1's dsrc, or the dlogits for the last layer. */
+/* dL/da_{l+1} as the producer left it: layer l+1's dsrc (l+2's when l+1 is a relu folded into
+ * it), or the dlogits for the last layer. */
 static dnnl_memory_t layer_dnext(poet_stack *s, const net_lane *lane, int l) {
-    return l == s->L - 1 ? s->dlogits : lane->layers[l + 1].dsrc;
+    if (l == s->L - 1)
+        return s->dlogits;
+    return lane->layers[s->layers[l + 1].folded ? l + 2 : l + 1].dsrc;
+}
+
+/* dL/d(input) of gemm layer l for member g, with the folded relu's backward when there is one. */
+static dnnl_status_t gemm_data_backward(poet_stack *s, const net_lane *lane, int g, int l,
+                                        const char **step) {
+    net_layer *L = &s->layers[l];
+    const net_scratch *x = &lane->layers[l];
+    dnnl_memory_t dnext = layer_dnext(s, lane, l);
+    NET_RUN(refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    const float *mask = L->fold_relu ? memory_data(unit(s, g, l - 1)->dst) : NULL;
+    NET_RUN((dnnl_status_t)poet_gemmconv_backward_data(
+                &L->shape, memory_data(via(&L->ddst_reorder, dnext, x->ddst_copy)),
+                unit(s, g, l)->w_gemm, x->dcol, mask, memory_data(x->dsrc)),
+            "backward data (sgemm)");
+    return dnnl_success;
+}
+
+/* A fused relu's backward as a select: dL/d(input) = dL/d(output) where the output is > 0. */
+static dnnl_status_t relu_loop_backward(poet_stack *s, const net_lane *lane, int g, int l,
+                                        const char **step) {
+    net_layer *L = &s->layers[l];
+    const net_scratch *x = &lane->layers[l];
+    dnnl_memory_t dnext = layer_dnext(s, lane, l);
+    NET_RUN(refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    const float *restrict d = memory_data(via(&L->ddst_reorder, dnext, x->ddst_copy));
+    const float *restrict y = memory_data(unit(s, g, l)->dst);
+    float *restrict out = memory_data(x->dsrc);
+    size_t n = dnnl_memory_desc_get_size(&L->dst_md) / sizeof(float);
+    for (size_t i = 0; i < n; i++) {
+        float v = d[i]; /* loaded unconditionally: the loop vectorises to a blend */
+        out[i] = y[i] > 0.f ? v : 0.f;
+    }
+    return dnnl_success;
 }
 
 /* dL/d(input) of layer l for member g, into the lane's dsrc. */
@@ -1029,6 +1231,10 @@ static dnnl_status_t data_backward(poet_stack *s, const net_lane *lane, int g, i
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l);
     const net_scratch *x = &lane->layers[l];
+    if (L->gemm)
+        return gemm_data_backward(s, lane, g, l, step);
+    if (L->relu_loop)
+        return relu_loop_backward(s, lane, g, l, step);
     dnnl_memory_t dnext = layer_dnext(s, lane, l);
     NET_RUN(refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, via(&L->ddst_reorder, dnext, x->ddst_copy)},
@@ -1069,8 +1275,20 @@ static dnnl_status_t weights_backward(poet_stack *s, const net_lane *lane, int g
     dnnl_memory_t ddst = L->needs_dsrc ? via(&L->ddst_reorder, dnext, x->ddst_copy) : dnext;
     dnnl_memory_t plain_w = accumulate ? x->acc_w : u->grad_w;
     dnnl_memory_t plain_b = accumulate ? x->acc_b : u->grad_b;
-    NET_RUN(refresh(lane, &L->bwdw_src_reorder, src, x->bwdw_src_copy), "input reorder");
     NET_RUN(refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy), "gradient reorder");
+    if (L->gemm) {
+        NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+        NET_RUN((dnnl_status_t)poet_gemmconv_backward_weights(
+                    &L->shape, unit(s, L->shared_col ? 0 : g, l)->col,
+                    memory_data(via(&L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy)), x->dw_gemm,
+                    memory_data(plain_b)),
+                "backward weights (sgemm)");
+        poet_gemmconv_weights_from_gemm(&L->shape, x->dw_gemm, memory_data(plain_w));
+        if (accumulate)
+            accumulate_into(s, lane, g, L);
+        return dnnl_success;
+    }
+    NET_RUN(refresh(lane, &L->bwdw_src_reorder, src, x->bwdw_src_copy), "input reorder");
     dnnl_exec_arg_t args[] = {
         {DNNL_ARG_SRC, via(&L->bwdw_src_reorder, src, x->bwdw_src_copy)},
         {DNNL_ARG_DIFF_DST, via(&L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy)},
@@ -1090,7 +1308,7 @@ static dnnl_status_t weights_backward(poet_stack *s, const net_lane *lane, int g
 static dnnl_status_t member_backward(poet_stack *s, const net_lane *lane, int g, int accumulate,
                                      const char **step) {
     for (int l = s->L - 1; l >= s->first_w; l--) {
-        if (s->layers[l].needs_dsrc)
+        if (s->layers[l].needs_dsrc && !s->layers[l].folded)
             NET_RUN(data_backward(s, lane, g, l, step), *step);
         if (is_weight_layer(s->layers[l].kind))
             NET_RUN(weights_backward(s, lane, g, l, accumulate, step), *step);
@@ -1102,7 +1320,14 @@ static dnnl_status_t member_backward(poet_stack *s, const net_lane *lane, int g,
 /* ---- running the members --------------------------------------------------------------------- */
 
 /* Runs every member's forward (backward = 0) or backward, one member per thread at a time. Each
- * thread runs its primitives single-threaded, as they were created. */
+ * thread runs its primitives single-threaded, as they were created.
+ *
+ * Signals are blocked on the computing threads meanwhile: oneDNN 2.6's JIT sgemm kernels point
+ * rsp into the heap, so a signal handler running on such a thread (ours for SIGTERM/SIGUSR1, a
+ * profiler's) writes its frame over heap memory (oneDNN issue #4845, fixed in 3.x by PR #4855).
+ * Seen here as "corrupted size vs. prev_size" aborts when Slurm preempted a job. A blocked signal
+ * goes to another thread (MPI's) or waits until the members are done: our handler only sets a
+ * flag that the trainer reads between steps anyway. */
 static poet_status run_members(poet_stack *s, int backward, int accumulate) {
     int T = omp_get_max_threads() < s->T ? omp_get_max_threads() : s->T;
     dnnl_status_t shared_rc = dnnl_success;
@@ -1111,11 +1336,18 @@ static poet_status run_members(poet_stack *s, int backward, int accumulate) {
         s->member_rc[g] = dnnl_success;
         s->member_step[g] = "";
     }
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
 #pragma omp parallel num_threads(T)
     {
+        sigset_t worker_saved;
+        int worker = omp_get_thread_num() != 0; /* thread 0 is this one, blocked above */
+        if (worker)
+            pthread_sigmask(SIG_BLOCK, &all, &worker_saved);
         omp_set_num_threads(1); /* this thread's nested regions: oneDNN's kernels */
         const net_lane *lane = &s->lanes[omp_get_thread_num()];
-        if (!backward && s->first_w > 0) {
+        if (!backward && (s->first_w > 0 || s->layers[s->first_w].shared_col)) {
 #pragma omp single
             shared_rc = shared_forward(s, lane, &shared_step);
         } /* the single's barrier: every member sees the shared layers' output */
@@ -1125,7 +1357,10 @@ static poet_status run_members(poet_stack *s, int backward, int accumulate) {
                 s->member_rc[g] = backward ? member_backward(s, lane, g, accumulate,
                                                              &s->member_step[g])
                                            : member_forward(s, lane, g, &s->member_step[g]);
+        if (worker)
+            pthread_sigmask(SIG_SETMASK, &worker_saved, NULL);
     }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (shared_rc != dnnl_success)
         return poet_error_set(POET_ERR_DNNL, "net.c: forward of the shared layers: %s failed: %s",
                               shared_step, poet_dnnl_status_string(shared_rc));
@@ -1177,6 +1412,10 @@ void poet_stack_member_set(const poet_arch_plan *plan, int members, float *stack
         memcpy(stack_buf + (size_t)members * ti->offset + (size_t)g * ti->count,
                member_buf + ti->offset, ti->count * sizeof(float));
     }
+}
+
+void poet_net_set_convolution(poet_convolution algorithm) {
+    net_conv_gemm = algorithm == POET_CONV_GEMM;
 }
 
 /* Threads for the stacks created from now on: each runs up to this many members at once. */

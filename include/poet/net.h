@@ -8,7 +8,8 @@
  * arithmetic is bitwise the same for any G, any thread count and any placement; a G = 1 stack
  * uses one thread. (Grouped convolutions over G·C channels were measured 2-5x slower for
  * per-member channel counts that are not multiples of 16; see src/net.c.) Linear layers are
- * convolutions whose kernel covers the whole input.
+ * convolutions whose kernel covers the whole input; convolutions run by default as im2col +
+ * sgemm on the member's thread (gemmconv.h), or as oneDNN convolution primitives.
  *
  * Parameters live outside the stack (the rank owns one contiguous buffer for all its stacks so the
  * optimiser is one pass). A stack's parameters are in "stack layout": tensor-major, each tensor
@@ -53,6 +54,12 @@ void poet_stack_member_get(const poet_arch_plan *plan, int members, const float 
                            float *member_buf);
 void poet_stack_member_set(const poet_arch_plan *plan, int members, float *stack_buf, int g,
                            const float *member_buf);
+
+/* How the stacks created from now on run convolutions (not linear layers): as im2col + oneDNN's
+ * sgemm (the default; gemmconv.h), or as oneDNN convolution primitives. Both compute the same
+ * convolution; they round differently. */
+typedef enum { POET_CONV_GEMM = 0, POET_CONV_ONEDNN = 1 } poet_convolution;
+void poet_net_set_convolution(poet_convolution algorithm);
 
 /* Number of OpenMP threads from now on in this process: a stack created afterwards runs up to
  * min(threads, G) members at once. Call it before poet_stack_create. */
