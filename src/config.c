@@ -106,6 +106,7 @@ long poet_config_total_iterations(const poet_config *cfg, long train_size) {
 static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", NULL};
 static const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
 static const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
+static const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
 static const char *const LAYER_NAMES[] = {"conv", "relu", "avg_pool", "max_pool", "linear", NULL};
 
 const char *poet_tree_kind_name(poet_tree_kind kind) {
@@ -124,7 +125,8 @@ static const char *const TOP_KEYS[] = {"data", "model", "training", "distributed
 static const char *const DATA_KEYS[] = {"train_images", "train_labels", "test_images",
                                         "test_labels",  "mean",         "std",
                                         "shuffle",      "classes",      NULL};
-static const char *const MODEL_KEYS[] = {"members", "architecture", "placement", "fused", NULL};
+static const char *const MODEL_KEYS[] = {"members", "architecture", "placement",
+                                         "fused",   "convolution",  NULL};
 static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "iterations", "lr",
                                             "momentum",   "weight_decay", "nesterov",   "schedule",
                                             "step_size",  "gamma",        "min_lr",     "seed",
@@ -675,6 +677,8 @@ static poet_status parse_model(const char *src, const cJSON *model, poet_config 
         arch_item = cJSON_GetObjectItemCaseSensitive(model, "architecture");
         placement = cJSON_GetObjectItemCaseSensitive(model, "placement");
         POET_TRY(opt_bool(src, "model", model, "fused", &cfg->fused));
+        POET_TRY(opt_enum(src, "model", model, "convolution", CONVOLUTION_NAMES,
+                          &cfg->convolution));
     }
     cfg->n_archs = 0;
     memset(cfg->archs, 0, sizeof cfg->archs);
@@ -1011,6 +1015,7 @@ char *poet_config_to_json(const poet_config *cfg) {
         put_string(&b, model, "placement", "block");
     }
     put_bool(&b, model, "fused", cfg->fused);
+    put_string(&b, model, "convolution", CONVOLUTION_NAMES[cfg->convolution]);
 
     cJSON *t = attach(&b, root, "training", cJSON_CreateObject());
     put_int(&b, t, "batch_size", cfg->batch_size);

@@ -65,6 +65,7 @@ typedef struct {
     int placement_explicit;             /* 0: block placement over the ranks */
     int member_rank[POET_MAX_MEMBERS];  /* explicit member -> rank map when placement_explicit */
     int fused;                          /* 1: run a rank's same-architecture members as one grouped graph */
+    int convolution;                    /* 0 "gemm": im2col + sgemm; 1 "onednn": oneDNN primitives */
 
     /* training */
     int batch_size;      /* B */
