@@ -5,3 +5,8 @@ poet_add_test(net_vs_reference $<TARGET_FILE:test_net>)
 
 poet_test_executable(test_joint_gradient ${CMAKE_CURRENT_SOURCE_DIR}/test_joint_gradient.c)
 poet_add_test(joint_gradient $<TARGET_FILE:test_joint_gradient>)
+
+# Signals arriving while members compute (Slurm's SIGTERM/SIGUSR1) must not corrupt anything.
+poet_test_executable(test_net_signals ${CMAKE_CURRENT_SOURCE_DIR}/test_net_signals.c)
+poet_add_test(net_signals $<TARGET_FILE:test_net_signals>)
+set_tests_properties(net_signals PROPERTIES PROCESSORS 2)

@@ -5,7 +5,8 @@
  * reference network) and G ∈ {1, 3} members, B ∈ {1, 5} images: every member's logits and every
  * parameter gradient match poet_ref_forward/poet_ref_backward of that member alone; backward with
  * accumulate adds; an inference stack (on 2 threads) gives the training stack's logits; member
- * get/set round trip; refusals. fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
+ * get/set round trip; refusals. Everything for both convolution algorithms (im2col + sgemm, and
+ * oneDNN's convolution primitives), plus a batch of 40 that spans several im2col chunks. fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
  */
 #include <math.h>
 #include <stdint.h>
@@ -230,12 +231,29 @@ int main(void) {
          {conv(6, 3, 1, 1), relu(), pool(POET_LAYER_MAX_POOL, 3, 2, 1), conv(6, 1, 1, 0),
           pool(POET_LAYER_AVG_POOL, 2, 1, 0), global_pool(POET_LAYER_MAX_POOL)}},
     };
+    const net_case chunky = {"two 3x3 convolutions, padding 1",
+                             {1, 16, 16},
+                             4,
+                             6,
+                             {conv(8, 3, 1, 1), relu(), conv(8, 3, 1, 1), relu(),
+                              global_pool(POET_LAYER_AVG_POOL), linear(4)}};
     const int Gs[] = {1, 3}, Bs[] = {1, 5};
-    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
-        for (int gi = 0; gi < 2; gi++)
-            for (int bi = 0; bi < 2; bi++)
-                run_case(&cases[c], Gs[gi], Bs[bi]);
-    member_round_trip(&cases[1]);
+    const poet_convolution algorithms[] = {POET_CONV_GEMM, POET_CONV_ONEDNN};
+    for (int a = 0; a < 2; a++) {
+        printf("== convolutions as %s\n",
+               algorithms[a] == POET_CONV_GEMM ? "im2col + sgemm" : "oneDNN primitives");
+        poet_net_set_convolution(algorithms[a]);
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+            for (int gi = 0; gi < 2; gi++)
+                for (int bi = 0; bi < 2; bi++)
+                    run_case(&cases[c], Gs[gi], Bs[bi]);
+        /* More images than one im2col chunk holds, the last chunk partial: 33 per chunk for the
+         * first convolution (the shared matrix), 7 for the second of chunky (built per chunk). */
+        run_case(&cases[1], 3, 40);
+        run_case(&chunky, 2, 40);
+        member_round_trip(&cases[1]);
+    }
+    poet_net_set_convolution(POET_CONV_GEMM);
     error_paths();
     return test_finish("net_vs_reference");
 }

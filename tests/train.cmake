@@ -63,3 +63,14 @@ foreach(case 1:2 2:1 3:2)
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS ${ranks}
                                           FIXTURES_REQUIRED traj_ref)
 endforeach()
+
+# Convolutions as oneDNN primitives (model.convolution = "onednn", the other algorithm) keep the
+# same guarantee: fused on 3 ranks × 2 threads equals one unfused rank bit for bit. (Between the
+# two algorithms results differ by rounding only; test_net holds both against the reference.)
+poet_add_test(traj_onednn_ref ${RUN_TRAIN} 1 ${CMAKE_CURRENT_BINARY_DIR}/traj/onednn_ref --
+              ${TINY} --set model.convolution=onednn)
+set_tests_properties(traj_onednn_ref PROPERTIES FIXTURES_SETUP traj_onednn)
+poet_add_test(traj_onednn_fused_p3_t2 ${RUN_TRAIN} 3 ${CMAKE_CURRENT_BINARY_DIR}/traj/onednn_p3 --ref
+              ${CMAKE_CURRENT_BINARY_DIR}/traj/onednn_ref/trajectory -- ${TINY}
+              --set model.convolution=onednn --set model.fused=true --set training.threads=2)
+set_tests_properties(traj_onednn_fused_p3_t2 PROPERTIES FIXTURES_REQUIRED traj_onednn PROCESSORS 3)
