@@ -96,11 +96,12 @@ if [ $BUILD_FIRST = 1 ]; then
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake.log" 2>&1 ||
       { cat "$WORK/cmake.log"; die "cmake configure failed in $BUILD"; }
   fi
-  cmake --build "$BUILD" -j"$CORES" --target poet gemm_peak train_flops >"$WORK/build.log" 2>&1 ||
+  cmake --build "$BUILD" -j"$CORES" --target poet gemm_peak train_flops stack_time >"$WORK/build.log" 2>&1 ||
     { tail -30 "$WORK/build.log"; die "build failed in $BUILD"; }
 fi
 POET=$BUILD/poet GEMM=$BUILD/bench/gemm_peak FLOPS=$BUILD/bench/train_flops
-for exe in "$POET" "$GEMM" "$FLOPS"; do
+STACK=$BUILD/bench/stack_time
+for exe in "$POET" "$GEMM" "$FLOPS" "$STACK"; do
   [ -x "$exe" ] || die "$exe not found: build first (cmake --build $BUILD) or pass --build DIR"
 done
 
@@ -247,6 +248,7 @@ for rep in $(seq "$REPEATS"); do
       --set distributed.chunks=2
     run_poet "2r x 1t stale" 2 1 "$ITERS" --set distributed.overlap=stale
     run_poet "1r x 2t unfused" 1 2 "$ITERS" --set model.fused=false
+    run_poet "1r x 2t onednn conv" 1 2 "$ITERS" --set model.convolution=onednn
   fi
   [ -n "$PY" ] && run_pytorch
   # Runs in one round share the machine's state, so their ratio is steadier than the best-of ratio.
@@ -262,6 +264,21 @@ for rep in $(seq "$REPEATS"); do
     ROUND_RATIOS+=("$(awk -v a="$poet_best" -v b="$pt_best" 'BEGIN { printf "%.2f", a / b }')")
     echo "  this round: fastest exact poet / fastest PyTorch = ${ROUND_RATIOS[-1]}"
   fi
+done
+
+# ---- the network alone: convolution algorithms -----------------------------------------------
+# bench/stack_time times one stack's forward + backward for both model.convolution settings,
+# alternating them within one process (no data, loss, communication or optimiser).
+echo
+echo "network alone (bench/stack_time): forward + backward of one stack of M=$M, B=$B"
+STACK_ARGS=(20 "$REPEATS")
+[ $SMOKE = 1 ] && STACK_ARGS=(2 1)
+for t in 1 "$CORES"; do
+  out=$(OMP_NUM_THREADS=$t "$STACK" "$CONFIG" "${STACK_ARGS[@]}") ||
+    die "stack_time failed on $t thread(s): $out"
+  grep -q '^stack_time gemm ' <<<"$out" || die "cannot read stack_time's output: $out"
+  sed -n 's/^  /  /p' <<<"$out" | sed "s/^/  $t thread(s): /"
+  [ "$CORES" = 1 ] && break
 done
 
 # ---- memory scaling ----------------------------------------------------------------------------
