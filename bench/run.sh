@@ -352,7 +352,9 @@ for name in "${PT_NAMES[@]}"; do row "$name" 1 "$CORES"; done
 echo
 best=$(best_of "1r x 2t fused binary" "2r x 1t fused binary" "1r x 1t fused")
 echo "best rank x thread layout on this node (default settings): $best, ${RATE[$best]} member-images/s"
-best=$(best_of "${NAMES[@]}")
+timed=()
+for name in "${NAMES[@]}"; do case $name in mem*) ;; *) timed+=("$name") ;; esac; done
+best=$(best_of "${timed[@]}")
 echo "fastest configuration: $best, ${RATE[$best]} member-images/s" \
      "$([ -n "$PT_BEST_NAME" ] && echo "= $(ratio "${RATE[$best]}" "$PT_BEST") x PyTorch '$PT_BEST_NAME'")"
 exact=()
