@@ -32,32 +32,52 @@ static void valid_kernel_range(int out_pos, int stride, int padding, int kernel,
         *end = *first;
 }
 
+/* Loops rather than memcpy/memset: the runs here are short (a kernel row, tens of floats) and
+ * the calls cost more than the copies (CMakeLists.txt keeps GCC from turning them back). */
+static void copy_floats(size_t n, const float *restrict from, float *restrict to) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) /* fixed-length inner loops: straight vector moves */
+        for (size_t k = 0; k < 16; k++)
+            to[i + k] = from[i + k];
+    for (; i + 4 <= n; i += 4)
+        for (size_t k = 0; k < 4; k++)
+            to[i + k] = from[i + k];
+    for (; i < n; i++)
+        to[i] = from[i];
+}
+
+static void zero_floats(size_t n, float *restrict to) {
+    for (size_t i = 0; i < n; i++)
+        to[i] = 0.f;
+}
+
 /* One row of the im2col matrix: the window of output pixel (b, oh, ow). */
 static void im2col_row(const poet_conv_shape *s, const float *image, poet_strides in, int oh,
                        int ow, float *row) {
     int C = s->in_c, KW = s->kernel_w;
     int kw0, kw1;
     valid_kernel_range(ow, s->stride, s->padding, KW, s->in_w, &kw0, &kw1);
-    int contiguous = in.c == 1 && in.w == (size_t)C; /* nhwc: the window's row is one run */
+    /* nhwc, or a single channel: the window's row is one run */
+    int contiguous = (in.c == 1 || C == 1) && in.w == (size_t)C;
     for (int kh = 0; kh < s->kernel_h; kh++) {
         float *out = row + (size_t)kh * KW * C;
         int ih = oh * s->stride - s->padding + kh;
         if (ih < 0 || ih >= s->in_h) {
-            memset(out, 0, (size_t)KW * C * sizeof *out);
+            zero_floats((size_t)KW * C, out);
             continue;
         }
-        memset(out, 0, (size_t)kw0 * C * sizeof *out);
+        zero_floats((size_t)kw0 * C, out);
         const float *line = image + (size_t)ih * in.h;
         int iw0 = ow * s->stride - s->padding;
         if (contiguous) {
-            memcpy(out + (size_t)kw0 * C, line + (size_t)(iw0 + kw0) * in.w,
-                   (size_t)(kw1 - kw0) * C * sizeof *out);
+            copy_floats((size_t)(kw1 - kw0) * C, line + (size_t)(iw0 + kw0) * in.w,
+                        out + (size_t)kw0 * C);
         } else {
             for (int kw = kw0; kw < kw1; kw++)
                 for (int c = 0; c < C; c++)
                     out[(size_t)kw * C + c] = line[(size_t)(iw0 + kw) * in.w + (size_t)c * in.c];
         }
-        memset(out + (size_t)kw1 * C, 0, (size_t)(KW - kw1) * C * sizeof *out);
+        zero_floats((size_t)(KW - kw1) * C, out + (size_t)kw1 * C);
     }
 }
 
@@ -91,62 +111,52 @@ void poet_gemmconv_weights_from_gemm(const poet_conv_shape *s, const float *ohwi
                         ohwi[(((size_t)o * KH + kh) * KW + kw) * C + c];
 }
 
-/* y = y + bias, then max(y, 0) when `relu`. */
-static void add_bias(size_t n, const float *restrict bias, int relu, float *restrict y) {
-    if (relu)
+/* y = y + bias, then max(y, 0) when `relu`, over `rows` rows of n. Narrow rows (tens of
+ * channels) go in blocks of whole rows against the bias repeated as often, so that the loop
+ * runs long enough to vectorise instead of restarting every n floats. */
+static void add_bias_rows(size_t rows, size_t n, const float *restrict bias, int relu,
+                          float *restrict y) {
+    enum { PATTERN = 256 };
+    float pattern[PATTERN];
+    size_t per_block = n <= PATTERN ? PATTERN / n : 1, block = per_block * n;
+    const float *b = bias;
+    if (n <= PATTERN) {
+        for (size_t i = 0; i < block; i++)
+            pattern[i] = bias[i % n];
+        b = pattern;
+    }
+    size_t r = 0;
+    for (; r + per_block <= rows; r += per_block, y += block) {
+        if (relu)
+            for (size_t i = 0; i < block; i++) {
+                float v = y[i] + b[i];
+                y[i] = v > 0.f ? v : 0.f;
+            }
+        else
+            for (size_t i = 0; i < block; i++)
+                y[i] += b[i];
+    }
+    for (; r < rows; r++, y += n)
         for (size_t i = 0; i < n; i++) {
             float v = y[i] + bias[i];
-            y[i] = v > 0.f ? v : 0.f;
+            y[i] = !relu ? v : v > 0.f ? v : 0.f;
         }
-    else
-        for (size_t i = 0; i < n; i++)
-            y[i] += bias[i];
-}
-
-int poet_gemmconv_chunk_images(const poet_conv_shape *s) {
-    size_t per_image = (size_t)s->out_h * s->out_w * poet_gemmconv_cols(s);
-    size_t n = per_image > 0 ? POET_GEMMCONV_CHUNK_FLOATS / per_image : 1;
-    if (n < 1)
-        n = 1;
-    return n < (size_t)s->batch ? (int)n : s->batch;
-}
-
-size_t poet_gemmconv_chunk_floats(const poet_conv_shape *s) {
-    return (size_t)poet_gemmconv_chunk_images(s) * s->out_h * s->out_w * poet_gemmconv_cols(s);
-}
-
-/* The im2col rows of images [b0, b0 + n): a slice of the shared matrix, or built from src into
- * `col` (at the chunk's place when `col` holds the whole matrix, else at its start). */
-static const float *chunk_col(const poet_conv_shape *s, const float *src, poet_strides in,
-                              const float *shared_col, float *col, int col_whole, int b0, int n) {
-    size_t per_image = (size_t)s->out_h * s->out_w * poet_gemmconv_cols(s);
-    if (shared_col)
-        return shared_col + (size_t)b0 * per_image;
-    float *out = col_whole ? col + (size_t)b0 * per_image : col;
-    poet_conv_shape part = *s;
-    part.batch = n;
-    poet_gemmconv_im2col(&part, src + (size_t)b0 * in.n, in, out);
-    return out;
 }
 
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
-                          const float *shared_col, float *col, int col_whole, const float *w_ohwi,
+                          const float *shared_col, float *col_buf, const float *w_ohwi,
                           const float *bias, int relu, float *dst) {
-    size_t KC = poet_gemmconv_cols(s), O = (size_t)s->out_c, pixels = (size_t)s->out_h * s->out_w;
-    int chunk = poet_gemmconv_chunk_images(s);
-    for (int b0 = 0; b0 < s->batch; b0 += chunk) {
-        int n = s->batch - b0 < chunk ? s->batch - b0 : chunk;
-        size_t rows = (size_t)n * pixels;
-        const float *a = chunk_col(s, src, in, shared_col, col, col_whole, b0, n);
-        float *y = dst + (size_t)b0 * pixels * O;
-        dnnl_status_t rc = dnnl_sgemm('N', 'T', (dnnl_dim_t)rows, (dnnl_dim_t)O, (dnnl_dim_t)KC,
-                                      1.f, a, (dnnl_dim_t)KC, w_ohwi, (dnnl_dim_t)KC, 0.f, y,
-                                      (dnnl_dim_t)O);
-        if (rc != dnnl_success)
-            return (int)rc;
-        for (size_t r = 0; r < rows; r++)
-            add_bias(O, bias, relu, y + r * O);
+    size_t R = poet_gemmconv_rows(s), KC = poet_gemmconv_cols(s), O = (size_t)s->out_c;
+    const float *col = shared_col;
+    if (!col) {
+        poet_gemmconv_im2col(s, src, in, col_buf);
+        col = col_buf;
     }
+    dnnl_status_t rc = dnnl_sgemm('N', 'T', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)KC, 1.f, col,
+                                  (dnnl_dim_t)KC, w_ohwi, (dnnl_dim_t)KC, 0.f, dst, (dnnl_dim_t)O);
+    if (rc != dnnl_success)
+        return (int)rc;
+    add_bias_rows(R, O, bias, relu, dst);
     return 0;
 }
 
@@ -176,8 +186,8 @@ static void col2im_image(const poet_conv_shape *s, const float *dcol_image,
         }
 }
 
-/* db += the column sums of the [rows, n] matrix dy: per chunk, so a float sum covers a chunk's
- * rows and the chunks' sums are added (blocked summation, as oneDNN's own bias gradient). */
+/* db += the column sums of the [rows, n] matrix dy: the caller's chunks of rows are summed
+ * separately and added (blocked summation, as oneDNN's own bias gradient). */
 static void add_column_sums(size_t rows, size_t n, const float *restrict dy, float *restrict db) {
     enum { BLOCK = 64 };
     for (size_t o0 = 0; o0 < n; o0 += BLOCK) {
@@ -203,37 +213,37 @@ int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, con
                                 float *dcol_buf, const float *relu_out, float *dsrc) {
     size_t KC = poet_gemmconv_cols(s), O = (size_t)s->out_c, pixels = (size_t)s->out_h * s->out_w;
     size_t image = (size_t)s->in_h * s->in_w * s->in_c;
-    int chunk = poet_gemmconv_chunk_images(s);
-    for (int b0 = 0; b0 < s->batch; b0 += chunk) {
-        int n = s->batch - b0 < chunk ? s->batch - b0 : chunk;
-        dnnl_status_t rc = dnnl_sgemm('N', 'N', (dnnl_dim_t)(n * pixels), (dnnl_dim_t)KC,
-                                      (dnnl_dim_t)O, 1.f, ddst + (size_t)b0 * pixels * O,
-                                      (dnnl_dim_t)O, w_ohwi, (dnnl_dim_t)KC, 0.f, dcol_buf,
-                                      (dnnl_dim_t)KC);
-        if (rc != dnnl_success)
-            return (int)rc;
-        for (int b = b0; b < b0 + n; b++) {
-            float *d = dsrc + b * image;
-            memset(d, 0, image * sizeof *d);
-            col2im_image(s, dcol_buf + (size_t)(b - b0) * pixels * KC, d);
-            if (relu_out)
-                relu_mask(image, relu_out + b * image, d);
-        }
+    dnnl_status_t rc = dnnl_sgemm('N', 'N', (dnnl_dim_t)poet_gemmconv_rows(s), (dnnl_dim_t)KC,
+                                  (dnnl_dim_t)O, 1.f, ddst, (dnnl_dim_t)O, w_ohwi, (dnnl_dim_t)KC,
+                                  0.f, dcol_buf, (dnnl_dim_t)KC);
+    if (rc != dnnl_success)
+        return (int)rc;
+    for (int b = 0; b < s->batch; b++) {
+        float *d = dsrc + b * image;
+        zero_floats(image, d);
+        col2im_image(s, dcol_buf + (size_t)b * pixels * KC, d);
+        if (relu_out)
+            relu_mask(image, relu_out + b * image, d);
     }
     return 0;
 }
 
-int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *col, const float *ddst,
-                                   float *dw_ohwi, float *db) {
+int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src, poet_strides in,
+                                   const float *shared_col, float *col_buf, const float *ddst,
+                                   int accumulate, float *dw_ohwi, float *db) {
     size_t R = poet_gemmconv_rows(s), KC = poet_gemmconv_cols(s), O = (size_t)s->out_c;
+    const float *col = shared_col;
+    if (!col) {
+        poet_gemmconv_im2col(s, src, in, col_buf);
+        col = col_buf;
+    }
     dnnl_status_t rc = dnnl_sgemm('T', 'N', (dnnl_dim_t)O, (dnnl_dim_t)KC, (dnnl_dim_t)R, 1.f,
-                                  ddst, (dnnl_dim_t)O, col, (dnnl_dim_t)KC, 0.f, dw_ohwi,
-                                  (dnnl_dim_t)KC);
+                                  ddst, (dnnl_dim_t)O, col, (dnnl_dim_t)KC,
+                                  accumulate ? 1.f : 0.f, dw_ohwi, (dnnl_dim_t)KC);
     if (rc != dnnl_success)
         return (int)rc;
-    memset(db, 0, O * sizeof *db);
-    size_t chunk = (size_t)poet_gemmconv_chunk_images(s) * s->out_h * s->out_w;
-    for (size_t r0 = 0; r0 < R; r0 += chunk)
-        add_column_sums(R - r0 < chunk ? R - r0 : chunk, O, ddst + r0 * O, db);
+    if (!accumulate)
+        zero_floats(O, db);
+    add_column_sums(R, O, ddst, db);
     return 0;
 }

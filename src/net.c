@@ -37,11 +37,16 @@
  * primitives but runs as im2col + dnnl_sgemm + col2im (gemmconv.h) on the lane's thread, nhwc in
  * and out, its weights rearranged to [O, KH, KW, C] each forward. Its input is read in place when
  * plain (the images, nhwc activations); the first weight layer's im2col matrix is built once for
- * all members (shared_forward); other layers keep theirs for backward weights. A fused relu just
- * before it is "folded": its backward is the mask in the convolution's col2im. Fused relus whose
- * layouts agree run backward as a select loop (oneDNN's eltwise backward was ~3x slower here).
- * The reference network then ran 1.15-1.3x faster than with oneDNN's convolution primitives
- * (bench/README.md: "stack_time").
+ * all members, by all threads (run_members). A fused relu just before it is "folded": its backward
+ * is the mask in the convolution's col2im. Fused relus whose layouts agree run backward as a
+ * select loop (oneDNN's eltwise backward was ~3x slower here).
+ *
+ * Chains (chains_create): consecutive gemm convolutions run chunk by chunk of images, every layer
+ * of the chain on a chunk while it is in cache; only the chain's last output is stored, and
+ * backward recomputes the inner outputs chunk by chunk (from the weights copied at forward), then
+ * rebuilds each chunk's im2col matrix instead of keeping the batch's. The step is memory-bound:
+ * on the reference network this moves a fraction of the bytes per member and step, runs faster on
+ * two threads and keeps a third of the memory per member (figures in bench/README.md).
  *
  * Measured and not kept (reference network, B = 200, one thread, oneDNN 2.6, Zen 4): the first
  * convolution (1 -> 20 channels) has fast kernels only with a 16-channel-blocked output, so the
@@ -107,6 +112,13 @@ typedef struct {
     poet_strides in_strides;
     int shared_col; /* the first weight layer: its im2col matrix is the same for every member */
     int fold_relu;  /* its backward data also applies the backward of the fused relu before it */
+    /* Consecutive gemm convolutions (with at most a folded relu between two) form a chain that
+     * runs chunk by chunk of images, all its layers on one chunk before the next (chain_create):
+     * a chunk's activations, im2col matrices and gradients stay in the core's cache. */
+    int chain_first, chain_last; /* the chain's first and last gemm layers */
+    int chunk;                   /* images per chunk, the same for the whole chain */
+    int inner; /* in a chain before its last gemm layer: the output (and its fused relu's) lives
+                * only in a lane's chunk buffer and backward recomputes it (no unit dst) */
     int folded;     /* relu: the next layer's backward data does this layer's backward */
     int relu_loop;  /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
 } net_layer;
@@ -115,8 +127,9 @@ typedef struct {
 typedef struct {
     dnnl_memory_t ddst_copy, bwd_w_copy, bwdw_src_copy, bwdw_ddst_copy; /* reorder targets */
     dnnl_memory_t dsrc;         /* dL/da_l in dsrc_md */
-    float *col_buf, *dcol;      /* gemm: a chunk of the im2col matrix and of dL/d of it */
-    float *dw_gemm;             /* gemm: dL/dW in gemm layout */
+    float *col_buf, *dcol;      /* gemm: a chunk's im2col matrix and dL/d of it */
+    float *dw_gemm, *db_gemm;   /* gemm: dL/dW in gemm layout and dL/db, summed over chunks */
+    float *chunk_out;           /* gemm, inner: the layer's output for one chunk */
     dnnl_memory_t dw;           /* dL/dW in dw_md when that is not plain */
     dnnl_memory_t acc_w, acc_b; /* plain, over the lane's accumulate buffer */
 } net_scratch;
@@ -138,9 +151,11 @@ typedef struct {
     dnnl_memory_t user_w, user_b; /* plain, over the member's slices of params */
     dnnl_memory_t w_copy;         /* weights in w_md when w_reorder is needed */
     dnnl_memory_t grad_w, grad_b; /* plain, over the member's slices of grads */
-    float *col; /* gemm: the whole im2col matrix, kept for backward weights (shared_col: member 0
-                 * only); NULL in inference, where the lane's chunk buffer serves */
-    float *w_gemm; /* gemm: the weights in gemm layout, refreshed every forward */
+    float *col; /* gemm, shared_col: the whole batch's im2col matrix (member 0 only); other gemm
+                 * layers build a chunk's matrix when they need it, in the lane's col_buf */
+    /* gemm: the weights in gemm layout and the bias, copied every forward: backward recomputes
+     * inner layers with them, and in the stale mode the parameters change in between */
+    float *w_gemm, *b_gemm;
 } net_unit;
 
 #define NET_MAX_OPS (POET_MAX_LAYERS * 10 + 4)
@@ -552,6 +567,13 @@ fail:
     return st;
 }
 
+/* Gemm layer L's shape for a chunk of n images. */
+static poet_conv_shape chunk_shape(const net_layer *L, int n) {
+    poet_conv_shape chunk = L->shape;
+    chunk.batch = n;
+    return chunk;
+}
+
 /* A convolution or linear layer, its activations in the layout activation_tag chose. */
 static poet_status conv_create(poet_stack *s, int l, const dnnl_memory_desc_t *in_md) {
     poet_status st = POET_OK;
@@ -686,6 +708,82 @@ static void fold_relus(poet_stack *s) {
     }
 }
 
+/* Whether gemm layer `next` can join the chain that ends in gemm layer `last`: it reads last's
+ * output in place, through at most a fused relu that needs no reorder, and in training that
+ * relu's backward is folded into next's (nothing runs between the two convolutions) and the
+ * gradient last receives is next's dL/d(input) as it is (no reorders). */
+static int chain_continues(const poet_stack *s, int last, int next) {
+    const net_layer *L = &s->layers[last], *N = &s->layers[next];
+    int relu_between = next == last + 2;
+    if (!N->gemm || N->src_reorder.prim || L->relu_after != relu_between)
+        return 0;
+    if (relu_between && s->layers[last + 1].src_reorder.prim)
+        return 0;
+    if (!s->training)
+        return 1;
+    return (!relu_between || N->fold_relu) && !L->ddst_reorder.prim &&
+           !L->bwdw_ddst_reorder.prim;
+}
+
+/* How many images a chunk of a chain holds: its layers' im2col matrices, outputs and gradients
+ * for one chunk take about CHAIN_CHUNK_FLOATS floats (512 KiB, half of a Zen 4 core's L2). */
+#define CHAIN_CHUNK_FLOATS 131072
+static int chain_chunk_images(const poet_stack *s, int first, int last) {
+    size_t per_image = 0;
+    for (int l = first; l <= last; l++) {
+        const net_layer *L = &s->layers[l];
+        if (!L->gemm)
+            continue;
+        const poet_conv_shape *sh = &L->shape;
+        size_t pixels = (size_t)sh->out_h * sh->out_w;
+        /* dL/d(input) counted in inference too: the same chunks, the same sums, in both */
+        per_image += pixels * (poet_gemmconv_cols(sh) + (size_t)sh->out_c) +
+                     (size_t)sh->in_h * sh->in_w * sh->in_c;
+    }
+    size_t n = CHAIN_CHUNK_FLOATS / (per_image > 0 ? per_image : 1);
+    if (n < 1)
+        n = 1;
+    return n < (size_t)s->B ? (int)n : s->B;
+}
+
+/* Multiply-adds of gemm layer L's forward for the whole batch. */
+static double gemm_macs(const net_layer *L) {
+    return (double)poet_gemmconv_rows(&L->shape) * poet_gemmconv_cols(&L->shape) * L->shape.out_c;
+}
+
+/* Groups the gemm layers into chains (net_layer.chain_first). A layer joins only while the
+ * layers that would become inner (recomputed in backward) cost at most a tenth of the chain's
+ * training arithmetic (~3 forwards): for the reference network 3.5% (its 1 -> 20 channel
+ * convolution), which buys not storing or re-reading that layer's output. Needs every layer's
+ * layouts and, in training, the backward reorders. */
+static void chains_create(poet_stack *s) {
+    for (int l = s->first_w; l < s->L; l++) {
+        if (!s->layers[l].gemm)
+            continue;
+        int last = l;
+        double inner_macs = 0, macs = gemm_macs(&s->layers[l]);
+        for (;;) {
+            int next = s->layers[last].relu_after ? last + 2 : last + 1;
+            if (next >= s->L || !chain_continues(s, last, next))
+                break;
+            double with_next = macs + gemm_macs(&s->layers[next]);
+            if (10 * (inner_macs + gemm_macs(&s->layers[last])) > 3 * with_next)
+                break;
+            inner_macs += gemm_macs(&s->layers[last]);
+            macs = with_next;
+            last = next;
+        }
+        int chunk = chain_chunk_images(s, l, last);
+        for (int k = l; k <= last; k++) {
+            s->layers[k].chain_first = l;
+            s->layers[k].chain_last = last;
+            s->layers[k].chunk = chunk;
+            s->layers[k].inner = k < last;
+        }
+        l = last;
+    }
+}
+
 /* Every layer's primitives, in forward order: each layer learns its input's layout from the one
  * before it (the images are plain). */
 static poet_status layers_create(poet_stack *s) {
@@ -791,7 +889,7 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     poet_status st = POET_OK;
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l);
-    if (s->training || g < s->T) {
+    if ((s->training || g < s->T) && !L->inner) {
         POET_TRY(copy_for(s, &L->src_reorder, &L->src_md, &u->src_copy));
         /* A fused relu's output is its input as it reads it (the producer's, or the copy). */
         void *alias = L->fused ? memory_data(via(&L->src_reorder, unit(s, g, l - 1)->dst,
@@ -804,10 +902,11 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     if (!is_weight_layer(L->kind))
         return POET_OK;
     if (L->gemm) {
-        if (L->shared_col ? g == 0 : s->training)
+        if (L->shared_col && g == 0)
             POET_TRY(floats_new(&u->col, poet_gemmconv_rows(&L->shape) *
                                              poet_gemmconv_cols(&L->shape)));
         POET_TRY(floats_new(&u->w_gemm, L->w_count));
+        POET_TRY(floats_new(&u->b_gemm, L->b_count));
     }
     /* Stack layout: tensor t of member g starts at G·offset + g·count (net.h). */
     size_t w_at = (size_t)s->G * L->w_offset + (size_t)g * L->w_count;
@@ -838,12 +937,20 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
     POET_TRY(copy_for(s, &L->dw_reorder, &L->dw_md, &x->dw));
     if (L->needs_dsrc && !L->folded)
         POET_TRY(memory_new(s, &L->dsrc_md, NULL, &x->dsrc));
-    if (L->gemm && !L->shared_col && !s->training)
-        POET_TRY(floats_new(&x->col_buf, poet_gemmconv_chunk_floats(&L->shape)));
-    if (L->gemm && L->needs_dsrc)
-        POET_TRY(floats_new(&x->dcol, poet_gemmconv_chunk_floats(&L->shape)));
-    if (L->gemm && s->training)
-        POET_TRY(floats_new(&x->dw_gemm, L->w_count));
+    if (L->gemm) {
+        poet_conv_shape chunk = chunk_shape(L, L->chunk);
+        size_t col_floats = poet_gemmconv_rows(&chunk) * poet_gemmconv_cols(&chunk);
+        if (!L->shared_col)
+            POET_TRY(floats_new(&x->col_buf, col_floats));
+        if (L->needs_dsrc)
+            POET_TRY(floats_new(&x->dcol, col_floats));
+        if (L->inner)
+            POET_TRY(floats_new(&x->chunk_out, poet_gemmconv_rows(&chunk) * (size_t)L->shape.out_c));
+        if (s->training) {
+            POET_TRY(floats_new(&x->dw_gemm, L->w_count));
+            POET_TRY(floats_new(&x->db_gemm, L->b_count));
+        }
+    }
     if (is_weight_layer(L->kind) && s->training) {
         dnnl_memory_desc_t w_plain, b_md;
         POET_TRY(weight_mds(&s->plan.layers[l], dnnl_oihw, &w_plain, &b_md));
@@ -950,6 +1057,7 @@ static poet_status stack_build(poet_stack *s) {
     POET_TRY(output_create(s));
     if (s->training)
         POET_TRY(backward_reorders(s));
+    chains_create(s);
     /* Layers before the first weight layer see only the images: computed once, for member 0. */
     for (int g = 0; g < s->G; g++)
         for (int l = g == 0 ? 0 : s->first_w; l < s->L; l++)
@@ -1001,6 +1109,7 @@ static void unit_destroy(net_unit *u) {
         memory_free(mems[i]);
     free(u->col);
     free(u->w_gemm);
+    free(u->b_gemm);
 }
 
 static void lane_destroy(poet_stack *s, net_lane *lane) {
@@ -1014,6 +1123,8 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
             free(x->col_buf);
             free(x->dcol);
             free(x->dw_gemm);
+            free(x->db_gemm);
+            free(x->chunk_out);
         }
     if (lane->pads)
         for (int i = 0; i < s->n_ops; i++)
@@ -1092,40 +1203,94 @@ static dnnl_memory_t layer_src(poet_stack *s, int a, int l) {
     return via(&s->layers[l].src_reorder, layer_input(s, a, l), unit(s, a, l)->src_copy);
 }
 
-/* The whole im2col matrix of the first weight layer, shared by every member (member 0's unit). */
-static dnnl_status_t shared_im2col(poet_stack *s, const net_lane *lane, int l, const char **step) {
-    net_layer *L = &s->layers[l];
-    NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, 0, l), unit(s, 0, l)->src_copy),
-            "input reorder");
-    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
-    poet_gemmconv_im2col(&L->shape, memory_data(layer_src(s, 0, l)), L->in_strides,
-                         unit(s, 0, l)->col);
+
+/* Images per chunk in floats: where chunk b0 starts in gemm layer L's input, output and shared
+ * im2col matrix. */
+static size_t in_image(const net_layer *L) { return L->in_strides.n; }
+static size_t out_image(const net_layer *L) {
+    return (size_t)L->shape.out_h * L->shape.out_w * L->shape.out_c;
+}
+static size_t col_image(const net_layer *L) {
+    return (size_t)L->shape.out_h * L->shape.out_w * poet_gemmconv_cols(&L->shape);
+}
+
+/* The shared im2col matrix's rows for images from b0 on, or NULL when the layer builds its own. */
+static const float *shared_col_at(poet_stack *s, int l, int b0) {
+    const net_layer *L = &s->layers[l];
+    return L->shared_col ? unit(s, 0, l)->col + (size_t)b0 * col_image(L) : NULL;
+}
+
+/* Images b0..b0+n-1 of the first weight layer's im2col matrix, shared by every member (member
+ * 0's unit); the threads build it in parts. */
+static void shared_im2col(poet_stack *s, int b0, int n) {
+    const net_layer *L = &s->layers[s->first_w];
+    poet_conv_shape part = chunk_shape(L, n);
+    const float *src = memory_data(layer_src(s, 0, s->first_w));
+    poet_gemmconv_im2col(&part, src + b0 * in_image(L), L->in_strides,
+                         unit(s, 0, s->first_w)->col + b0 * col_image(L));
+}
+
+/* The gemm layer before gemm layer l in its chain (a fused relu may sit between). */
+static int previous_gemm(const poet_stack *s, int l) {
+    return s->layers[l - 1].gemm ? l - 1 : l - 2;
+}
+
+/* Gemm layer l's input for the chunk from image b0 on: the stored activation for a chain's first
+ * layer, else the chunk buffer of the gemm layer before it (the relu between already applied). */
+static const float *chunk_input(poet_stack *s, const net_lane *lane, int a, int l, int b0) {
+    const net_layer *L = &s->layers[l];
+    if (l != L->chain_first)
+        return lane->layers[previous_gemm(s, l)].chunk_out;
+    return (const float *)memory_data(layer_src(s, a, l)) + b0 * in_image(L);
+}
+
+/* Where gemm layer l's output for the chunk from image b0 on goes. */
+static float *chunk_output(poet_stack *s, const net_lane *lane, int a, int l, int b0) {
+    const net_layer *L = &s->layers[l];
+    if (L->inner)
+        return lane->layers[l].chunk_out;
+    return (float *)memory_data(unit(s, a, l)->dst) + b0 * out_image(L);
+}
+
+/* Forward of gemm layer l of member g on images b0..b0+n-1 (activations in owner a's units). */
+static dnnl_status_t gemm_chunk_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
+                                        int b0, int n, const char **step) {
+    const net_layer *L = &s->layers[l];
+    const net_unit *u = unit(s, g, l);
+    poet_conv_shape part = chunk_shape(L, n);
+    NET_RUN((dnnl_status_t)poet_gemmconv_forward(
+                &part, chunk_input(s, lane, a, l, b0), L->in_strides, shared_col_at(s, l, b0),
+                lane->layers[l].col_buf, u->w_gemm, u->b_gemm, L->relu_after,
+                chunk_output(s, lane, a, l, b0)),
+            "forward (sgemm)");
     return dnnl_success;
 }
 
-/* The shared im2col matrix of gemm layer l, or NULL when each member builds its own in chunks. */
-static const float *shared_col(poet_stack *s, int l) {
-    return s->layers[l].shared_col ? unit(s, 0, l)->col : NULL;
-}
-
-/* Gemm layer l of member g: weights to gemm layout, then im2col and product chunk by chunk, bias
- * and relu. */
-static dnnl_status_t gemm_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
-                                  const char **step) {
-    net_layer *L = &s->layers[l];
-    net_unit *u = unit(s, g, l);
-    if (!L->shared_col) {
-        NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, a, l), unit(s, a, l)->src_copy),
+/* Member g's chain of gemm layers from `first` on, chunk by chunk: each chunk goes through every
+ * layer of the chain while it is in cache, and only the last layer's output is stored. */
+static dnnl_status_t chain_forward(poet_stack *s, const net_lane *lane, int g, int a, int first,
+                                   const char **step) {
+    const net_layer *F = &s->layers[first];
+    if (!F->shared_col) {
+        NET_RUN(refresh(lane, &F->src_reorder, layer_input(s, a, first),
+                        unit(s, a, first)->src_copy),
                 "input reorder");
         NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
     }
-    poet_gemmconv_weights_to_gemm(&L->shape, memory_data(u->user_w), u->w_gemm);
-    NET_RUN((dnnl_status_t)poet_gemmconv_forward(
-                &L->shape, memory_data(layer_src(s, a, l)), L->in_strides, shared_col(s, l),
-                s->training ? unit(s, a, l)->col : lane->layers[l].col_buf, s->training,
-                u->w_gemm, memory_data(u->user_b), L->relu_after,
-                memory_data(unit(s, a, l)->dst)),
-            "forward (sgemm)");
+    for (int l = first; l <= F->chain_last; l++) {
+        const net_layer *L = &s->layers[l];
+        net_unit *u = unit(s, g, l);
+        if (!L->gemm)
+            continue;
+        poet_gemmconv_weights_to_gemm(&L->shape, memory_data(u->user_w), u->w_gemm);
+        memcpy(u->b_gemm, memory_data(u->user_b), L->b_count * sizeof(float));
+    }
+    for (int b0 = 0; b0 < s->B; b0 += F->chunk) {
+        int n = s->B - b0 < F->chunk ? s->B - b0 : F->chunk;
+        for (int l = first; l <= F->chain_last; l++)
+            if (s->layers[l].gemm)
+                NET_RUN(gemm_chunk_forward(s, lane, g, a, l, b0, n, step), *step);
+    }
     return dnnl_success;
 }
 
@@ -1135,7 +1300,7 @@ static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, i
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
     if (L->gemm)
-        return gemm_forward(s, lane, g, a, l, step);
+        return chain_forward(s, lane, g, a, l, step);
     NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, a, l), act->src_copy), "input reorder");
     if (L->fused) /* the producer applied it */
         return dnnl_success;
@@ -1160,8 +1325,11 @@ static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, i
 static dnnl_status_t member_forward(poet_stack *s, const net_lane *lane, int g,
                                     const char **step) {
     int a = activation_owner(s, lane, g);
-    for (int l = s->first_w; l < s->L; l++)
+    for (int l = s->first_w; l < s->L; l++) {
         NET_RUN(layer_forward(s, lane, g, a, l, step), *step);
+        if (s->layers[l].gemm) /* the whole chain ran */
+            l = s->layers[l].chain_last;
+    }
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, unit(s, a, s->L - 1)->dst},
                               {DNNL_ARG_TO, s->logits_view[g]}};
     NET_RUN(op_run(lane, &s->logits_reorder, 2, args), "logits reorder");
@@ -1170,13 +1338,16 @@ static dnnl_status_t member_forward(poet_stack *s, const net_lane *lane, int g,
 }
 
 /* The layers before the first weight layer, computed once (as member 0's), and the first weight
- * layer's im2col matrix when it is a gemm convolution: its input is the same for every member. */
+ * layer's input as its im2col reads it (shared_im2col follows): it is the same for every member. */
 static dnnl_status_t shared_forward(poet_stack *s, const net_lane *lane, const char **step) {
     for (int l = 0; l < s->first_w; l++)
         NET_RUN(layer_forward(s, lane, 0, 0, l, step), *step);
+    const net_layer *F = &s->layers[s->first_w];
+    if (F->shared_col)
+        NET_RUN(refresh(lane, &F->src_reorder, layer_input(s, 0, s->first_w),
+                        unit(s, 0, s->first_w)->src_copy),
+                "input reorder");
     NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
-    if (s->layers[s->first_w].shared_col)
-        NET_RUN(shared_im2col(s, lane, s->first_w, step), *step);
     return dnnl_success;
 }
 
@@ -1188,22 +1359,6 @@ static dnnl_memory_t layer_dnext(poet_stack *s, const net_lane *lane, int l) {
     if (l == s->L - 1)
         return s->dlogits;
     return lane->layers[s->layers[l + 1].folded ? l + 2 : l + 1].dsrc;
-}
-
-/* dL/d(input) of gemm layer l for member g, with the folded relu's backward when there is one. */
-static dnnl_status_t gemm_data_backward(poet_stack *s, const net_lane *lane, int g, int l,
-                                        const char **step) {
-    net_layer *L = &s->layers[l];
-    const net_scratch *x = &lane->layers[l];
-    dnnl_memory_t dnext = layer_dnext(s, lane, l);
-    NET_RUN(refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
-    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
-    const float *mask = L->fold_relu ? memory_data(unit(s, g, l - 1)->dst) : NULL;
-    NET_RUN((dnnl_status_t)poet_gemmconv_backward_data(
-                &L->shape, memory_data(via(&L->ddst_reorder, dnext, x->ddst_copy)),
-                unit(s, g, l)->w_gemm, x->dcol, mask, memory_data(x->dsrc)),
-            "backward data (sgemm)");
-    return dnnl_success;
 }
 
 /* A fused relu's backward as a select: dL/d(input) = dL/d(output) where the output is > 0. */
@@ -1231,8 +1386,6 @@ static dnnl_status_t data_backward(poet_stack *s, const net_lane *lane, int g, i
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l);
     const net_scratch *x = &lane->layers[l];
-    if (L->gemm)
-        return gemm_data_backward(s, lane, g, l, step);
     if (L->relu_loop)
         return relu_loop_backward(s, lane, g, l, step);
     dnnl_memory_t dnext = layer_dnext(s, lane, l);
@@ -1276,18 +1429,6 @@ static dnnl_status_t weights_backward(poet_stack *s, const net_lane *lane, int g
     dnnl_memory_t plain_w = accumulate ? x->acc_w : u->grad_w;
     dnnl_memory_t plain_b = accumulate ? x->acc_b : u->grad_b;
     NET_RUN(refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy), "gradient reorder");
-    if (L->gemm) {
-        NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
-        NET_RUN((dnnl_status_t)poet_gemmconv_backward_weights(
-                    &L->shape, unit(s, L->shared_col ? 0 : g, l)->col,
-                    memory_data(via(&L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy)), x->dw_gemm,
-                    memory_data(plain_b)),
-                "backward weights (sgemm)");
-        poet_gemmconv_weights_from_gemm(&L->shape, x->dw_gemm, memory_data(plain_w));
-        if (accumulate)
-            accumulate_into(s, lane, g, L);
-        return dnnl_success;
-    }
     NET_RUN(refresh(lane, &L->bwdw_src_reorder, src, x->bwdw_src_copy), "input reorder");
     dnnl_exec_arg_t args[] = {
         {DNNL_ARG_SRC, via(&L->bwdw_src_reorder, src, x->bwdw_src_copy)},
@@ -1303,11 +1444,107 @@ static dnnl_status_t weights_backward(poet_stack *s, const net_lane *lane, int g
     return dnnl_success;
 }
 
+/* dL/d(output) of the chain's last layer, as backward data (*for_data) and backward weights
+ * (*for_weights) read it, after their reorders. */
+static dnnl_status_t chain_gradient(poet_stack *s, const net_lane *lane, int last,
+                                    const float **for_data, const float **for_weights,
+                                    const char **step) {
+    const net_layer *L = &s->layers[last];
+    const net_scratch *x = &lane->layers[last];
+    dnnl_memory_t dnext = layer_dnext(s, lane, last), ddst = dnext;
+    if (L->needs_dsrc) {
+        NET_RUN(refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+        ddst = via(&L->ddst_reorder, dnext, x->ddst_copy);
+    }
+    NET_RUN(refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy), "gradient reorder");
+    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    *for_data = memory_data(ddst);
+    *for_weights = memory_data(via(&L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy));
+    return dnnl_success;
+}
+
+/* Gemm layer l of member g on images b0..b0+n-1, given dL/d(output) of those images: dL/dW and
+ * dL/db added to the lane's sums (started when b0 == 0), and dL/d(input), with the folded relu's
+ * backward, into the lane's dsrc: at the chunk's place for the chain's first layer (layers
+ * before the chain read it), else at its start (the layer before reads it in this chunk). */
+static dnnl_status_t gemm_chunk_backward(poet_stack *s, const net_lane *lane, int g, int l, int b0,
+                                         int n, const float *ddst_data, const float *ddst_w,
+                                         const char **step) {
+    const net_layer *L = &s->layers[l];
+    const net_scratch *x = &lane->layers[l];
+    poet_conv_shape part = chunk_shape(L, n);
+    const float *src = chunk_input(s, lane, g, l, b0);
+    NET_RUN((dnnl_status_t)poet_gemmconv_backward_weights(
+                &part, src, L->in_strides, shared_col_at(s, l, b0), x->col_buf, ddst_w, b0 > 0,
+                x->dw_gemm, x->db_gemm),
+            "backward weights (sgemm)");
+    if (!L->needs_dsrc)
+        return dnnl_success;
+    float *dsrc = memory_data(x->dsrc);
+    NET_RUN((dnnl_status_t)poet_gemmconv_backward_data(
+                &part, ddst_data, unit(s, g, l)->w_gemm, x->dcol, L->fold_relu ? src : NULL,
+                l == L->chain_first ? dsrc + b0 * in_image(L) : dsrc),
+            "backward data (sgemm)");
+    return dnnl_success;
+}
+
+/* Member g's gradients of its chain of gemm layers ending at `last`, from the lane's sums into
+ * its grads (or added to them). */
+static void chain_gradients_out(poet_stack *s, const net_lane *lane, int g, int last,
+                                int accumulate) {
+    for (int l = s->layers[last].chain_first; l <= last; l++) {
+        const net_layer *L = &s->layers[l];
+        const net_scratch *x = &lane->layers[l];
+        if (!L->gemm)
+            continue;
+        net_unit *u = unit(s, g, l);
+        poet_gemmconv_weights_from_gemm(&L->shape, x->dw_gemm,
+                                        memory_data(accumulate ? x->acc_w : u->grad_w));
+        memcpy(memory_data(accumulate ? x->acc_b : u->grad_b), x->db_gemm,
+               L->b_count * sizeof(float));
+        if (accumulate)
+            accumulate_into(s, lane, g, L);
+    }
+}
+
+/* Backward of member g's chain of gemm layers ending at `last`, in chain_forward's chunks: each
+ * chunk first recomputes the inner layers' outputs, then goes from the last layer to the first,
+ * each handing the one before its dL/d(input). */
+static dnnl_status_t chain_backward(poet_stack *s, const net_lane *lane, int g, int last,
+                                    int accumulate, const char **step) {
+    const net_layer *Last = &s->layers[last];
+    const float *ddst_data, *ddst_w;
+    NET_RUN(chain_gradient(s, lane, last, &ddst_data, &ddst_w, step), *step);
+    for (int b0 = 0; b0 < s->B; b0 += Last->chunk) {
+        int n = s->B - b0 < Last->chunk ? s->B - b0 : Last->chunk;
+        for (int l = Last->chain_first; l < last; l++)
+            if (s->layers[l].gemm)
+                NET_RUN(gemm_chunk_forward(s, lane, g, g, l, b0, n, step), *step);
+        for (int l = last; l >= Last->chain_first; l--) {
+            if (!s->layers[l].gemm)
+                continue;
+            size_t at = l == last ? b0 * out_image(Last) : 0; /* inner: the chunk's own buffer */
+            const float *from_next = l == last ? NULL : memory_data(layer_dnext(s, lane, l));
+            NET_RUN(gemm_chunk_backward(s, lane, g, l, b0, n,
+                                        (from_next ? from_next : ddst_data) + at,
+                                        (from_next ? from_next : ddst_w) + at, step),
+                    *step);
+        }
+    }
+    chain_gradients_out(s, lane, g, last, accumulate);
+    return dnnl_success;
+}
+
 /* Backward runs the layers in reverse order, down to the first layer with weights: nothing
  * before it has parameters, and nobody needs dL/d(images). */
 static dnnl_status_t member_backward(poet_stack *s, const net_lane *lane, int g, int accumulate,
                                      const char **step) {
     for (int l = s->L - 1; l >= s->first_w; l--) {
+        if (s->layers[l].gemm) {
+            NET_RUN(chain_backward(s, lane, g, l, accumulate, step), *step);
+            l = s->layers[l].chain_first;
+            continue;
+        }
         if (s->layers[l].needs_dsrc && !s->layers[l].folded)
             NET_RUN(data_backward(s, lane, g, l, step), *step);
         if (is_weight_layer(s->layers[l].kind))
@@ -1350,7 +1587,14 @@ static poet_status run_members(poet_stack *s, int backward, int accumulate) {
         if (!backward && (s->first_w > 0 || s->layers[s->first_w].shared_col)) {
 #pragma omp single
             shared_rc = shared_forward(s, lane, &shared_step);
-        } /* the single's barrier: every member sees the shared layers' output */
+            /* the single's barrier: every thread sees the shared layers' output */
+            if (s->layers[s->first_w].shared_col && shared_rc == dnnl_success) {
+                int chunk = s->layers[s->first_w].chunk;
+#pragma omp for schedule(static)
+                for (int b0 = 0; b0 < s->B; b0 += chunk)
+                    shared_im2col(s, b0, s->B - b0 < chunk ? s->B - b0 : chunk);
+            } /* and the loop's: every member sees the whole matrix */
+        }
 #pragma omp for schedule(static)
         for (int g = 0; g < s->G; g++)
             if (shared_rc == dnnl_success)

@@ -6,7 +6,9 @@
  * parameter gradient match poet_ref_forward/poet_ref_backward of that member alone; backward with
  * accumulate adds; an inference stack (on 2 threads) gives the training stack's logits; member
  * get/set round trip; refusals. Everything for both convolution algorithms (im2col + sgemm, and
- * oneDNN's convolution primitives), plus a batch of 40 that spans several im2col chunks. fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
+ * oneDNN's convolution primitives), plus batches that span several chunks of the gemm chains.
+ * With gemm convolutions, backward differentiates the forward it follows even when the parameters
+ * changed in between (the stale mode). fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
  */
 #include <math.h>
 #include <stdint.h>
@@ -173,6 +175,43 @@ static void member_round_trip(const net_case *nc) {
     free(stack), free(before), free(member), free(back);
 }
 
+/* Backward differentiates the forward it follows, even when the parameters change in between (the
+ * stale overlap mode steps the weights between a batch's forward and its backward): the gemm
+ * convolutions recompute their chains' inner outputs in backward, from the weights and biases of
+ * the forward. The gradients must equal those of an undisturbed forward + backward, bit for bit. */
+static void backward_uses_forward_parameters(const net_case *nc, int G, int B) {
+    poet_arch_plan plan;
+    build_plan(nc, &plan);
+    size_t P = plan.param_count, n_img = (size_t)plan.input.c * plan.input.h * plan.input.w;
+    size_t all = (size_t)G * P;
+    float *params = xmalloc(all * sizeof *params), *grads = xmalloc(all * sizeof *grads);
+    float *expected = xmalloc(all * sizeof *expected);
+    float *images = xmalloc((size_t)B * n_img * sizeof *images);
+    float *logits = xmalloc((size_t)B * G * plan.classes * sizeof *logits);
+    float *dlogits = xmalloc((size_t)B * plan.classes * sizeof *dlogits);
+    fill_f32(params, all, 777, -0.5, 0.5);
+    fill_f32(images, (size_t)B * n_img, 4242, -1.0, 2.0);
+    fill_f32(dlogits, (size_t)B * plan.classes, 1u << 29, -1.0 / B, 1.0 / B);
+    poet_stack *stack = NULL;
+    TEST_OK(poet_stack_create(&plan, G, B, 1, params, grads, &stack));
+    TEST_OK(poet_stack_forward(stack, images, logits));
+    TEST_OK(poet_stack_backward(stack, dlogits, 0));
+    memcpy(expected, grads, all * sizeof *grads);
+    TEST_OK(poet_stack_forward(stack, images, logits));
+    for (size_t i = 0; i < all; i++) /* a step between forward and backward */
+        params[i] -= 0.25f * expected[i] + 0.01f;
+    TEST_OK(poet_stack_backward(stack, dlogits, 0));
+    size_t differ = 0;
+    for (size_t i = 0; i < all; i++)
+        differ += memcmp(&grads[i], &expected[i], sizeof(float)) != 0;
+    printf("%s: G=%d B=%d, parameters changed between forward and backward: %zu of %zu "
+           "gradients differ\n",
+           nc->name, G, B, differ, all);
+    TEST_CHECK(differ == 0, "backward after a parameter change: %zu gradients differ", differ);
+    poet_stack_destroy(stack);
+    free(params), free(grads), free(expected), free(images), free(logits), free(dlogits);
+}
+
 /* Refusals: no weight layer (config error, nothing leaked, *out NULL); backward on an inference
  * stack. */
 static void error_paths(void) {
@@ -247,13 +286,17 @@ int main(void) {
             for (int gi = 0; gi < 2; gi++)
                 for (int bi = 0; bi < 2; bi++)
                     run_case(&cases[c], Gs[gi], Bs[bi]);
-        /* More images than one im2col chunk holds, the last chunk partial: 33 per chunk for the
-         * first convolution (the shared matrix), 7 for the second of chunky (built per chunk). */
+        /* Batches of several chunks, the last one partial (src/net.c, chain_chunk_images): the
+         * reference network's two convolutions form one chain of 7 images per chunk, chunky's
+         * (padding 1) one of 4; cases[1]'s convolutions (a pooling between) are two chains. */
+        run_case(&cases[0], 2, 20);
         run_case(&cases[1], 3, 40);
         run_case(&chunky, 2, 40);
         member_round_trip(&cases[1]);
     }
     poet_net_set_convolution(POET_CONV_GEMM);
+    backward_uses_forward_parameters(&cases[0], 3, 20);
+    backward_uses_forward_parameters(&chunky, 2, 9);
     error_paths();
     return test_finish("net_vs_reference");
 }

@@ -43,32 +43,28 @@ void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strid
 void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw, float *ohwi);
 void poet_gemmconv_weights_from_gemm(const poet_conv_shape *s, const float *ohwi, float *oihw);
 
-/* The work goes in chunks of images whose im2col rows take about this many floats (512 KiB), so
- * that a chunk's im2col matrix (and dL/d of it) stays in a core's L2 cache between the product
- * and its neighbours: measured within noise of whole-batch matrices for the reference
- * network's second convolution (bench/README.md). The chunking depends only on the shape. */
-#define POET_GEMMCONV_CHUNK_FLOATS 131072
-int poet_gemmconv_chunk_images(const poet_conv_shape *s);
-size_t poet_gemmconv_chunk_floats(const poet_conv_shape *s); /* size of col_buf and dcol_buf */
+/* The functions below take every image of `s` at once; callers run a batch in chunks of images
+ * (a shape with a smaller `batch` and pointers moved on by whole images), sized so that a chunk's
+ * matrices stay in a core's L2 cache (src/net.c). Buffers called col_buf / dcol_buf hold
+ * poet_gemmconv_rows(s) · poet_gemmconv_cols(s) floats. */
 
-/* dst [R, O] (nhwc) = col · Wᵀ + bias, then max(·, 0) when `relu`. The im2col matrix is
- * `shared_col` (the whole [R, KC] matrix, built once for several members), or else built chunk by
- * chunk from src (laid out as `in` says) into `col`: the whole matrix when `col_whole` (training
- * keeps it for backward weights; each chunk is multiplied while in cache), else one chunk's
- * worth (poet_gemmconv_chunk_floats). Returns 0, or oneDNN's status when sgemm fails. */
+/* dst [R, O] (nhwc) = col · Wᵀ + bias, then max(·, 0) when `relu`. col is `shared_col` (built
+ * once for several members) or else built from src (laid out as `in` says) into col_buf.
+ * Returns 0, or oneDNN's status when sgemm fails. */
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
-                          const float *shared_col, float *col, int col_whole, const float *w_ohwi,
+                          const float *shared_col, float *col_buf, const float *w_ohwi,
                           const float *bias, int relu, float *dst);
 
-/* dsrc (nhwc) = col2im(ddst · W), chunk by chunk through dcol_buf. With `relu_out` (the input as
- * relu left it, nhwc), the gradient of that relu is applied too: dsrc is 0 where relu_out is not
- * > 0. */
+/* dsrc (nhwc) = col2im(ddst · W), through dcol_buf. With `relu_out` (the input as relu left it,
+ * nhwc), the gradient of that relu is applied too: dsrc is 0 where relu_out is not > 0. */
 int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w_ohwi,
                                 float *dcol_buf, const float *relu_out, float *dsrc);
 
-/* dw_ohwi [O, KC] = ddstᵀ · col (the whole im2col matrix forward used); db [O] = the column
- * sums of ddst. */
-int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *col, const float *ddst,
-                                   float *dw_ohwi, float *db);
+/* dw_ohwi [O, KC] = ddstᵀ · col and db [O] = the column sums of ddst, or both added to what is
+ * there when `accumulate` (the chunks after a batch's first). col as for forward: `shared_col`,
+ * or rebuilt from src into col_buf (cheaper than keeping the whole batch's matrix). */
+int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src, poet_strides in,
+                                   const float *shared_col, float *col_buf, const float *ddst,
+                                   int accumulate, float *dw_ohwi, float *db);
 
 #endif
