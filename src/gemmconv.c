@@ -22,6 +22,8 @@ size_t poet_gemmconv_cols(const poet_conv_shape *s) {
     return (size_t)s->kernel_h * s->kernel_w * s->in_c;
 }
 
+size_t poet_gemmconv_width(const poet_conv_shape *s) { return poet_gemmconv_cols(s) + 1; }
+
 /* The kernel columns [*first, *end) whose input column ow·S − P + kw lies inside the image. */
 static void valid_kernel_range(int out_pos, int stride, int padding, int kernel, int in_size,
                                int *first, int *end) {
@@ -51,9 +53,18 @@ static void zero_floats(size_t n, float *restrict to) {
         to[i] = 0.f;
 }
 
-/* One row of the im2col matrix: the window of output pixel (b, oh, ow). */
-static void im2col_row(const poet_conv_shape *s, const float *image, poet_strides in, int oh,
-                       int ow, float *row) {
+/* to = max(from, 0): a relu whose input is copied anyway. */
+static void copy_relu_floats(size_t n, const float *restrict from, float *restrict to) {
+    for (size_t i = 0; i < n; i++) {
+        float v = from[i];
+        to[i] = v > 0.f ? v : 0.f;
+    }
+}
+
+/* One row of the im2col matrix: the window of output pixel (b, oh, ow), relu applied to the
+ * input when `relu`, and the ones column. */
+static void im2col_row(const poet_conv_shape *s, const float *image, poet_strides in, int relu,
+                       int oh, int ow, float *row) {
     int C = s->in_c, KW = s->kernel_w;
     int kw0, kw1;
     valid_kernel_range(ow, s->stride, s->padding, KW, s->in_w, &kw0, &kw1);
@@ -70,93 +81,88 @@ static void im2col_row(const poet_conv_shape *s, const float *image, poet_stride
         const float *line = image + (size_t)ih * in.h;
         int iw0 = ow * s->stride - s->padding;
         if (contiguous) {
-            copy_floats((size_t)(kw1 - kw0) * C, line + (size_t)(iw0 + kw0) * in.w,
-                        out + (size_t)kw0 * C);
+            const float *from = line + (size_t)(iw0 + kw0) * in.w;
+            size_t n = (size_t)(kw1 - kw0) * C;
+            if (relu)
+                copy_relu_floats(n, from, out + (size_t)kw0 * C);
+            else
+                copy_floats(n, from, out + (size_t)kw0 * C);
         } else {
             for (int kw = kw0; kw < kw1; kw++)
-                for (int c = 0; c < C; c++)
-                    out[(size_t)kw * C + c] = line[(size_t)(iw0 + kw) * in.w + (size_t)c * in.c];
+                for (int c = 0; c < C; c++) {
+                    float v = line[(size_t)(iw0 + kw) * in.w + (size_t)c * in.c];
+                    out[(size_t)kw * C + c] = relu && !(v > 0.f) ? 0.f : v;
+                }
         }
         zero_floats((size_t)(KW - kw1) * C, out + (size_t)kw1 * C);
     }
+    row[poet_gemmconv_cols(s)] = 1.f;
 }
 
-void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strides in,
+void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strides in, int relu,
                           float *col) {
-    size_t KC = poet_gemmconv_cols(s);
+    size_t width = poet_gemmconv_width(s);
     for (int b = 0; b < s->batch; b++)
         for (int oh = 0; oh < s->out_h; oh++)
             for (int ow = 0; ow < s->out_w; ow++)
-                im2col_row(s, src + (size_t)b * in.n, in, oh, ow,
-                           col + (((size_t)b * s->out_h + oh) * s->out_w + ow) * KC);
+                im2col_row(s, src + (size_t)b * in.n, in, relu, oh, ow,
+                           col + (((size_t)b * s->out_h + oh) * s->out_w + ow) * width);
 }
 
-void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw, float *ohwi) {
+void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw,
+                                   const float *bias, float *w) {
     int C = s->in_c, KH = s->kernel_h, KW = s->kernel_w;
-    for (int o = 0; o < s->out_c; o++)
+    size_t width = poet_gemmconv_width(s);
+    for (int o = 0; o < s->out_c; o++) {
+        float *row = w + (size_t)o * width;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw++)
-                    ohwi[(((size_t)o * KH + kh) * KW + kw) * C + c] =
+                    row[((size_t)kh * KW + kw) * C + c] =
                         oihw[(((size_t)o * C + c) * KH + kh) * KW + kw];
+        row[width - 1] = bias[o];
+    }
 }
 
-void poet_gemmconv_weights_from_gemm(const poet_conv_shape *s, const float *ohwi, float *oihw) {
+void poet_gemmconv_weights_from_gemm(const poet_conv_shape *s, const float *w, float *oihw,
+                                     float *bias) {
     int C = s->in_c, KH = s->kernel_h, KW = s->kernel_w;
-    for (int o = 0; o < s->out_c; o++)
+    size_t width = poet_gemmconv_width(s);
+    for (int o = 0; o < s->out_c; o++) {
+        const float *row = w + (size_t)o * width;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw++)
                     oihw[(((size_t)o * C + c) * KH + kh) * KW + kw] =
-                        ohwi[(((size_t)o * KH + kh) * KW + kw) * C + c];
+                        row[((size_t)kh * KW + kw) * C + c];
+        bias[o] = row[width - 1];
+    }
 }
 
-/* y = y + bias, then max(y, 0) when `relu`, over `rows` rows of n. Narrow rows (tens of
- * channels) go in blocks of whole rows against the bias repeated as often, so that the loop
- * runs long enough to vectorise instead of restarting every n floats. */
-static void add_bias_rows(size_t rows, size_t n, const float *restrict bias, int relu,
-                          float *restrict y) {
-    enum { PATTERN = 256 };
-    float pattern[PATTERN];
-    size_t per_block = n <= PATTERN ? PATTERN / n : 1, block = per_block * n;
-    const float *b = bias;
-    if (n <= PATTERN) {
-        for (size_t i = 0; i < block; i++)
-            pattern[i] = bias[i % n];
-        b = pattern;
-    }
-    size_t r = 0;
-    for (; r + per_block <= rows; r += per_block, y += block) {
-        if (relu)
-            for (size_t i = 0; i < block; i++) {
-                float v = y[i] + b[i];
-                y[i] = v > 0.f ? v : 0.f;
-            }
-        else
-            for (size_t i = 0; i < block; i++)
-                y[i] += b[i];
-    }
-    for (; r < rows; r++, y += n)
-        for (size_t i = 0; i < n; i++) {
-            float v = y[i] + bias[i];
-            y[i] = !relu ? v : v > 0.f ? v : 0.f;
-        }
+/* y = max(y, 0). */
+static void relu_in_place(size_t n, float *restrict y) {
+    for (size_t i = 0; i < n; i++)
+        y[i] = y[i] > 0.f ? y[i] : 0.f;
 }
 
+/* The product's rows [R, KC + 1] · [O, KC + 1]ᵀ: the ones column times the bias column adds the
+ * bias inside the product (no pass over dst for it). */
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
-                          const float *shared_col, float *col_buf, const float *w_ohwi,
-                          const float *bias, int relu, float *dst) {
-    size_t R = poet_gemmconv_rows(s), KC = poet_gemmconv_cols(s), O = (size_t)s->out_c;
+                          int input_relu, const float *shared_col, float *col_buf, const float *w,
+                          int relu, float *dst) {
+    size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
     const float *col = shared_col;
     if (!col) {
-        poet_gemmconv_im2col(s, src, in, col_buf);
+        poet_gemmconv_im2col(s, src, in, input_relu, col_buf);
         col = col_buf;
     }
-    dnnl_status_t rc = dnnl_sgemm('N', 'T', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)KC, 1.f, col,
-                                  (dnnl_dim_t)KC, w_ohwi, (dnnl_dim_t)KC, 0.f, dst, (dnnl_dim_t)O);
+    dnnl_status_t rc = dnnl_sgemm('N', 'T', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)width, 1.f,
+                                  col, (dnnl_dim_t)width, w, (dnnl_dim_t)width, 0.f, dst,
+                                  (dnnl_dim_t)O);
     if (rc != dnnl_success)
         return (int)rc;
-    add_bias_rows(R, O, bias, relu, dst);
+    if (relu)
+        relu_in_place(R * O, dst);
     return 0;
 }
 
@@ -186,21 +192,6 @@ static void col2im_image(const poet_conv_shape *s, const float *dcol_image,
         }
 }
 
-/* db += the column sums of the [rows, n] matrix dy: the caller's chunks of rows are summed
- * separately and added (blocked summation, as oneDNN's own bias gradient). */
-static void add_column_sums(size_t rows, size_t n, const float *restrict dy, float *restrict db) {
-    enum { BLOCK = 64 };
-    for (size_t o0 = 0; o0 < n; o0 += BLOCK) {
-        size_t m = n - o0 < BLOCK ? n - o0 : BLOCK;
-        float sum[BLOCK] = {0};
-        for (size_t r = 0; r < rows; r++)
-            for (size_t o = 0; o < m; o++)
-                sum[o] += dy[r * n + o0 + o];
-        for (size_t o = 0; o < m; o++)
-            db[o0 + o] += sum[o];
-    }
-}
-
 /* d = d where y > 0, else 0: relu's backward from its output (exact, as oneDNN's). */
 static void relu_mask(size_t n, const float *restrict y, float *restrict d) {
     for (size_t i = 0; i < n; i++) {
@@ -209,13 +200,15 @@ static void relu_mask(size_t n, const float *restrict y, float *restrict d) {
     }
 }
 
-int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w_ohwi,
+/* dcol [R, KC] = ddst · W without its bias column (ldb = KC + 1 skips it). */
+int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w,
                                 float *dcol_buf, const float *relu_out, float *dsrc) {
     size_t KC = poet_gemmconv_cols(s), O = (size_t)s->out_c, pixels = (size_t)s->out_h * s->out_w;
     size_t image = (size_t)s->in_h * s->in_w * s->in_c;
     dnnl_status_t rc = dnnl_sgemm('N', 'N', (dnnl_dim_t)poet_gemmconv_rows(s), (dnnl_dim_t)KC,
-                                  (dnnl_dim_t)O, 1.f, ddst, (dnnl_dim_t)O, w_ohwi, (dnnl_dim_t)KC,
-                                  0.f, dcol_buf, (dnnl_dim_t)KC);
+                                  (dnnl_dim_t)O, 1.f, ddst, (dnnl_dim_t)O, w,
+                                  (dnnl_dim_t)poet_gemmconv_width(s), 0.f, dcol_buf,
+                                  (dnnl_dim_t)KC);
     if (rc != dnnl_success)
         return (int)rc;
     for (int b = 0; b < s->batch; b++) {
@@ -228,22 +221,19 @@ int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, con
     return 0;
 }
 
+/* [O, KC + 1] = ddstᵀ · col: the ones column makes the last column dL/db, the column sums of
+ * ddst, summed by the product. */
 int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src, poet_strides in,
-                                   const float *shared_col, float *col_buf, const float *ddst,
-                                   int accumulate, float *dw_ohwi, float *db) {
-    size_t R = poet_gemmconv_rows(s), KC = poet_gemmconv_cols(s), O = (size_t)s->out_c;
+                                   int input_relu, const float *shared_col, float *col_buf,
+                                   const float *ddst, int accumulate, float *dw) {
+    size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
     const float *col = shared_col;
     if (!col) {
-        poet_gemmconv_im2col(s, src, in, col_buf);
+        poet_gemmconv_im2col(s, src, in, input_relu, col_buf);
         col = col_buf;
     }
-    dnnl_status_t rc = dnnl_sgemm('T', 'N', (dnnl_dim_t)O, (dnnl_dim_t)KC, (dnnl_dim_t)R, 1.f,
-                                  ddst, (dnnl_dim_t)O, col, (dnnl_dim_t)KC,
-                                  accumulate ? 1.f : 0.f, dw_ohwi, (dnnl_dim_t)KC);
-    if (rc != dnnl_success)
-        return (int)rc;
-    if (!accumulate)
-        zero_floats(O, db);
-    add_column_sums(R, O, ddst, db);
-    return 0;
+    dnnl_status_t rc = dnnl_sgemm('T', 'N', (dnnl_dim_t)O, (dnnl_dim_t)width, (dnnl_dim_t)R, 1.f,
+                                  ddst, (dnnl_dim_t)O, col, (dnnl_dim_t)width,
+                                  accumulate ? 1.f : 0.f, dw, (dnnl_dim_t)width);
+    return rc == dnnl_success ? 0 : (int)rc;
 }

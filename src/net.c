@@ -117,8 +117,9 @@ typedef struct {
      * a chunk's activations, im2col matrices and gradients stay in the core's cache. */
     int chain_first, chain_last; /* the chain's first and last gemm layers */
     int chunk;                   /* images per chunk, the same for the whole chain */
-    int inner; /* in a chain before its last gemm layer: the output (and its fused relu's) lives
-                * only in a lane's chunk buffer and backward recomputes it (no unit dst) */
+    int inner; /* in a chain before its last gemm layer: the output lives only in a lane's chunk
+                * buffer, before its fused relu (the next layer's im2col applies that), and
+                * backward recomputes it; no unit dst (nor for that relu) */
     int folded;     /* relu: the next layer's backward data does this layer's backward */
     int relu_loop;  /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
 } net_layer;
@@ -128,8 +129,8 @@ typedef struct {
     dnnl_memory_t ddst_copy, bwd_w_copy, bwdw_src_copy, bwdw_ddst_copy; /* reorder targets */
     dnnl_memory_t dsrc;         /* dL/da_l in dsrc_md */
     float *col_buf, *dcol;      /* gemm: a chunk's im2col matrix and dL/d of it */
-    float *dw_gemm, *db_gemm;   /* gemm: dL/dW in gemm layout and dL/db, summed over chunks */
-    float *chunk_out;           /* gemm, inner: the layer's output for one chunk */
+    float *dw_gemm;             /* gemm: dL/dW and dL/db in gemm layout, summed over chunks */
+    float *chunk_out;           /* gemm, inner: the layer's output for one chunk, before relu */
     dnnl_memory_t dw;           /* dL/dW in dw_md when that is not plain */
     dnnl_memory_t acc_w, acc_b; /* plain, over the lane's accumulate buffer */
 } net_scratch;
@@ -153,9 +154,9 @@ typedef struct {
     dnnl_memory_t grad_w, grad_b; /* plain, over the member's slices of grads */
     float *col; /* gemm, shared_col: the whole batch's im2col matrix (member 0 only); other gemm
                  * layers build a chunk's matrix when they need it, in the lane's col_buf */
-    /* gemm: the weights in gemm layout and the bias, copied every forward: backward recomputes
-     * inner layers with them, and in the stale mode the parameters change in between */
-    float *w_gemm, *b_gemm;
+    /* gemm: weights and bias in gemm layout, copied every forward: backward recomputes inner
+     * layers with them, and in the stale mode the parameters change in between */
+    float *w_gemm;
 } net_unit;
 
 #define NET_MAX_OPS (POET_MAX_LAYERS * 10 + 4)
@@ -737,7 +738,7 @@ static int chain_chunk_images(const poet_stack *s, int first, int last) {
         const poet_conv_shape *sh = &L->shape;
         size_t pixels = (size_t)sh->out_h * sh->out_w;
         /* dL/d(input) counted in inference too: the same chunks, the same sums, in both */
-        per_image += pixels * (poet_gemmconv_cols(sh) + (size_t)sh->out_c) +
+        per_image += pixels * (poet_gemmconv_width(sh) + (size_t)sh->out_c) +
                      (size_t)sh->in_h * sh->in_w * sh->in_c;
     }
     size_t n = CHAIN_CHUNK_FLOATS / (per_image > 0 ? per_image : 1);
@@ -904,9 +905,8 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     if (L->gemm) {
         if (L->shared_col && g == 0)
             POET_TRY(floats_new(&u->col, poet_gemmconv_rows(&L->shape) *
-                                             poet_gemmconv_cols(&L->shape)));
-        POET_TRY(floats_new(&u->w_gemm, L->w_count));
-        POET_TRY(floats_new(&u->b_gemm, L->b_count));
+                                             poet_gemmconv_width(&L->shape)));
+        POET_TRY(floats_new(&u->w_gemm, poet_gemmconv_width(&L->shape) * L->shape.out_c));
     }
     /* Stack layout: tensor t of member g starts at G·offset + g·count (net.h). */
     size_t w_at = (size_t)s->G * L->w_offset + (size_t)g * L->w_count;
@@ -939,17 +939,15 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
         POET_TRY(memory_new(s, &L->dsrc_md, NULL, &x->dsrc));
     if (L->gemm) {
         poet_conv_shape chunk = chunk_shape(L, L->chunk);
-        size_t col_floats = poet_gemmconv_rows(&chunk) * poet_gemmconv_cols(&chunk);
         if (!L->shared_col)
-            POET_TRY(floats_new(&x->col_buf, col_floats));
+            POET_TRY(floats_new(&x->col_buf,
+                                poet_gemmconv_rows(&chunk) * poet_gemmconv_width(&chunk)));
         if (L->needs_dsrc)
-            POET_TRY(floats_new(&x->dcol, col_floats));
+            POET_TRY(floats_new(&x->dcol, poet_gemmconv_rows(&chunk) * poet_gemmconv_cols(&chunk)));
         if (L->inner)
             POET_TRY(floats_new(&x->chunk_out, poet_gemmconv_rows(&chunk) * (size_t)L->shape.out_c));
-        if (s->training) {
-            POET_TRY(floats_new(&x->dw_gemm, L->w_count));
-            POET_TRY(floats_new(&x->db_gemm, L->b_count));
-        }
+        if (s->training)
+            POET_TRY(floats_new(&x->dw_gemm, poet_gemmconv_width(&L->shape) * L->shape.out_c));
     }
     if (is_weight_layer(L->kind) && s->training) {
         dnnl_memory_desc_t w_plain, b_md;
@@ -1109,7 +1107,6 @@ static void unit_destroy(net_unit *u) {
         memory_free(mems[i]);
     free(u->col);
     free(u->w_gemm);
-    free(u->b_gemm);
 }
 
 static void lane_destroy(poet_stack *s, net_lane *lane) {
@@ -1123,7 +1120,6 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
             free(x->col_buf);
             free(x->dcol);
             free(x->dw_gemm);
-            free(x->db_gemm);
             free(x->chunk_out);
         }
     if (lane->pads)
@@ -1211,7 +1207,7 @@ static size_t out_image(const net_layer *L) {
     return (size_t)L->shape.out_h * L->shape.out_w * L->shape.out_c;
 }
 static size_t col_image(const net_layer *L) {
-    return (size_t)L->shape.out_h * L->shape.out_w * poet_gemmconv_cols(&L->shape);
+    return (size_t)L->shape.out_h * L->shape.out_w * poet_gemmconv_width(&L->shape);
 }
 
 /* The shared im2col matrix's rows for images from b0 on, or NULL when the layer builds its own. */
@@ -1226,7 +1222,7 @@ static void shared_im2col(poet_stack *s, int b0, int n) {
     const net_layer *L = &s->layers[s->first_w];
     poet_conv_shape part = chunk_shape(L, n);
     const float *src = memory_data(layer_src(s, 0, s->first_w));
-    poet_gemmconv_im2col(&part, src + b0 * in_image(L), L->in_strides,
+    poet_gemmconv_im2col(&part, src + b0 * in_image(L), L->in_strides, 0,
                          unit(s, 0, s->first_w)->col + b0 * col_image(L));
 }
 
@@ -1244,6 +1240,13 @@ static const float *chunk_input(poet_stack *s, const net_lane *lane, int a, int 
     return (const float *)memory_data(layer_src(s, a, l)) + b0 * in_image(L);
 }
 
+/* Whether gemm layer l applies the relu before it in its im2col: its input is an inner layer's
+ * output, stored before its relu. */
+static int input_relu(const poet_stack *s, int l) {
+    const net_layer *L = &s->layers[l];
+    return l != L->chain_first && s->layers[previous_gemm(s, l)].relu_after;
+}
+
 /* Where gemm layer l's output for the chunk from image b0 on goes. */
 static float *chunk_output(poet_stack *s, const net_lane *lane, int a, int l, int b0) {
     const net_layer *L = &s->layers[l];
@@ -1259,9 +1262,9 @@ static dnnl_status_t gemm_chunk_forward(poet_stack *s, const net_lane *lane, int
     const net_unit *u = unit(s, g, l);
     poet_conv_shape part = chunk_shape(L, n);
     NET_RUN((dnnl_status_t)poet_gemmconv_forward(
-                &part, chunk_input(s, lane, a, l, b0), L->in_strides, shared_col_at(s, l, b0),
-                lane->layers[l].col_buf, u->w_gemm, u->b_gemm, L->relu_after,
-                chunk_output(s, lane, a, l, b0)),
+                &part, chunk_input(s, lane, a, l, b0), L->in_strides, input_relu(s, l),
+                shared_col_at(s, l, b0), lane->layers[l].col_buf, u->w_gemm,
+                L->relu_after && !L->inner, chunk_output(s, lane, a, l, b0)),
             "forward (sgemm)");
     return dnnl_success;
 }
@@ -1282,8 +1285,8 @@ static dnnl_status_t chain_forward(poet_stack *s, const net_lane *lane, int g, i
         net_unit *u = unit(s, g, l);
         if (!L->gemm)
             continue;
-        poet_gemmconv_weights_to_gemm(&L->shape, memory_data(u->user_w), u->w_gemm);
-        memcpy(u->b_gemm, memory_data(u->user_b), L->b_count * sizeof(float));
+        poet_gemmconv_weights_to_gemm(&L->shape, memory_data(u->user_w), memory_data(u->user_b),
+                                      u->w_gemm);
     }
     for (int b0 = 0; b0 < s->B; b0 += F->chunk) {
         int n = s->B - b0 < F->chunk ? s->B - b0 : F->chunk;
@@ -1475,8 +1478,8 @@ static dnnl_status_t gemm_chunk_backward(poet_stack *s, const net_lane *lane, in
     poet_conv_shape part = chunk_shape(L, n);
     const float *src = chunk_input(s, lane, g, l, b0);
     NET_RUN((dnnl_status_t)poet_gemmconv_backward_weights(
-                &part, src, L->in_strides, shared_col_at(s, l, b0), x->col_buf, ddst_w, b0 > 0,
-                x->dw_gemm, x->db_gemm),
+                &part, src, L->in_strides, input_relu(s, l), shared_col_at(s, l, b0), x->col_buf,
+                ddst_w, b0 > 0, x->dw_gemm),
             "backward weights (sgemm)");
     if (!L->needs_dsrc)
         return dnnl_success;
@@ -1499,9 +1502,8 @@ static void chain_gradients_out(poet_stack *s, const net_lane *lane, int g, int 
             continue;
         net_unit *u = unit(s, g, l);
         poet_gemmconv_weights_from_gemm(&L->shape, x->dw_gemm,
-                                        memory_data(accumulate ? x->acc_w : u->grad_w));
-        memcpy(memory_data(accumulate ? x->acc_b : u->grad_b), x->db_gemm,
-               L->b_count * sizeof(float));
+                                        memory_data(accumulate ? x->acc_w : u->grad_w),
+                                        memory_data(accumulate ? x->acc_b : u->grad_b));
         if (accumulate)
             accumulate_into(s, lane, g, L);
     }

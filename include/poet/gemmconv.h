@@ -6,9 +6,11 @@
  * changes (src/net.c, bench/README.md). Activations are nhwc; the layer's input may be any plain
  * layout (given by strides), so the images feed the first convolution directly.
  *
- * Legend: R = B·OH·OW output pixels (rows), KC = KH·KW·C (columns of one row of the im2col
- * matrix, in (kh, kw, c) order), O = output channels. Weights in gemm layout are [O, KH, KW, C]
- * ("ohwi"), so that row o of the weights matches a row of the im2col matrix.
+ * Legend: R = B·OH·OW output pixels (rows), KC = KH·KW·C (the window of one output pixel, in
+ * (kh, kw, c) order), O = output channels. A row of the im2col matrix is the window and a 1; a
+ * row of the weights in gemm layout is output channel o's [KH, KW, C] weights ("ohwi") and its
+ * bias: KC + 1 floats each (the width). The ones column puts the bias into the forward product
+ * and dL/db into the weight-gradient product, so neither needs a pass of its own.
  *
  * Everything here runs on the calling thread (oneDNN's sgemm inside the caller's OpenMP thread):
  * the results are bitwise the same whatever else runs.
@@ -33,38 +35,44 @@ typedef struct {
 poet_strides poet_strides_nhwc(int channels, int height, int width);
 
 size_t poet_gemmconv_rows(const poet_conv_shape *s); /* R */
-size_t poet_gemmconv_cols(const poet_conv_shape *s); /* KC */
+size_t poet_gemmconv_cols(const poet_conv_shape *s);  /* KC */
+size_t poet_gemmconv_width(const poet_conv_shape *s); /* KC + 1 */
 
-/* col [R, KC] from the input; positions in the padding are 0. */
-void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strides in,
+/* col [R, KC + 1] from the input: the windows (positions in the padding are 0), with max(x, 0)
+ * of the input when `relu`, and the ones column. */
+void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strides in, int relu,
                           float *col);
 
-/* Weights between PyTorch's [O, C, KH, KW] and gemm layout [O, KH, KW, C]. */
-void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw, float *ohwi);
-void poet_gemmconv_weights_from_gemm(const poet_conv_shape *s, const float *ohwi, float *oihw);
+/* Weights and bias between PyTorch's [O, C, KH, KW] + [O] and gemm layout [O, KC + 1]. */
+void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw,
+                                   const float *bias, float *w);
+void poet_gemmconv_weights_from_gemm(const poet_conv_shape *s, const float *w, float *oihw,
+                                     float *bias);
 
 /* The functions below take every image of `s` at once; callers run a batch in chunks of images
  * (a shape with a smaller `batch` and pointers moved on by whole images), sized so that a chunk's
- * matrices stay in a core's L2 cache (src/net.c). Buffers called col_buf / dcol_buf hold
- * poet_gemmconv_rows(s) · poet_gemmconv_cols(s) floats. */
+ * matrices stay in a core's L2 cache (src/net.c). col_buf holds poet_gemmconv_rows(s) ·
+ * poet_gemmconv_width(s) floats, dcol_buf poet_gemmconv_rows(s) · poet_gemmconv_cols(s). The
+ * input goes through relu first when `input_relu` (a relu whose output is not stored). */
 
-/* dst [R, O] (nhwc) = col · Wᵀ + bias, then max(·, 0) when `relu`. col is `shared_col` (built
- * once for several members) or else built from src (laid out as `in` says) into col_buf.
- * Returns 0, or oneDNN's status when sgemm fails. */
+/* dst [R, O] (nhwc) = col · wᵀ (the convolution plus bias), then max(·, 0) when `relu`. col is
+ * `shared_col` (built once for several members) or else built from src (laid out as `in` says)
+ * into col_buf. Returns 0, or oneDNN's status when sgemm fails. */
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
-                          const float *shared_col, float *col_buf, const float *w_ohwi,
-                          const float *bias, int relu, float *dst);
+                          int input_relu, const float *shared_col, float *col_buf, const float *w,
+                          int relu, float *dst);
 
-/* dsrc (nhwc) = col2im(ddst · W), through dcol_buf. With `relu_out` (the input as relu left it,
- * nhwc), the gradient of that relu is applied too: dsrc is 0 where relu_out is not > 0. */
-int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w_ohwi,
+/* dsrc (nhwc) = col2im(ddst · W), through dcol_buf. With `relu_out` (the input of a relu before
+ * this layer, or its output: nhwc), the gradient of that relu is applied too: dsrc is 0 where
+ * relu_out is not > 0. */
+int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w,
                                 float *dcol_buf, const float *relu_out, float *dsrc);
 
-/* dw_ohwi [O, KC] = ddstᵀ · col and db [O] = the column sums of ddst, or both added to what is
- * there when `accumulate` (the chunks after a batch's first). col as for forward: `shared_col`,
- * or rebuilt from src into col_buf (cheaper than keeping the whole batch's matrix). */
+/* dw [O, KC + 1] = ddstᵀ · col: dL/dW and, in the last column, dL/db; added to what is there
+ * when `accumulate` (the chunks after a batch's first). col as for forward: `shared_col`, or
+ * rebuilt from src into col_buf (cheaper than keeping the whole batch's matrix). */
 int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src, poet_strides in,
-                                   const float *shared_col, float *col_buf, const float *ddst,
-                                   int accumulate, float *dw_ohwi, float *db);
+                                   int input_relu, const float *shared_col, float *col_buf,
+                                   const float *ddst, int accumulate, float *dw);
 
 #endif
