@@ -1525,11 +1525,11 @@ static dnnl_status_t chain_backward(poet_stack *s, const net_lane *lane, int g, 
         for (int l = last; l >= Last->chain_first; l--) {
             if (!s->layers[l].gemm)
                 continue;
-            size_t at = l == last ? b0 * out_image(Last) : 0; /* inner: the chunk's own buffer */
-            const float *from_next = l == last ? NULL : memory_data(layer_dnext(s, lane, l));
-            NET_RUN(gemm_chunk_backward(s, lane, g, l, b0, n,
-                                        (from_next ? from_next : ddst_data) + at,
-                                        (from_next ? from_next : ddst_w) + at, step),
+            const float *for_data = ddst_data + b0 * out_image(Last);
+            const float *for_weights = ddst_w + b0 * out_image(Last);
+            if (l < last) /* the next gemm layer's dL/d(input), at the start of its buffer */
+                for_data = for_weights = memory_data(layer_dnext(s, lane, l));
+            NET_RUN(gemm_chunk_backward(s, lane, g, l, b0, n, for_data, for_weights, step),
                     *step);
         }
     }
