@@ -37,14 +37,7 @@ static void valid_kernel_range(int out_pos, int stride, int padding, int kernel,
 /* Loops rather than memcpy/memset: the runs here are short (a kernel row, tens of floats) and
  * the calls cost more than the copies (CMakeLists.txt keeps GCC from turning them back). */
 static void copy_floats(size_t n, const float *restrict from, float *restrict to) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) /* fixed-length inner loops: straight vector moves */
-        for (size_t k = 0; k < 16; k++)
-            to[i + k] = from[i + k];
-    for (; i + 4 <= n; i += 4)
-        for (size_t k = 0; k < 4; k++)
-            to[i + k] = from[i + k];
-    for (; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         to[i] = from[i];
 }
 
