@@ -46,7 +46,7 @@
  * backward recomputes the inner outputs chunk by chunk (from the weights copied at forward), then
  * rebuilds each chunk's im2col matrix instead of keeping the batch's. The step is memory-bound:
  * on the reference network this moves a fraction of the bytes per member and step, runs faster on
- * two threads and keeps a third of the memory per member (figures in bench/README.md).
+ * two threads and keeps a sixth of the memory per member (figures in bench/README.md).
  *
  * Measured and not kept (reference network, B = 200, one thread, oneDNN 2.6, Zen 4): the first
  * convolution (1 -> 20 channels) has fast kernels only with a 16-channel-blocked output, so the
@@ -112,7 +112,7 @@ typedef struct {
     poet_strides in_strides;
     int shared_col; /* the first weight layer: its im2col matrix is the same for every member */
     int fold_relu;  /* its backward data also applies the backward of the fused relu before it */
-    /* Consecutive gemm convolutions (with at most a folded relu between two) form a chain that
+    /* Consecutive gemm convolutions (with at most a relu between two) form a chain that
      * runs chunk by chunk of images, all its layers on one chunk before the next (chain_create):
      * a chunk's activations, im2col matrices and gradients stay in the core's cache. */
     int chain_first, chain_last; /* the chain's first and last gemm layers */
