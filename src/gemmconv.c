@@ -138,17 +138,22 @@ static void relu_in_place(size_t n, float *restrict y) {
         y[i] = y[i] > 0.f ? y[i] : 0.f;
 }
 
+/* The im2col matrix a product reads: the shared one, or one built from src into col_buf. */
+static const float *windows(const poet_conv_shape *s, const float *src, poet_strides in,
+                            int input_relu, const float *shared_col, float *col_buf) {
+    if (shared_col)
+        return shared_col;
+    poet_gemmconv_im2col(s, src, in, input_relu, col_buf);
+    return col_buf;
+}
+
 /* The product's rows [R, KC + 1] · [O, KC + 1]ᵀ: the ones column times the bias column adds the
  * bias inside the product (no pass over dst for it). */
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
                           int input_relu, const float *shared_col, float *col_buf, const float *w,
                           int relu, float *dst) {
     size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
-    const float *col = shared_col;
-    if (!col) {
-        poet_gemmconv_im2col(s, src, in, input_relu, col_buf);
-        col = col_buf;
-    }
+    const float *col = windows(s, src, in, input_relu, shared_col, col_buf);
     dnnl_status_t rc = dnnl_sgemm('N', 'T', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)width, 1.f,
                                   col, (dnnl_dim_t)width, w, (dnnl_dim_t)width, 0.f, dst,
                                   (dnnl_dim_t)O);
@@ -220,11 +225,7 @@ int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src, p
                                    int input_relu, const float *shared_col, float *col_buf,
                                    const float *ddst, int accumulate, float *dw) {
     size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
-    const float *col = shared_col;
-    if (!col) {
-        poet_gemmconv_im2col(s, src, in, input_relu, col_buf);
-        col = col_buf;
-    }
+    const float *col = windows(s, src, in, input_relu, shared_col, col_buf);
     dnnl_status_t rc = dnnl_sgemm('T', 'N', (dnnl_dim_t)O, (dnnl_dim_t)width, (dnnl_dim_t)R, 1.f,
                                   ddst, (dnnl_dim_t)O, col, (dnnl_dim_t)width,
                                   accumulate ? 1.f : 0.f, dw, (dnnl_dim_t)width);
