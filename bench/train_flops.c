@@ -31,17 +31,6 @@ static double layer_macs(const poet_layer_plan *lp) {
     return 0;
 }
 
-static const char *kind_name(poet_layer_kind kind) {
-    switch (kind) {
-    case POET_LAYER_CONV: return "conv";
-    case POET_LAYER_RELU: return "relu";
-    case POET_LAYER_AVG_POOL: return "avg_pool";
-    case POET_LAYER_MAX_POOL: return "max_pool";
-    case POET_LAYER_LINEAR: return "linear";
-    }
-    return "?";
-}
-
 /* Training flops per image of one architecture (formula above); `show` prints its layers. */
 static double train_flops(const poet_arch_plan *plan, int show, double *forward,
                           double *elementwise) {
@@ -62,8 +51,8 @@ static double train_flops(const poet_arch_plan *plan, int show, double *forward,
         }
         if (show)
             printf("  layer %d %-8s %dx%dx%d -> %dx%dx%d: %.0f multiply-adds\n", i,
-                   kind_name(lp->kind), lp->in.c, lp->in.h, lp->in.w, lp->out.c, lp->out.h,
-                   lp->out.w, m);
+                   poet_layer_kind_name(lp->kind), lp->in.c, lp->in.h, lp->in.w, lp->out.c,
+                   lp->out.h, lp->out.w, m);
     }
     return total;
 }

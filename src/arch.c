@@ -14,17 +14,6 @@
 
 #include "poet/rng.h"
 
-static const char *kind_name(poet_layer_kind kind) {
-    switch (kind) {
-    case POET_LAYER_CONV: return "conv";
-    case POET_LAYER_RELU: return "relu";
-    case POET_LAYER_AVG_POOL: return "avg_pool";
-    case POET_LAYER_MAX_POOL: return "max_pool";
-    case POET_LAYER_LINEAR: return "linear";
-    }
-    return "unknown";
-}
-
 /* A pool's stride defaults to its kernel (PyTorch's stride=None); the config may leave it 0. */
 static int pool_stride(const poet_layer_spec *s) { return s->stride > 0 ? s->stride : s->kernel; }
 
@@ -56,7 +45,7 @@ static poet_status window_out(const char *where, int index, const poet_layer_spe
         POET_FAIL(POET_ERR_CONFIG,
                   "%s[%d]: kernel %d does not fit input %dx%d (padding %d) of this %s layer: "
                   "use a smaller kernel or more padding",
-                  where, index, kernel_h, in.h, in.w, padding, kind_name(s->kind));
+                  where, index, kernel_h, in.h, in.w, padding, poet_layer_kind_name(s->kind));
     *out_h = (in.h + 2 * padding - kernel_h) / stride + 1;
     *out_w = (in.w + 2 * padding - kernel_w) / stride + 1;
 fail:
@@ -87,11 +76,12 @@ static poet_status check_spec(const char *where, int index, const poet_layer_spe
             POET_FAIL(POET_ERR_CONFIG,
                       "%s[%d]: %s expects kernel >= 1, stride >= 1, padding >= 0, got kernel %d, "
                       "stride %d, padding %d",
-                      where, index, kind_name(s->kind), s->kernel, s->stride, s->padding);
+                      where, index, poet_layer_kind_name(s->kind), s->kernel, s->stride,
+                      s->padding);
         /* PyTorch's rule: a window must never lie entirely in the padding. */
         if (2 * s->padding > s->kernel)
             POET_FAIL(POET_ERR_CONFIG, "%s[%d]: %s padding %d must be at most half the kernel %d",
-                      where, index, kind_name(s->kind), s->padding, s->kernel);
+                      where, index, poet_layer_kind_name(s->kind), s->padding, s->kernel);
         break;
     case POET_LAYER_RELU: break;
     default:
@@ -273,12 +263,13 @@ static void describe_layer(const poet_layer_spec *s, char *buf, size_t size) {
     case POET_LAYER_AVG_POOL:
     case POET_LAYER_MAX_POOL:
         if (s->global)
-            snprintf(buf, size, "%s(global)", kind_name(s->kind));
+            snprintf(buf, size, "%s(global)", poet_layer_kind_name(s->kind));
         else if (s->padding)
-            snprintf(buf, size, "%s(k%d,s%d,p%d)", kind_name(s->kind), s->kernel, pool_stride(s),
-                     s->padding);
+            snprintf(buf, size, "%s(k%d,s%d,p%d)", poet_layer_kind_name(s->kind), s->kernel,
+                     pool_stride(s), s->padding);
         else
-            snprintf(buf, size, "%s(k%d,s%d)", kind_name(s->kind), s->kernel, pool_stride(s));
+            snprintf(buf, size, "%s(k%d,s%d)", poet_layer_kind_name(s->kind), s->kernel,
+                     pool_stride(s));
         break;
     case POET_LAYER_RELU: snprintf(buf, size, "relu"); break;
     default: snprintf(buf, size, "unknown(%d)", (int)s->kind); break;

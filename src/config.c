@@ -117,6 +117,10 @@ const char *poet_overlap_mode_name(poet_overlap_mode mode) {
     return (unsigned)mode <= POET_OVERLAP_STALE ? OVERLAP_NAMES[mode] : "unknown";
 }
 
+const char *poet_layer_kind_name(poet_layer_kind kind) {
+    return (unsigned)kind <= POET_LAYER_LINEAR ? LAYER_NAMES[kind] : "unknown";
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The keys each level accepts (also used to suggest a key that was put in the wrong section)
  * ------------------------------------------------------------------------------------------- */

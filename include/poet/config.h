@@ -119,5 +119,6 @@ long poet_config_total_iterations(const poet_config *cfg, long train_size);
 
 const char *poet_tree_kind_name(poet_tree_kind kind);
 const char *poet_overlap_mode_name(poet_overlap_mode mode);
+const char *poet_layer_kind_name(poet_layer_kind kind); /* as the config names it: "conv", ... */
 
 #endif
