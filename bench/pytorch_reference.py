@@ -74,22 +74,29 @@ def reference_member(nn, classes):
         nn.Linear(20, classes))
 
 
-def make_graph(torch, members, classes, fmt):
-    """One graph: ModuleList of members; returns step(x, y) -> loss."""
+def one_graph_step(torch, model, fmt, ensemble_logits):
+    """step(x, y) -> loss for a model that is one autograd graph: ensemble_logits(x) gives the
+    mean of the members' logits [B, K]; cross entropy of its softmax, SGD with momentum."""
     nn = torch.nn
-    model = nn.ModuleList(reference_member(nn, classes) for _ in range(members)).to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
 
     def step(x, y):
         x = x.contiguous(memory_format=fmt)
-        logits = torch.stack([m(x) for m in model]).mean(0)  # [B, K]
-        loss = nn.functional.nll_loss(nn.functional.log_softmax(logits, 1), y)
+        loss = nn.functional.nll_loss(nn.functional.log_softmax(ensemble_logits(x), 1), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss.item()
 
     return step
+
+
+def make_graph(torch, members, classes, fmt):
+    """One graph: ModuleList of members; returns step(x, y) -> loss."""
+    nn = torch.nn
+    model = nn.ModuleList(reference_member(nn, classes) for _ in range(members)).to(memory_format=fmt)
+    return one_graph_step(torch, model, fmt,
+                          lambda x: torch.stack([m(x) for m in model]).mean(0))
 
 
 def make_grouped(torch, members, classes, fmt):
@@ -102,18 +109,8 @@ def make_grouped(torch, members, classes, fmt):
         nn.AvgPool2d(6),
         nn.Conv2d(40 * M, 20 * M, 1, groups=M), nn.ReLU(),  # linear(40->20) per member
         nn.Conv2d(20 * M, classes * M, 1, groups=M)).to(memory_format=fmt)  # linear(20->K)
-    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-
-    def step(x, y):
-        x = x.contiguous(memory_format=fmt)
-        logits = model(x).reshape(x.shape[0], M, classes).mean(1)  # [B, K]
-        loss = nn.functional.nll_loss(nn.functional.log_softmax(logits, 1), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return one_graph_step(torch, model, fmt,
+                          lambda x: model(x).reshape(x.shape[0], M, classes).mean(1))
 
 
 def make_per_member(torch, members, classes, fmt):
