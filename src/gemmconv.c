@@ -8,6 +8,8 @@
 #include <dnnl.h>
 #include <string.h>
 
+#include "poet/narrowgemm.h"
+
 poet_strides poet_strides_nhwc(int channels, int height, int width) {
     poet_strides st = {(size_t)height * width * channels, 1, (size_t)width * channels,
                        (size_t)channels};
@@ -147,6 +149,12 @@ static const float *windows(const poet_conv_shape *s, const float *src, poet_str
     return col_buf;
 }
 
+/* Whether a layer's products go through the narrow kernels (a small window: sgemm's overhead
+ * would dominate) rather than sgemm. */
+static int narrow(size_t width, size_t out) {
+    return poet_narrow_fits(width, out) && poet_narrow_available();
+}
+
 /* The product's rows [R, KC + 1] · [O, KC + 1]ᵀ: the ones column times the bias column adds the
  * bias inside the product (no pass over dst for it). */
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
@@ -154,6 +162,10 @@ int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strid
                           int relu, float *dst) {
     size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
     const float *col = windows(s, src, in, input_relu, shared_col, col_buf);
+    if (narrow(width, O)) {
+        poet_narrow_forward(R, width, O, col, w, relu, dst);
+        return 0;
+    }
     dnnl_status_t rc = dnnl_sgemm('N', 'T', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)width, 1.f,
                                   col, (dnnl_dim_t)width, w, (dnnl_dim_t)width, 0.f, dst,
                                   (dnnl_dim_t)O);
@@ -226,6 +238,10 @@ int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src, p
                                    const float *ddst, int accumulate, float *dw) {
     size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
     const float *col = windows(s, src, in, input_relu, shared_col, col_buf);
+    if (narrow(width, O)) {
+        poet_narrow_weights(R, width, O, ddst, col, accumulate, dw);
+        return 0;
+    }
     dnnl_status_t rc = dnnl_sgemm('T', 'N', (dnnl_dim_t)O, (dnnl_dim_t)width, (dnnl_dim_t)R, 1.f,
                                   ddst, (dnnl_dim_t)O, col, (dnnl_dim_t)width,
                                   accumulate ? 1.f : 0.f, dw, (dnnl_dim_t)width);

@@ -3,6 +3,12 @@
 poet_test_executable(test_net ${CMAKE_CURRENT_SOURCE_DIR}/test_net.c)
 poet_add_test(net_vs_reference $<TARGET_FILE:test_net>)
 
+# The AVX-512 narrow products (the first convolution's) against double products; skipped (77)
+# on CPUs without AVX-512, where sgemm runs them and net_vs_reference covers that path.
+poet_test_executable(test_narrowgemm ${CMAKE_CURRENT_SOURCE_DIR}/test_narrowgemm.c)
+poet_add_test(narrowgemm $<TARGET_FILE:test_narrowgemm>)
+set_tests_properties(narrowgemm PROPERTIES SKIP_RETURN_CODE 77)
+
 poet_test_executable(test_joint_gradient ${CMAKE_CURRENT_SOURCE_DIR}/test_joint_gradient.c)
 poet_add_test(joint_gradient $<TARGET_FILE:test_joint_gradient>)
 

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "poet/arch.h"
+#include "poet/narrowgemm.h"
 #include "poet/net.h"
 #include "poet/reference.h"
 #include "poet/rng.h"
@@ -282,11 +283,16 @@ int main(void) {
                              {conv(8, 3, 1, 1), relu(), conv(8, 3, 1, 1), relu(),
                               global_pool(POET_LAYER_AVG_POOL), linear(4)}};
     const int Gs[] = {1, 3}, Bs[] = {1, 5};
-    const poet_convolution algorithms[] = {POET_CONV_GEMM, POET_CONV_ONEDNN};
-    for (int a = 0; a < 2; a++) {
-        printf("== convolutions as %s\n",
-               algorithms[a] == POET_CONV_GEMM ? "im2col + sgemm" : "oneDNN primitives");
+    /* gemm twice: with the narrow AVX-512 kernels for the small products (the default where the
+     * CPU has them) and with sgemm for every product (what other CPUs run). */
+    const poet_convolution algorithms[] = {POET_CONV_GEMM, POET_CONV_GEMM, POET_CONV_ONEDNN};
+    const int narrow[] = {1, 0, 1};
+    const char *names[] = {"im2col + products (narrow kernels where they fit)",
+                           "im2col + sgemm only", "oneDNN primitives"};
+    for (int a = 0; a < 3; a++) {
+        printf("== convolutions as %s\n", names[a]);
         poet_net_set_convolution(algorithms[a]);
+        poet_narrow_set_enabled(narrow[a]);
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
             for (int gi = 0; gi < 2; gi++)
                 for (int bi = 0; bi < 2; bi++)

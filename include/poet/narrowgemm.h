@@ -1,0 +1,42 @@
+/* narrowgemm.h — the two products of a narrow convolution, written out for AVX-512.
+ *
+ * A convolution whose window is small (the reference network's first layer: 3x3 on one channel,
+ * a width of 10 with the ones column) gives sgemm products with an inner dimension of 10 and 20
+ * output columns. oneDNN's sgemm packs its operands and runs a blocked loop for every call; on
+ * these shapes that overhead, not the arithmetic, sets its rate (~60–100 GFLOP/s on one core of
+ * the bench machine, against ~200 on large matrices). The kernels here keep the whole weight
+ * matrix in vector registers and stream the rows once: 1.4–1.8x sgemm on those shapes
+ * (bench/README.md). Products that do not fit, and machines without AVX-512, use sgemm.
+ *
+ * Layouts as in gemmconv.h: rows of `width` floats (a window and its 1), weights [out, width].
+ * The sums run in a fixed order (over the width; for the weight gradient over the call's rows in
+ * order, then onto what dw holds), so results do not depend on threads. They round differently
+ * from sgemm.
+ */
+#ifndef POET_NARROWGEMM_H
+#define POET_NARROWGEMM_H
+
+#include <stddef.h>
+
+#define POET_NARROW_MAX_WIDTH 16
+#define POET_NARROW_MAX_OUT 32
+
+/* Whether the kernels run here: the CPU has AVX-512 and they are not switched off. */
+int poet_narrow_available(void);
+
+/* Switches the kernels off (0) or back on (1, where the CPU allows): tests compare both paths. */
+void poet_narrow_set_enabled(int enabled);
+
+/* Whether a product of this width and output count goes through the kernels. */
+int poet_narrow_fits(size_t width, size_t out);
+
+/* dst [rows, out] = col [rows, width] · wᵀ (w: [out, width]), then max(·, 0) when `relu`.
+ * Only for shapes where poet_narrow_fits and poet_narrow_available hold. */
+void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
+                         int relu, float *dst);
+
+/* dw [out, width] = ddstᵀ · col (ddst: [rows, out]), added to dw when `accumulate`. */
+void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst,
+                         const float *col, int accumulate, float *dw);
+
+#endif

@@ -1,0 +1,176 @@
+/* narrowgemm.c — narrow convolution products with AVX-512 intrinsics (see narrowgemm.h).
+ *
+ * Output channels run along the vector lanes, 16 to a register, one or two registers (`blocks`)
+ * per row; the last register's lanes past `out` are masked. Each kernel is compiled once per
+ * (width, blocks) pair so that the width loop unrolls and the weights or sums stay in registers:
+ * a width known only at run time would keep them in memory.
+ */
+#include "poet/narrowgemm.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NARROW_X86 1
+#include <immintrin.h>
+#else
+#define NARROW_X86 0
+#endif
+
+static int narrow_enabled = 1;
+
+int poet_narrow_available(void) {
+#if NARROW_X86
+    return narrow_enabled && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+void poet_narrow_set_enabled(int enabled) { narrow_enabled = enabled != 0; }
+
+int poet_narrow_fits(size_t width, size_t out) {
+    return width >= 1 && width <= POET_NARROW_MAX_WIDTH && out >= 1 && out <= POET_NARROW_MAX_OUT;
+}
+
+#if NARROW_X86
+
+#define KERNEL static inline __attribute__((always_inline, target("avx512f")))
+#define ENTRY static __attribute__((target("avx512f")))
+#define LANES 16
+#define ROWS_AT_ONCE 4 /* rows per step of forward: 4 x 2 sums + 2 x width weights in registers */
+
+/* Lanes of the last register that hold output channels. */
+KERNEL __mmask16 last_lanes(size_t out, int blocks) {
+    return (__mmask16)((1u << (out - (size_t)(blocks - 1) * LANES)) - 1u);
+}
+
+/* One output row from its sum registers, through max(·, 0) when `relu`. */
+KERNEL void store_row(float *d, const __m512 *sum, const int blocks, __mmask16 tail, int relu) {
+    _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++) {
+        __m512 v = relu ? _mm512_max_ps(sum[b], _mm512_setzero_ps()) : sum[b];
+        if (b == blocks - 1)
+            _mm512_mask_storeu_ps(d + b * LANES, tail, v);
+        else
+            _mm512_storeu_ps(d + b * LANES, v);
+    }
+}
+
+/* Forward: rows at a time, each row's outputs = Σ_k col[row, k] · (column k of w). */
+KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out, const float *col,
+                         const float *w, int relu, float *dst) {
+    __m512 wk[POET_NARROW_MAX_WIDTH][2];
+    _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) {
+        float lanes[2 * LANES] = {0};
+        for (size_t o = 0; o < out; o++)
+            lanes[o] = w[o * (size_t)W + k];
+        wk[k][0] = _mm512_loadu_ps(lanes);
+        wk[k][1] = _mm512_loadu_ps(lanes + LANES);
+    }
+    __mmask16 tail = last_lanes(out, blocks);
+    size_t r = 0;
+    for (; r + ROWS_AT_ONCE <= rows; r += ROWS_AT_ONCE) {
+        __m512 sum[ROWS_AT_ONCE][2];
+        _Pragma("GCC unroll 4") for (int i = 0; i < ROWS_AT_ONCE; i++) sum[i][0] = sum[i][1] =
+            _mm512_setzero_ps();
+        const float *c = col + r * (size_t)W;
+        _Pragma("GCC unroll 16") for (int k = 0; k < W; k++)
+            _Pragma("GCC unroll 4") for (int i = 0; i < ROWS_AT_ONCE; i++) {
+                __m512 x = _mm512_set1_ps(c[i * W + k]);
+                _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++)
+                    sum[i][b] = _mm512_fmadd_ps(x, wk[k][b], sum[i][b]);
+            }
+        _Pragma("GCC unroll 4") for (int i = 0; i < ROWS_AT_ONCE; i++)
+            store_row(dst + (r + (size_t)i) * out, sum[i], blocks, tail, relu);
+    }
+    for (; r < rows; r++) { /* the last rows, one at a time (the same sums in the same order) */
+        __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        const float *c = col + r * (size_t)W;
+        _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) {
+            __m512 x = _mm512_set1_ps(c[k]);
+            _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++)
+                sum[b] = _mm512_fmadd_ps(x, wk[k][b], sum[b]);
+        }
+        store_row(dst + r * out, sum, blocks, tail, relu);
+    }
+}
+
+/* Weight gradient: one sum register per (k, block), every row added in order. */
+KERNEL void weights_body(size_t rows, const int W, const int blocks, size_t out,
+                         const float *ddst, const float *col, int accumulate, float *dw) {
+    __m512 sum[POET_NARROW_MAX_WIDTH][2];
+    _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) sum[k][0] = sum[k][1] =
+        _mm512_setzero_ps();
+    __mmask16 tail = last_lanes(out, blocks);
+    for (size_t r = 0; r < rows; r++) {
+        const float *g = ddst + r * out, *c = col + r * (size_t)W;
+        __m512 gv[2];
+        _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++) gv[b] =
+            b == blocks - 1 ? _mm512_maskz_loadu_ps(tail, g + b * LANES)
+                            : _mm512_loadu_ps(g + b * LANES);
+        _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) {
+            __m512 x = _mm512_set1_ps(c[k]);
+            _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++)
+                sum[k][b] = _mm512_fmadd_ps(x, gv[b], sum[k][b]);
+        }
+    }
+    _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) {
+        float lanes[2 * LANES];
+        _mm512_storeu_ps(lanes, sum[k][0]);
+        _mm512_storeu_ps(lanes + LANES, sum[k][1]);
+        for (size_t o = 0; o < out; o++) {
+            float *d = &dw[o * (size_t)W + k];
+            *d = accumulate ? *d + lanes[o] : lanes[o];
+        }
+    }
+}
+
+/* One compiled copy of each kernel per (width, blocks). */
+#define NARROW_INSTANCE(W)                                                                        \
+    ENTRY void forward_##W(size_t rows, int blocks, size_t out, const float *col,                \
+                           const float *w, int relu, float *dst) {                                \
+        if (blocks == 1)                                                                          \
+            forward_body(rows, W, 1, out, col, w, relu, dst);                                     \
+        else                                                                                      \
+            forward_body(rows, W, 2, out, col, w, relu, dst);                                     \
+    }                                                                                             \
+    ENTRY void weights_##W(size_t rows, int blocks, size_t out, const float *ddst,               \
+                           const float *col, int accumulate, float *dw) {                         \
+        if (blocks == 1)                                                                          \
+            weights_body(rows, W, 1, out, ddst, col, accumulate, dw);                             \
+        else                                                                                      \
+            weights_body(rows, W, 2, out, ddst, col, accumulate, dw);                             \
+    }
+#define NARROW_WIDTHS(X)                                                                          \
+    X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
+NARROW_WIDTHS(NARROW_INSTANCE)
+
+typedef void (*forward_fn)(size_t, int, size_t, const float *, const float *, int, float *);
+typedef void (*weights_fn)(size_t, int, size_t, const float *, const float *, int, float *);
+#define NARROW_FORWARD_ENTRY(W) forward_##W,
+#define NARROW_WEIGHTS_ENTRY(W) weights_##W,
+static const forward_fn forward_by_width[] = {NARROW_WIDTHS(NARROW_FORWARD_ENTRY)};
+static const weights_fn weights_by_width[] = {NARROW_WIDTHS(NARROW_WEIGHTS_ENTRY)};
+
+static int blocks_for(size_t out) { return out > LANES ? 2 : 1; }
+
+void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
+                         int relu, float *dst) {
+    forward_by_width[width - 1](rows, blocks_for(out), out, col, w, relu, dst);
+}
+
+void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst,
+                         const float *col, int accumulate, float *dw) {
+    weights_by_width[width - 1](rows, blocks_for(out), out, ddst, col, accumulate, dw);
+}
+
+#else /* no AVX-512 kernels on this platform: poet_narrow_available() is 0, callers use sgemm */
+
+void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
+                         int relu, float *dst) {
+    (void)rows, (void)width, (void)out, (void)col, (void)w, (void)relu, (void)dst;
+}
+
+void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst,
+                         const float *col, int accumulate, float *dw) {
+    (void)rows, (void)width, (void)out, (void)ddst, (void)col, (void)accumulate, (void)dw;
+}
+
+#endif
