@@ -104,27 +104,39 @@ void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strid
                            col + (((size_t)b * s->out_h + oh) * s->out_w + ow) * width);
 }
 
-void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw,
-                                   const float *bias, float *w) {
+size_t poet_gemmconv_weights_floats(const poet_conv_shape *s) {
+    return 2 * (size_t)s->out_c * poet_gemmconv_width(s);
+}
+
+/* Where backward data's copy of the weights ([O, KC + 1]) starts in the gemm weights. */
+static const float *weights_by_output(const poet_conv_shape *s, const float *w) {
+    return w + (size_t)s->out_c * poet_gemmconv_width(s);
+}
+
+void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw, const float *bias,
+                                   float *w) {
     int C = s->in_c, KH = s->kernel_h, KW = s->kernel_w;
-    size_t width = poet_gemmconv_width(s);
-    for (int o = 0; o < s->out_c; o++) {
-        float *row = w + (size_t)o * width;
+    size_t O = (size_t)s->out_c, KC = poet_gemmconv_cols(s), width = KC + 1;
+    float *by_output = w + O * width;
+    for (size_t o = 0; o < O; o++) {
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
-                for (int kw = 0; kw < KW; kw++)
-                    row[((size_t)kh * KW + kw) * C + c] =
-                        oihw[(((size_t)o * C + c) * KH + kh) * KW + kw];
-        row[width - 1] = bias[o];
+                for (int kw = 0; kw < KW; kw++) {
+                    size_t j = ((size_t)kh * KW + kw) * C + c;
+                    float v = oihw[((o * C + c) * KH + kh) * KW + kw];
+                    w[j * O + o] = v;
+                    by_output[o * width + j] = v;
+                }
+        w[KC * O + o] = by_output[o * width + KC] = bias[o];
     }
 }
 
-void poet_gemmconv_weights_from_gemm(const poet_conv_shape *s, const float *w, float *oihw,
-                                     float *bias) {
+void poet_gemmconv_gradients_from_gemm(const poet_conv_shape *s, const float *dw, float *oihw,
+                                       float *bias) {
     int C = s->in_c, KH = s->kernel_h, KW = s->kernel_w;
     size_t width = poet_gemmconv_width(s);
     for (int o = 0; o < s->out_c; o++) {
-        const float *row = w + (size_t)o * width;
+        const float *row = dw + (size_t)o * width;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw++)
@@ -155,8 +167,8 @@ static int narrow(size_t width, size_t out) {
     return poet_narrow_fits(width, out) && poet_narrow_available();
 }
 
-/* The product's rows [R, KC + 1] · [O, KC + 1]ᵀ: the ones column times the bias column adds the
- * bias inside the product (no pass over dst for it). */
+/* The product [R, KC + 1] · [KC + 1, O]: the ones column times the bias row adds the bias inside
+ * the product (no pass over dst for it). */
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
                           int input_relu, const float *shared_col, float *col_buf, const float *w,
                           int relu, float *dst) {
@@ -166,9 +178,9 @@ int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strid
         poet_narrow_forward(R, width, O, col, w, relu, dst);
         return 0;
     }
-    dnnl_status_t rc = dnnl_sgemm('N', 'T', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)width, 1.f,
-                                  col, (dnnl_dim_t)width, w, (dnnl_dim_t)width, 0.f, dst,
-                                  (dnnl_dim_t)O);
+    dnnl_status_t rc =
+        dnnl_sgemm('N', 'N', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)width, 1.f, col,
+                   (dnnl_dim_t)width, w, (dnnl_dim_t)O, 0.f, dst, (dnnl_dim_t)O);
     if (rc != dnnl_success)
         return (int)rc;
     if (relu)
@@ -210,15 +222,15 @@ static void relu_mask(size_t n, const float *restrict y, float *restrict d) {
     }
 }
 
-/* dcol [R, KC] = ddst · W without its bias column (ldb = KC + 1 skips it). */
+/* dcol [R, KC] = ddst · [O, KC] (the weights by output channel; ldb = KC + 1 skips the bias). */
 int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w,
                                 float *dcol_buf, const float *relu_out, float *dsrc) {
     size_t KC = poet_gemmconv_cols(s), O = (size_t)s->out_c, pixels = (size_t)s->out_h * s->out_w;
     size_t image = (size_t)s->in_h * s->in_w * s->in_c;
-    dnnl_status_t rc = dnnl_sgemm('N', 'N', (dnnl_dim_t)poet_gemmconv_rows(s), (dnnl_dim_t)KC,
-                                  (dnnl_dim_t)O, 1.f, ddst, (dnnl_dim_t)O, w,
-                                  (dnnl_dim_t)poet_gemmconv_width(s), 0.f, dcol_buf,
-                                  (dnnl_dim_t)KC);
+    dnnl_status_t rc =
+        dnnl_sgemm('N', 'N', (dnnl_dim_t)poet_gemmconv_rows(s), (dnnl_dim_t)KC, (dnnl_dim_t)O, 1.f,
+                   ddst, (dnnl_dim_t)O, weights_by_output(s, w), (dnnl_dim_t)poet_gemmconv_width(s),
+                   0.f, dcol_buf, (dnnl_dim_t)KC);
     if (rc != dnnl_success)
         return (int)rc;
     for (int b = 0; b < s->batch; b++) {

@@ -42,9 +42,16 @@ KERNEL __mmask16 last_lanes(size_t out, int blocks) {
     return (__mmask16)((1u << (out - (size_t)(blocks - 1) * LANES)) - 1u);
 }
 
+/* Block b (16 output channels) of a row of `out` floats; the lanes past `out` are 0. */
+KERNEL __m512 load_block(const float *row, int b, const int blocks, __mmask16 tail) {
+    return b == blocks - 1 ? _mm512_maskz_loadu_ps(tail, row + b * LANES)
+                           : _mm512_loadu_ps(row + b * LANES);
+}
+
 /* One output row from its sum registers, through max(·, 0) when `relu`. */
 KERNEL void store_row(float *d, const __m512 *sum, const int blocks, __mmask16 tail, int relu) {
-    _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++) {
+#pragma GCC unroll 2
+    for (int b = 0; b < blocks; b++) {
         __m512 v = relu ? _mm512_max_ps(sum[b], _mm512_setzero_ps()) : sum[b];
         if (b == blocks - 1)
             _mm512_mask_storeu_ps(d + b * LANES, tail, v);
@@ -53,39 +60,46 @@ KERNEL void store_row(float *d, const __m512 *sum, const int blocks, __mmask16 t
     }
 }
 
-/* Forward: rows at a time, each row's outputs = Σ_k col[row, k] · (column k of w). */
+/* Forward: rows at a time, each row's outputs = Σ_k col[row, k] · (row k of w). */
 KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out, const float *col,
                          const float *w, int relu, float *dst) {
-    __m512 wk[POET_NARROW_MAX_WIDTH][2];
-    _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) {
-        float lanes[2 * LANES] = {0};
-        for (size_t o = 0; o < out; o++)
-            lanes[o] = w[o * (size_t)W + k];
-        wk[k][0] = _mm512_loadu_ps(lanes);
-        wk[k][1] = _mm512_loadu_ps(lanes + LANES);
-    }
     __mmask16 tail = last_lanes(out, blocks);
+    __m512 wk[POET_NARROW_MAX_WIDTH][2];
+#pragma GCC unroll 16
+    for (int k = 0; k < W; k++) {
+        wk[k][1] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+        for (int b = 0; b < blocks; b++)
+            wk[k][b] = load_block(w + k * out, b, blocks, tail);
+    }
     size_t r = 0;
     for (; r + ROWS_AT_ONCE <= rows; r += ROWS_AT_ONCE) {
         __m512 sum[ROWS_AT_ONCE][2];
-        _Pragma("GCC unroll 4") for (int i = 0; i < ROWS_AT_ONCE; i++) sum[i][0] = sum[i][1] =
-            _mm512_setzero_ps();
+#pragma GCC unroll 4
+        for (int i = 0; i < ROWS_AT_ONCE; i++)
+            sum[i][0] = sum[i][1] = _mm512_setzero_ps();
         const float *c = col + r * (size_t)W;
-        _Pragma("GCC unroll 16") for (int k = 0; k < W; k++)
-            _Pragma("GCC unroll 4") for (int i = 0; i < ROWS_AT_ONCE; i++) {
+#pragma GCC unroll 16
+        for (int k = 0; k < W; k++)
+#pragma GCC unroll 4
+            for (int i = 0; i < ROWS_AT_ONCE; i++) {
                 __m512 x = _mm512_set1_ps(c[i * W + k]);
-                _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++)
+#pragma GCC unroll 2
+                for (int b = 0; b < blocks; b++)
                     sum[i][b] = _mm512_fmadd_ps(x, wk[k][b], sum[i][b]);
             }
-        _Pragma("GCC unroll 4") for (int i = 0; i < ROWS_AT_ONCE; i++)
+#pragma GCC unroll 4
+        for (int i = 0; i < ROWS_AT_ONCE; i++)
             store_row(dst + (r + (size_t)i) * out, sum[i], blocks, tail, relu);
     }
     for (; r < rows; r++) { /* the last rows, one at a time (the same sums in the same order) */
         __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
         const float *c = col + r * (size_t)W;
-        _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) {
+#pragma GCC unroll 16
+        for (int k = 0; k < W; k++) {
             __m512 x = _mm512_set1_ps(c[k]);
-            _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++)
+#pragma GCC unroll 2
+            for (int b = 0; b < blocks; b++)
                 sum[b] = _mm512_fmadd_ps(x, wk[k][b], sum[b]);
         }
         store_row(dst + r * out, sum, blocks, tail, relu);
@@ -93,25 +107,29 @@ KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out,
 }
 
 /* Weight gradient: one sum register per (k, block), every row added in order. */
-KERNEL void weights_body(size_t rows, const int W, const int blocks, size_t out,
-                         const float *ddst, const float *col, int accumulate, float *dw) {
+KERNEL void weights_body(size_t rows, const int W, const int blocks, size_t out, const float *ddst,
+                         const float *col, int accumulate, float *dw) {
     __m512 sum[POET_NARROW_MAX_WIDTH][2];
-    _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) sum[k][0] = sum[k][1] =
-        _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int k = 0; k < W; k++)
+        sum[k][0] = sum[k][1] = _mm512_setzero_ps();
     __mmask16 tail = last_lanes(out, blocks);
     for (size_t r = 0; r < rows; r++) {
         const float *g = ddst + r * out, *c = col + r * (size_t)W;
         __m512 gv[2];
-        _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++) gv[b] =
-            b == blocks - 1 ? _mm512_maskz_loadu_ps(tail, g + b * LANES)
-                            : _mm512_loadu_ps(g + b * LANES);
-        _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) {
+#pragma GCC unroll 2
+        for (int b = 0; b < blocks; b++)
+            gv[b] = load_block(g, b, blocks, tail);
+#pragma GCC unroll 16
+        for (int k = 0; k < W; k++) {
             __m512 x = _mm512_set1_ps(c[k]);
-            _Pragma("GCC unroll 2") for (int b = 0; b < blocks; b++)
+#pragma GCC unroll 2
+            for (int b = 0; b < blocks; b++)
                 sum[k][b] = _mm512_fmadd_ps(x, gv[b], sum[k][b]);
         }
     }
-    _Pragma("GCC unroll 16") for (int k = 0; k < W; k++) {
+#pragma GCC unroll 16
+    for (int k = 0; k < W; k++) {
         float lanes[2 * LANES];
         _mm512_storeu_ps(lanes, sum[k][0]);
         _mm512_storeu_ps(lanes + LANES, sum[k][1]);
@@ -123,22 +141,22 @@ KERNEL void weights_body(size_t rows, const int W, const int blocks, size_t out,
 }
 
 /* One compiled copy of each kernel per (width, blocks). */
-#define NARROW_INSTANCE(W)                                                                        \
-    ENTRY void forward_##W(size_t rows, int blocks, size_t out, const float *col,                \
-                           const float *w, int relu, float *dst) {                                \
-        if (blocks == 1)                                                                          \
-            forward_body(rows, W, 1, out, col, w, relu, dst);                                     \
-        else                                                                                      \
-            forward_body(rows, W, 2, out, col, w, relu, dst);                                     \
-    }                                                                                             \
-    ENTRY void weights_##W(size_t rows, int blocks, size_t out, const float *ddst,               \
-                           const float *col, int accumulate, float *dw) {                         \
-        if (blocks == 1)                                                                          \
-            weights_body(rows, W, 1, out, ddst, col, accumulate, dw);                             \
-        else                                                                                      \
-            weights_body(rows, W, 2, out, ddst, col, accumulate, dw);                             \
+#define NARROW_INSTANCE(W)                                                                         \
+    ENTRY void forward_##W(size_t rows, int blocks, size_t out, const float *col, const float *w,  \
+                           int relu, float *dst) {                                                 \
+        if (blocks == 1)                                                                           \
+            forward_body(rows, W, 1, out, col, w, relu, dst);                                      \
+        else                                                                                       \
+            forward_body(rows, W, 2, out, col, w, relu, dst);                                      \
+    }                                                                                              \
+    ENTRY void weights_##W(size_t rows, int blocks, size_t out, const float *ddst,                 \
+                           const float *col, int accumulate, float *dw) {                          \
+        if (blocks == 1)                                                                           \
+            weights_body(rows, W, 1, out, ddst, col, accumulate, dw);                              \
+        else                                                                                       \
+            weights_body(rows, W, 2, out, ddst, col, accumulate, dw);                              \
     }
-#define NARROW_WIDTHS(X)                                                                          \
+#define NARROW_WIDTHS(X)                                                                           \
     X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
 NARROW_WIDTHS(NARROW_INSTANCE)
 
@@ -156,8 +174,8 @@ void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col
     forward_by_width[width - 1](rows, blocks_for(out), out, col, w, relu, dst);
 }
 
-void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst,
-                         const float *col, int accumulate, float *dw) {
+void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst, const float *col,
+                         int accumulate, float *dw) {
     weights_by_width[width - 1](rows, blocks_for(out), out, ddst, col, accumulate, dw);
 }
 
@@ -168,8 +186,8 @@ void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col
     (void)rows, (void)width, (void)out, (void)col, (void)w, (void)relu, (void)dst;
 }
 
-void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst,
-                         const float *col, int accumulate, float *dw) {
+void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst, const float *col,
+                         int accumulate, float *dw) {
     (void)rows, (void)width, (void)out, (void)ddst, (void)col, (void)accumulate, (void)dw;
 }
 

@@ -906,7 +906,7 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
         if (L->shared_col && g == 0)
             POET_TRY(floats_new(&u->col, poet_gemmconv_rows(&L->shape) *
                                              poet_gemmconv_width(&L->shape)));
-        POET_TRY(floats_new(&u->w_gemm, poet_gemmconv_width(&L->shape) * L->shape.out_c));
+        POET_TRY(floats_new(&u->w_gemm, poet_gemmconv_weights_floats(&L->shape)));
     }
     /* Stack layout: tensor t of member g starts at G·offset + g·count (net.h). */
     size_t w_at = (size_t)s->G * L->w_offset + (size_t)g * L->w_count;
@@ -1501,7 +1501,7 @@ static void chain_gradients_out(poet_stack *s, const net_lane *lane, int g, int 
         if (!L->gemm)
             continue;
         net_unit *u = unit(s, g, l);
-        poet_gemmconv_weights_from_gemm(&L->shape, x->dw_gemm,
+        poet_gemmconv_gradients_from_gemm(&L->shape, x->dw_gemm,
                                         memory_data(accumulate ? x->acc_w : u->grad_w),
                                         memory_data(accumulate ? x->acc_b : u->grad_b));
         if (accumulate)

@@ -15,14 +15,14 @@ static void fill(float *v, size_t n, uint64_t seed) {
         v[i] = (float)(poet_rng_uniform(seed, 0, i) - 0.5);
 }
 
-/* dst [rows, out] = col · wᵀ in double. */
+/* dst [rows, out] = col · w in double (w: [width, out]). */
 static void forward_ref(size_t rows, size_t width, size_t out, const float *col, const float *w,
                         int relu, double *dst) {
     for (size_t r = 0; r < rows; r++)
         for (size_t o = 0; o < out; o++) {
             double s = 0;
             for (size_t k = 0; k < width; k++)
-                s += (double)col[r * width + k] * w[o * width + k];
+                s += (double)col[r * width + k] * w[k * out + o];
             dst[r * out + o] = relu && s < 0 ? 0 : s;
         }
 }
@@ -43,7 +43,8 @@ static void check_shape(size_t rows, size_t width, size_t out, int relu, int acc
     char what[128];
     float *col = xmalloc(rows * width * sizeof *col), *w = xmalloc(out * width * sizeof *w);
     float *ddst = xmalloc(rows * out * sizeof *ddst);
-    float *dst = xmalloc((rows * out + 1) * sizeof *dst), *dw = xmalloc((out * width + 1) * sizeof *dw);
+    float *dst = xmalloc((rows * out + 1) * sizeof *dst),
+          *dw = xmalloc((out * width + 1) * sizeof *dw);
     float *base = xmalloc(out * width * sizeof *base);
     double *ref = xmalloc((rows * out + out * width) * sizeof *ref);
     fill(col, rows * width, 1 + rows * 1000 + width);
@@ -53,7 +54,8 @@ static void check_shape(size_t rows, size_t width, size_t out, int relu, int acc
     dst[rows * out] = SENTINEL;
     poet_narrow_forward(rows, width, out, col, w, relu, dst);
     forward_ref(rows, width, out, col, w, relu, ref);
-    snprintf(what, sizeof what, "forward rows=%zu width=%zu out=%zu relu=%d", rows, width, out, relu);
+    snprintf(what, sizeof what, "forward rows=%zu width=%zu out=%zu relu=%d", rows, width, out,
+             relu);
     test_compare_f32(what, dst, ref, rows * out, 1e-6, 1e-5);
     TEST_CHECK(dst[rows * out] == SENTINEL, "%s wrote past its output", what);
 

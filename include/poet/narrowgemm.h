@@ -8,7 +8,8 @@
  * matrix in vector registers and stream the rows once: 1.4–1.8x sgemm on those shapes
  * (bench/README.md). Products that do not fit, and machines without AVX-512, use sgemm.
  *
- * Layouts as in gemmconv.h: rows of `width` floats (a window and its 1), weights [out, width].
+ * Layouts as in gemmconv.h: rows of `width` floats (a window and its 1), weights [width, out],
+ * weight gradients [out, width].
  * The sums run in a fixed order (over the width; for the weight gradient over the call's rows in
  * order, then onto what dw holds), so results do not depend on threads. They round differently
  * from sgemm.
@@ -30,7 +31,7 @@ void poet_narrow_set_enabled(int enabled);
 /* Whether a product of this width and output count goes through the kernels. */
 int poet_narrow_fits(size_t width, size_t out);
 
-/* dst [rows, out] = col [rows, width] · wᵀ (w: [out, width]), then max(·, 0) when `relu`.
+/* dst [rows, out] = col [rows, width] · w (w: [width, out]), then max(·, 0) when `relu`.
  * Only for shapes where poet_narrow_fits and poet_narrow_available hold. */
 void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
                          int relu, float *dst);
