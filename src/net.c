@@ -142,6 +142,11 @@ typedef struct {
     float *acc;          /* a member's layer gradient before it is added (accumulate = 1) */
     void *scratchpad;
     dnnl_memory_t *pads; /* [n_ops]: each op's scratchpad view of `scratchpad`, or NULL */
+    /* gemm, shared_col: the first weight layer's im2col matrix for the whole batch. Every thread
+     * with members builds its own copy from the images and its members read only that: on two
+     * threads this ran the forward ~8% faster than one matrix built in halves by both threads
+     * (bench/README.md); it costs one matrix per thread (1.35 MB for the reference network). */
+    float *shared_col;
 } net_lane;
 
 /* Member g's memories in layer l. Layers before the first weight layer exist only for member 0. */
@@ -152,8 +157,6 @@ typedef struct {
     dnnl_memory_t user_w, user_b; /* plain, over the member's slices of params */
     dnnl_memory_t w_copy;         /* weights in w_md when w_reorder is needed */
     dnnl_memory_t grad_w, grad_b; /* plain, over the member's slices of grads */
-    float *col; /* gemm, shared_col: the whole batch's im2col matrix (member 0 only); other gemm
-                 * layers build a chunk's matrix when they need it, in the lane's col_buf */
     /* gemm: weights and bias in gemm layout, copied every forward: backward recomputes inner
      * layers with them, and in the stale mode the parameters change in between */
     float *w_gemm;
@@ -903,9 +906,6 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     if (!is_weight_layer(L->kind))
         return POET_OK;
     if (L->gemm) {
-        if (L->shared_col && g == 0)
-            POET_TRY(floats_new(&u->col, poet_gemmconv_rows(&L->shape) *
-                                             poet_gemmconv_width(&L->shape)));
         POET_TRY(floats_new(&u->w_gemm, poet_gemmconv_weights_floats(&L->shape)));
     }
     /* Stack layout: tensor t of member g starts at G·offset + g·count (net.h). */
@@ -971,8 +971,14 @@ static size_t largest_layer_params(const poet_arch_plan *plan) {
     return most;
 }
 
-static poet_status lane_create(poet_stack *s, net_lane *lane) {
+/* Lane t's buffers; `has_members`: some member runs on it (t < G), so it needs the shared im2col
+ * matrix when there is one. */
+static poet_status lane_create(poet_stack *s, net_lane *lane, int has_members) {
     poet_status st = POET_OK;
+    const net_layer *F = &s->layers[s->first_w];
+    if (F->gemm && F->shared_col && has_members)
+        POET_TRY(floats_new(&lane->shared_col,
+                            poet_gemmconv_rows(&F->shape) * poet_gemmconv_width(&F->shape)));
     POET_DNNL(dnnl_stream_create(&lane->stream, s->engine, dnnl_stream_default_flags));
     POET_ALLOC(lane->layers, s->L);
     POET_ALLOC(lane->acc, largest_layer_params(&s->plan));
@@ -1061,7 +1067,7 @@ static poet_status stack_build(poet_stack *s) {
         for (int l = g == 0 ? 0 : s->first_w; l < s->L; l++)
             POET_TRY(unit_create(s, g, l));
     for (int t = 0; t < s->T; t++)
-        POET_TRY(lane_create(s, &s->lanes[t]));
+        POET_TRY(lane_create(s, &s->lanes[t], t < s->G));
 fail:
     return st;
 }
@@ -1105,7 +1111,6 @@ static void unit_destroy(net_unit *u) {
                              &u->user_b, &u->w_copy,    &u->grad_w,   &u->grad_b};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         memory_free(mems[i]);
-    free(u->col);
     free(u->w_gemm);
 }
 
@@ -1128,6 +1133,7 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
     if (lane->stream)
         dnnl_stream_destroy(lane->stream);
     free(lane->scratchpad);
+    free(lane->shared_col);
     free(lane->pads);
     free(lane->acc);
     free(lane->layers);
@@ -1210,20 +1216,23 @@ static size_t col_image(const net_layer *L) {
     return (size_t)L->shape.out_h * L->shape.out_w * poet_gemmconv_width(&L->shape);
 }
 
-/* The shared im2col matrix's rows for images from b0 on, or NULL when the layer builds its own. */
-static const float *shared_col_at(poet_stack *s, int l, int b0) {
+/* The shared im2col matrix's rows for images from b0 on (the lane's copy), or NULL when the
+ * layer builds its own. */
+static const float *shared_col_at(const poet_stack *s, const net_lane *lane, int l, int b0) {
     const net_layer *L = &s->layers[l];
-    return L->shared_col ? unit(s, 0, l)->col + (size_t)b0 * col_image(L) : NULL;
+    return L->shared_col ? lane->shared_col + (size_t)b0 * col_image(L) : NULL;
 }
 
-/* Images b0..b0+n-1 of the first weight layer's im2col matrix, shared by every member (member
- * 0's unit); the threads build it in parts. */
-static void shared_im2col(poet_stack *s, int b0, int n) {
+/* The lane's copy of the first weight layer's im2col matrix, which every member shares, chunk by
+ * chunk (the im2col of a whole batch at once would need a shape of B images). */
+static void shared_im2col(poet_stack *s, const net_lane *lane) {
     const net_layer *L = &s->layers[s->first_w];
-    poet_conv_shape part = chunk_shape(L, n);
     const float *src = memory_data(layer_src(s, 0, s->first_w));
-    poet_gemmconv_im2col(&part, src + b0 * in_image(L), L->in_strides, 0,
-                         unit(s, 0, s->first_w)->col + b0 * col_image(L));
+    for (int b0 = 0; b0 < s->B; b0 += L->chunk) {
+        poet_conv_shape part = chunk_shape(L, s->B - b0 < L->chunk ? s->B - b0 : L->chunk);
+        poet_gemmconv_im2col(&part, src + b0 * in_image(L), L->in_strides, 0,
+                             lane->shared_col + b0 * col_image(L));
+    }
 }
 
 /* The gemm layer before gemm layer l in its chain (a fused relu may sit between). */
@@ -1263,7 +1272,7 @@ static dnnl_status_t gemm_chunk_forward(poet_stack *s, const net_lane *lane, int
     poet_conv_shape part = chunk_shape(L, n);
     NET_RUN((dnnl_status_t)poet_gemmconv_forward(
                 &part, chunk_input(s, lane, a, l, b0), L->in_strides, input_relu(s, l),
-                shared_col_at(s, l, b0), lane->layers[l].col_buf, u->w_gemm,
+                shared_col_at(s, lane, l, b0), lane->layers[l].col_buf, u->w_gemm,
                 L->relu_after && !L->inner, chunk_output(s, lane, a, l, b0)),
             "forward (sgemm)");
     return dnnl_success;
@@ -1478,7 +1487,7 @@ static dnnl_status_t gemm_chunk_backward(poet_stack *s, const net_lane *lane, in
     poet_conv_shape part = chunk_shape(L, n);
     const float *src = chunk_input(s, lane, g, l, b0);
     NET_RUN((dnnl_status_t)poet_gemmconv_backward_weights(
-                &part, src, L->in_strides, input_relu(s, l), shared_col_at(s, l, b0), x->col_buf,
+                &part, src, L->in_strides, input_relu(s, l), shared_col_at(s, lane, l, b0), x->col_buf,
                 ddst_w, b0 > 0, x->dw_gemm),
             "backward weights (sgemm)");
     if (!L->needs_dsrc)
@@ -1590,12 +1599,8 @@ static poet_status run_members(poet_stack *s, int backward, int accumulate) {
 #pragma omp single
             shared_rc = shared_forward(s, lane, &shared_step);
             /* the single's barrier: every thread sees the shared layers' output */
-            if (s->layers[s->first_w].shared_col && shared_rc == dnnl_success) {
-                int chunk = s->layers[s->first_w].chunk;
-#pragma omp for schedule(static)
-                for (int b0 = 0; b0 < s->B; b0 += chunk)
-                    shared_im2col(s, b0, s->B - b0 < chunk ? s->B - b0 : chunk);
-            } /* and the loop's: every member sees the whole matrix */
+            if (lane->shared_col && shared_rc == dnnl_success)
+                shared_im2col(s, lane);
         }
 #pragma omp for schedule(static)
         for (int g = 0; g < s->G; g++)
