@@ -8,7 +8,12 @@
 #include <dnnl.h>
 #include <string.h>
 
+#include "poet/cpu.h"
 #include "poet/narrowgemm.h"
+
+#if POET_AVX512_CODE
+#include <immintrin.h>
+#endif
 
 poet_strides poet_strides_nhwc(int channels, int height, int width) {
     poet_strides st = {(size_t)height * width * channels, 1, (size_t)width * channels,
@@ -36,8 +41,14 @@ static void valid_kernel_range(int out_pos, int stride, int padding, int kernel,
         *end = *first;
 }
 
-/* Loops rather than memcpy/memset: the runs here are short (a kernel row, tens of floats) and
- * the calls cost more than the copies (CMakeLists.txt keeps GCC from turning them back). */
+/* Short runs: a kernel row of a window, KW·C floats (60 for the reference network's second
+ * convolution). Loops rather than memcpy/memset: the calls cost more than the copies
+ * (CMakeLists.txt keeps GCC from turning the loops back into calls). The AVX-512 versions do 16
+ * floats a step and the tail with a mask (for runs of 16 floats or more: avx512_runs); GCC's
+ * loops for a run-time length spend much of a 60-float run on their prologue and scalar tail.
+ * Both give the same values: max(v, 0) with v NaN or -0 is +0, as v > 0 ? v : 0 is. */
+typedef void (*run_fn)(size_t n, const float *restrict from, float *restrict to);
+
 static void copy_floats(size_t n, const float *restrict from, float *restrict to) {
     for (size_t i = 0; i < n; i++)
         to[i] = from[i];
@@ -56,52 +67,159 @@ static void copy_relu_floats(size_t n, const float *restrict from, float *restri
     }
 }
 
-/* One row of the im2col matrix: the window of output pixel (b, oh, ow), relu applied to the
- * input when `relu`, and the ones column. */
-static void im2col_row(const poet_conv_shape *s, const float *image, poet_strides in, int relu,
-                       int oh, int ow, float *row) {
-    int C = s->in_c, KW = s->kernel_w;
-    int kw0, kw1;
-    valid_kernel_range(ow, s->stride, s->padding, KW, s->in_w, &kw0, &kw1);
-    /* nhwc, or a single channel: the window's row is one run */
-    int contiguous = (in.c == 1 || C == 1) && in.w == (size_t)C;
-    for (int kh = 0; kh < s->kernel_h; kh++) {
-        float *out = row + (size_t)kh * KW * C;
-        int ih = oh * s->stride - s->padding + kh;
-        if (ih < 0 || ih >= s->in_h) {
-            zero_floats((size_t)KW * C, out);
-            continue;
-        }
-        zero_floats((size_t)kw0 * C, out);
-        const float *line = image + (size_t)ih * in.h;
-        int iw0 = ow * s->stride - s->padding;
-        if (contiguous) {
-            const float *from = line + (size_t)(iw0 + kw0) * in.w;
-            size_t n = (size_t)(kw1 - kw0) * C;
+/* to += from. */
+static void add_floats(size_t n, const float *restrict from, float *restrict to) {
+    for (size_t i = 0; i < n; i++)
+        to[i] += from[i];
+}
+
+#if POET_AVX512_CODE
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static inline __mmask16 tail_mask(size_t n) { return (__mmask16)((1u << n) - 1u); }
+
+AVX512 static inline void copy_floats_avx512(size_t n, const float *restrict from,
+                                             float *restrict to) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(to + i, _mm512_loadu_ps(from + i));
+    if (i < n)
+        _mm512_mask_storeu_ps(to + i, tail_mask(n - i),
+                              _mm512_maskz_loadu_ps(tail_mask(n - i), from + i));
+}
+
+AVX512 static inline void copy_relu_floats_avx512(size_t n, const float *restrict from,
+                                                  float *restrict to) {
+    __m512 zero = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(to + i, _mm512_max_ps(_mm512_loadu_ps(from + i), zero));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(to + i, m, _mm512_max_ps(_mm512_maskz_loadu_ps(m, from + i), zero));
+    }
+}
+
+AVX512 static inline void add_floats_avx512(size_t n, const float *restrict from,
+                                            float *restrict to) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(to + i, _mm512_add_ps(_mm512_loadu_ps(to + i), _mm512_loadu_ps(from + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(
+            to + i, m,
+            _mm512_add_ps(_mm512_maskz_loadu_ps(m, to + i), _mm512_maskz_loadu_ps(m, from + i)));
+    }
+}
+#endif
+
+/* Whether a window's kernel row is one run of the input: nhwc, or a single channel. */
+static int runs_are_contiguous(const poet_conv_shape *s, poet_strides in) {
+    return (in.c == 1 || s->in_c == 1) && in.w == (size_t)s->in_c;
+}
+
+/* The rows of output line (b, oh) when kernel rows are contiguous runs (runs_are_contiguous):
+ * per pixel, KH runs copied by `copy` (through relu when `relu`), or zeroed where the window
+ * leaves the image, and the ones column. */
+static inline __attribute__((always_inline)) void
+im2col_line_runs(const poet_conv_shape *s, const float *image, poet_strides in, int relu, int oh,
+                 float *rows, run_fn copy, run_fn copy_relu) {
+    int C = s->in_c, KH = s->kernel_h, KW = s->kernel_w;
+    size_t width = poet_gemmconv_width(s), run = (size_t)KW * C;
+    for (int ow = 0; ow < s->out_w; ow++) {
+        float *row = rows + (size_t)ow * width;
+        int kw0, kw1;
+        valid_kernel_range(ow, s->stride, s->padding, KW, s->in_w, &kw0, &kw1);
+        size_t lead = (size_t)kw0 * C, n = (size_t)(kw1 - kw0) * C;
+        const float *first = image + (size_t)(ow * s->stride - s->padding + kw0) * in.w;
+        for (int kh = 0; kh < KH; kh++) {
+            float *out = row + kh * run;
+            int ih = oh * s->stride - s->padding + kh;
+            if (ih < 0 || ih >= s->in_h) {
+                zero_floats(run, out);
+                continue;
+            }
+            zero_floats(lead, out);
             if (relu)
-                copy_relu_floats(n, from, out + (size_t)kw0 * C);
+                copy_relu(n, first + (size_t)ih * in.h, out + lead);
             else
-                copy_floats(n, from, out + (size_t)kw0 * C);
-        } else {
-            for (int kw = kw0; kw < kw1; kw++)
+                copy(n, first + (size_t)ih * in.h, out + lead);
+            zero_floats(run - lead - n, out + lead + n);
+        }
+        row[width - 1] = 1.f;
+    }
+}
+
+/* The rows of output line (b, oh) for any other input layout, element by element. */
+static void im2col_line_strided(const poet_conv_shape *s, const float *image, poet_strides in,
+                                int relu, int oh, float *rows) {
+    int C = s->in_c, KW = s->kernel_w;
+    size_t width = poet_gemmconv_width(s);
+    for (int ow = 0; ow < s->out_w; ow++) {
+        float *row = rows + (size_t)ow * width;
+        int kw0, kw1;
+        valid_kernel_range(ow, s->stride, s->padding, KW, s->in_w, &kw0, &kw1);
+        for (int kh = 0; kh < s->kernel_h; kh++) {
+            float *out = row + (size_t)kh * KW * C;
+            int ih = oh * s->stride - s->padding + kh;
+            for (int kw = 0; kw < KW; kw++)
                 for (int c = 0; c < C; c++) {
-                    float v = line[(size_t)(iw0 + kw) * in.w + (size_t)c * in.c];
+                    int inside = ih >= 0 && ih < s->in_h && kw >= kw0 && kw < kw1;
+                    float v = inside ? image[(size_t)ih * in.h +
+                                             (size_t)(ow * s->stride - s->padding + kw) * in.w +
+                                             (size_t)c * in.c]
+                                     : 0.f;
                     out[(size_t)kw * C + c] = relu && !(v > 0.f) ? 0.f : v;
                 }
         }
-        zero_floats((size_t)(KW - kw1) * C, out + (size_t)kw1 * C);
+        row[width - 1] = 1.f;
     }
-    row[poet_gemmconv_cols(s)] = 1.f;
+}
+
+static void im2col_portable(const poet_conv_shape *s, const float *src, poet_strides in, int relu,
+                            float *col) {
+    size_t line = (size_t)s->out_w * poet_gemmconv_width(s);
+    int runs = runs_are_contiguous(s, in);
+    for (int b = 0; b < s->batch; b++)
+        for (int oh = 0; oh < s->out_h; oh++) {
+            float *rows = col + ((size_t)b * s->out_h + oh) * line;
+            if (runs)
+                im2col_line_runs(s, src + (size_t)b * in.n, in, relu, oh, rows, copy_floats,
+                                 copy_relu_floats);
+            else
+                im2col_line_strided(s, src + (size_t)b * in.n, in, relu, oh, rows);
+        }
+}
+
+#if POET_AVX512_CODE
+/* Contiguous runs of 16 floats or more (kernel rows of several channels). */
+AVX512 static void im2col_avx512(const poet_conv_shape *s, const float *src, poet_strides in,
+                                 int relu, float *col) {
+    size_t line = (size_t)s->out_w * poet_gemmconv_width(s);
+    for (int b = 0; b < s->batch; b++)
+        for (int oh = 0; oh < s->out_h; oh++)
+            im2col_line_runs(s, src + (size_t)b * in.n, in, relu, oh,
+                             col + ((size_t)b * s->out_h + oh) * line, copy_floats_avx512,
+                             copy_relu_floats_avx512);
+}
+#endif
+
+/* Whether the AVX-512 runs pay: they do for runs of a vector or more; shorter ones (a
+ * single-channel image's kernel rows, 3 floats) ran slower than GCC's loops. */
+static int avx512_runs(const poet_conv_shape *s, poet_strides in) {
+    return poet_cpu_avx512() && runs_are_contiguous(s, in) && s->kernel_w * s->in_c >= 16;
 }
 
 void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strides in, int relu,
                           float *col) {
-    size_t width = poet_gemmconv_width(s);
-    for (int b = 0; b < s->batch; b++)
-        for (int oh = 0; oh < s->out_h; oh++)
-            for (int ow = 0; ow < s->out_w; ow++)
-                im2col_row(s, src + (size_t)b * in.n, in, relu, oh, ow,
-                           col + (((size_t)b * s->out_h + oh) * s->out_w + ow) * width);
+#if POET_AVX512_CODE
+    if (avx512_runs(s, in)) {
+        im2col_avx512(s, src, in, relu, col);
+        return;
+    }
+#endif
+    im2col_portable(s, src, in, relu, col);
 }
 
 size_t poet_gemmconv_weights_floats(const poet_conv_shape *s) {
@@ -164,7 +282,7 @@ static const float *windows(const poet_conv_shape *s, const float *src, poet_str
 /* Whether a layer's products go through the narrow kernels (a small window: sgemm's overhead
  * would dominate) rather than sgemm. */
 static int narrow(size_t width, size_t out) {
-    return poet_narrow_fits(width, out) && poet_narrow_available();
+    return poet_narrow_fits(width, out) && poet_cpu_avx512();
 }
 
 /* The product [R, KC + 1] · [KC + 1, O]: the ones column times the bias row adds the bias inside
@@ -190,9 +308,11 @@ int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strid
 
 /* Adds the window rows of image b's output pixels back onto dsrc_image (nhwc), pixel by pixel in
  * (oh, ow, kh, kw) order: a fixed order, so the sums do not depend on anything else. In nhwc the
- * kernel columns of one kernel row are one contiguous run, as in im2col. */
-static void col2im_image(const poet_conv_shape *s, const float *dcol_image,
-                         float *restrict dsrc_image) {
+ * kernel columns of one kernel row are one contiguous run, as in im2col; `add` adds one run. */
+static inline __attribute__((always_inline)) void col2im_image(const poet_conv_shape *s,
+                                                               const float *dcol_image,
+                                                               float *restrict dsrc_image,
+                                                               run_fn add) {
     int C = s->in_c, KW = s->kernel_w;
     size_t KC = poet_gemmconv_cols(s);
     for (int oh = 0; oh < s->out_h; oh++)
@@ -205,41 +325,66 @@ static void col2im_image(const poet_conv_shape *s, const float *dcol_image,
                 int ih = oh * s->stride - s->padding + kh;
                 if (ih < 0 || ih >= s->in_h)
                     continue;
-                const float *restrict from = row + ((size_t)kh * KW + kw0) * C;
-                float *restrict to = dsrc_image + ((size_t)ih * s->in_w + iw0 + kw0) * C;
-                size_t n = (size_t)(kw1 - kw0) * C;
-                for (size_t i = 0; i < n; i++)
-                    to[i] += from[i];
+                add((size_t)(kw1 - kw0) * C, row + ((size_t)kh * KW + kw0) * C,
+                    dsrc_image + ((size_t)ih * s->in_w + iw0 + kw0) * C);
             }
         }
 }
 
 /* d = d where y > 0, else 0: relu's backward from its output (exact, as oneDNN's). */
-static void relu_mask(size_t n, const float *restrict y, float *restrict d) {
+static inline __attribute__((always_inline)) void relu_mask(size_t n, const float *restrict y,
+                                                            float *restrict d) {
     for (size_t i = 0; i < n; i++) {
         float v = d[i];
         d[i] = y[i] > 0.f ? v : 0.f;
     }
 }
 
+/* dsrc = col2im(dcol) for every image, then relu's mask when relu_out is given. */
+static inline __attribute__((always_inline)) void col2im_all(const poet_conv_shape *s,
+                                                             const float *dcol,
+                                                             const float *relu_out, float *dsrc,
+                                                             run_fn add) {
+    size_t KC = poet_gemmconv_cols(s), pixels = (size_t)s->out_h * s->out_w;
+    size_t image = (size_t)s->in_h * s->in_w * s->in_c;
+    for (int b = 0; b < s->batch; b++) {
+        float *d = dsrc + b * image;
+        zero_floats(image, d);
+        col2im_image(s, dcol + (size_t)b * pixels * KC, d, add);
+        if (relu_out)
+            relu_mask(image, relu_out + b * image, d);
+    }
+}
+
+static void col2im_portable(const poet_conv_shape *s, const float *dcol, const float *relu_out,
+                            float *dsrc) {
+    col2im_all(s, dcol, relu_out, dsrc, add_floats);
+}
+
+#if POET_AVX512_CODE
+AVX512 static void col2im_avx512(const poet_conv_shape *s, const float *dcol, const float *relu_out,
+                                 float *dsrc) {
+    col2im_all(s, dcol, relu_out, dsrc, add_floats_avx512);
+}
+#endif
+
 /* dcol [R, KC] = ddst · [O, KC] (the weights by output channel; ldb = KC + 1 skips the bias). */
 int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w,
                                 float *dcol_buf, const float *relu_out, float *dsrc) {
-    size_t KC = poet_gemmconv_cols(s), O = (size_t)s->out_c, pixels = (size_t)s->out_h * s->out_w;
-    size_t image = (size_t)s->in_h * s->in_w * s->in_c;
+    size_t KC = poet_gemmconv_cols(s), O = (size_t)s->out_c;
     dnnl_status_t rc =
         dnnl_sgemm('N', 'N', (dnnl_dim_t)poet_gemmconv_rows(s), (dnnl_dim_t)KC, (dnnl_dim_t)O, 1.f,
                    ddst, (dnnl_dim_t)O, weights_by_output(s, w), (dnnl_dim_t)poet_gemmconv_width(s),
                    0.f, dcol_buf, (dnnl_dim_t)KC);
     if (rc != dnnl_success)
         return (int)rc;
-    for (int b = 0; b < s->batch; b++) {
-        float *d = dsrc + b * image;
-        zero_floats(image, d);
-        col2im_image(s, dcol_buf + (size_t)b * pixels * KC, d);
-        if (relu_out)
-            relu_mask(image, relu_out + b * image, d);
+#if POET_AVX512_CODE
+    if (avx512_runs(s, poet_strides_nhwc(s->in_c, s->in_h, s->in_w))) {
+        col2im_avx512(s, dcol_buf, relu_out, dsrc);
+        return 0;
     }
+#endif
+    col2im_portable(s, dcol_buf, relu_out, dsrc);
     return 0;
 }
 

@@ -7,30 +7,17 @@
  */
 #include "poet/narrowgemm.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define NARROW_X86 1
+#include "poet/cpu.h"
+
+#if POET_AVX512_CODE
 #include <immintrin.h>
-#else
-#define NARROW_X86 0
 #endif
-
-static int narrow_enabled = 1;
-
-int poet_narrow_available(void) {
-#if NARROW_X86
-    return narrow_enabled && __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
-
-void poet_narrow_set_enabled(int enabled) { narrow_enabled = enabled != 0; }
 
 int poet_narrow_fits(size_t width, size_t out) {
     return width >= 1 && width <= POET_NARROW_MAX_WIDTH && out >= 1 && out <= POET_NARROW_MAX_OUT;
 }
 
-#if NARROW_X86
+#if POET_AVX512_CODE
 
 #define KERNEL static inline __attribute__((always_inline, target("avx512f")))
 #define ENTRY static __attribute__((target("avx512f")))
@@ -179,7 +166,7 @@ void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *dds
     weights_by_width[width - 1](rows, blocks_for(out), out, ddst, col, accumulate, dw);
 }
 
-#else /* no AVX-512 kernels on this platform: poet_narrow_available() is 0, callers use sgemm */
+#else /* no AVX-512 code on this platform: poet_cpu_avx512() is 0, callers use sgemm */
 
 void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
                          int relu, float *dst) {

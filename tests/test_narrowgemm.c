@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "poet/cpu.h"
 #include "poet/narrowgemm.h"
 #include "poet/rng.h"
 #include "testutil.h"
@@ -76,7 +77,7 @@ int main(void) {
     TEST_CHECK(!poet_narrow_fits(17, 20) && !poet_narrow_fits(10, 33) && !poet_narrow_fits(0, 4) &&
                    !poet_narrow_fits(4, 0),
                "shapes past the limits do not fit");
-    if (!poet_narrow_available()) {
+    if (!poet_cpu_avx512()) {
         printf("SKIP: this CPU has no AVX-512; sgemm runs every product\n");
         return test_failures ? 1 : 77;
     }
@@ -86,10 +87,10 @@ int main(void) {
             for (size_t o = 0; o < sizeof outs / sizeof *outs; o++)
                 check_shape(rows[r], widths[k], outs[o], (int)((r + o) % 2), (int)((r + k) % 2));
 
-    /* Switched off, the kernels are not offered (gemmconv then uses sgemm). */
-    poet_narrow_set_enabled(0);
-    TEST_CHECK(!poet_narrow_available(), "poet_narrow_set_enabled(0) switches the kernels off");
-    poet_narrow_set_enabled(1);
-    TEST_CHECK(poet_narrow_available(), "poet_narrow_set_enabled(1) switches them back on");
+    /* Switched off, the AVX-512 code is not offered (gemmconv then uses sgemm). */
+    poet_cpu_set_avx512(0);
+    TEST_CHECK(!poet_cpu_avx512(), "poet_cpu_set_avx512(0) switches the AVX-512 code off");
+    poet_cpu_set_avx512(1);
+    TEST_CHECK(poet_cpu_avx512(), "poet_cpu_set_avx512(1) switches it back on");
     return test_finish("narrowgemm");
 }

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "poet/arch.h"
-#include "poet/narrowgemm.h"
+#include "poet/cpu.h"
 #include "poet/net.h"
 #include "poet/reference.h"
 #include "poet/rng.h"
@@ -25,8 +25,6 @@
 
 #define ATOL 1e-5
 #define RTOL 1e-4
-
-
 
 typedef struct {
     const char *name;
@@ -259,11 +257,7 @@ int main(void) {
          6,
          {pool(POET_LAYER_MAX_POOL, 2, 2, 0), relu(), conv(5, 3, 1, 0), relu(),
           global_pool(POET_LAYER_AVG_POOL), linear(4)}},
-        {"mlp on images",
-         {1, 6, 6},
-         3,
-         3,
-         {linear(16), relu(), linear(3)}},
+        {"mlp on images", {1, 6, 6}, 3, 3, {linear(16), relu(), linear(3)}},
         {"two convolutions without a relu between (one chain)",
          {1, 10, 10},
          3,
@@ -283,16 +277,16 @@ int main(void) {
                              {conv(8, 3, 1, 1), relu(), conv(8, 3, 1, 1), relu(),
                               global_pool(POET_LAYER_AVG_POOL), linear(4)}};
     const int Gs[] = {1, 3}, Bs[] = {1, 5};
-    /* gemm twice: with the narrow AVX-512 kernels for the small products (the default where the
-     * CPU has them) and with sgemm for every product (what other CPUs run). */
+    /* gemm twice: with poet's AVX-512 code (narrow products, im2col/col2im runs: the default
+     * where the CPU has it) and with the portable code and sgemm for every product. */
     const poet_convolution algorithms[] = {POET_CONV_GEMM, POET_CONV_GEMM, POET_CONV_ONEDNN};
-    const int narrow[] = {1, 0, 1};
-    const char *names[] = {"im2col + products (narrow kernels where they fit)",
-                           "im2col + sgemm only", "oneDNN primitives"};
+    const int avx512[] = {1, 0, 1};
+    const char *names[] = {"im2col + products (AVX-512 code where the CPU has it)",
+                           "im2col + sgemm, portable code only", "oneDNN primitives"};
     for (int a = 0; a < 3; a++) {
         printf("== convolutions as %s\n", names[a]);
         poet_net_set_convolution(algorithms[a]);
-        poet_narrow_set_enabled(narrow[a]);
+        poet_cpu_set_avx512(avx512[a]);
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
             for (int gi = 0; gi < 2; gi++)
                 for (int bi = 0; bi < 2; bi++)

@@ -6,7 +6,7 @@
  * these shapes that overhead, not the arithmetic, sets its rate (~60–100 GFLOP/s on one core of
  * the bench machine, against ~200 on large matrices). The kernels here keep the whole weight
  * matrix in vector registers and stream the rows once: 1.4–1.8x sgemm on those shapes
- * (bench/README.md). Products that do not fit, and machines without AVX-512, use sgemm.
+ * (bench/README.md). Products that do not fit, and machines without AVX-512 (cpu.h), use sgemm.
  *
  * Layouts as in gemmconv.h: rows of `width` floats (a window and its 1), weights [width, out],
  * weight gradients [out, width].
@@ -22,22 +22,16 @@
 #define POET_NARROW_MAX_WIDTH 16
 #define POET_NARROW_MAX_OUT 32
 
-/* Whether the kernels run here: the CPU has AVX-512 and they are not switched off. */
-int poet_narrow_available(void);
-
-/* Switches the kernels off (0) or back on (1, where the CPU allows): tests compare both paths. */
-void poet_narrow_set_enabled(int enabled);
-
 /* Whether a product of this width and output count goes through the kernels. */
 int poet_narrow_fits(size_t width, size_t out);
 
 /* dst [rows, out] = col [rows, width] · w (w: [width, out]), then max(·, 0) when `relu`.
- * Only for shapes where poet_narrow_fits and poet_narrow_available hold. */
+ * Only for shapes where poet_narrow_fits holds, and where poet_cpu_avx512() (cpu.h). */
 void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
                          int relu, float *dst);
 
 /* dw [out, width] = ddstᵀ · col (ddst: [rows, out]), added to dw when `accumulate`. */
-void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst,
-                         const float *col, int accumulate, float *dw);
+void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst, const float *col,
+                         int accumulate, float *dw);
 
 #endif
