@@ -3,6 +3,10 @@
 poet_test_executable(test_net ${CMAKE_CURRENT_SOURCE_DIR}/test_net.c)
 poet_add_test(net_vs_reference $<TARGET_FILE:test_net>)
 
+# im2col and col2im against their definitions, AVX-512 runs against the portable loops bitwise.
+poet_test_executable(test_gemmconv ${CMAKE_CURRENT_SOURCE_DIR}/test_gemmconv.c)
+poet_add_test(gemmconv $<TARGET_FILE:test_gemmconv>)
+
 # The AVX-512 narrow products (the first convolution's) against double products; skipped (77)
 # on CPUs without AVX-512, where sgemm runs them and net_vs_reference covers that path.
 poet_test_executable(test_narrowgemm ${CMAKE_CURRENT_SOURCE_DIR}/test_narrowgemm.c)
