@@ -203,13 +203,13 @@ AVX512 static void im2col_avx512(const poet_conv_shape *s, const float *src, poe
                              col + ((size_t)b * s->out_h + oh) * line, copy_floats_avx512,
                              copy_relu_floats_avx512);
 }
-#endif
 
 /* Whether the AVX-512 runs pay: they do for runs of a vector or more; shorter ones (a
  * single-channel image's kernel rows, 3 floats) ran slower than GCC's loops. */
 static int avx512_runs(const poet_conv_shape *s, poet_strides in) {
     return poet_cpu_avx512() && runs_are_contiguous(s, in) && s->kernel_w * s->in_c >= 16;
 }
+#endif
 
 void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strides in, int relu,
                           float *col) {

@@ -9,10 +9,12 @@
 #ifndef POET_CPU_H
 #define POET_CPU_H
 
+#ifndef POET_AVX512_CODE /* -DPOET_AVX512_CODE=0 builds without it */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define POET_AVX512_CODE 1
 #else
 #define POET_AVX512_CODE 0
+#endif
 #endif
 
 /* 1 when the AVX-512 versions run: compiled in, the CPU has AVX-512F, not switched off. */
