@@ -35,11 +35,11 @@
  *
  * Convolutions ("gemm", the default; poet_net_set_convolution): a conv layer has no oneDNN
  * primitives but runs as im2col + dnnl_sgemm + col2im (gemmconv.h) on the lane's thread, nhwc in
- * and out, its weights rearranged to [O, KH, KW, C] each forward. Its input is read in place when
- * plain (the images, nhwc activations); the first weight layer's im2col matrix is built once for
- * all members, by all threads (run_members). A fused relu just before it is "folded": its backward
- * is the mask in the convolution's col2im. Fused relus whose layouts agree run backward as a
- * select loop (oneDNN's eltwise backward was ~3x slower here).
+ * and out, its weights rearranged into gemm layout each forward. Its input is read in place when
+ * plain (the images, nhwc activations); the first weight layer's im2col matrix is built once per
+ * batch by each thread for all its members (run_members). A fused relu just before it is "folded":
+ * its backward is the mask in the convolution's col2im. Fused relus whose layouts agree run
+ * backward as a select loop (oneDNN's eltwise backward was ~3x slower here).
  *
  * Chains (chains_create): consecutive gemm convolutions run chunk by chunk of images, every layer
  * of the chain on a chunk while it is in cache; only the chain's last output is stored, and
@@ -91,14 +91,14 @@ typedef struct {
     dnnl_memory_desc_t src_md, dst_md, ws_md; /* fwd's layouts; ws_md size 0 without workspace */
     dnnl_memory_desc_t w_md;                  /* fwd's weights layout */
     dnnl_format_tag_t tag; /* weight layers: their activations' layout (nhwc, or oneDNN's pick) */
-    net_op src_reorder; /* a_l (producer layout) -> src_md */
-    net_op w_reorder;   /* plain weights -> w_md, refreshed every forward */
+    net_op src_reorder;    /* a_l (producer layout) -> src_md */
+    net_op w_reorder;      /* plain weights -> w_md, refreshed every forward */
 
-    dnnl_memory_desc_t bwd_ddst_md, bwd_w_md, dsrc_md; /* bwd's layouts */
+    dnnl_memory_desc_t bwd_ddst_md, bwd_w_md, dsrc_md;   /* bwd's layouts */
     dnnl_memory_desc_t bwdw_src_md, bwdw_ddst_md, dw_md; /* bwdw's layouts */
-    net_op ddst_reorder;      /* dL/da_{l+1} -> bwd_ddst_md */
-    net_op bwd_w_reorder;     /* w_md -> bwd_w_md */
-    net_op bwdw_src_reorder;  /* src_md -> bwdw_src_md */
+    net_op ddst_reorder;                                 /* dL/da_{l+1} -> bwd_ddst_md */
+    net_op bwd_w_reorder;                                /* w_md -> bwd_w_md */
+    net_op bwdw_src_reorder;                             /* src_md -> bwdw_src_md */
     net_op bwdw_ddst_reorder; /* dL/da_{l+1} (bwd's copy when bwd runs) -> bwdw_ddst_md */
     net_op dw_reorder;        /* dw_md -> plain */
 
@@ -117,17 +117,17 @@ typedef struct {
      * a chunk's activations, im2col matrices and gradients stay in the core's cache. */
     int chain_first, chain_last; /* the chain's first and last gemm layers */
     int chunk;                   /* images per chunk, the same for the whole chain */
-    int inner; /* in a chain before its last gemm layer: the output lives only in a lane's chunk
-                * buffer, before its fused relu (the next layer's im2col applies that), and
-                * backward recomputes it; no unit dst (nor for that relu) */
-    int folded;     /* relu: the next layer's backward data does this layer's backward */
-    int relu_loop;  /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
+    int inner;     /* in a chain before its last gemm layer: the output lives only in a lane's chunk
+                    * buffer, before its fused relu (the next layer's im2col applies that), and
+                    * backward recomputes it; no unit dst (nor for that relu) */
+    int folded;    /* relu: the next layer's backward data does this layer's backward */
+    int relu_loop; /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
 } net_layer;
 
 /* A lane's transient buffers for one layer: written and read within one member's backward. */
 typedef struct {
     dnnl_memory_t ddst_copy, bwd_w_copy, bwdw_src_copy, bwdw_ddst_copy; /* reorder targets */
-    dnnl_memory_t dsrc;         /* dL/da_l in dsrc_md */
+    dnnl_memory_t dsrc;                                                 /* dL/da_l in dsrc_md */
     float *col_buf, *dcol;      /* gemm: a chunk's im2col matrix and dL/d of it */
     float *dw_gemm;             /* gemm: dL/dW and dL/db in gemm layout, summed over chunks */
     float *chunk_out;           /* gemm, inner: the layer's output for one chunk, before relu */
@@ -151,9 +151,9 @@ typedef struct {
 
 /* Member g's memories in layer l. Layers before the first weight layer exist only for member 0. */
 typedef struct {
-    dnnl_memory_t dst;       /* a_{l+1} in dst_md, kept for backward */
-    dnnl_memory_t workspace; /* max pooling in training: where the maxima were */
-    dnnl_memory_t src_copy;  /* a_l in src_md when src_reorder is needed */
+    dnnl_memory_t dst;            /* a_{l+1} in dst_md, kept for backward */
+    dnnl_memory_t workspace;      /* max pooling in training: where the maxima were */
+    dnnl_memory_t src_copy;       /* a_l in src_md when src_reorder is needed */
     dnnl_memory_t user_w, user_b; /* plain, over the member's slices of params */
     dnnl_memory_t w_copy;         /* weights in w_md when w_reorder is needed */
     dnnl_memory_t grad_w, grad_b; /* plain, over the member's slices of grads */
@@ -168,7 +168,7 @@ struct poet_stack {
     poet_arch_plan plan;
     int G, B, L, training;
     int conv_gemm; /* convolutions as im2col + sgemm (poet_net_set_convolution) */
-    int first_w; /* index of the first weight layer */
+    int first_w;   /* index of the first weight layer */
     float *params, *grads;
 
     dnnl_engine_t engine;
@@ -397,10 +397,9 @@ static poet_status backward_data_desc(const poet_layer_plan *lp, const dnnl_conv
     poet_status st = POET_OK;
     dnnl_memory_desc_t w_any, b_md;
     POET_TRY(weight_mds(lp, dnnl_format_tag_any, &w_any, &b_md));
-    POET_DNNL(dnnl_convolution_backward_data_desc_init(desc, dnnl_convolution_direct,
-                                                       &fd->src_desc, &w_any, &fd->dst_desc,
-                                                       fd->strides, fd->padding[0],
-                                                       fd->padding[1]));
+    POET_DNNL(dnnl_convolution_backward_data_desc_init(desc, dnnl_convolution_direct, &fd->src_desc,
+                                                       &w_any, &fd->dst_desc, fd->strides,
+                                                       fd->padding[0], fd->padding[1]));
 fail:
     return st;
 }
@@ -492,8 +491,8 @@ static int layout_is_fast(poet_stack *s, int l, dnnl_format_tag_t tag) {
     int had_message = poet_error_message()[0] != '\0';
     int fast = forward_desc(s, l, tag, &fd) == POET_OK && has_fast_kernel(s, &fd, NULL, &fpd);
     if (fast && s->training)
-        fast = backward_weights_desc(lp, &fd, &bwd) == POET_OK &&
-               has_fast_kernel(s, &bwd, fpd, &wpd);
+        fast =
+            backward_weights_desc(lp, &fd, &bwd) == POET_OK && has_fast_kernel(s, &bwd, fpd, &wpd);
     if (fast && s->layers[l].needs_dsrc)
         fast = backward_data_desc(lp, &fd, &bdd) == POET_OK && has_fast_kernel(s, &bdd, fpd, &dpd);
     dnnl_primitive_desc_t pds[] = {fpd, wpd, dpd};
@@ -552,9 +551,9 @@ static poet_status gemm_conv_create(poet_stack *s, int l, const dnnl_memory_desc
     net_layer *L = &s->layers[l];
     const poet_layer_plan *lp = &s->plan.layers[l];
     POET_TRY(check_window(lp, l));
-    L->shape = (poet_conv_shape){s->B,        lp->in.c,    lp->in.h,    lp->in.w,
-                                 lp->out.c,   lp->out.h,   lp->out.w,   lp->kernel_h,
-                                 lp->kernel_w, lp->stride, lp->padding};
+    L->shape =
+        (poet_conv_shape){s->B,      lp->in.c,     lp->in.h,     lp->in.w,   lp->out.c,  lp->out.h,
+                          lp->out.w, lp->kernel_h, lp->kernel_w, lp->stride, lp->padding};
     L->shared_col = l == s->first_w;
     L->src_md = *in_md;
     if (!plain_strides(in_md, &L->in_strides)) {
@@ -673,8 +672,8 @@ static poet_status pool_create(poet_stack *s, int l, const dnnl_memory_desc_t *p
     POET_TRY(activation_md(&dst_any, s->B, lp->out.c, lp->out.h, lp->out.w, dnnl_format_tag_any));
     /* PyTorch's AvgPool2d counts the padding (count_include_pad=True); with floored output sizes
      * no window reaches past the padding, so the divisor is always kh·kw, as here. */
-    dnnl_alg_kind_t alg = lp->kind == POET_LAYER_MAX_POOL ? dnnl_pooling_max
-                                                          : dnnl_pooling_avg_include_padding;
+    dnnl_alg_kind_t alg =
+        lp->kind == POET_LAYER_MAX_POOL ? dnnl_pooling_max : dnnl_pooling_avg_include_padding;
     dnnl_dims_t strides = {lp->stride, lp->stride}, kernel = {lp->kernel_h, lp->kernel_w};
     dnnl_dims_t dilation = {0, 0}, padding = {lp->padding, lp->padding};
     dnnl_pooling_v2_desc_t desc, bdesc;
@@ -725,8 +724,7 @@ static int chain_continues(const poet_stack *s, int last, int next) {
         return 0;
     if (!s->training)
         return 1;
-    return (!relu_between || N->fold_relu) && !L->ddst_reorder.prim &&
-           !L->bwdw_ddst_reorder.prim;
+    return (!relu_between || N->fold_relu) && !L->ddst_reorder.prim && !L->bwdw_ddst_reorder.prim;
 }
 
 /* How many images a chunk of a chain holds: its layers' im2col matrices, outputs and gradients
@@ -826,10 +824,15 @@ static poet_status layers_create(poet_stack *s) {
         case POET_LAYER_LINEAR:
             POET_TRY(s->layers[l].gemm ? gemm_conv_create(s, l, in_md) : conv_create(s, l, in_md));
             break;
-        case POET_LAYER_RELU: POET_TRY(relu_create(s, l, in_md)); break;
+        case POET_LAYER_RELU:
+            POET_TRY(relu_create(s, l, in_md));
+            break;
         case POET_LAYER_AVG_POOL:
-        case POET_LAYER_MAX_POOL: POET_TRY(pool_create(s, l, in_md)); break;
-        default: POET_FAIL(POET_ERR_INTERNAL, "net.c: layer %d has unknown kind %d", l, lp->kind);
+        case POET_LAYER_MAX_POOL:
+            POET_TRY(pool_create(s, l, in_md));
+            break;
+        default:
+            POET_FAIL(POET_ERR_INTERNAL, "net.c: layer %d has unknown kind %d", l, lp->kind);
         }
     }
     fold_relus(s);
@@ -872,8 +875,8 @@ static poet_status output_create(poet_stack *s) {
     for (int g = 0; g < s->G; g++)
         POET_TRY(memory_new(s, &view, s->logits_buf + (size_t)g * K, &s->logits_view[g]));
     /* Always a reorder: even a plain last layer writes rows of K, the view has rows of G·K. */
-    POET_DNNL(dnnl_reorder_primitive_desc_create(&pd, &s->layers[s->L - 1].dst_md, s->engine,
-                                                 &view, s->engine, s->attr));
+    POET_DNNL(dnnl_reorder_primitive_desc_create(&pd, &s->layers[s->L - 1].dst_md, s->engine, &view,
+                                                 s->engine, s->attr));
     POET_TRY(op_create(s, pd, &s->logits_reorder));
     if (s->training) {
         POET_TRY(activation_md(&dlogits_md, s->B, K, 1, 1, dnnl_nchw));
@@ -896,9 +899,9 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     if ((s->training || g < s->T) && !L->inner) {
         POET_TRY(copy_for(s, &L->src_reorder, &L->src_md, &u->src_copy));
         /* A fused relu's output is its input as it reads it (the producer's, or the copy). */
-        void *alias = L->fused ? memory_data(via(&L->src_reorder, unit(s, g, l - 1)->dst,
-                                                 u->src_copy))
-                               : NULL;
+        void *alias = L->fused
+                          ? memory_data(via(&L->src_reorder, unit(s, g, l - 1)->dst, u->src_copy))
+                          : NULL;
         POET_TRY(memory_new(s, &L->dst_md, alias, &u->dst));
         if (dnnl_memory_desc_get_size(&L->ws_md) > 0)
             POET_TRY(memory_new(s, &L->ws_md, NULL, &u->workspace));
@@ -940,12 +943,13 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
     if (L->gemm) {
         poet_conv_shape chunk = chunk_shape(L, L->chunk);
         if (!L->shared_col)
-            POET_TRY(floats_new(&x->col_buf,
-                                poet_gemmconv_rows(&chunk) * poet_gemmconv_width(&chunk)));
+            POET_TRY(
+                floats_new(&x->col_buf, poet_gemmconv_rows(&chunk) * poet_gemmconv_width(&chunk)));
         if (L->needs_dsrc)
             POET_TRY(floats_new(&x->dcol, poet_gemmconv_rows(&chunk) * poet_gemmconv_cols(&chunk)));
         if (L->inner)
-            POET_TRY(floats_new(&x->chunk_out, poet_gemmconv_rows(&chunk) * (size_t)L->shape.out_c));
+            POET_TRY(
+                floats_new(&x->chunk_out, poet_gemmconv_rows(&chunk) * (size_t)L->shape.out_c));
         if (s->training)
             POET_TRY(floats_new(&x->dw_gemm, poet_gemmconv_width(&L->shape) * L->shape.out_c));
     }
@@ -1118,8 +1122,9 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
     if (lane->layers)
         for (int l = 0; l < s->L; l++) {
             net_scratch *x = &lane->layers[l];
-            dnnl_memory_t *mems[] = {&x->ddst_copy, &x->bwd_w_copy, &x->bwdw_src_copy,
-                                     &x->bwdw_ddst_copy, &x->dsrc, &x->dw, &x->acc_w, &x->acc_b};
+            dnnl_memory_t *mems[] = {&x->ddst_copy,      &x->bwd_w_copy, &x->bwdw_src_copy,
+                                     &x->bwdw_ddst_copy, &x->dsrc,       &x->dw,
+                                     &x->acc_w,          &x->acc_b};
             for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
                 memory_free(mems[i]);
             free(x->col_buf);
@@ -1140,9 +1145,15 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
 }
 
 static void layer_destroy(net_layer *L) {
-    net_op *ops[] = {&L->fwd,           &L->bwd,              &L->bwdw,
-                     &L->src_reorder,   &L->w_reorder,        &L->ddst_reorder,
-                     &L->bwd_w_reorder, &L->bwdw_src_reorder, &L->bwdw_ddst_reorder,
+    net_op *ops[] = {&L->fwd,
+                     &L->bwd,
+                     &L->bwdw,
+                     &L->src_reorder,
+                     &L->w_reorder,
+                     &L->ddst_reorder,
+                     &L->bwd_w_reorder,
+                     &L->bwdw_src_reorder,
+                     &L->bwdw_ddst_reorder,
                      &L->dw_reorder};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         op_destroy(ops[i]);
@@ -1204,7 +1215,6 @@ static dnnl_memory_t layer_input(poet_stack *s, int a, int l) {
 static dnnl_memory_t layer_src(poet_stack *s, int a, int l) {
     return via(&s->layers[l].src_reorder, layer_input(s, a, l), unit(s, a, l)->src_copy);
 }
-
 
 /* Images per chunk in floats: where chunk b0 starts in gemm layer L's input, output and shared
  * im2col matrix. */
@@ -1284,9 +1294,9 @@ static dnnl_status_t chain_forward(poet_stack *s, const net_lane *lane, int g, i
                                    const char **step) {
     const net_layer *F = &s->layers[first];
     if (!F->shared_col) {
-        NET_RUN(refresh(lane, &F->src_reorder, layer_input(s, a, first),
-                        unit(s, a, first)->src_copy),
-                "input reorder");
+        NET_RUN(
+            refresh(lane, &F->src_reorder, layer_input(s, a, first), unit(s, a, first)->src_copy),
+            "input reorder");
         NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
     }
     for (int l = first; l <= F->chain_last; l++) {
@@ -1334,8 +1344,7 @@ static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, i
 }
 
 /* Member g's layers from the first weight layer on, then its logits into the stack's buffer. */
-static dnnl_status_t member_forward(poet_stack *s, const net_lane *lane, int g,
-                                    const char **step) {
+static dnnl_status_t member_forward(poet_stack *s, const net_lane *lane, int g, const char **step) {
     int a = activation_owner(s, lane, g);
     for (int l = s->first_w; l < s->L; l++) {
         NET_RUN(layer_forward(s, lane, g, a, l, step), *step);
@@ -1487,8 +1496,8 @@ static dnnl_status_t gemm_chunk_backward(poet_stack *s, const net_lane *lane, in
     poet_conv_shape part = chunk_shape(L, n);
     const float *src = chunk_input(s, lane, g, l, b0);
     NET_RUN((dnnl_status_t)poet_gemmconv_backward_weights(
-                &part, src, L->in_strides, input_relu(s, l), shared_col_at(s, lane, l, b0), x->col_buf,
-                ddst_w, b0 > 0, x->dw_gemm),
+                &part, src, L->in_strides, input_relu(s, l), shared_col_at(s, lane, l, b0),
+                x->col_buf, ddst_w, b0 > 0, x->dw_gemm),
             "backward weights (sgemm)");
     if (!L->needs_dsrc)
         return dnnl_success;
@@ -1511,8 +1520,8 @@ static void chain_gradients_out(poet_stack *s, const net_lane *lane, int g, int 
             continue;
         net_unit *u = unit(s, g, l);
         poet_gemmconv_gradients_from_gemm(&L->shape, x->dw_gemm,
-                                        memory_data(accumulate ? x->acc_w : u->grad_w),
-                                        memory_data(accumulate ? x->acc_b : u->grad_b));
+                                          memory_data(accumulate ? x->acc_w : u->grad_w),
+                                          memory_data(accumulate ? x->acc_b : u->grad_b));
         if (accumulate)
             accumulate_into(s, lane, g, L);
     }
@@ -1538,8 +1547,7 @@ static dnnl_status_t chain_backward(poet_stack *s, const net_lane *lane, int g, 
             const float *for_weights = ddst_w + b0 * out_image(Last);
             if (l < last) /* the next gemm layer's dL/d(input), at the start of its buffer */
                 for_data = for_weights = memory_data(layer_dnext(s, lane, l));
-            NET_RUN(gemm_chunk_backward(s, lane, g, l, b0, n, for_data, for_weights, step),
-                    *step);
+            NET_RUN(gemm_chunk_backward(s, lane, g, l, b0, n, for_data, for_weights, step), *step);
         }
     }
     chain_gradients_out(s, lane, g, last, accumulate);
@@ -1605,9 +1613,9 @@ static poet_status run_members(poet_stack *s, int backward, int accumulate) {
 #pragma omp for schedule(static)
         for (int g = 0; g < s->G; g++)
             if (shared_rc == dnnl_success)
-                s->member_rc[g] = backward ? member_backward(s, lane, g, accumulate,
-                                                             &s->member_step[g])
-                                           : member_forward(s, lane, g, &s->member_step[g]);
+                s->member_rc[g] = backward
+                                      ? member_backward(s, lane, g, accumulate, &s->member_step[g])
+                                      : member_forward(s, lane, g, &s->member_step[g]);
         if (worker)
             pthread_sigmask(SIG_SETMASK, &worker_saved, NULL);
     }
