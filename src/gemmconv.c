@@ -177,31 +177,36 @@ static void im2col_line_strided(const poet_conv_shape *s, const float *image, po
     }
 }
 
+/* Every output line through im2col_line_runs, with these run functions. */
+static inline __attribute__((always_inline)) void im2col_runs(const poet_conv_shape *s,
+                                                              const float *src, poet_strides in,
+                                                              int relu, float *col, run_fn copy,
+                                                              run_fn copy_relu) {
+    size_t line = (size_t)s->out_w * poet_gemmconv_width(s);
+    for (int b = 0; b < s->batch; b++)
+        for (int oh = 0; oh < s->out_h; oh++)
+            im2col_line_runs(s, src + (size_t)b * in.n, in, relu, oh,
+                             col + ((size_t)b * s->out_h + oh) * line, copy, copy_relu);
+}
+
 static void im2col_portable(const poet_conv_shape *s, const float *src, poet_strides in, int relu,
                             float *col) {
+    if (runs_are_contiguous(s, in)) {
+        im2col_runs(s, src, in, relu, col, copy_floats, copy_relu_floats);
+        return;
+    }
     size_t line = (size_t)s->out_w * poet_gemmconv_width(s);
-    int runs = runs_are_contiguous(s, in);
     for (int b = 0; b < s->batch; b++)
-        for (int oh = 0; oh < s->out_h; oh++) {
-            float *rows = col + ((size_t)b * s->out_h + oh) * line;
-            if (runs)
-                im2col_line_runs(s, src + (size_t)b * in.n, in, relu, oh, rows, copy_floats,
-                                 copy_relu_floats);
-            else
-                im2col_line_strided(s, src + (size_t)b * in.n, in, relu, oh, rows);
-        }
+        for (int oh = 0; oh < s->out_h; oh++)
+            im2col_line_strided(s, src + (size_t)b * in.n, in, relu, oh,
+                                col + ((size_t)b * s->out_h + oh) * line);
 }
 
 #if POET_AVX512_CODE
 /* Contiguous runs of 16 floats or more (kernel rows of several channels). */
 AVX512 static void im2col_avx512(const poet_conv_shape *s, const float *src, poet_strides in,
                                  int relu, float *col) {
-    size_t line = (size_t)s->out_w * poet_gemmconv_width(s);
-    for (int b = 0; b < s->batch; b++)
-        for (int oh = 0; oh < s->out_h; oh++)
-            im2col_line_runs(s, src + (size_t)b * in.n, in, relu, oh,
-                             col + ((size_t)b * s->out_h + oh) * line, copy_floats_avx512,
-                             copy_relu_floats_avx512);
+    im2col_runs(s, src, in, relu, col, copy_floats_avx512, copy_relu_floats_avx512);
 }
 
 /* Whether the AVX-512 runs pay: they do for runs of a vector or more; shorter ones (a
