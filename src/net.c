@@ -46,7 +46,10 @@
  * backward recomputes the inner outputs chunk by chunk (from the weights copied at forward), then
  * rebuilds each chunk's im2col matrix instead of keeping the batch's. The step is memory-bound:
  * on the reference network this moves a fraction of the bytes per member and step, runs faster on
- * two threads and keeps a sixth of the memory per member (figures in bench/README.md).
+ * two threads and keeps a sixth of the memory per member (figures in bench/README.md). A chain
+ * that ends in relu and global average pooling (the reference network) runs those too, chunk by
+ * chunk (chain_pool_create, pool.h): its output then never leaves the cache; a one-byte relu mask
+ * per element is all that backward keeps of it.
  *
  * Measured and not kept (reference network, B = 200, one thread, oneDNN 2.6, Zen 4): the first
  * convolution (1 -> 20 channels) has fast kernels only with a 16-channel-blocked output, so the
@@ -68,6 +71,7 @@
 #include <signal.h>
 
 #include "poet/gemmconv.h"
+#include "poet/pool.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,21 +121,30 @@ typedef struct {
      * a chunk's activations, im2col matrices and gradients stay in the core's cache. */
     int chain_first, chain_last; /* the chain's first and last gemm layers */
     int chunk;                   /* images per chunk, the same for the whole chain */
-    int inner;     /* in a chain before its last gemm layer: the output lives only in a lane's chunk
-                    * buffer, before its fused relu (the next layer's im2col applies that), and
-                    * backward recomputes it; no unit dst (nor for that relu) */
-    int folded;    /* relu: the next layer's backward data does this layer's backward */
-    int relu_loop; /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
+    int inner;  /* in a chain before its last gemm layer: the output lives only in a lane's chunk
+                 * buffer, before its fused relu (the next layer's im2col applies that), and
+                 * backward recomputes it; no unit dst (nor for that relu) */
+    int folded; /* relu: the next layer's backward data does this layer's backward */
+    /* A chain whose last layer is followed (through its fused relu, if any) by global average
+     * pooling also runs that pooling (chain_pool_create): each chunk's output is pooled while
+     * it is in cache, and backward builds each chunk's dL/d(output) from the pooled gradient
+     * and the relu's mask. No batch-sized pass over the output or its gradient is left. */
+    int chain_pool; /* the chain's last layer: index of the pooling layer it runs, 0 if none;
+                     * its output then lives only in a lane's chunk buffer (no unit dst) */
+    int by_chain;   /* that relu and pooling layer: the chain does their forward and backward */
+    int relu_loop;  /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
 } net_layer;
 
 /* A lane's transient buffers for one layer: written and read within one member's backward. */
 typedef struct {
     dnnl_memory_t ddst_copy, bwd_w_copy, bwdw_src_copy, bwdw_ddst_copy; /* reorder targets */
     dnnl_memory_t dsrc;                                                 /* dL/da_l in dsrc_md */
-    float *col_buf, *dcol;      /* gemm: a chunk's im2col matrix and dL/d of it */
-    float *dw_gemm;             /* gemm: dL/dW and dL/db in gemm layout, summed over chunks */
-    float *chunk_out;           /* gemm, inner: the layer's output for one chunk, before relu */
-    dnnl_memory_t dw;           /* dL/dW in dw_md when that is not plain */
+    float *col_buf, *dcol; /* gemm: a chunk's im2col matrix and dL/d of it */
+    float *dw_gemm;        /* gemm: dL/dW and dL/db in gemm layout, summed over chunks */
+    float *chunk_out;      /* gemm, inner or chain_pool: the layer's output for one chunk (an inner
+                            * layer's before its relu) */
+    float *chunk_ddst;     /* gemm, chain_pool: dL/d(output) for one chunk */
+    dnnl_memory_t dw;      /* dL/dW in dw_md when that is not plain */
     dnnl_memory_t acc_w, acc_b; /* plain, over the lane's accumulate buffer */
 } net_scratch;
 
@@ -160,6 +173,9 @@ typedef struct {
     /* gemm: weights and bias in gemm layout, copied every forward: backward recomputes inner
      * layers with them, and in the stale mode the parameters change in between */
     float *w_gemm;
+    /* gemm, chain_pool with a relu, training: where the chain's output was > 0, one byte per
+     * element (a quarter of the output it replaces), the relu's mask for backward */
+    unsigned char *relu_mask;
 } net_unit;
 
 #define NET_MAX_OPS (POET_MAX_LAYERS * 10 + 4)
@@ -753,6 +769,36 @@ static double gemm_macs(const net_layer *L) {
     return (double)poet_gemmconv_rows(&L->shape) * poet_gemmconv_cols(&L->shape) * L->shape.out_c;
 }
 
+/* Whether a plain layout holds [B, C, 1, 1] as rows of C floats. */
+static int rows_of_channels(const dnnl_memory_desc_t *md, int C) {
+    poet_strides st;
+    return plain_strides(md, &st) && st.c == 1 && st.n == (size_t)C;
+}
+
+/* Lets the chain ending in gemm layer `last` run the global average pooling after it (through
+ * its fused relu, if any): the pooling reads last's nhwc output as it is, writes rows of
+ * channels and, in training, receives its gradient as rows of channels (after its reorder). */
+static void chain_pool_create(poet_stack *s, int last) {
+    net_layer *L = &s->layers[last];
+    int p = L->relu_after ? last + 2 : last + 1;
+    if (p >= s->L)
+        return;
+    net_layer *P = &s->layers[p];
+    const poet_layer_plan *pp = &s->plan.layers[p];
+    if (P->kind != POET_LAYER_AVG_POOL || pp->out.h != 1 || pp->out.w != 1 ||
+        pp->kernel_h != pp->in.h || pp->kernel_w != pp->in.w || pp->padding != 0)
+        return;
+    if (P->src_reorder.prim || (L->relu_after && s->layers[last + 1].src_reorder.prim) ||
+        !rows_of_channels(&P->dst_md, pp->out.c))
+        return;
+    if (s->training && !rows_of_channels(&P->bwd_ddst_md, pp->out.c))
+        return;
+    L->chain_pool = p;
+    P->by_chain = 1;
+    if (L->relu_after)
+        s->layers[last + 1].by_chain = 1;
+}
+
 /* Groups the gemm layers into chains (net_layer.chain_first). A layer joins only while the
  * layers that would become inner (recomputed in backward) cost at most a tenth of the chain's
  * training arithmetic (~3 forwards): for the reference network 3.5% (its 1 -> 20 channel
@@ -782,6 +828,7 @@ static void chains_create(poet_stack *s) {
             s->layers[k].chunk = chunk;
             s->layers[k].inner = k < last;
         }
+        chain_pool_create(s, last);
         l = last;
     }
 }
@@ -896,7 +943,8 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     poet_status st = POET_OK;
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l);
-    if ((s->training || g < s->T) && !L->inner) {
+    int output_kept = !L->inner && !L->chain_pool && !(L->by_chain && L->kind == POET_LAYER_RELU);
+    if ((s->training || g < s->T) && output_kept) {
         POET_TRY(copy_for(s, &L->src_reorder, &L->src_md, &u->src_copy));
         /* A fused relu's output is its input as it reads it (the producer's, or the copy). */
         void *alias = L->fused
@@ -910,6 +958,9 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
         return POET_OK;
     if (L->gemm) {
         POET_TRY(floats_new(&u->w_gemm, poet_gemmconv_weights_floats(&L->shape)));
+        if (L->chain_pool && L->relu_after && s->training)
+            POET_ALLOC(u->relu_mask,
+                       (size_t)s->B * L->shape.out_h * L->shape.out_w * (size_t)L->shape.out_c);
     }
     /* Stack layout: tensor t of member g starts at G·offset + g·count (net.h). */
     size_t w_at = (size_t)s->G * L->w_offset + (size_t)g * L->w_count;
@@ -938,7 +989,7 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
     POET_TRY(copy_for(s, &L->bwdw_src_reorder, &L->bwdw_src_md, &x->bwdw_src_copy));
     POET_TRY(copy_for(s, &L->bwdw_ddst_reorder, &L->bwdw_ddst_md, &x->bwdw_ddst_copy));
     POET_TRY(copy_for(s, &L->dw_reorder, &L->dw_md, &x->dw));
-    if (L->needs_dsrc && !L->folded)
+    if (L->needs_dsrc && !L->folded && !L->by_chain)
         POET_TRY(memory_new(s, &L->dsrc_md, NULL, &x->dsrc));
     if (L->gemm) {
         poet_conv_shape chunk = chunk_shape(L, L->chunk);
@@ -947,11 +998,14 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
                 floats_new(&x->col_buf, poet_gemmconv_rows(&chunk) * poet_gemmconv_width(&chunk)));
         if (L->needs_dsrc)
             POET_TRY(floats_new(&x->dcol, poet_gemmconv_rows(&chunk) * poet_gemmconv_cols(&chunk)));
-        if (L->inner)
+        if (L->inner || L->chain_pool)
             POET_TRY(
                 floats_new(&x->chunk_out, poet_gemmconv_rows(&chunk) * (size_t)L->shape.out_c));
         if (s->training)
             POET_TRY(floats_new(&x->dw_gemm, poet_gemmconv_width(&L->shape) * L->shape.out_c));
+        if (s->training && L->chain_pool)
+            POET_TRY(
+                floats_new(&x->chunk_ddst, poet_gemmconv_rows(&chunk) * (size_t)L->shape.out_c));
     }
     if (is_weight_layer(L->kind) && s->training) {
         dnnl_memory_desc_t w_plain, b_md;
@@ -1116,6 +1170,7 @@ static void unit_destroy(net_unit *u) {
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         memory_free(mems[i]);
     free(u->w_gemm);
+    free(u->relu_mask);
 }
 
 static void lane_destroy(poet_stack *s, net_lane *lane) {
@@ -1131,6 +1186,7 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
             free(x->dcol);
             free(x->dw_gemm);
             free(x->chunk_out);
+            free(x->chunk_ddst);
         }
     if (lane->pads)
         for (int i = 0; i < s->n_ops; i++)
@@ -1269,7 +1325,7 @@ static int input_relu(const poet_stack *s, int l) {
 /* Where gemm layer l's output for the chunk from image b0 on goes. */
 static float *chunk_output(poet_stack *s, const net_lane *lane, int a, int l, int b0) {
     const net_layer *L = &s->layers[l];
-    if (L->inner)
+    if (L->inner || L->chain_pool)
         return lane->layers[l].chunk_out;
     return (float *)memory_data(unit(s, a, l)->dst) + b0 * out_image(L);
 }
@@ -1283,9 +1339,22 @@ static dnnl_status_t gemm_chunk_forward(poet_stack *s, const net_lane *lane, int
     NET_RUN((dnnl_status_t)poet_gemmconv_forward(
                 &part, chunk_input(s, lane, a, l, b0), L->in_strides, input_relu(s, l),
                 shared_col_at(s, lane, l, b0), lane->layers[l].col_buf, u->w_gemm,
-                L->relu_after && !L->inner, chunk_output(s, lane, a, l, b0)),
+                L->relu_after && !L->inner && !L->chain_pool, chunk_output(s, lane, a, l, b0)),
             "forward (sgemm)");
     return dnnl_success;
+}
+
+/* The relu and pooling that chain layer `last` runs, on owner a's images b0..b0+n-1 (the chunk's
+ * output in the lane's buffer, before the relu), and in training the relu's mask for backward. */
+static void chain_pool_forward(poet_stack *s, const net_lane *lane, int a, int last, int b0,
+                               int n) {
+    const net_layer *L = &s->layers[last];
+    size_t C = (size_t)L->shape.out_c;
+    float *pooled = (float *)memory_data(unit(s, a, L->chain_pool)->dst) + b0 * C;
+    unsigned char *mask = unit(s, a, last)->relu_mask;
+    poet_pool_global_forward((size_t)n, (size_t)L->shape.out_h * L->shape.out_w, C, L->relu_after,
+                             lane->layers[last].chunk_out, pooled,
+                             mask ? mask + b0 * out_image(L) : NULL);
 }
 
 /* Member g's chain of gemm layers from `first` on, chunk by chunk: each chunk goes through every
@@ -1312,6 +1381,8 @@ static dnnl_status_t chain_forward(poet_stack *s, const net_lane *lane, int g, i
         for (int l = first; l <= F->chain_last; l++)
             if (s->layers[l].gemm)
                 NET_RUN(gemm_chunk_forward(s, lane, g, a, l, b0, n, step), *step);
+        if (s->layers[F->chain_last].chain_pool)
+            chain_pool_forward(s, lane, a, F->chain_last, b0, n);
     }
     return dnnl_success;
 }
@@ -1323,6 +1394,8 @@ static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, i
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
     if (L->gemm)
         return chain_forward(s, lane, g, a, l, step);
+    if (L->by_chain)
+        return dnnl_success;
     NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, a, l), act->src_copy), "input reorder");
     if (L->fused) /* the producer applied it */
         return dnnl_success;
@@ -1527,24 +1600,58 @@ static void chain_gradients_out(poet_stack *s, const net_lane *lane, int g, int 
     }
 }
 
+/* dL/d(output) of pooling layer p, which a chain runs, as rows of channels. */
+static dnnl_status_t pooled_gradient(poet_stack *s, const net_lane *lane, int p,
+                                     const float **dpooled, const char **step) {
+    const net_layer *P = &s->layers[p];
+    const net_scratch *x = &lane->layers[p];
+    dnnl_memory_t dnext = layer_dnext(s, lane, p);
+    NET_RUN(refresh(lane, &P->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    *dpooled = memory_data(via(&P->ddst_reorder, dnext, x->ddst_copy));
+    return dnnl_success;
+}
+
+/* dL/d(output) of chain layer `last` for member g's images b0..b0+n-1, from the gradient of the
+ * pooling it runs (dpooled: the batch's), into the lane's chunk buffer. */
+static const float *chain_pool_backward(poet_stack *s, const net_lane *lane, int g, int last,
+                                        const float *dpooled, int b0, int n) {
+    const net_layer *L = &s->layers[last];
+    const net_scratch *x = &lane->layers[last];
+    size_t C = (size_t)L->shape.out_c, P = (size_t)L->shape.out_h * L->shape.out_w;
+    const unsigned char *mask = unit(s, g, last)->relu_mask;
+    poet_pool_global_backward((size_t)n, P, C, dpooled + b0 * C,
+                              mask ? mask + b0 * out_image(L) : NULL, x->chunk_ddst);
+    return x->chunk_ddst;
+}
+
 /* Backward of member g's chain of gemm layers ending at `last`, in chain_forward's chunks: each
  * chunk first recomputes the inner layers' outputs, then goes from the last layer to the first,
  * each handing the one before its dL/d(input). */
 static dnnl_status_t chain_backward(poet_stack *s, const net_lane *lane, int g, int last,
                                     int accumulate, const char **step) {
     const net_layer *Last = &s->layers[last];
-    const float *ddst_data, *ddst_w;
-    NET_RUN(chain_gradient(s, lane, last, &ddst_data, &ddst_w, step), *step);
+    const float *ddst_data = NULL, *ddst_w = NULL, *dpooled = NULL;
+    if (Last->chain_pool)
+        NET_RUN(pooled_gradient(s, lane, Last->chain_pool, &dpooled, step), *step);
+    else
+        NET_RUN(chain_gradient(s, lane, last, &ddst_data, &ddst_w, step), *step);
     for (int b0 = 0; b0 < s->B; b0 += Last->chunk) {
         int n = s->B - b0 < Last->chunk ? s->B - b0 : Last->chunk;
         for (int l = Last->chain_first; l < last; l++)
             if (s->layers[l].gemm)
                 NET_RUN(gemm_chunk_forward(s, lane, g, g, l, b0, n, step), *step);
+        const float *chunk_data, *chunk_w; /* dL/d(the chain's output) for the chunk */
+        if (Last->chain_pool) {
+            chunk_data = chunk_w = chain_pool_backward(s, lane, g, last, dpooled, b0, n);
+        } else {
+            chunk_data = ddst_data + b0 * out_image(Last);
+            chunk_w = ddst_w + b0 * out_image(Last);
+        }
         for (int l = last; l >= Last->chain_first; l--) {
             if (!s->layers[l].gemm)
                 continue;
-            const float *for_data = ddst_data + b0 * out_image(Last);
-            const float *for_weights = ddst_w + b0 * out_image(Last);
+            const float *for_data = chunk_data, *for_weights = chunk_w;
             if (l < last) /* the next gemm layer's dL/d(input), at the start of its buffer */
                 for_data = for_weights = memory_data(layer_dnext(s, lane, l));
             NET_RUN(gemm_chunk_backward(s, lane, g, l, b0, n, for_data, for_weights, step), *step);
@@ -1559,6 +1666,8 @@ static dnnl_status_t chain_backward(poet_stack *s, const net_lane *lane, int g, 
 static dnnl_status_t member_backward(poet_stack *s, const net_lane *lane, int g, int accumulate,
                                      const char **step) {
     for (int l = s->L - 1; l >= s->first_w; l--) {
+        if (s->layers[l].by_chain)
+            continue;
         if (s->layers[l].gemm) {
             NET_RUN(chain_backward(s, lane, g, l, accumulate, step), *step);
             l = s->layers[l].chain_first;

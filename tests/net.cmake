@@ -13,6 +13,11 @@ poet_test_executable(test_narrowgemm ${CMAKE_CURRENT_SOURCE_DIR}/test_narrowgemm
 poet_add_test(narrowgemm $<TARGET_FILE:test_narrowgemm>)
 set_tests_properties(narrowgemm PROPERTIES SKIP_RETURN_CODE 77)
 
+# Global average pooling with relu (the chains' last layers) against its definition, AVX-512
+# against portable bitwise.
+poet_test_executable(test_pool ${CMAKE_CURRENT_SOURCE_DIR}/test_pool.c)
+poet_add_test(pool $<TARGET_FILE:test_pool>)
+
 poet_test_executable(test_joint_gradient ${CMAKE_CURRENT_SOURCE_DIR}/test_joint_gradient.c)
 poet_add_test(joint_gradient $<TARGET_FILE:test_joint_gradient>)
 

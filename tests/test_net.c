@@ -6,7 +6,8 @@
  * parameter gradient match poet_ref_forward/poet_ref_backward of that member alone; backward with
  * accumulate adds; an inference stack (on 2 threads) gives the training stack's logits; member
  * get/set round trip; refusals. Everything for both convolution algorithms (im2col + sgemm, and
- * oneDNN's convolution primitives), plus batches that span several chunks of the gemm chains.
+ * oneDNN's convolution primitives), plus batches that span several chunks of the gemm chains
+ * (and of the global average pooling those chains run, with and without a relu before it).
  * With gemm convolutions, backward differentiates the forward it follows even when the parameters
  * changed in between (the stale mode). fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
  */
@@ -269,6 +270,11 @@ int main(void) {
          6,
          {conv(6, 3, 1, 1), relu(), pool(POET_LAYER_MAX_POOL, 3, 2, 1), conv(6, 1, 1, 0),
           pool(POET_LAYER_AVG_POOL, 2, 1, 0), global_pool(POET_LAYER_MAX_POOL)}},
+        {"convolution straight into global average pooling",
+         {2, 7, 7},
+         3,
+         3,
+         {conv(5, 3, 2, 1), global_pool(POET_LAYER_AVG_POOL), linear(3)}},
     };
     const net_case chunky = {"two 3x3 convolutions, padding 1",
                              {1, 16, 16},
