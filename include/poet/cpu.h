@@ -1,8 +1,9 @@
 /* cpu.h — whether poet's hand-written AVX-512 code runs on this machine.
  *
  * A few hot loops have AVX-512 versions next to their portable C (the narrow products of
- * narrowgemm, the short copies and sums of gemmconv's im2col and col2im). They are compiled on
- * x86-64 with GCC or Clang (POET_AVX512_CODE) and chosen at run time when the CPU has AVX-512F.
+ * narrowgemm, the short copies and sums of gemmconv's im2col and col2im, pool's sums and masks).
+ * They are compiled on x86-64 with GCC or Clang (POET_AVX512_CODE) and chosen at run time when
+ * the CPU has AVX-512F.
  * Both versions compute the same values in the same order except the narrow products, which
  * round differently from sgemm (narrowgemm.h).
  */
