@@ -275,6 +275,11 @@ int main(void) {
          3,
          3,
          {conv(5, 3, 2, 1), global_pool(POET_LAYER_AVG_POOL), linear(3)}},
+        {"ends in relu and global average pooling",
+         {1, 9, 9},
+         4,
+         5,
+         {conv(6, 3, 2, 0), relu(), conv(4, 3, 1, 1), relu(), global_pool(POET_LAYER_AVG_POOL)}},
     };
     const net_case chunky = {"two 3x3 convolutions, padding 1",
                              {1, 16, 16},
