@@ -75,6 +75,13 @@ AVX512 static inline __mmask16 channel_lanes(size_t C, size_t c0) {
     return C - c0 >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - c0)) - 1u);
 }
 
+/* The lanes of the GROUP registers of channels from c0 on. */
+AVX512 static inline void group_lanes(size_t C, size_t c0, __mmask16 lanes[GROUP]) {
+#pragma GCC unroll 4
+    for (int k = 0; k < GROUP; k++)
+        lanes[k] = channel_lanes(C, c0 + (size_t)k * LANES);
+}
+
 AVX512 static void forward_avx512(size_t n, size_t P, size_t C, int relu, const float *y,
                                   float *pooled, unsigned char *relu_mask) {
     const __m512 zero = _mm512_setzero_ps(), pixels = _mm512_set1_ps((float)P);
@@ -83,11 +90,10 @@ AVX512 static void forward_avx512(size_t n, size_t P, size_t C, int relu, const 
         for (size_t c0 = 0; c0 < C; c0 += GROUP * LANES) {
             __mmask16 lanes[GROUP];
             __m512 sum[GROUP];
+            group_lanes(C, c0, lanes);
 #pragma GCC unroll 4
-            for (int k = 0; k < GROUP; k++) {
-                lanes[k] = channel_lanes(C, c0 + (size_t)k * LANES);
+            for (int k = 0; k < GROUP; k++)
                 sum[k] = zero;
-            }
             for (size_t p = 0; p < P; p++) {
                 size_t at = (b * P + p) * C + c0;
 #pragma GCC unroll 4
@@ -136,12 +142,11 @@ AVX512 static void backward_avx512(size_t n, size_t P, size_t C, const float *dp
         for (size_t c0 = 0; c0 < C; c0 += GROUP * LANES) {
             __mmask16 lanes[GROUP];
             __m512 row[GROUP];
+            group_lanes(C, c0, lanes);
 #pragma GCC unroll 4
-            for (int k = 0; k < GROUP; k++) {
-                lanes[k] = channel_lanes(C, c0 + (size_t)k * LANES);
+            for (int k = 0; k < GROUP; k++)
                 row[k] = _mm512_div_ps(
                     _mm512_maskz_loadu_ps(lanes[k], dpooled + b * C + c0 + k * LANES), pixels);
-            }
             for (size_t p = 0; p < P; p++) {
                 size_t at = (b * P + p) * C + c0;
 #pragma GCC unroll 4
