@@ -33,9 +33,11 @@
  * exact); the relu layer keeps only its backward, which reads the post-relu output, and its
  * layout's reorder, if any.
  *
- * Convolutions ("gemm", the default; poet_net_set_convolution): a conv layer has no oneDNN
- * primitives but runs as im2col + dnnl_sgemm + col2im (gemmconv.h) on the lane's thread, nhwc in
- * and out, its weights rearranged into gemm layout each forward. Its input is read in place when
+ * Convolutions ("gemm", the default; poet_net_set_convolution): a conv or linear layer (a
+ * convolution whose kernel covers its input; for the reference network's two small linear layers
+ * this took ~60% of the time of oneDNN's primitives) has no oneDNN primitives but runs as
+ * im2col + dnnl_sgemm + col2im (gemmconv.h) on the lane's thread, nhwc in and out, its weights
+ * rearranged into gemm layout each forward. Its input is read in place when
  * plain (the images, nhwc activations); the first weight layer's im2col matrix is built once per
  * batch by each thread for all its members (run_members). A fused relu just before it is "folded":
  * its backward is the mask in the convolution's col2im. Fused relus whose layouts agree run
@@ -858,7 +860,7 @@ static poet_status layers_create(poet_stack *s) {
         if (is_weight_layer(s->layers[l].kind) && s->layers[l + 1].kind == POET_LAYER_RELU)
             s->layers[l].relu_after = s->layers[l + 1].fused = 1;
     for (int l = 0; l < s->L; l++)
-        s->layers[l].gemm = s->conv_gemm && s->layers[l].kind == POET_LAYER_CONV;
+        s->layers[l].gemm = s->conv_gemm && is_weight_layer(s->layers[l].kind);
     /* Layouts first: relu and pooling look ahead to the weight layer they feed. */
     for (int l = 0; l < s->L; l++)
         if (is_weight_layer(s->layers[l].kind))

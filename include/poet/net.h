@@ -55,9 +55,10 @@ void poet_stack_member_get(const poet_arch_plan *plan, int members, const float 
 void poet_stack_member_set(const poet_arch_plan *plan, int members, float *stack_buf, int g,
                            const float *member_buf);
 
-/* How the stacks created from now on run convolutions (not linear layers): as im2col + oneDNN's
- * sgemm (the default; gemmconv.h), or as oneDNN convolution primitives. Both compute the same
- * convolution; they round differently. */
+/* How the stacks created from now on run convolution and linear layers (a linear layer is a
+ * convolution whose kernel covers its whole input): as im2col + oneDNN's sgemm (the default;
+ * gemmconv.h), or as oneDNN convolution primitives. Both compute the same layers; they round
+ * differently. */
 typedef enum { POET_CONV_GEMM = 0, POET_CONV_ONEDNN = 1 } poet_convolution;
 void poet_net_set_convolution(poet_convolution algorithm);
 
