@@ -6,6 +6,7 @@
 #include "poet/gemmconv.h"
 
 #include <dnnl.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "poet/cpu.h"
@@ -308,6 +309,68 @@ int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strid
         return (int)rc;
     if (relu)
         relu_in_place(R * O, dst);
+    return 0;
+}
+
+int poet_gemmconv_can_fill(const poet_conv_shape *next) { return next->padding == 0; }
+
+int poet_gemmconv_next_init(const poet_conv_shape *next, int relu, poet_gemmconv_next *out) {
+    const poet_conv_shape *s = next;
+    size_t pixels = (size_t)s->in_h * s->in_w, width = poet_gemmconv_width(s);
+    /* windows overlapping one pixel: ceil(K / S) per dimension */
+    size_t places = (size_t)((s->kernel_h + s->stride - 1) / s->stride) *
+                    (size_t)((s->kernel_w + s->stride - 1) / s->stride);
+    *out = (poet_gemmconv_next){*next, relu, places, calloc(pixels * places, sizeof(int)),
+                                calloc(pixels, sizeof(int))};
+    if (!out->offsets || !out->counts) {
+        poet_gemmconv_next_free(out);
+        return -1;
+    }
+    for (int oh = 0; oh < s->out_h; oh++)
+        for (int ow = 0; ow < s->out_w; ow++)
+            for (int kh = 0; kh < s->kernel_h; kh++)
+                for (int kw = 0; kw < s->kernel_w; kw++) {
+                    size_t pixel = (size_t)(oh * s->stride + kh) * s->in_w + ow * s->stride + kw;
+                    size_t at = ((size_t)oh * s->out_w + ow) * width +
+                                ((size_t)kh * s->kernel_w + kw) * s->in_c;
+                    out->offsets[pixel * places + out->counts[pixel]++] = (int)at;
+                }
+    return 0;
+}
+
+void poet_gemmconv_next_free(poet_gemmconv_next *next) {
+    free(next->offsets);
+    free(next->counts);
+    next->offsets = next->counts = NULL;
+}
+
+int poet_gemmconv_forward_filling(const poet_conv_shape *s, const float *src, poet_strides in,
+                                  int input_relu, const float *shared_col, float *col_buf,
+                                  const float *w, int relu, float *dst,
+                                  const poet_gemmconv_next *next, float *next_col) {
+    size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
+    poet_conv_shape ns = next->shape;
+    ns.batch = s->batch;
+    size_t next_width = poet_gemmconv_width(&ns), next_rows = poet_gemmconv_rows(&ns);
+    if (narrow(width, O)) {
+        const float *col = windows(s, src, in, input_relu, shared_col, col_buf);
+        poet_narrow_scatter to = {next_col,
+                                  (size_t)s->out_h * s->out_w,
+                                  (size_t)ns.out_h * ns.out_w * next_width,
+                                  next->places,
+                                  next->offsets,
+                                  next->counts,
+                                  next->relu || relu};
+        poet_narrow_forward_scatter(R, width, O, col, w, relu, dst, &to);
+        for (size_t r = 0; r < next_rows; r++)
+            next_col[r * next_width + next_width - 1] = 1.f;
+        return 0;
+    }
+    int rc = poet_gemmconv_forward(s, src, in, input_relu, shared_col, col_buf, w, relu, dst);
+    if (rc)
+        return rc;
+    poet_gemmconv_im2col(&ns, dst, poet_strides_nhwc(ns.in_c, ns.in_h, ns.in_w), next->relu,
+                         next_col);
     return 0;
 }
 

@@ -47,10 +47,31 @@ KERNEL void store_row(float *d, const __m512 *sum, const int blocks, __mmask16 t
     }
 }
 
-/* Forward: rows at a time, each row's outputs = Σ_k col[row, k] · (row k of w). */
+/* Where the scatter of forward_body stands: the pixel of the next row and its image's part of
+ * the im2col matrix. */
+typedef struct {
+    size_t pixel;
+    float *image;
+} scatter_at;
+
+/* One output row (its sums) into the places `to` gives its pixel, then on to the next pixel. */
+KERNEL void scatter_row(const poet_narrow_scatter *to, scatter_at *at, const __m512 *sum,
+                        const int blocks, __mmask16 tail) {
+    const int *off = to->offsets + at->pixel * to->places;
+    for (int j = 0; j < to->counts[at->pixel]; j++)
+        store_row(at->image + off[j], sum, blocks, tail, to->relu);
+    if (++at->pixel == to->pixels) {
+        at->pixel = 0;
+        at->image += to->col_image;
+    }
+}
+
+/* Forward: rows at a time, each row's outputs = Σ_k col[row, k] · (row k of w); with `to`, also
+ * scattered into the next layer's im2col matrix (NULL: compiled out). */
 KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out, const float *col,
-                         const float *w, int relu, float *dst) {
+                         const float *w, int relu, float *dst, const poet_narrow_scatter *to) {
     __mmask16 tail = last_lanes(out, blocks);
+    scatter_at at = {0, to ? to->col : NULL};
     __m512 wk[POET_NARROW_MAX_WIDTH][2];
 #pragma GCC unroll 16
     for (int k = 0; k < W; k++) {
@@ -76,8 +97,11 @@ KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out,
                     sum[i][b] = _mm512_fmadd_ps(x, wk[k][b], sum[i][b]);
             }
 #pragma GCC unroll 4
-        for (int i = 0; i < ROWS_AT_ONCE; i++)
+        for (int i = 0; i < ROWS_AT_ONCE; i++) {
             store_row(dst + (r + (size_t)i) * out, sum[i], blocks, tail, relu);
+            if (to)
+                scatter_row(to, &at, sum[i], blocks, tail);
+        }
     }
     for (; r < rows; r++) { /* the last rows, one at a time (the same sums in the same order) */
         __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -90,6 +114,8 @@ KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out,
                 sum[b] = _mm512_fmadd_ps(x, wk[k][b], sum[b]);
         }
         store_row(dst + r * out, sum, blocks, tail, relu);
+        if (to)
+            scatter_row(to, &at, sum, blocks, tail);
     }
 }
 
@@ -130,11 +156,15 @@ KERNEL void weights_body(size_t rows, const int W, const int blocks, size_t out,
 /* One compiled copy of each kernel per (width, blocks). */
 #define NARROW_INSTANCE(W)                                                                         \
     ENTRY void forward_##W(size_t rows, int blocks, size_t out, const float *col, const float *w,  \
-                           int relu, float *dst) {                                                 \
-        if (blocks == 1)                                                                           \
-            forward_body(rows, W, 1, out, col, w, relu, dst);                                      \
+                           int relu, float *dst, const poet_narrow_scatter *to) {                  \
+        if (blocks == 1 && to)                                                                     \
+            forward_body(rows, W, 1, out, col, w, relu, dst, to);                                  \
+        else if (blocks == 1)                                                                      \
+            forward_body(rows, W, 1, out, col, w, relu, dst, NULL);                                \
+        else if (to)                                                                               \
+            forward_body(rows, W, 2, out, col, w, relu, dst, to);                                  \
         else                                                                                       \
-            forward_body(rows, W, 2, out, col, w, relu, dst);                                      \
+            forward_body(rows, W, 2, out, col, w, relu, dst, NULL);                                \
     }                                                                                              \
     ENTRY void weights_##W(size_t rows, int blocks, size_t out, const float *ddst,                 \
                            const float *col, int accumulate, float *dw) {                          \
@@ -147,7 +177,8 @@ KERNEL void weights_body(size_t rows, const int W, const int blocks, size_t out,
     X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
 NARROW_WIDTHS(NARROW_INSTANCE)
 
-typedef void (*forward_fn)(size_t, int, size_t, const float *, const float *, int, float *);
+typedef void (*forward_fn)(size_t, int, size_t, const float *, const float *, int, float *,
+                           const poet_narrow_scatter *);
 typedef void (*weights_fn)(size_t, int, size_t, const float *, const float *, int, float *);
 #define NARROW_FORWARD_ENTRY(W) forward_##W,
 #define NARROW_WEIGHTS_ENTRY(W) weights_##W,
@@ -158,7 +189,13 @@ static int blocks_for(size_t out) { return out > LANES ? 2 : 1; }
 
 void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
                          int relu, float *dst) {
-    forward_by_width[width - 1](rows, blocks_for(out), out, col, w, relu, dst);
+    forward_by_width[width - 1](rows, blocks_for(out), out, col, w, relu, dst, NULL);
+}
+
+void poet_narrow_forward_scatter(size_t rows, size_t width, size_t out, const float *col,
+                                 const float *w, int relu, float *dst,
+                                 const poet_narrow_scatter *to) {
+    forward_by_width[width - 1](rows, blocks_for(out), out, col, w, relu, dst, to);
 }
 
 void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst, const float *col,
@@ -171,6 +208,12 @@ void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *dds
 void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
                          int relu, float *dst) {
     (void)rows, (void)width, (void)out, (void)col, (void)w, (void)relu, (void)dst;
+}
+
+void poet_narrow_forward_scatter(size_t rows, size_t width, size_t out, const float *col,
+                                 const float *w, int relu, float *dst,
+                                 const poet_narrow_scatter *to) {
+    (void)rows, (void)width, (void)out, (void)col, (void)w, (void)relu, (void)dst, (void)to;
 }
 
 void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst, const float *col,

@@ -72,7 +72,9 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include "poet/cpu.h"
 #include "poet/gemmconv.h"
+#include "poet/narrowgemm.h"
 #include "poet/pool.h"
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +136,12 @@ typedef struct {
     int chain_pool; /* the chain's last layer: index of the pooling layer it runs, 0 if none;
                      * its output then lives only in a lane's chunk buffer (no unit dst) */
     int by_chain;   /* that relu and pooling layer: the chain does their forward and backward */
-    int relu_loop;  /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
+    /* An inner layer whose products run in the narrow kernels also fills the next gemm layer's
+     * im2col matrix (its col_buf) as it writes its output (chain_fills_create): the next layer
+     * then builds none of its own in forward or backward. */
+    int fills_next;
+    poet_gemmconv_next next; /* where each output pixel goes in that matrix */
+    int relu_loop; /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
 } net_layer;
 
 /* A lane's transient buffers for one layer: written and read within one member's backward. */
@@ -835,6 +842,30 @@ static void chains_create(poet_stack *s) {
     }
 }
 
+/* The inner chain layers that fill the next layer's im2col matrix: those whose products run in
+ * the narrow kernels (where they do not, gemmconv builds the matrix from the output instead, so
+ * the result is the same), before a layer without padding. This saves the next layer's im2col
+ * pass in forward and again in backward (bench/README.md). */
+static poet_status chain_fills_create(poet_stack *s) {
+    for (int l = s->first_w; l < s->L; l++) {
+        net_layer *L = &s->layers[l];
+        if (!L->gemm || !L->inner ||
+            !poet_narrow_fits(poet_gemmconv_width(&L->shape), (size_t)L->shape.out_c) ||
+            !poet_cpu_avx512())
+            continue;
+        net_layer *N = &s->layers[L->relu_after ? l + 2 : l + 1];
+        if (!poet_gemmconv_can_fill(&N->shape))
+            continue;
+        if (poet_gemmconv_next_init(&N->shape, L->relu_after, &L->next))
+            return poet_error_set(POET_ERR_NOMEM,
+                                  "net.c: out of memory for layer %d's im2col "
+                                  "placement table",
+                                  l);
+        L->fills_next = 1;
+    }
+    return POET_OK;
+}
+
 /* Every layer's primitives, in forward order: each layer learns its input's layout from the one
  * before it (the images are plain). */
 static poet_status layers_create(poet_stack *s) {
@@ -1122,6 +1153,7 @@ static poet_status stack_build(poet_stack *s) {
     if (s->training)
         POET_TRY(backward_reorders(s));
     chains_create(s);
+    POET_TRY(chain_fills_create(s));
     /* Layers before the first weight layer see only the images: computed once, for member 0. */
     for (int g = 0; g < s->G; g++)
         for (int l = g == 0 ? 0 : s->first_w; l < s->L; l++)
@@ -1215,6 +1247,7 @@ static void layer_destroy(net_layer *L) {
                      &L->dw_reorder};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         op_destroy(ops[i]);
+    poet_gemmconv_next_free(&L->next);
 }
 
 void poet_stack_destroy(poet_stack *s) {
@@ -1284,13 +1317,6 @@ static size_t col_image(const net_layer *L) {
     return (size_t)L->shape.out_h * L->shape.out_w * poet_gemmconv_width(&L->shape);
 }
 
-/* The shared im2col matrix's rows for images from b0 on (the lane's copy), or NULL when the
- * layer builds its own. */
-static const float *shared_col_at(const poet_stack *s, const net_lane *lane, int l, int b0) {
-    const net_layer *L = &s->layers[l];
-    return L->shared_col ? lane->shared_col + (size_t)b0 * col_image(L) : NULL;
-}
-
 /* The lane's copy of the first weight layer's im2col matrix, which every member shares, chunk by
  * chunk (the im2col of a whole batch at once would need a shape of B images). */
 static void shared_im2col(poet_stack *s, const net_lane *lane) {
@@ -1306,6 +1332,18 @@ static void shared_im2col(poet_stack *s, const net_lane *lane) {
 /* The gemm layer before gemm layer l in its chain (a fused relu may sit between). */
 static int previous_gemm(const poet_stack *s, int l) {
     return s->layers[l - 1].gemm ? l - 1 : l - 2;
+}
+
+/* Gemm layer l's im2col matrix for the chunk from image b0 on when it is built before the layer
+ * runs: the lane's copy of the shared one, or the layer's chunk buffer that the layer before it
+ * filled (fills_next); NULL when the layer builds its own. */
+static const float *prebuilt_col(const poet_stack *s, const net_lane *lane, int l, int b0) {
+    const net_layer *L = &s->layers[l];
+    if (L->shared_col)
+        return lane->shared_col + (size_t)b0 * col_image(L);
+    if (l != L->chain_first && s->layers[previous_gemm(s, l)].fills_next)
+        return lane->layers[l].col_buf;
+    return NULL;
 }
 
 /* Gemm layer l's input for the chunk from image b0 on: the stored activation for a chain's first
@@ -1338,10 +1376,19 @@ static dnnl_status_t gemm_chunk_forward(poet_stack *s, const net_lane *lane, int
     const net_layer *L = &s->layers[l];
     const net_unit *u = unit(s, g, l);
     poet_conv_shape part = chunk_shape(L, n);
-    NET_RUN((dnnl_status_t)poet_gemmconv_forward(
-                &part, chunk_input(s, lane, a, l, b0), L->in_strides, input_relu(s, l),
-                shared_col_at(s, lane, l, b0), lane->layers[l].col_buf, u->w_gemm,
-                L->relu_after && !L->inner && !L->chain_pool, chunk_output(s, lane, a, l, b0)),
+    const float *src = chunk_input(s, lane, a, l, b0), *col = prebuilt_col(s, lane, l, b0);
+    int relu = L->relu_after && !L->inner && !L->chain_pool;
+    float *dst = chunk_output(s, lane, a, l, b0);
+    if (L->fills_next) {
+        float *next_col = lane->layers[L->relu_after ? l + 2 : l + 1].col_buf;
+        NET_RUN((dnnl_status_t)poet_gemmconv_forward_filling(
+                    &part, src, L->in_strides, input_relu(s, l), col, lane->layers[l].col_buf,
+                    u->w_gemm, relu, dst, &L->next, next_col),
+                "forward (sgemm)");
+        return dnnl_success;
+    }
+    NET_RUN((dnnl_status_t)poet_gemmconv_forward(&part, src, L->in_strides, input_relu(s, l), col,
+                                                 lane->layers[l].col_buf, u->w_gemm, relu, dst),
             "forward (sgemm)");
     return dnnl_success;
 }
@@ -1571,7 +1618,7 @@ static dnnl_status_t gemm_chunk_backward(poet_stack *s, const net_lane *lane, in
     poet_conv_shape part = chunk_shape(L, n);
     const float *src = chunk_input(s, lane, g, l, b0);
     NET_RUN((dnnl_status_t)poet_gemmconv_backward_weights(
-                &part, src, L->in_strides, input_relu(s, l), shared_col_at(s, lane, l, b0),
+                &part, src, L->in_strides, input_relu(s, l), prebuilt_col(s, lane, l, b0),
                 x->col_buf, ddst_w, b0 > 0, x->dw_gemm),
             "backward weights (sgemm)");
     if (!L->needs_dsrc)

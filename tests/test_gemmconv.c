@@ -1,7 +1,8 @@
 /* test_gemmconv.c — im2col and col2im against direct definitions, and the AVX-512 runs against
  * the portable loops bit for bit: nhwc inputs with runs long enough for the AVX-512 code, with
  * and without padding, a single-channel input, an nchw input (element by element), relu with
- * negative zeros and NaNs in the input. (test_net covers the products and whole networks.) */
+ * negative zeros and NaNs in the input; the forward that fills the next convolution's im2col
+ * matrix against forward + im2col. (test_net covers the products and whole networks.) */
 #include <math.h>
 #include <string.h>
 
@@ -157,6 +158,57 @@ static void check_col2im(const conv_case *cc, int masked) {
     free(portable), free(ref);
 }
 
+/* poet_gemmconv_forward_filling against poet_gemmconv_forward followed by next's im2col of its
+ * output: the output and next's whole matrix bit for bit (every element written: the matrix starts
+ * as NaNs, a sentinel sits past it), for the current code path (AVX-512 or portable). */
+static void check_filling(const char *name, poet_conv_shape s, poet_conv_shape next, int relu,
+                          int next_relu) {
+    next.batch = s.batch;
+    size_t n_in = input_floats(&s), n_out = poet_gemmconv_rows(&s) * (size_t)s.out_c;
+    size_t n_col = poet_gemmconv_rows(&s) * poet_gemmconv_width(&s);
+    size_t n_next = poet_gemmconv_rows(&next) * poet_gemmconv_width(&next);
+    size_t n_w = (size_t)s.out_c * s.in_c * s.kernel_h * s.kernel_w;
+    float *x = xmalloc(n_in * sizeof *x), *oihw = xmalloc(n_w * sizeof *oihw);
+    float *bias = xmalloc((size_t)s.out_c * sizeof *bias);
+    float *w = xmalloc(poet_gemmconv_weights_floats(&s) * sizeof *w);
+    float *col = xmalloc(n_col * sizeof *col), *dst = xmalloc(n_out * sizeof *dst);
+    float *dst_ref = xmalloc(n_out * sizeof *dst_ref);
+    float *next_col = xmalloc((n_next + 1) * sizeof *next_col);
+    float *next_ref = xmalloc(n_next * sizeof *next_ref);
+    fill_input(x, n_in, 7);
+    for (size_t i = 0; i < n_w; i++)
+        oihw[i] = (float)(poet_rng_uniform(8, 1, i) - 0.5);
+    for (int o = 0; o < s.out_c; o++)
+        bias[o] = (float)(poet_rng_uniform(9, 1, (uint64_t)o) - 0.5);
+    poet_gemmconv_weights_to_gemm(&s, oihw, bias, w);
+    poet_strides in = poet_strides_nhwc(s.in_c, s.in_h, s.in_w);
+
+    TEST_CHECK(poet_gemmconv_forward(&s, x, in, 0, NULL, col, w, relu, dst_ref) == 0, "%s: forward",
+               name);
+    poet_gemmconv_im2col(&next, dst_ref, poet_strides_nhwc(next.in_c, next.in_h, next.in_w),
+                         next_relu, next_ref);
+
+    poet_gemmconv_next table;
+    TEST_CHECK(poet_gemmconv_can_fill(&next), "%s: next can be filled", name);
+    TEST_CHECK(poet_gemmconv_next_init(&next, next_relu, &table) == 0, "%s: table", name);
+    for (size_t i = 0; i < n_next; i++)
+        next_col[i] = NAN;
+    next_col[n_next] = 12345.f;
+    TEST_CHECK(
+        poet_gemmconv_forward_filling(&s, x, in, 0, NULL, col, w, relu, dst, &table, next_col) == 0,
+        "%s: forward filling", name);
+    size_t where = 0;
+    TEST_CHECK(same_bits(dst, dst_ref, n_out, &where), "%s: output differs at %zu", name, where);
+    TEST_CHECK(same_bits(next_col, next_ref, n_next, &where),
+               "%s: next's im2col matrix differs at %zu (%g, expected %g)", name, where,
+               next_col[where], next_ref[where]);
+    TEST_CHECK(next_col[n_next] == 12345.f, "%s: wrote past next's matrix", name);
+    printf("%s: filled %zu elements of next's im2col matrix as its im2col does\n", name, n_next);
+    poet_gemmconv_next_free(&table);
+    free(x), free(oihw), free(bias), free(w), free(col), free(dst), free(dst_ref);
+    free(next_col), free(next_ref);
+}
+
 int main(void) {
     const conv_case cases[] = {
         /* the reference network's second convolution: runs of 60 floats, no padding */
@@ -184,5 +236,28 @@ int main(void) {
         }
         free(x);
     }
+    /* The forward that also fills the next convolution's im2col matrix, on both code paths:
+     * narrow kernels with the AVX-512 code, sgemm + im2col without it (and for wide windows). */
+    for (int fast = 0; fast < 2; fast++) {
+        poet_cpu_set_avx512(fast);
+        printf("== forward filling the next matrix, %s\n", fast ? "AVX-512 code" : "portable");
+        for (int batch = 1; batch <= 3; batch += 2) {
+            check_filling("reference conv1 -> conv2",
+                          (poet_conv_shape){batch, 1, 28, 28, 20, 13, 13, 3, 3, 2, 0},
+                          (poet_conv_shape){0, 20, 13, 13, 40, 6, 6, 3, 3, 2, 0}, 0, 1);
+            check_filling("padded 3x3 -> 3x3 stride 1, no relu",
+                          (poet_conv_shape){batch, 1, 10, 10, 4, 10, 10, 3, 3, 1, 1},
+                          (poet_conv_shape){0, 4, 10, 10, 6, 8, 8, 3, 3, 1, 0}, 0, 0);
+            check_filling("1x1 with its own relu -> 2x2 stride 2 (last row and column unread)",
+                          (poet_conv_shape){batch, 1, 13, 13, 8, 13, 13, 1, 1, 1, 0},
+                          (poet_conv_shape){0, 8, 13, 13, 5, 6, 6, 2, 2, 2, 0}, 1, 0);
+            check_filling("a window too wide for the narrow kernels (sgemm)",
+                          (poet_conv_shape){batch, 3, 9, 9, 6, 7, 7, 3, 3, 1, 0},
+                          (poet_conv_shape){0, 6, 7, 7, 4, 5, 5, 3, 3, 1, 0}, 0, 1);
+        }
+    }
+    poet_cpu_set_avx512(1);
+    poet_conv_shape padded = {1, 4, 8, 8, 4, 8, 8, 3, 3, 1, 1};
+    TEST_CHECK(!poet_gemmconv_can_fill(&padded), "a padded next convolution is not filled");
     return test_finish("gemmconv");
 }

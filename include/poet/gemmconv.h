@@ -4,17 +4,18 @@
  * 2.6's direct kernels reach about half of its own sgemm rate on them; written as products over
  * an im2col matrix the network runs ~1.5x faster and the layers around them need no layout
  * changes (src/net.c, bench/README.md). Products with a narrow window go to narrowgemm's AVX-512
- * kernels instead of sgemm where the CPU has AVX-512 (cpu.h). Activations are nhwc; the layer's input may be any plain
- * layout (given by strides), so the images feed the first convolution directly.
+ * kernels instead of sgemm where the CPU has AVX-512 (cpu.h). Activations are nhwc; the layer's
+ * input may be any plain layout (given by strides), so the images feed the first convolution
+ * directly.
  *
  * Legend: R = B·OH·OW output pixels (rows), KC = KH·KW·C (the window of one output pixel, in
  * (kh, kw, c) order), O = output channels. A row of the im2col matrix is the window and a 1
  * (KC + 1 floats: the width). The weights in gemm layout are two copies: [KC + 1, O] ("hwio",
  * the biases as a last row) for the forward product, then [O, KC + 1] (output channel o's window
  * and bias per row) for the backward-data product: on the reference network's shapes sgemm ran
- * the forward ~10% faster from the first and backward data ~5% faster from the second. The weight gradient comes out
- * as [O, KC + 1]. The ones column puts the bias into the forward product and dL/db into the
- * weight-gradient product, so neither needs a pass of its own.
+ * the forward ~10% faster from the first and backward data ~5% faster from the second. The weight
+ * gradient comes out as [O, KC + 1]. The ones column puts the bias into the forward product and
+ * dL/db into the weight-gradient product, so neither needs a pass of its own.
  *
  * Everything here runs on the calling thread (oneDNN's sgemm inside the caller's OpenMP thread):
  * the results are bitwise the same whatever else runs.
@@ -38,7 +39,7 @@ typedef struct {
 /* Strides of a dense nhwc tensor of these dimensions. */
 poet_strides poet_strides_nhwc(int channels, int height, int width);
 
-size_t poet_gemmconv_rows(const poet_conv_shape *s); /* R */
+size_t poet_gemmconv_rows(const poet_conv_shape *s);  /* R */
 size_t poet_gemmconv_cols(const poet_conv_shape *s);  /* KC */
 size_t poet_gemmconv_width(const poet_conv_shape *s); /* KC + 1 */
 
@@ -51,8 +52,8 @@ void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strid
 size_t poet_gemmconv_weights_floats(const poet_conv_shape *s);
 
 /* PyTorch's weights [O, C, KH, KW] and bias [O] into gemm layout (both copies). */
-void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw,
-                                   const float *bias, float *w);
+void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw, const float *bias,
+                                   float *w);
 /* A weight gradient dw [O, KC + 1] (poet_gemmconv_backward_weights) into PyTorch's layouts. */
 void poet_gemmconv_gradients_from_gemm(const poet_conv_shape *s, const float *dw, float *oihw,
                                        float *bias);
@@ -63,12 +64,39 @@ void poet_gemmconv_gradients_from_gemm(const poet_conv_shape *s, const float *dw
  * poet_gemmconv_width(s) floats, dcol_buf poet_gemmconv_rows(s) · poet_gemmconv_cols(s). The
  * input goes through relu first when `input_relu` (a relu whose output is not stored). */
 
-/* dst [R, O] (nhwc) = col · [KC + 1, O] (the convolution plus bias), then max(·, 0) when `relu`. col is
- * `shared_col` (built once for several members) or else built from src (laid out as `in` says)
- * into col_buf. Returns 0, or oneDNN's status when sgemm fails. */
+/* dst [R, O] (nhwc) = col · [KC + 1, O] (the convolution plus bias), then max(·, 0) when `relu`.
+ * col is `shared_col` (built once for several members) or else built from src (laid out as `in`
+ * says) into col_buf. Returns 0, or oneDNN's status when sgemm fails. */
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
                           int input_relu, const float *shared_col, float *col_buf, const float *w,
                           int relu, float *dst);
+
+/* The convolution `next` that reads a layer's nhwc output, for filling next's im2col matrix while
+ * that output is written (poet_gemmconv_forward_filling): where each of its input pixels goes in
+ * the matrix (at most `places` places per pixel), and whether it applies relu to its input. */
+typedef struct {
+    poet_conv_shape shape; /* next's; its batch is set from each call's */
+    int relu;
+    size_t places;
+    int *offsets, *counts; /* [input pixels · places], [input pixels] */
+} poet_gemmconv_next;
+
+/* Whether next's im2col matrix can be filled that way: no padding (every element of the matrix
+ * but the ones column is some input pixel's). */
+int poet_gemmconv_can_fill(const poet_conv_shape *next);
+
+/* Builds the table for `next` (poet_gemmconv_can_fill must hold). Returns 0, or -1 out of memory
+ * (nothing allocated). poet_gemmconv_next_free releases it. */
+int poet_gemmconv_next_init(const poet_conv_shape *next, int relu, poet_gemmconv_next *out);
+void poet_gemmconv_next_free(poet_gemmconv_next *next);
+
+/* poet_gemmconv_forward, and next's im2col matrix of the same images into next_col, bit for bit
+ * what poet_gemmconv_im2col(next, dst, nhwc, next->relu) would build: where the narrow kernels
+ * run, straight from their registers, so that nothing reads dst back. */
+int poet_gemmconv_forward_filling(const poet_conv_shape *s, const float *src, poet_strides in,
+                                  int input_relu, const float *shared_col, float *col_buf,
+                                  const float *w, int relu, float *dst,
+                                  const poet_gemmconv_next *next, float *next_col);
 
 /* dsrc (nhwc) = col2im(ddst · [O, KC]), through dcol_buf. With `relu_out` (the input of a relu
  * before this layer, or its output: nhwc), the gradient of that relu is applied too: dsrc is 0

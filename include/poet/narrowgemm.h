@@ -30,6 +30,23 @@ int poet_narrow_fits(size_t width, size_t out);
 void poet_narrow_forward(size_t rows, size_t width, size_t out, const float *col, const float *w,
                          int relu, float *dst);
 
+/* Where a forward's output rows also go: the im2col matrix of the convolution that reads them
+ * (gemmconv.h), filled without reading the output back. The rows are whole images of `pixels`
+ * rows each; row r (pixel p of image i) is stored, through max(·, 0) when `relu`, at
+ * col + i·col_image + offsets[p·places + j] for j < counts[p]. */
+typedef struct {
+    float *col;
+    size_t pixels, col_image, places;
+    const int *offsets, *counts;
+    int relu;
+} poet_narrow_scatter;
+
+/* poet_narrow_forward, and every output row also where `to` says (the same values, bit for bit).
+ * rows must be a multiple of to->pixels. */
+void poet_narrow_forward_scatter(size_t rows, size_t width, size_t out, const float *col,
+                                 const float *w, int relu, float *dst,
+                                 const poet_narrow_scatter *to);
+
 /* dw [out, width] = ddstᵀ · col (ddst: [rows, out]), added to dw when `accumulate`. */
 void poet_narrow_weights(size_t rows, size_t width, size_t out, const float *ddst, const float *col,
                          int accumulate, float *dw);
