@@ -1,9 +1,11 @@
 /* narrowgemm.c — narrow convolution products with AVX-512 intrinsics (see narrowgemm.h).
  *
  * Output channels run along the vector lanes, 16 to a register, one or two registers (`blocks`)
- * per row; the last register's lanes past `out` are masked. Each kernel is compiled once per
- * (width, blocks) pair so that the width loop unrolls and the weights or sums stay in registers:
- * a width known only at run time would keep them in memory.
+ * per row; the last register's lanes past `out` are masked. The last column of col is gemmconv's
+ * ones column, so its products are additions of the bias row (forward) or of the gradient
+ * (dL/db): the same values as the multiply-adds by 1, without their broadcasts and multiplies. Each
+ * kernel is compiled once per (width, blocks) pair so that the width loop unrolls and the weights
+ * or sums stay in registers: a width known only at run time would keep them in memory.
  */
 #include "poet/narrowgemm.h"
 
@@ -47,22 +49,32 @@ KERNEL void store_row(float *d, const __m512 *sum, const int blocks, __mmask16 t
     }
 }
 
-/* Where the scatter of forward_body stands: the pixel of the next row and its image's part of
- * the im2col matrix. */
+/* Where the scatter of forward_body stands: the next row's pixel (its places and their count),
+ * the pixels left in its image and that image's part of the im2col matrix. Copied out of the
+ * poet_narrow_scatter into locals: the vector stores may alias anything, so fields read through
+ * a pointer would be reloaded after every store. */
 typedef struct {
-    size_t pixel;
+    const int *offsets, *counts;
+    size_t left;
     float *image;
 } scatter_at;
 
-/* One output row (its sums) into the places `to` gives its pixel, then on to the next pixel. */
-KERNEL void scatter_row(const poet_narrow_scatter *to, scatter_at *at, const __m512 *sum,
-                        const int blocks, __mmask16 tail) {
-    const int *off = to->offsets + at->pixel * to->places;
-    for (int j = 0; j < to->counts[at->pixel]; j++)
-        store_row(at->image + off[j], sum, blocks, tail, to->relu);
-    if (++at->pixel == to->pixels) {
-        at->pixel = 0;
-        at->image += to->col_image;
+KERNEL scatter_at scatter_start(const poet_narrow_scatter *to) {
+    return (scatter_at){to->offsets, to->counts, to->pixels, to->col};
+}
+
+/* One output row (its sums) into the places of its pixel, then on to the next pixel. */
+KERNEL void scatter_row(const poet_narrow_scatter *to, size_t places, int relu, scatter_at *at,
+                        const __m512 *sum, const int blocks, __mmask16 tail) {
+    int count = *at->counts;
+    for (int j = 0; j < count; j++)
+        store_row(at->image + at->offsets[j], sum, blocks, tail, relu);
+    at->offsets += places;
+    at->counts++;
+    if (--at->left == 0) {
+        float *next_image = at->image + to->col_image;
+        *at = scatter_start(to);
+        at->image = next_image;
     }
 }
 
@@ -71,7 +83,14 @@ KERNEL void scatter_row(const poet_narrow_scatter *to, scatter_at *at, const __m
 KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out, const float *col,
                          const float *w, int relu, float *dst, const poet_narrow_scatter *to) {
     __mmask16 tail = last_lanes(out, blocks);
-    scatter_at at = {0, to ? to->col : NULL};
+    scatter_at at = {0};
+    size_t places = 0;
+    int scatter_relu = 0;
+    if (to) {
+        at = scatter_start(to);
+        places = to->places;
+        scatter_relu = to->relu;
+    }
     __m512 wk[POET_NARROW_MAX_WIDTH][2];
 #pragma GCC unroll 16
     for (int k = 0; k < W; k++) {
@@ -88,7 +107,7 @@ KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out,
             sum[i][0] = sum[i][1] = _mm512_setzero_ps();
         const float *c = col + r * (size_t)W;
 #pragma GCC unroll 16
-        for (int k = 0; k < W; k++)
+        for (int k = 0; k < W - 1; k++)
 #pragma GCC unroll 4
             for (int i = 0; i < ROWS_AT_ONCE; i++) {
                 __m512 x = _mm512_set1_ps(c[i * W + k]);
@@ -97,25 +116,33 @@ KERNEL void forward_body(size_t rows, const int W, const int blocks, size_t out,
                     sum[i][b] = _mm512_fmadd_ps(x, wk[k][b], sum[i][b]);
             }
 #pragma GCC unroll 4
+        for (int i = 0; i < ROWS_AT_ONCE; i++) /* the ones column: 1 · bias */
+#pragma GCC unroll 2
+            for (int b = 0; b < blocks; b++)
+                sum[i][b] = _mm512_add_ps(sum[i][b], wk[W - 1][b]);
+#pragma GCC unroll 4
         for (int i = 0; i < ROWS_AT_ONCE; i++) {
             store_row(dst + (r + (size_t)i) * out, sum[i], blocks, tail, relu);
             if (to)
-                scatter_row(to, &at, sum[i], blocks, tail);
+                scatter_row(to, places, scatter_relu, &at, sum[i], blocks, tail);
         }
     }
     for (; r < rows; r++) { /* the last rows, one at a time (the same sums in the same order) */
         __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
         const float *c = col + r * (size_t)W;
 #pragma GCC unroll 16
-        for (int k = 0; k < W; k++) {
+        for (int k = 0; k < W - 1; k++) {
             __m512 x = _mm512_set1_ps(c[k]);
 #pragma GCC unroll 2
             for (int b = 0; b < blocks; b++)
                 sum[b] = _mm512_fmadd_ps(x, wk[k][b], sum[b]);
         }
+#pragma GCC unroll 2
+        for (int b = 0; b < blocks; b++)
+            sum[b] = _mm512_add_ps(sum[b], wk[W - 1][b]);
         store_row(dst + r * out, sum, blocks, tail, relu);
         if (to)
-            scatter_row(to, &at, sum, blocks, tail);
+            scatter_row(to, places, scatter_relu, &at, sum, blocks, tail);
     }
 }
 
@@ -134,12 +161,15 @@ KERNEL void weights_body(size_t rows, const int W, const int blocks, size_t out,
         for (int b = 0; b < blocks; b++)
             gv[b] = load_block(g, b, blocks, tail);
 #pragma GCC unroll 16
-        for (int k = 0; k < W; k++) {
+        for (int k = 0; k < W - 1; k++) {
             __m512 x = _mm512_set1_ps(c[k]);
 #pragma GCC unroll 2
             for (int b = 0; b < blocks; b++)
                 sum[k][b] = _mm512_fmadd_ps(x, gv[b], sum[k][b]);
         }
+#pragma GCC unroll 2
+        for (int b = 0; b < blocks; b++) /* the ones column: dL/db */
+            sum[W - 1][b] = _mm512_add_ps(sum[W - 1][b], gv[b]);
     }
 #pragma GCC unroll 16
     for (int k = 0; k < W; k++) {

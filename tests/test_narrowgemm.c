@@ -1,6 +1,7 @@
 /* test_narrowgemm.c — the AVX-512 narrow products against double-precision products: every
  * (width, out) shape class (one register or two, a partial last register), row counts that leave
- * a remainder, relu, accumulation, and nothing written past the output. */
+ * a remainder, relu, accumulation, and nothing written past the output. The rows end in the ones
+ * column, as gemmconv's im2col matrices do (width 1 is the bias alone). */
 #include <math.h>
 #include <string.h>
 
@@ -49,6 +50,8 @@ static void check_shape(size_t rows, size_t width, size_t out, int relu, int acc
     float *base = xmalloc(out * width * sizeof *base);
     double *ref = xmalloc((rows * out + out * width) * sizeof *ref);
     fill(col, rows * width, 1 + rows * 1000 + width);
+    for (size_t r = 0; r < rows; r++) /* gemmconv's ones column, which the kernels rely on */
+        col[r * width + width - 1] = 1.f;
     fill(w, out * width, 2 + out);
     fill(ddst, rows * out, 3 + rows);
     fill(base, out * width, 4);

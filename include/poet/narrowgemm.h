@@ -9,7 +9,8 @@
  * (bench/README.md). Products that do not fit, and machines without AVX-512 (cpu.h), use sgemm.
  *
  * Layouts as in gemmconv.h: rows of `width` floats (a window and its 1), weights [width, out],
- * weight gradients [out, width].
+ * weight gradients [out, width]. The last element of every row of col must be 1 (gemmconv's ones
+ * column): the kernels add the bias row instead of multiplying by it.
  * The sums run in a fixed order (over the width; for the weight gradient over the call's rows in
  * order, then onto what dw holds), so results do not depend on threads. They round differently
  * from sgemm.
