@@ -26,12 +26,13 @@ run() { # run NAME RANKS ARGS... (foreground)
 run ref "$ranks" || { cat "$work/ref.out"; fail "reference run failed"; }
 total=$(wc -l <"$work/ref.traj")
 
-# 2. The interrupted run: wait until it is past a periodic checkpoint, then interrupt it.
+# 2. The interrupted run: wait until a quarter of it is done (past a periodic checkpoint), then
+#    interrupt it, leaving most of the run for the signal to arrive in.
 "$mpiexec" -np "$ranks" --oversubscribe "$poet" train "${common[@]}" \
   --set output.checkpoint_dir="\"$work/cut\"" --trajectory "$work/cut.traj" >"$work/cut.out" 2>&1 &
 launcher=$!
 for _ in $(seq 1 600); do
-  [ -f "$work/cut.traj" ] && [ "$(wc -l <"$work/cut.traj")" -ge $((total / 2)) ] && break
+  [ -f "$work/cut.traj" ] && [ "$(wc -l <"$work/cut.traj")" -ge $((total / 4)) ] && break
   kill -0 $launcher 2>/dev/null || break
   sleep 0.1
 done
