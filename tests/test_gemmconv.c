@@ -238,23 +238,42 @@ int main(void) {
     }
     /* The forward that also fills the next convolution's im2col matrix, on both code paths:
      * narrow kernels with the AVX-512 code, sgemm + im2col without it (and for wide windows). */
+    const struct {
+        const char *name;
+        poet_conv_shape layer, next; /* batches set below */
+        int relu, next_relu;
+    } fills[] = {
+        {"reference conv1 -> conv2",
+         {0, 1, 28, 28, 20, 13, 13, 3, 3, 2, 0},
+         {0, 20, 13, 13, 40, 6, 6, 3, 3, 2, 0},
+         0,
+         1},
+        {"padded 3x3 -> 3x3 stride 1, no relu",
+         {0, 1, 10, 10, 4, 10, 10, 3, 3, 1, 1},
+         {0, 4, 10, 10, 6, 8, 8, 3, 3, 1, 0},
+         0,
+         0},
+        {"1x1 with its own relu -> 2x2 stride 2 (last row and column unread)",
+         {0, 1, 13, 13, 8, 13, 13, 1, 1, 1, 0},
+         {0, 8, 13, 13, 5, 6, 6, 2, 2, 2, 0},
+         1,
+         0},
+        {"a window too wide for the narrow kernels (sgemm)",
+         {0, 3, 9, 9, 6, 7, 7, 3, 3, 1, 0},
+         {0, 6, 7, 7, 4, 5, 5, 3, 3, 1, 0},
+         0,
+         1},
+    };
     for (int fast = 0; fast < 2; fast++) {
         poet_cpu_set_avx512(fast);
         printf("== forward filling the next matrix, %s\n", fast ? "AVX-512 code" : "portable");
-        for (int batch = 1; batch <= 3; batch += 2) {
-            check_filling("reference conv1 -> conv2",
-                          (poet_conv_shape){batch, 1, 28, 28, 20, 13, 13, 3, 3, 2, 0},
-                          (poet_conv_shape){0, 20, 13, 13, 40, 6, 6, 3, 3, 2, 0}, 0, 1);
-            check_filling("padded 3x3 -> 3x3 stride 1, no relu",
-                          (poet_conv_shape){batch, 1, 10, 10, 4, 10, 10, 3, 3, 1, 1},
-                          (poet_conv_shape){0, 4, 10, 10, 6, 8, 8, 3, 3, 1, 0}, 0, 0);
-            check_filling("1x1 with its own relu -> 2x2 stride 2 (last row and column unread)",
-                          (poet_conv_shape){batch, 1, 13, 13, 8, 13, 13, 1, 1, 1, 0},
-                          (poet_conv_shape){0, 8, 13, 13, 5, 6, 6, 2, 2, 2, 0}, 1, 0);
-            check_filling("a window too wide for the narrow kernels (sgemm)",
-                          (poet_conv_shape){batch, 3, 9, 9, 6, 7, 7, 3, 3, 1, 0},
-                          (poet_conv_shape){0, 6, 7, 7, 4, 5, 5, 3, 3, 1, 0}, 0, 1);
-        }
+        for (int batch = 1; batch <= 3; batch += 2)
+            for (size_t f = 0; f < sizeof fills / sizeof *fills; f++) {
+                poet_conv_shape layer = fills[f].layer;
+                layer.batch = batch;
+                check_filling(fills[f].name, layer, fills[f].next, fills[f].relu,
+                              fills[f].next_relu);
+            }
     }
     poet_cpu_set_avx512(1);
     poet_conv_shape padded = {1, 4, 8, 8, 4, 8, 8, 3, 3, 1, 1};
