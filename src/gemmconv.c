@@ -6,6 +6,7 @@
 #include "poet/gemmconv.h"
 
 #include <dnnl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -312,7 +313,11 @@ int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strid
     return 0;
 }
 
-int poet_gemmconv_can_fill(const poet_conv_shape *next) { return next->padding == 0; }
+int poet_gemmconv_can_fill(const poet_conv_shape *next) {
+    /* the table's offsets within one image's part of the matrix are ints */
+    size_t image = (size_t)next->out_h * next->out_w * poet_gemmconv_width(next);
+    return next->padding == 0 && image <= INT_MAX;
+}
 
 int poet_gemmconv_next_init(const poet_conv_shape *next, int relu, poet_gemmconv_next *out) {
     const poet_conv_shape *s = next;

@@ -82,7 +82,7 @@ typedef struct {
 } poet_gemmconv_next;
 
 /* Whether next's im2col matrix can be filled that way: no padding (every element of the matrix
- * but the ones column is some input pixel's). */
+ * but the ones column is some input pixel's), and one image's part of it indexable by an int. */
 int poet_gemmconv_can_fill(const poet_conv_shape *next);
 
 /* Builds the table for `next` (poet_gemmconv_can_fill must hold). Returns 0, or -1 out of memory
