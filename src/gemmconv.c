@@ -292,6 +292,10 @@ static int narrow(size_t width, size_t out) {
     return poet_narrow_fits(width, out) && poet_cpu_avx512();
 }
 
+int poet_gemmconv_is_narrow(const poet_conv_shape *s) {
+    return narrow(poet_gemmconv_width(s), (size_t)s->out_c);
+}
+
 /* The product [R, KC + 1] · [KC + 1, O]: the ones column times the bias row adds the bias inside
  * the product (no pass over dst for it). */
 int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,

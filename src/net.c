@@ -72,9 +72,7 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include "poet/cpu.h"
 #include "poet/gemmconv.h"
-#include "poet/narrowgemm.h"
 #include "poet/pool.h"
 #include <stdlib.h>
 #include <string.h>
@@ -778,6 +776,9 @@ static double gemm_macs(const net_layer *L) {
     return (double)poet_gemmconv_rows(&L->shape) * poet_gemmconv_cols(&L->shape) * L->shape.out_c;
 }
 
+/* The layer after weight layer l and the relu fused into it, if any. */
+static int past_relu(const poet_stack *s, int l) { return s->layers[l].relu_after ? l + 2 : l + 1; }
+
 /* Whether a plain layout holds [B, C, 1, 1] as rows of C floats. */
 static int rows_of_channels(const dnnl_memory_desc_t *md, int C) {
     poet_strides st;
@@ -789,7 +790,7 @@ static int rows_of_channels(const dnnl_memory_desc_t *md, int C) {
  * channels and, in training, receives its gradient as rows of channels (after its reorder). */
 static void chain_pool_create(poet_stack *s, int last) {
     net_layer *L = &s->layers[last];
-    int p = L->relu_after ? last + 2 : last + 1;
+    int p = past_relu(s, last);
     if (p >= s->L)
         return;
     net_layer *P = &s->layers[p];
@@ -820,7 +821,7 @@ static void chains_create(poet_stack *s) {
         int last = l;
         double inner_macs = 0, macs = gemm_macs(&s->layers[l]);
         for (;;) {
-            int next = s->layers[last].relu_after ? last + 2 : last + 1;
+            int next = past_relu(s, last);
             if (next >= s->L || !chain_continues(s, last, next))
                 break;
             double with_next = macs + gemm_macs(&s->layers[next]);
@@ -849,11 +850,9 @@ static void chains_create(poet_stack *s) {
 static poet_status chain_fills_create(poet_stack *s) {
     for (int l = s->first_w; l < s->L; l++) {
         net_layer *L = &s->layers[l];
-        if (!L->gemm || !L->inner ||
-            !poet_narrow_fits(poet_gemmconv_width(&L->shape), (size_t)L->shape.out_c) ||
-            !poet_cpu_avx512())
+        if (!L->gemm || !L->inner || !poet_gemmconv_is_narrow(&L->shape))
             continue;
-        net_layer *N = &s->layers[L->relu_after ? l + 2 : l + 1];
+        net_layer *N = &s->layers[past_relu(s, l)];
         if (!poet_gemmconv_can_fill(&N->shape))
             continue;
         if (poet_gemmconv_next_init(&N->shape, L->relu_after, &L->next))
@@ -1379,17 +1378,14 @@ static dnnl_status_t gemm_chunk_forward(poet_stack *s, const net_lane *lane, int
     const float *src = chunk_input(s, lane, a, l, b0), *col = prebuilt_col(s, lane, l, b0);
     int relu = L->relu_after && !L->inner && !L->chain_pool;
     float *dst = chunk_output(s, lane, a, l, b0);
-    if (L->fills_next) {
-        float *next_col = lane->layers[L->relu_after ? l + 2 : l + 1].col_buf;
-        NET_RUN((dnnl_status_t)poet_gemmconv_forward_filling(
-                    &part, src, L->in_strides, input_relu(s, l), col, lane->layers[l].col_buf,
-                    u->w_gemm, relu, dst, &L->next, next_col),
-                "forward (sgemm)");
-        return dnnl_success;
-    }
-    NET_RUN((dnnl_status_t)poet_gemmconv_forward(&part, src, L->in_strides, input_relu(s, l), col,
-                                                 lane->layers[l].col_buf, u->w_gemm, relu, dst),
-            "forward (sgemm)");
+    float *col_buf = lane->layers[l].col_buf;
+    int rc = L->fills_next
+                 ? poet_gemmconv_forward_filling(&part, src, L->in_strides, input_relu(s, l), col,
+                                                 col_buf, u->w_gemm, relu, dst, &L->next,
+                                                 lane->layers[past_relu(s, l)].col_buf)
+                 : poet_gemmconv_forward(&part, src, L->in_strides, input_relu(s, l), col, col_buf,
+                                         u->w_gemm, relu, dst);
+    NET_RUN((dnnl_status_t)rc, "forward (sgemm)");
     return dnnl_success;
 }
 

@@ -71,6 +71,10 @@ int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strid
                           int input_relu, const float *shared_col, float *col_buf, const float *w,
                           int relu, float *dst);
 
+/* Whether this layer's products run in the narrow kernels now (narrowgemm.h: a small window, and
+ * the AVX-512 code on), rather than sgemm. */
+int poet_gemmconv_is_narrow(const poet_conv_shape *s);
+
 /* The convolution `next` that reads a layer's nhwc output, for filling next's im2col matrix while
  * that output is written (poet_gemmconv_forward_filling): where each of its input pixels goes in
  * the matrix (at most `places` places per pixel), and whether it applies relu to its input. */
