@@ -15,6 +15,7 @@
 
 #include "poet/checkpoint.h"
 #include "poet/fsutil.h"
+#include "poet/mpierror.h"
 
 #include <dirent.h>
 #include <errno.h>

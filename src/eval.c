@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "poet/loss.h"
+#include "poet/mpierror.h"
 
 /* Per-rank scratch for one evaluation pass. */
 typedef struct {

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "poet/mpierror.h"
+
 #define LOSSLOG_FORMAT_VERSION 1
 
 enum { COL_ITERATION, COL_LOSS, COL_ACCURACY, COL_LR, COL_SECONDS, COL_BYTES, N_ITER_COLS };

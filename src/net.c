@@ -72,10 +72,12 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include "poet/gemmconv.h"
-#include "poet/pool.h"
 #include <stdlib.h>
 #include <string.h>
+
+#include "poet/dnnlerror.h"
+#include "poet/gemmconv.h"
+#include "poet/pool.h"
 
 /* A primitive; `pad` indexes its scratchpad view in every lane (-1: it needs none). */
 typedef struct {

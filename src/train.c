@@ -17,6 +17,7 @@
 #include "poet/fsutil.h"
 #include "poet/loss.h"
 #include "poet/losslog.h"
+#include "poet/mpierror.h"
 #include "poet/net.h"
 #include "poet/optim.h"
 #include "poet/tree.h"

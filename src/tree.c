@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "poet/mpierror.h"
+
 enum { TAG_UP = 4100, TAG_DOWN = 4200 };
 #define MAX_CHILDREN 64
 

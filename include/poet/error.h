@@ -3,8 +3,9 @@
  * Every fallible poet function returns a poet_status. The first failure records a one-line message
  * (file/key, what was expected, what was found) with poet_error_set(); callers propagate the status
  * upwards and only the CLI decides to print the message and exit. One checking macro per library
- * (oneDNN, MPI, HDF5) turns a library failure into such a message with file:line, the failed
- * expression and the library's own error string.
+ * turns a library failure into such a message with file:line, the failed expression and the
+ * library's own error string: POET_MPI and the agreement between ranks in mpierror.h, POET_DNNL in
+ * dnnlerror.h, beside the modules that use each library, so this header needs neither.
  *
  * Convention inside functions: a local `poet_status st = POET_OK;`, the POET_* macros jump to a
  * `fail:` label on error, and the label releases what was acquired (HDF5/SCR style).
@@ -12,8 +13,10 @@
 #ifndef POET_ERROR_H
 #define POET_ERROR_H
 
-#include <mpi.h>
 #include <stddef.h>
+
+/* The longest recorded message, with its terminating zero. */
+#define POET_ERROR_MAX 1024
 
 typedef enum {
     POET_OK = 0,
@@ -48,14 +51,9 @@ void poet_error_clear(void);
 void poet_error_mark_agreed(void);
 int poet_error_is_agreed(void);
 
-/* Collective over `comm`: every rank learns whether any rank's `local` status failed. The first
- * failing rank's status and message become every rank's (so all return the same error and rank 0
- * can print the real cause), and the failure is marked agreed and shared. POET_OK when none failed.
- * Call it before any collective step that a rank-local failure could break. */
-poet_status poet_error_agree(MPI_Comm comm, poet_status local);
-
-/* Whether every rank holds the same recorded message (it went through poet_error_agree), so one
- * rank printing it is enough. */
+/* Whether every rank holds the same recorded message (it went through poet_error_agree in
+ * mpierror.h, which marks it so: shared and agreed), so one rank printing it is enough. */
+void poet_error_mark_shared(void);
 int poet_error_is_shared(void);
 
 /* Short name of a status, e.g. "config error". */
@@ -88,24 +86,6 @@ const char *poet_status_name(poet_status status);
                       __LINE__, alloc_count_, sizeof(*(ptr)));                                     \
     } while (0)
 
-/* oneDNN: `expr` returns dnnl_status_t. */
-#define POET_DNNL(expr)                                                                            \
-    do {                                                                                           \
-        int dnnl_status_ = (int)(expr);                                                            \
-        if (dnnl_status_ != 0)                                                                     \
-            POET_FAIL(POET_ERR_DNNL, "%s:%d: oneDNN call %s failed: %s", __FILE__, __LINE__, #expr, \
-                      poet_dnnl_status_string(dnnl_status_));                                      \
-    } while (0)
-
-/* MPI: `expr` returns an MPI error code (communicators use MPI_ERRORS_RETURN). */
-#define POET_MPI(expr)                                                                             \
-    do {                                                                                           \
-        int mpi_status_ = (expr);                                                                  \
-        if (mpi_status_ != 0)                                                                      \
-            POET_FAIL(POET_ERR_MPI, "%s:%d: MPI call %s failed: %s", __FILE__, __LINE__, #expr,    \
-                      poet_mpi_error_string(mpi_status_));                                         \
-    } while (0)
-
 /* HDF5: `expr` returns herr_t or hid_t; negative is failure. */
 #define POET_H5(expr)                                                                              \
     do {                                                                                           \
@@ -115,8 +95,6 @@ const char *poet_status_name(poet_status status);
     } while (0)
 
 /* The libraries' own error strings (defined in error.c; each library is linked into poet). */
-const char *poet_dnnl_status_string(int status);
-const char *poet_mpi_error_string(int code);
 const char *poet_hdf5_error_string(void);
 
 #endif
