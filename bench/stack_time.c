@@ -106,10 +106,9 @@ int main(int argc, char **argv) {
         dlogits[i] = ((float)rand() / (float)RAND_MAX - 0.5f) / (float)(G * B);
 
     int threads = omp_get_max_threads();
-    poet_net_set_threads(threads);
     for (int a = 0; a < 2 && st == POET_OK; a++) {
-        poet_net_set_convolution(v[a].algorithm);
-        st = poet_stack_create(&plan, G, B, 1, params, grads, &v[a].stack);
+        poet_stack_options opt = {v[a].algorithm, threads};
+        st = poet_stack_create(&plan, G, B, 1, &opt, params, grads, &v[a].stack);
     }
     const char *only = argc > 4 ? argv[4] : NULL;
     for (int r = 0; r < rounds && st == POET_OK; r++)

@@ -92,11 +92,13 @@ static poet_status create_stack_primitives(poet_ensemble *e, poet_member_stack *
         POET_FAIL(POET_ERR_CONFIG, "%s: distributed.chunks: expected 1..%d micro-batches, got %d",
                   e->cfg->source, POET_TRAIN_SLOTS, train_slots);
     float *p = e->params + s->param_offset, *g = e->grads + s->param_offset;
-    /* config.h numbers model.convolution as net.h does: 0 gemm, 1 onednn. */
-    poet_net_set_convolution(e->cfg->convolution == 1 ? POET_CONV_ONEDNN : POET_CONV_GEMM);
+    /* config.h numbers model.convolution as net.h does: 0 gemm, 1 onednn; training.threads 0
+     * leaves the count to OpenMP's default, which the command line sets (src/main.c). */
+    poet_stack_options opt = {e->cfg->convolution == 1 ? POET_CONV_ONEDNN : POET_CONV_GEMM,
+                              e->cfg->threads};
     for (int slot = 0; slot < train_slots; slot++)
-        POET_TRY(poet_stack_create(plan, s->members, e->batch, 1, p, g, &s->train[slot]));
-    POET_TRY(poet_stack_create(plan, s->members, e->eval_batch, 0, p, g, &s->eval));
+        POET_TRY(poet_stack_create(plan, s->members, e->batch, 1, &opt, p, g, &s->train[slot]));
+    POET_TRY(poet_stack_create(plan, s->members, e->eval_batch, 0, &opt, p, g, &s->eval));
     POET_ALLOC(s->logits, (size_t)e->batch * s->members * e->classes);
     POET_ALLOC(s->eval_logits, (size_t)e->eval_batch * s->members * e->classes);
 fail:

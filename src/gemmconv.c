@@ -298,23 +298,21 @@ int poet_gemmconv_is_narrow(const poet_conv_shape *s) {
 
 /* The product [R, KC + 1] · [KC + 1, O]: the ones column times the bias row adds the bias inside
  * the product (no pass over dst for it). */
-int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
-                          int input_relu, const float *shared_col, float *col_buf, const float *w,
-                          int relu, float *dst) {
+poet_status poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
+                                  int input_relu, const float *shared_col, float *col_buf,
+                                  const float *w, int relu, float *dst) {
     size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
     const float *col = windows(s, src, in, input_relu, shared_col, col_buf);
     if (narrow(width, O)) {
         poet_narrow_forward(R, width, O, col, w, relu, dst);
-        return 0;
+        return POET_OK;
     }
-    dnnl_status_t rc =
-        dnnl_sgemm('N', 'N', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)width, 1.f, col,
-                   (dnnl_dim_t)width, w, (dnnl_dim_t)O, 0.f, dst, (dnnl_dim_t)O);
-    if (rc != dnnl_success)
-        return (int)rc;
+    if (dnnl_sgemm('N', 'N', (dnnl_dim_t)R, (dnnl_dim_t)O, (dnnl_dim_t)width, 1.f, col,
+                   (dnnl_dim_t)width, w, (dnnl_dim_t)O, 0.f, dst, (dnnl_dim_t)O) != dnnl_success)
+        return POET_ERR_DNNL;
     if (relu)
         relu_in_place(R * O, dst);
-    return 0;
+    return POET_OK;
 }
 
 int poet_gemmconv_can_fill(const poet_conv_shape *next) {
@@ -323,7 +321,8 @@ int poet_gemmconv_can_fill(const poet_conv_shape *next) {
     return next->padding == 0 && image <= INT_MAX;
 }
 
-int poet_gemmconv_next_init(const poet_conv_shape *next, int relu, poet_gemmconv_next *out) {
+poet_status poet_gemmconv_next_init(const poet_conv_shape *next, int relu,
+                                    poet_gemmconv_next *out) {
     const poet_conv_shape *s = next;
     size_t pixels = (size_t)s->in_h * s->in_w, width = poet_gemmconv_width(s);
     /* windows overlapping one pixel: ceil(K / S) per dimension */
@@ -333,7 +332,10 @@ int poet_gemmconv_next_init(const poet_conv_shape *next, int relu, poet_gemmconv
                                 calloc(pixels, sizeof(int))};
     if (!out->offsets || !out->counts) {
         poet_gemmconv_next_free(out);
-        return -1;
+        return poet_error_set(POET_ERR_NOMEM,
+                              "gemmconv.c: out of memory for the im2col placement table of a "
+                              "%dx%dx%d input",
+                              s->in_h, s->in_w, s->in_c);
     }
     for (int oh = 0; oh < s->out_h; oh++)
         for (int ow = 0; ow < s->out_w; ow++)
@@ -344,7 +346,7 @@ int poet_gemmconv_next_init(const poet_conv_shape *next, int relu, poet_gemmconv
                                 ((size_t)kh * s->kernel_w + kw) * s->in_c;
                     out->offsets[pixel * places + out->counts[pixel]++] = (int)at;
                 }
-    return 0;
+    return POET_OK;
 }
 
 void poet_gemmconv_next_free(poet_gemmconv_next *next) {
@@ -353,10 +355,10 @@ void poet_gemmconv_next_free(poet_gemmconv_next *next) {
     next->offsets = next->counts = NULL;
 }
 
-int poet_gemmconv_forward_filling(const poet_conv_shape *s, const float *src, poet_strides in,
-                                  int input_relu, const float *shared_col, float *col_buf,
-                                  const float *w, int relu, float *dst,
-                                  const poet_gemmconv_next *next, float *next_col) {
+poet_status poet_gemmconv_forward_filling(const poet_conv_shape *s, const float *src,
+                                          poet_strides in, int input_relu, const float *shared_col,
+                                          float *col_buf, const float *w, int relu, float *dst,
+                                          const poet_gemmconv_next *next, float *next_col) {
     size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
     poet_conv_shape ns = next->shape;
     ns.batch = s->batch;
@@ -373,14 +375,15 @@ int poet_gemmconv_forward_filling(const poet_conv_shape *s, const float *src, po
         poet_narrow_forward_scatter(R, width, O, col, w, relu, dst, &to);
         for (size_t r = 0; r < next_rows; r++)
             next_col[r * next_width + next_width - 1] = 1.f;
-        return 0;
+        return POET_OK;
     }
-    int rc = poet_gemmconv_forward(s, src, in, input_relu, shared_col, col_buf, w, relu, dst);
-    if (rc)
-        return rc;
+    poet_status st =
+        poet_gemmconv_forward(s, src, in, input_relu, shared_col, col_buf, w, relu, dst);
+    if (st != POET_OK)
+        return st;
     poet_gemmconv_im2col(&ns, dst, poet_strides_nhwc(ns.in_c, ns.in_h, ns.in_w), next->relu,
                          next_col);
-    return 0;
+    return POET_OK;
 }
 
 /* Adds the window rows of image b's output pixels back onto dsrc_image (nhwc), pixel by pixel in
@@ -446,38 +449,38 @@ AVX512 static void col2im_avx512(const poet_conv_shape *s, const float *dcol, co
 #endif
 
 /* dcol [R, KC] = ddst · [O, KC] (the weights by output channel; ldb = KC + 1 skips the bias). */
-int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w,
-                                float *dcol_buf, const float *relu_out, float *dsrc) {
+poet_status poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w,
+                                        float *dcol_buf, const float *relu_out, float *dsrc) {
     size_t KC = poet_gemmconv_cols(s), O = (size_t)s->out_c;
-    dnnl_status_t rc =
-        dnnl_sgemm('N', 'N', (dnnl_dim_t)poet_gemmconv_rows(s), (dnnl_dim_t)KC, (dnnl_dim_t)O, 1.f,
+    if (dnnl_sgemm('N', 'N', (dnnl_dim_t)poet_gemmconv_rows(s), (dnnl_dim_t)KC, (dnnl_dim_t)O, 1.f,
                    ddst, (dnnl_dim_t)O, weights_by_output(s, w), (dnnl_dim_t)poet_gemmconv_width(s),
-                   0.f, dcol_buf, (dnnl_dim_t)KC);
-    if (rc != dnnl_success)
-        return (int)rc;
+                   0.f, dcol_buf, (dnnl_dim_t)KC) != dnnl_success)
+        return POET_ERR_DNNL;
 #if POET_AVX512_CODE
     if (avx512_runs(s, poet_strides_nhwc(s->in_c, s->in_h, s->in_w))) {
         col2im_avx512(s, dcol_buf, relu_out, dsrc);
-        return 0;
+        return POET_OK;
     }
 #endif
     col2im_portable(s, dcol_buf, relu_out, dsrc);
-    return 0;
+    return POET_OK;
 }
 
 /* [O, KC + 1] = ddstᵀ · col: the ones column makes the last column dL/db, the column sums of
  * ddst, summed by the product. */
-int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src, poet_strides in,
-                                   int input_relu, const float *shared_col, float *col_buf,
-                                   const float *ddst, int accumulate, float *dw) {
+poet_status poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src,
+                                           poet_strides in, int input_relu, const float *shared_col,
+                                           float *col_buf, const float *ddst, int accumulate,
+                                           float *dw) {
     size_t R = poet_gemmconv_rows(s), width = poet_gemmconv_width(s), O = (size_t)s->out_c;
     const float *col = windows(s, src, in, input_relu, shared_col, col_buf);
     if (narrow(width, O)) {
         poet_narrow_weights(R, width, O, ddst, col, accumulate, dw);
-        return 0;
+        return POET_OK;
     }
-    dnnl_status_t rc = dnnl_sgemm('T', 'N', (dnnl_dim_t)O, (dnnl_dim_t)width, (dnnl_dim_t)R, 1.f,
-                                  ddst, (dnnl_dim_t)O, col, (dnnl_dim_t)width,
-                                  accumulate ? 1.f : 0.f, dw, (dnnl_dim_t)width);
-    return rc == dnnl_success ? 0 : (int)rc;
+    if (dnnl_sgemm('T', 'N', (dnnl_dim_t)O, (dnnl_dim_t)width, (dnnl_dim_t)R, 1.f, ddst,
+                   (dnnl_dim_t)O, col, (dnnl_dim_t)width, accumulate ? 1.f : 0.f, dw,
+                   (dnnl_dim_t)width) != dnnl_success)
+        return POET_ERR_DNNL;
+    return POET_OK;
 }

@@ -3,6 +3,7 @@
 #define _DEFAULT_SOURCE /* gethostname */
 #include <cjson/cJSON.h>
 #include <mpi.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,6 @@
 #include "poet/checkpoint.h"
 #include "poet/config.h"
 #include "poet/error.h"
-#include "poet/net.h"
 #include "poet/report.h"
 #include "poet/train.h"
 
@@ -178,23 +178,23 @@ static void report_failure(const world *w, poet_status st) {
                 poet_error_message());
 }
 
-/* Threads per rank: the config's, else OMP_NUM_THREADS, else the node's cores over its ranks. */
+/* Threads per rank: the config's (the ensemble passes it to every stack it creates), else
+ * OMP_NUM_THREADS, else the node's cores over its ranks: made OpenMP's default here, which the
+ * stacks created without a thread count of their own use (net.h, poet_stack_options). */
 static void choose_threads(const world *w, const poet_config *cfg) {
-    if (cfg->threads > 0) {
-        poet_net_set_threads(cfg->threads);
-        return;
-    }
-    if (getenv("OMP_NUM_THREADS"))
+    if (cfg->threads > 0 || getenv("OMP_NUM_THREADS"))
         return;
     MPI_Comm node;
     int local_ranks = 1;
     if (MPI_Comm_split_type(w->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-        MPI_Comm_size(node, &local_ranks);
+        /* a hint only: on failure, count this rank alone */
+        if (MPI_Comm_size(node, &local_ranks) != MPI_SUCCESS || local_ranks < 1)
+            local_ranks = 1;
         MPI_Comm_free(&node);
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = (int)(cores / local_ranks);
-    poet_net_set_threads(threads > 0 ? threads : 1);
+    omp_set_num_threads(threads > 0 ? threads : 1);
 }
 
 static void print_summary(const poet_config *cfg, const poet_train_summary *s, int ranks) {

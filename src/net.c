@@ -187,12 +187,21 @@ typedef struct {
     unsigned char *relu_mask;
 } net_unit;
 
+/* What failed in a member's run inside a parallel region. poet_error_set keeps one process-wide
+ * message, which the threads must not race for: there the helpers return a poet_status without a
+ * message and note here what failed, and run_members records the message once the region has
+ * ended, naming the member and this step. */
+typedef struct {
+    const char *step;   /* e.g. "backward data (sgemm)"; NULL while nothing failed */
+    dnnl_status_t dnnl; /* oneDNN's status when a oneDNN call failed, else dnnl_success */
+} net_fault;
+
 #define NET_MAX_OPS (POET_MAX_LAYERS * 10 + 4)
 
 struct poet_stack {
     poet_arch_plan plan;
     int G, B, L, training;
-    int conv_gemm; /* convolutions as im2col + sgemm (poet_net_set_convolution) */
+    int conv_gemm; /* convolutions as im2col + sgemm (poet_stack_options.convolution) */
     int first_w;   /* index of the first weight layer */
     float *params, *grads;
 
@@ -213,16 +222,13 @@ struct poet_stack {
     dnnl_memory_t dlogits;      /* [B, K, 1, 1] plain, the gradient every member receives */
     float *dlogits_buf;
 
-    dnnl_status_t *member_rc; /* [G]: how each member's run in a parallel region ended */
-    const char **member_step; /* [G]: the step that failed */
+    poet_status *member_st;  /* [G]: how each member's run in a parallel region ended */
+    net_fault *member_fault; /* [G]: and what failed */
 
     int n_ops;
     dnnl_memory_desc_t pad_md[NET_MAX_OPS]; /* scratchpad layout of each op that needs one */
     size_t scratchpad_size;                 /* the largest */
 };
-
-/* How stacks created from now on run convolutions (poet_net_set_convolution). */
-static int net_conv_gemm = 1;
 
 static net_unit *unit(poet_stack *s, int g, int l) { return &s->units[(size_t)g * s->L + l]; }
 
@@ -301,16 +307,35 @@ static void op_destroy(net_op *op) {
     op->prim = NULL;
 }
 
-/* Inside OpenMP regions a failure cannot go through poet_error_set (one process-wide message), so
- * the execution helpers return oneDNN's status and name the failed step; the caller reports it
- * once the region has ended. */
-#define NET_RUN(expr, name)                                                                        \
+/* Inside a parallel region: a oneDNN call; on failure notes `name` and oneDNN's status in `fault`
+ * and returns POET_ERR_DNNL. */
+#define NET_DNNL(fault, expr, name)                                                                \
     do {                                                                                           \
-        dnnl_status_t run_rc_ = (expr);                                                            \
-        if (run_rc_ != dnnl_success) {                                                             \
-            *step = (name);                                                                        \
-            return run_rc_;                                                                        \
+        dnnl_status_t net_rc_ = (expr);                                                            \
+        if (net_rc_ != dnnl_success) {                                                             \
+            (fault)->step = (name);                                                                \
+            (fault)->dnnl = net_rc_;                                                               \
+            return POET_ERR_DNNL;                                                                  \
         }                                                                                          \
+    } while (0)
+
+/* Inside a parallel region: a call that returns a poet_status without a message (gemmconv); on
+ * failure notes `name` in `fault` and returns that status. */
+#define NET_TRY(fault, expr, name)                                                                 \
+    do {                                                                                           \
+        poet_status net_st_ = (expr);                                                              \
+        if (net_st_ != POET_OK) {                                                                  \
+            (fault)->step = (name);                                                                \
+            return net_st_;                                                                        \
+        }                                                                                          \
+    } while (0)
+
+/* Inside a parallel region: a helper that notes its own failed step in the fault it was given. */
+#define NET_PASS(expr)                                                                             \
+    do {                                                                                           \
+        poet_status net_st_ = (expr);                                                              \
+        if (net_st_ != POET_OK)                                                                    \
+            return net_st_;                                                                        \
     } while (0)
 
 /* Executes `op` on `lane` with `args` plus the lane's scratchpad for it. */
@@ -850,6 +875,7 @@ static void chains_create(poet_stack *s) {
  * the result is the same), before a layer without padding. This saves the next layer's im2col
  * pass in forward and again in backward (bench/README.md). */
 static poet_status chain_fills_create(poet_stack *s) {
+    poet_status st = POET_OK;
     for (int l = s->first_w; l < s->L; l++) {
         net_layer *L = &s->layers[l];
         if (!L->gemm || !L->inner || !poet_gemmconv_is_narrow(&L->shape))
@@ -857,14 +883,11 @@ static poet_status chain_fills_create(poet_stack *s) {
         net_layer *N = &s->layers[past_relu(s, l)];
         if (!poet_gemmconv_can_fill(&N->shape))
             continue;
-        if (poet_gemmconv_next_init(&N->shape, L->relu_after, &L->next))
-            return poet_error_set(POET_ERR_NOMEM,
-                                  "net.c: out of memory for layer %d's im2col "
-                                  "placement table",
-                                  l);
+        POET_TRY(poet_gemmconv_next_init(&N->shape, L->relu_after, &L->next));
         L->fills_next = 1;
     }
-    return POET_OK;
+fail:
+    return st;
 }
 
 /* Every layer's primitives, in forward order: each layer learns its input's layout from the one
@@ -1138,8 +1161,8 @@ static poet_status stack_build(poet_stack *s) {
     POET_ALLOC(s->layers, s->L);
     POET_ALLOC(s->units, (size_t)s->G * s->L);
     POET_ALLOC(s->lanes, s->T);
-    POET_ALLOC(s->member_rc, s->G);
-    POET_ALLOC(s->member_step, s->G);
+    POET_ALLOC(s->member_st, s->G);
+    POET_ALLOC(s->member_fault, s->G);
     POET_DNNL(dnnl_engine_create(&s->engine, dnnl_cpu, 0));
     POET_DNNL(dnnl_primitive_attr_create(&s->attr));
     POET_DNNL(dnnl_primitive_attr_set_scratchpad_mode(s->attr, dnnl_scratchpad_mode_user));
@@ -1166,10 +1189,14 @@ fail:
 }
 
 poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch, int training,
-                              float *params, float *grads, poet_stack **out) {
+                              const poet_stack_options *options, float *params, float *grads,
+                              poet_stack **out) {
     poet_status st = POET_OK;
     poet_stack *s = NULL;
-    int first_w, threads = omp_get_max_threads();
+    poet_stack_options defaults = {POET_CONV_GEMM, 0};
+    const poet_stack_options *opt = options ? options : &defaults;
+    int first_w, threads = opt->threads > 0 ? opt->threads : omp_get_max_threads();
+    int omp_default = omp_get_max_threads();
     *out = NULL;
     POET_TRY(check_plan(plan, members, batch, &first_w));
     if (!params || (training && !grads))
@@ -1182,14 +1209,14 @@ poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch
     s->L = plan->n_layers;
     s->T = threads < members ? threads : members;
     s->training = training;
-    s->conv_gemm = net_conv_gemm;
+    s->conv_gemm = opt->convolution == POET_CONV_GEMM;
     s->first_w = first_w;
     s->params = params;
     s->grads = grads;
     /* oneDNN sizes its kernels' work split by the thread count at creation. */
     omp_set_num_threads(1);
     st = stack_build(s);
-    omp_set_num_threads(threads);
+    omp_set_num_threads(omp_default);
     if (st != POET_OK)
         goto fail;
     *out = s;
@@ -1275,8 +1302,8 @@ void poet_stack_destroy(poet_stack *s) {
         dnnl_primitive_attr_destroy(s->relu_attr);
     if (s->engine)
         dnnl_engine_destroy(s->engine);
-    free(s->member_rc);
-    free(s->member_step);
+    free(s->member_st);
+    free(s->member_fault);
     free(s->logits_view);
     free(s->logits_buf);
     free(s->lanes);
@@ -1372,8 +1399,8 @@ static float *chunk_output(poet_stack *s, const net_lane *lane, int a, int l, in
 }
 
 /* Forward of gemm layer l of member g on images b0..b0+n-1 (activations in owner a's units). */
-static dnnl_status_t gemm_chunk_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
-                                        int b0, int n, const char **step) {
+static poet_status gemm_chunk_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
+                                      int b0, int n, net_fault *fault) {
     const net_layer *L = &s->layers[l];
     const net_unit *u = unit(s, g, l);
     poet_conv_shape part = chunk_shape(L, n);
@@ -1381,14 +1408,14 @@ static dnnl_status_t gemm_chunk_forward(poet_stack *s, const net_lane *lane, int
     int relu = L->relu_after && !L->inner && !L->chain_pool;
     float *dst = chunk_output(s, lane, a, l, b0);
     float *col_buf = lane->layers[l].col_buf;
-    int rc = L->fills_next
-                 ? poet_gemmconv_forward_filling(&part, src, L->in_strides, input_relu(s, l), col,
-                                                 col_buf, u->w_gemm, relu, dst, &L->next,
-                                                 lane->layers[past_relu(s, l)].col_buf)
-                 : poet_gemmconv_forward(&part, src, L->in_strides, input_relu(s, l), col, col_buf,
-                                         u->w_gemm, relu, dst);
-    NET_RUN((dnnl_status_t)rc, "forward (sgemm)");
-    return dnnl_success;
+    poet_status st =
+        L->fills_next ? poet_gemmconv_forward_filling(&part, src, L->in_strides, input_relu(s, l),
+                                                      col, col_buf, u->w_gemm, relu, dst, &L->next,
+                                                      lane->layers[past_relu(s, l)].col_buf)
+                      : poet_gemmconv_forward(&part, src, L->in_strides, input_relu(s, l), col,
+                                              col_buf, u->w_gemm, relu, dst);
+    NET_TRY(fault, st, "forward (sgemm)");
+    return POET_OK;
 }
 
 /* The relu and pooling that chain layer `last` runs, on owner a's images b0..b0+n-1 (the chunk's
@@ -1406,14 +1433,15 @@ static void chain_pool_forward(poet_stack *s, const net_lane *lane, int a, int l
 
 /* Member g's chain of gemm layers from `first` on, chunk by chunk: each chunk goes through every
  * layer of the chain while it is in cache, and only the last layer's output is stored. */
-static dnnl_status_t chain_forward(poet_stack *s, const net_lane *lane, int g, int a, int first,
-                                   const char **step) {
+static poet_status chain_forward(poet_stack *s, const net_lane *lane, int g, int a, int first,
+                                 net_fault *fault) {
     const net_layer *F = &s->layers[first];
     if (!F->shared_col) {
-        NET_RUN(
+        NET_DNNL(
+            fault,
             refresh(lane, &F->src_reorder, layer_input(s, a, first), unit(s, a, first)->src_copy),
             "input reorder");
-        NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+        NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
     }
     for (int l = first; l <= F->chain_last; l++) {
         const net_layer *L = &s->layers[l];
@@ -1427,69 +1455,71 @@ static dnnl_status_t chain_forward(poet_stack *s, const net_lane *lane, int g, i
         int n = s->B - b0 < F->chunk ? s->B - b0 : F->chunk;
         for (int l = first; l <= F->chain_last; l++)
             if (s->layers[l].gemm)
-                NET_RUN(gemm_chunk_forward(s, lane, g, a, l, b0, n, step), *step);
+                NET_PASS(gemm_chunk_forward(s, lane, g, a, l, b0, n, fault));
         if (s->layers[F->chain_last].chain_pool)
             chain_pool_forward(s, lane, a, F->chain_last, b0, n);
     }
-    return dnnl_success;
+    return POET_OK;
 }
 
 /* Layer l of member g, its activations in owner a's units. */
-static dnnl_status_t layer_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
-                                   const char **step) {
+static poet_status layer_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
+                                 net_fault *fault) {
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
     if (L->gemm)
-        return chain_forward(s, lane, g, a, l, step);
+        return chain_forward(s, lane, g, a, l, fault);
     if (L->by_chain)
-        return dnnl_success;
-    NET_RUN(refresh(lane, &L->src_reorder, layer_input(s, a, l), act->src_copy), "input reorder");
+        return POET_OK;
+    NET_DNNL(fault, refresh(lane, &L->src_reorder, layer_input(s, a, l), act->src_copy),
+             "input reorder");
     if (L->fused) /* the producer applied it */
-        return dnnl_success;
+        return POET_OK;
     dnnl_memory_t src = layer_src(s, a, l);
     if (is_weight_layer(L->kind)) {
         /* The weights change every step: refresh oneDNN's copy when its layout is not plain. */
-        NET_RUN(refresh(lane, &L->w_reorder, u->user_w, u->w_copy), "weights reorder");
+        NET_DNNL(fault, refresh(lane, &L->w_reorder, u->user_w, u->w_copy), "weights reorder");
         dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src},
                                   {DNNL_ARG_WEIGHTS, via(&L->w_reorder, u->user_w, u->w_copy)},
                                   {DNNL_ARG_BIAS, u->user_b},
                                   {DNNL_ARG_DST, act->dst}};
-        NET_RUN(op_run(lane, &L->fwd, 4, args), "forward");
+        NET_DNNL(fault, op_run(lane, &L->fwd, 4, args), "forward");
     } else {
         dnnl_exec_arg_t args[] = {
             {DNNL_ARG_SRC, src}, {DNNL_ARG_DST, act->dst}, {DNNL_ARG_WORKSPACE, act->workspace}};
-        NET_RUN(op_run(lane, &L->fwd, act->workspace ? 3 : 2, args), "forward");
+        NET_DNNL(fault, op_run(lane, &L->fwd, act->workspace ? 3 : 2, args), "forward");
     }
-    return dnnl_success;
+    return POET_OK;
 }
 
 /* Member g's layers from the first weight layer on, then its logits into the stack's buffer. */
-static dnnl_status_t member_forward(poet_stack *s, const net_lane *lane, int g, const char **step) {
+static poet_status member_forward(poet_stack *s, const net_lane *lane, int g, net_fault *fault) {
     int a = activation_owner(s, lane, g);
     for (int l = s->first_w; l < s->L; l++) {
-        NET_RUN(layer_forward(s, lane, g, a, l, step), *step);
+        NET_PASS(layer_forward(s, lane, g, a, l, fault));
         if (s->layers[l].gemm) /* the whole chain ran */
             l = s->layers[l].chain_last;
     }
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, unit(s, a, s->L - 1)->dst},
                               {DNNL_ARG_TO, s->logits_view[g]}};
-    NET_RUN(op_run(lane, &s->logits_reorder, 2, args), "logits reorder");
-    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
-    return dnnl_success;
+    NET_DNNL(fault, op_run(lane, &s->logits_reorder, 2, args), "logits reorder");
+    NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
+    return POET_OK;
 }
 
 /* The layers before the first weight layer, computed once (as member 0's), and the first weight
  * layer's input as its im2col reads it (shared_im2col follows): it is the same for every member. */
-static dnnl_status_t shared_forward(poet_stack *s, const net_lane *lane, const char **step) {
+static poet_status shared_forward(poet_stack *s, const net_lane *lane, net_fault *fault) {
     for (int l = 0; l < s->first_w; l++)
-        NET_RUN(layer_forward(s, lane, 0, 0, l, step), *step);
+        NET_PASS(layer_forward(s, lane, 0, 0, l, fault));
     const net_layer *F = &s->layers[s->first_w];
     if (F->shared_col)
-        NET_RUN(refresh(lane, &F->src_reorder, layer_input(s, 0, s->first_w),
-                        unit(s, 0, s->first_w)->src_copy),
-                "input reorder");
-    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
-    return dnnl_success;
+        NET_DNNL(fault,
+                 refresh(lane, &F->src_reorder, layer_input(s, 0, s->first_w),
+                         unit(s, 0, s->first_w)->src_copy),
+                 "input reorder");
+    NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
+    return POET_OK;
 }
 
 /* ---- backward -------------------------------------------------------------------------------- */
@@ -1503,13 +1533,13 @@ static dnnl_memory_t layer_dnext(poet_stack *s, const net_lane *lane, int l) {
 }
 
 /* A fused relu's backward as a select: dL/d(input) = dL/d(output) where the output is > 0. */
-static dnnl_status_t relu_loop_backward(poet_stack *s, const net_lane *lane, int g, int l,
-                                        const char **step) {
+static poet_status relu_loop_backward(poet_stack *s, const net_lane *lane, int g, int l,
+                                      net_fault *fault) {
     net_layer *L = &s->layers[l];
     const net_scratch *x = &lane->layers[l];
     dnnl_memory_t dnext = layer_dnext(s, lane, l);
-    NET_RUN(refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
-    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    NET_DNNL(fault, refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
     const float *restrict d = memory_data(via(&L->ddst_reorder, dnext, x->ddst_copy));
     const float *restrict y = memory_data(unit(s, g, l)->dst);
     float *restrict out = memory_data(x->dsrc);
@@ -1518,25 +1548,25 @@ static dnnl_status_t relu_loop_backward(poet_stack *s, const net_lane *lane, int
         float v = d[i]; /* loaded unconditionally: the loop vectorises to a blend */
         out[i] = y[i] > 0.f ? v : 0.f;
     }
-    return dnnl_success;
+    return POET_OK;
 }
 
 /* dL/d(input) of layer l for member g, into the lane's dsrc. */
-static dnnl_status_t data_backward(poet_stack *s, const net_lane *lane, int g, int l,
-                                   const char **step) {
+static poet_status data_backward(poet_stack *s, const net_lane *lane, int g, int l,
+                                 net_fault *fault) {
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l);
     const net_scratch *x = &lane->layers[l];
     if (L->relu_loop)
-        return relu_loop_backward(s, lane, g, l, step);
+        return relu_loop_backward(s, lane, g, l, fault);
     dnnl_memory_t dnext = layer_dnext(s, lane, l);
-    NET_RUN(refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    NET_DNNL(fault, refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, via(&L->ddst_reorder, dnext, x->ddst_copy)},
                                {DNNL_ARG_DIFF_SRC, x->dsrc}};
     int n = 2;
     if (is_weight_layer(L->kind)) {
         dnnl_memory_t w = via(&L->w_reorder, u->user_w, u->w_copy);
-        NET_RUN(refresh(lane, &L->bwd_w_reorder, w, x->bwd_w_copy), "weights reorder");
+        NET_DNNL(fault, refresh(lane, &L->bwd_w_reorder, w, x->bwd_w_copy), "weights reorder");
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, via(&L->bwd_w_reorder, w, x->bwd_w_copy)};
     } else if (L->kind == POET_LAYER_RELU) {
         args[n++] = L->fused ? (dnnl_exec_arg_t){DNNL_ARG_DST, u->dst}
@@ -1544,8 +1574,8 @@ static dnnl_status_t data_backward(poet_stack *s, const net_lane *lane, int g, i
     } else if (u->workspace) { /* max pooling; average pooling needs neither */
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, u->workspace};
     }
-    NET_RUN(op_run(lane, &L->bwd, n, args), "backward data");
-    return dnnl_success;
+    NET_DNNL(fault, op_run(lane, &L->bwd, n, args), "backward data");
+    return POET_OK;
 }
 
 /* Adds what landed in the lane's accumulate buffer to member g's gradient. */
@@ -1560,8 +1590,8 @@ static void accumulate_into(poet_stack *s, const net_lane *lane, int g, const ne
 }
 
 /* dL/dW and dL/db of layer l for member g, into its grads (or added to them). */
-static dnnl_status_t weights_backward(poet_stack *s, const net_lane *lane, int g, int l,
-                                      int accumulate, const char **step) {
+static poet_status weights_backward(poet_stack *s, const net_lane *lane, int g, int l,
+                                    int accumulate, net_fault *fault) {
     net_layer *L = &s->layers[l];
     net_unit *u = unit(s, g, l);
     const net_scratch *x = &lane->layers[l];
@@ -1569,64 +1599,68 @@ static dnnl_status_t weights_backward(poet_stack *s, const net_lane *lane, int g
     dnnl_memory_t ddst = L->needs_dsrc ? via(&L->ddst_reorder, dnext, x->ddst_copy) : dnext;
     dnnl_memory_t plain_w = accumulate ? x->acc_w : u->grad_w;
     dnnl_memory_t plain_b = accumulate ? x->acc_b : u->grad_b;
-    NET_RUN(refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy), "gradient reorder");
-    NET_RUN(refresh(lane, &L->bwdw_src_reorder, src, x->bwdw_src_copy), "input reorder");
+    NET_DNNL(fault, refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy),
+             "gradient reorder");
+    NET_DNNL(fault, refresh(lane, &L->bwdw_src_reorder, src, x->bwdw_src_copy), "input reorder");
     dnnl_exec_arg_t args[] = {
         {DNNL_ARG_SRC, via(&L->bwdw_src_reorder, src, x->bwdw_src_copy)},
         {DNNL_ARG_DIFF_DST, via(&L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy)},
         {DNNL_ARG_DIFF_WEIGHTS, via(&L->dw_reorder, plain_w, x->dw)},
         {DNNL_ARG_DIFF_BIAS, plain_b}};
-    NET_RUN(op_run(lane, &L->bwdw, 4, args), "backward weights");
-    NET_RUN(refresh(lane, &L->dw_reorder, x->dw, plain_w), "weight gradient reorder");
+    NET_DNNL(fault, op_run(lane, &L->bwdw, 4, args), "backward weights");
+    NET_DNNL(fault, refresh(lane, &L->dw_reorder, x->dw, plain_w), "weight gradient reorder");
     if (accumulate) {
-        NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+        NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
         accumulate_into(s, lane, g, L);
     }
-    return dnnl_success;
+    return POET_OK;
 }
 
 /* dL/d(output) of the chain's last layer, as backward data (*for_data) and backward weights
  * (*for_weights) read it, after their reorders. */
-static dnnl_status_t chain_gradient(poet_stack *s, const net_lane *lane, int last,
-                                    const float **for_data, const float **for_weights,
-                                    const char **step) {
+static poet_status chain_gradient(poet_stack *s, const net_lane *lane, int last,
+                                  const float **for_data, const float **for_weights,
+                                  net_fault *fault) {
     const net_layer *L = &s->layers[last];
     const net_scratch *x = &lane->layers[last];
     dnnl_memory_t dnext = layer_dnext(s, lane, last), ddst = dnext;
     if (L->needs_dsrc) {
-        NET_RUN(refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+        NET_DNNL(fault, refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
         ddst = via(&L->ddst_reorder, dnext, x->ddst_copy);
     }
-    NET_RUN(refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy), "gradient reorder");
-    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    NET_DNNL(fault, refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy),
+             "gradient reorder");
+    NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
     *for_data = memory_data(ddst);
     *for_weights = memory_data(via(&L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy));
-    return dnnl_success;
+    return POET_OK;
 }
 
 /* Gemm layer l of member g on images b0..b0+n-1, given dL/d(output) of those images: dL/dW and
  * dL/db added to the lane's sums (started when b0 == 0), and dL/d(input), with the folded relu's
  * backward, into the lane's dsrc: at the chunk's place for the chain's first layer (layers
  * before the chain read it), else at its start (the layer before reads it in this chunk). */
-static dnnl_status_t gemm_chunk_backward(poet_stack *s, const net_lane *lane, int g, int l, int b0,
-                                         int n, const float *ddst_data, const float *ddst_w,
-                                         const char **step) {
+static poet_status gemm_chunk_backward(poet_stack *s, const net_lane *lane, int g, int l, int b0,
+                                       int n, const float *ddst_data, const float *ddst_w,
+                                       net_fault *fault) {
     const net_layer *L = &s->layers[l];
     const net_scratch *x = &lane->layers[l];
     poet_conv_shape part = chunk_shape(L, n);
     const float *src = chunk_input(s, lane, g, l, b0);
-    NET_RUN((dnnl_status_t)poet_gemmconv_backward_weights(
-                &part, src, L->in_strides, input_relu(s, l), prebuilt_col(s, lane, l, b0),
-                x->col_buf, ddst_w, b0 > 0, x->dw_gemm),
+    NET_TRY(fault,
+            poet_gemmconv_backward_weights(&part, src, L->in_strides, input_relu(s, l),
+                                           prebuilt_col(s, lane, l, b0), x->col_buf, ddst_w, b0 > 0,
+                                           x->dw_gemm),
             "backward weights (sgemm)");
     if (!L->needs_dsrc)
-        return dnnl_success;
+        return POET_OK;
     float *dsrc = memory_data(x->dsrc);
-    NET_RUN((dnnl_status_t)poet_gemmconv_backward_data(
-                &part, ddst_data, unit(s, g, l)->w_gemm, x->dcol, L->fold_relu ? src : NULL,
-                l == L->chain_first ? dsrc + b0 * in_image(L) : dsrc),
+    NET_TRY(fault,
+            poet_gemmconv_backward_data(&part, ddst_data, unit(s, g, l)->w_gemm, x->dcol,
+                                        L->fold_relu ? src : NULL,
+                                        l == L->chain_first ? dsrc + b0 * in_image(L) : dsrc),
             "backward data (sgemm)");
-    return dnnl_success;
+    return POET_OK;
 }
 
 /* Member g's gradients of its chain of gemm layers ending at `last`, from the lane's sums into
@@ -1648,15 +1682,15 @@ static void chain_gradients_out(poet_stack *s, const net_lane *lane, int g, int 
 }
 
 /* dL/d(output) of pooling layer p, which a chain runs, as rows of channels. */
-static dnnl_status_t pooled_gradient(poet_stack *s, const net_lane *lane, int p,
-                                     const float **dpooled, const char **step) {
+static poet_status pooled_gradient(poet_stack *s, const net_lane *lane, int p,
+                                   const float **dpooled, net_fault *fault) {
     const net_layer *P = &s->layers[p];
     const net_scratch *x = &lane->layers[p];
     dnnl_memory_t dnext = layer_dnext(s, lane, p);
-    NET_RUN(refresh(lane, &P->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
-    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
+    NET_DNNL(fault, refresh(lane, &P->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
     *dpooled = memory_data(via(&P->ddst_reorder, dnext, x->ddst_copy));
-    return dnnl_success;
+    return POET_OK;
 }
 
 /* dL/d(output) of chain layer `last` for member g's images b0..b0+n-1, from the gradient of the
@@ -1675,19 +1709,19 @@ static const float *chain_pool_backward(poet_stack *s, const net_lane *lane, int
 /* Backward of member g's chain of gemm layers ending at `last`, in chain_forward's chunks: each
  * chunk first recomputes the inner layers' outputs, then goes from the last layer to the first,
  * each handing the one before its dL/d(input). */
-static dnnl_status_t chain_backward(poet_stack *s, const net_lane *lane, int g, int last,
-                                    int accumulate, const char **step) {
+static poet_status chain_backward(poet_stack *s, const net_lane *lane, int g, int last,
+                                  int accumulate, net_fault *fault) {
     const net_layer *Last = &s->layers[last];
     const float *ddst_data = NULL, *ddst_w = NULL, *dpooled = NULL;
     if (Last->chain_pool)
-        NET_RUN(pooled_gradient(s, lane, Last->chain_pool, &dpooled, step), *step);
+        NET_PASS(pooled_gradient(s, lane, Last->chain_pool, &dpooled, fault));
     else
-        NET_RUN(chain_gradient(s, lane, last, &ddst_data, &ddst_w, step), *step);
+        NET_PASS(chain_gradient(s, lane, last, &ddst_data, &ddst_w, fault));
     for (int b0 = 0; b0 < s->B; b0 += Last->chunk) {
         int n = s->B - b0 < Last->chunk ? s->B - b0 : Last->chunk;
         for (int l = Last->chain_first; l < last; l++)
             if (s->layers[l].gemm)
-                NET_RUN(gemm_chunk_forward(s, lane, g, g, l, b0, n, step), *step);
+                NET_PASS(gemm_chunk_forward(s, lane, g, g, l, b0, n, fault));
         const float *chunk_data, *chunk_w; /* dL/d(the chain's output) for the chunk */
         if (Last->chain_pool) {
             chunk_data = chunk_w = chain_pool_backward(s, lane, g, last, dpooled, b0, n);
@@ -1701,35 +1735,48 @@ static dnnl_status_t chain_backward(poet_stack *s, const net_lane *lane, int g, 
             const float *for_data = chunk_data, *for_weights = chunk_w;
             if (l < last) /* the next gemm layer's dL/d(input), at the start of its buffer */
                 for_data = for_weights = memory_data(layer_dnext(s, lane, l));
-            NET_RUN(gemm_chunk_backward(s, lane, g, l, b0, n, for_data, for_weights, step), *step);
+            NET_PASS(gemm_chunk_backward(s, lane, g, l, b0, n, for_data, for_weights, fault));
         }
     }
     chain_gradients_out(s, lane, g, last, accumulate);
-    return dnnl_success;
+    return POET_OK;
 }
 
 /* Backward runs the layers in reverse order, down to the first layer with weights: nothing
  * before it has parameters, and nobody needs dL/d(images). */
-static dnnl_status_t member_backward(poet_stack *s, const net_lane *lane, int g, int accumulate,
-                                     const char **step) {
+static poet_status member_backward(poet_stack *s, const net_lane *lane, int g, int accumulate,
+                                   net_fault *fault) {
     for (int l = s->L - 1; l >= s->first_w; l--) {
         if (s->layers[l].by_chain)
             continue;
         if (s->layers[l].gemm) {
-            NET_RUN(chain_backward(s, lane, g, l, accumulate, step), *step);
+            NET_PASS(chain_backward(s, lane, g, l, accumulate, fault));
             l = s->layers[l].chain_first;
             continue;
         }
         if (s->layers[l].needs_dsrc && !s->layers[l].folded)
-            NET_RUN(data_backward(s, lane, g, l, step), *step);
+            NET_PASS(data_backward(s, lane, g, l, fault));
         if (is_weight_layer(s->layers[l].kind))
-            NET_RUN(weights_backward(s, lane, g, l, accumulate, step), *step);
+            NET_PASS(weights_backward(s, lane, g, l, accumulate, fault));
     }
-    NET_RUN(dnnl_stream_wait(lane->stream), "stream wait");
-    return dnnl_success;
+    NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
+    return POET_OK;
 }
 
 /* ---- running the members --------------------------------------------------------------------- */
+
+/* Records, once the parallel region has ended, the one message for a run that failed with `st`:
+ * member g's (g < 0: the shared layers'), naming the step that failed. */
+static poet_status run_failed(const poet_stack *s, int g, int backward, poet_status st,
+                              const net_fault *fault) {
+    const char *step = fault->step ? fault->step : "a step";
+    const char *why =
+        fault->dnnl != dnnl_success ? poet_dnnl_status_string(fault->dnnl) : poet_status_name(st);
+    if (g < 0)
+        return poet_error_set(st, "net.c: forward of the shared layers: %s failed: %s", step, why);
+    return poet_error_set(st, "net.c: member %d of %d: %s %s failed: %s", g, s->G,
+                          backward ? "backward" : "forward", step, why);
+}
 
 /* Runs every member's forward (backward = 0) or backward, one member per thread at a time. Each
  * thread runs its primitives single-threaded, as they were created.
@@ -1741,17 +1788,16 @@ static dnnl_status_t member_backward(poet_stack *s, const net_lane *lane, int g,
  * goes to another thread (MPI's) or waits until the members are done: our handler only sets a
  * flag that the trainer reads between steps anyway. */
 static poet_status run_members(poet_stack *s, int backward, int accumulate) {
-    int T = omp_get_max_threads() < s->T ? omp_get_max_threads() : s->T;
-    dnnl_status_t shared_rc = dnnl_success;
-    const char *shared_step = "";
+    poet_status shared_st = POET_OK;
+    net_fault shared_fault = {NULL, dnnl_success};
     for (int g = 0; g < s->G; g++) {
-        s->member_rc[g] = dnnl_success;
-        s->member_step[g] = "";
+        s->member_st[g] = POET_OK;
+        s->member_fault[g] = shared_fault;
     }
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &saved);
-#pragma omp parallel num_threads(T)
+#pragma omp parallel num_threads(s->T)
     {
         sigset_t worker_saved;
         int worker = omp_get_thread_num() != 0; /* thread 0 is this one, blocked above */
@@ -1761,29 +1807,26 @@ static poet_status run_members(poet_stack *s, int backward, int accumulate) {
         const net_lane *lane = &s->lanes[omp_get_thread_num()];
         if (!backward && (s->first_w > 0 || s->layers[s->first_w].shared_col)) {
 #pragma omp single
-            shared_rc = shared_forward(s, lane, &shared_step);
+            shared_st = shared_forward(s, lane, &shared_fault);
             /* the single's barrier: every thread sees the shared layers' output */
-            if (lane->shared_col && shared_rc == dnnl_success)
+            if (lane->shared_col && shared_st == POET_OK)
                 shared_im2col(s, lane);
         }
 #pragma omp for schedule(static)
         for (int g = 0; g < s->G; g++)
-            if (shared_rc == dnnl_success)
-                s->member_rc[g] = backward
-                                      ? member_backward(s, lane, g, accumulate, &s->member_step[g])
-                                      : member_forward(s, lane, g, &s->member_step[g]);
+            if (shared_st == POET_OK)
+                s->member_st[g] = backward
+                                      ? member_backward(s, lane, g, accumulate, &s->member_fault[g])
+                                      : member_forward(s, lane, g, &s->member_fault[g]);
         if (worker)
             pthread_sigmask(SIG_SETMASK, &worker_saved, NULL);
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
-    if (shared_rc != dnnl_success)
-        return poet_error_set(POET_ERR_DNNL, "net.c: forward of the shared layers: %s failed: %s",
-                              shared_step, poet_dnnl_status_string(shared_rc));
+    if (shared_st != POET_OK)
+        return run_failed(s, -1, backward, shared_st, &shared_fault);
     for (int g = 0; g < s->G; g++)
-        if (s->member_rc[g] != dnnl_success)
-            return poet_error_set(POET_ERR_DNNL, "net.c: member %d of %d: %s %s failed: %s", g,
-                                  s->G, backward ? "backward" : "forward", s->member_step[g],
-                                  poet_dnnl_status_string(s->member_rc[g]));
+        if (s->member_st[g] != POET_OK)
+            return run_failed(s, g, backward, s->member_st[g], &s->member_fault[g]);
     return POET_OK;
 }
 
@@ -1808,7 +1851,7 @@ fail:
     return st;
 }
 
-/* ---- member views and threads ---------------------------------------------------------------- */
+/* ---- member views ---------------------------------------------------------------------------- */
 
 void poet_stack_member_get(const poet_arch_plan *plan, int members, const float *stack_buf, int g,
                            float *member_buf) {
@@ -1827,14 +1870,4 @@ void poet_stack_member_set(const poet_arch_plan *plan, int members, float *stack
         memcpy(stack_buf + (size_t)members * ti->offset + (size_t)g * ti->count,
                member_buf + ti->offset, ti->count * sizeof(float));
     }
-}
-
-void poet_net_set_convolution(poet_convolution algorithm) {
-    net_conv_gemm = algorithm == POET_CONV_GEMM;
-}
-
-/* Threads for the stacks created from now on: each runs up to this many members at once. */
-void poet_net_set_threads(int threads) {
-    if (threads >= 1)
-        omp_set_num_threads(threads);
 }

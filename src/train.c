@@ -501,8 +501,6 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     t.fault_iteration = getenv("POET_FAULT_ITERATION") ? atol(getenv("POET_FAULT_ITERATION")) : -1;
     t.chunks = cfg->overlap == POET_OVERLAP_STALE ? 1 : cfg->chunks;
     t.rows = cfg->batch_size / t.chunks;
-    if (cfg->threads > 0)
-        poet_net_set_threads(cfg->threads);
     {
         /* Placement is cheap and wrong rank counts are common: say so before loading any data. */
         int owner[POET_MAX_MEMBERS];
@@ -521,7 +519,7 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
          * of all parameters per rank, sent and as much received. */
         unsigned long long all_params = 0;
         unsigned long long mine = t.ens.n_params;
-        MPI_Allreduce(&mine, &all_params, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm);
+        POET_MPI(MPI_Allreduce(&mine, &all_params, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm));
         summary->data_parallel_bytes_per_iteration =
             (uint64_t)(2.0 * 2.0 * (t.ranks - 1) / (t.ranks > 1 ? t.ranks : 1) * all_params * 4);
     }

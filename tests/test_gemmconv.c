@@ -142,9 +142,10 @@ static void check_col2im(const conv_case *cc, int masked) {
     }
     poet_gemmconv_weights_to_gemm(s, oihw, bias, w);
     poet_cpu_set_avx512(1);
-    TEST_CHECK(poet_gemmconv_backward_data(s, ddst, w, dcol, relu_out, fast) == 0, "sgemm failed");
+    TEST_CHECK(poet_gemmconv_backward_data(s, ddst, w, dcol, relu_out, fast) == POET_OK,
+               "sgemm failed");
     poet_cpu_set_avx512(0);
-    TEST_CHECK(poet_gemmconv_backward_data(s, ddst, w, dcol, relu_out, portable) == 0,
+    TEST_CHECK(poet_gemmconv_backward_data(s, ddst, w, dcol, relu_out, portable) == POET_OK,
                "sgemm failed");
     poet_cpu_set_avx512(1);
     backward_data_ref(cc, ddst, oihw, relu_out, ref);
@@ -183,20 +184,20 @@ static void check_filling(const char *name, poet_conv_shape s, poet_conv_shape n
     poet_gemmconv_weights_to_gemm(&s, oihw, bias, w);
     poet_strides in = poet_strides_nhwc(s.in_c, s.in_h, s.in_w);
 
-    TEST_CHECK(poet_gemmconv_forward(&s, x, in, 0, NULL, col, w, relu, dst_ref) == 0, "%s: forward",
-               name);
+    TEST_CHECK(poet_gemmconv_forward(&s, x, in, 0, NULL, col, w, relu, dst_ref) == POET_OK,
+               "%s: forward", name);
     poet_gemmconv_im2col(&next, dst_ref, poet_strides_nhwc(next.in_c, next.in_h, next.in_w),
                          next_relu, next_ref);
 
     poet_gemmconv_next table;
     TEST_CHECK(poet_gemmconv_can_fill(&next), "%s: next can be filled", name);
-    TEST_CHECK(poet_gemmconv_next_init(&next, next_relu, &table) == 0, "%s: table", name);
+    TEST_CHECK(poet_gemmconv_next_init(&next, next_relu, &table) == POET_OK, "%s: table", name);
     for (size_t i = 0; i < n_next; i++)
         next_col[i] = NAN;
     next_col[n_next] = 12345.f;
-    TEST_CHECK(
-        poet_gemmconv_forward_filling(&s, x, in, 0, NULL, col, w, relu, dst, &table, next_col) == 0,
-        "%s: forward filling", name);
+    TEST_CHECK(poet_gemmconv_forward_filling(&s, x, in, 0, NULL, col, w, relu, dst, &table,
+                                             next_col) == POET_OK,
+               "%s: forward filling", name);
     size_t where = 0;
     TEST_CHECK(same_bits(dst, dst_ref, n_out, &where), "%s: output differs at %zu", name, where);
     TEST_CHECK(same_bits(next_col, next_ref, n_next, &where),

@@ -75,6 +75,7 @@ static void run(int M) {
         labels[b] = (uint8_t)poet_rng_u64(3, POET_STREAM_TEST, 1000000 + b) % K;
 
     /* (a) multiple graphs: member j's params/grads in its own buffer. */
+    const poet_stack_options one_thread = {POET_CONV_GEMM, 1};
     float *sep_params = xmalloc((size_t)M * P * sizeof(float));
     float *sep_grads = xmalloc((size_t)M * P * sizeof(float));
     float *sep_logits = xmalloc((size_t)M * B * K * sizeof(float));
@@ -84,7 +85,8 @@ static void run(int M) {
     double loss_a, loss_b;
     for (int j = 0; j < M; j++) {
         poet_arch_init_member(&plan, 2024, j, sep_params + j * P);
-        TEST_OK(poet_stack_create(&plan, 1, B, 1, sep_params + j * P, sep_grads + j * P, &sep[j]));
+        TEST_OK(poet_stack_create(&plan, 1, B, 1, &one_thread, sep_params + j * P,
+                                  sep_grads + j * P, &sep[j]));
         sep_rows[j] = sep_logits + (size_t)j * B * K;
         TEST_OK(poet_stack_forward(sep[j], images, sep_rows[j]));
     }
@@ -102,7 +104,7 @@ static void run(int M) {
         poet_stack_member_set(&plan, M, fused_params, j, sep_params + j * P);
         fused_rows[j] = fused_logits + (size_t)j * K;
     }
-    TEST_OK(poet_stack_create(&plan, M, B, 1, fused_params, fused_grads, &fused));
+    TEST_OK(poet_stack_create(&plan, M, B, 1, &one_thread, fused_params, fused_grads, &fused));
     TEST_OK(poet_stack_forward(fused, images, fused_logits));
     joint_loss(fused_rows, (size_t)M * K, M, labels, grad_b, &loss_b);
     TEST_OK(poet_stack_backward(fused, grad_b, 0));
@@ -113,14 +115,13 @@ static void run(int M) {
     float par_grad[B * K];
     double loss_par;
     poet_stack *par = NULL;
-    poet_net_set_threads(2);
-    TEST_OK(poet_stack_create(&plan, M, B, 1, fused_params, par_grads, &par));
+    const poet_stack_options two_threads = {POET_CONV_GEMM, 2};
+    TEST_OK(poet_stack_create(&plan, M, B, 1, &two_threads, fused_params, par_grads, &par));
     TEST_OK(poet_stack_forward(par, images, par_logits));
     for (int j = 0; j < M; j++)
         fused_rows[j] = par_logits + (size_t)j * K;
     joint_loss(fused_rows, (size_t)M * K, M, labels, par_grad, &loss_par);
     TEST_OK(poet_stack_backward(par, par_grad, 0));
-    poet_net_set_threads(1);
     for (int j = 0; j < M; j++)
         fused_rows[j] = fused_logits + (size_t)j * K;
     TEST_CHECK(memcmp(par_logits, fused_logits, (size_t)B * M * K * sizeof(float)) == 0 &&
@@ -198,7 +199,6 @@ static void run(int M) {
 }
 
 int main(void) {
-    poet_net_set_threads(1);
     const int Ms[] = {1, 3, 10};
     for (int i = 0; i < 3; i++)
         run(Ms[i]);

@@ -70,7 +70,7 @@ static void compare_tensors(const char *what, const poet_arch_plan *plan, int g,
 }
 
 /* One architecture, G members, batch B: the whole comparison. */
-static void run_case(const net_case *nc, int G, int B) {
+static void run_case(const net_case *nc, const poet_stack_options *opt, int G, int B) {
     poet_arch_plan plan;
     build_plan(nc, &plan);
     int K = plan.classes;
@@ -102,7 +102,7 @@ static void run_case(const net_case *nc, int G, int B) {
     to_f64(dlogits, dlogits_d, (size_t)B * K);
 
     poet_stack *stack = NULL, *inference = NULL;
-    TEST_OK(poet_stack_create(&plan, G, B, 1, params, grads, &stack));
+    TEST_OK(poet_stack_create(&plan, G, B, 1, opt, params, grads, &stack));
     TEST_CHECK(poet_stack_members(stack) == G && poet_stack_batch(stack) == B, "G/B accessors");
     TEST_OK(poet_stack_forward(stack, images, logits));
     TEST_OK(poet_stack_backward(stack, dlogits, 0));
@@ -131,10 +131,10 @@ static void run_case(const net_case *nc, int G, int B) {
     }
 
     /* An inference stack computes the same logits; on 2 threads its lanes share activations. */
-    poet_net_set_threads(2);
-    TEST_OK(poet_stack_create(&plan, G, B, 0, params, NULL, &inference));
+    poet_stack_options two_threads = *opt;
+    two_threads.threads = 2;
+    TEST_OK(poet_stack_create(&plan, G, B, 0, &two_threads, params, NULL, &inference));
     TEST_OK(poet_stack_forward(inference, images, logits_inf));
-    poet_net_set_threads(1);
     double *logits_d = xmalloc((size_t)B * G * K * sizeof *logits_d);
     to_f64(logits, logits_d, (size_t)B * G * K);
     test_compare_f32("  inference logits vs training", logits_inf, logits_d, (size_t)B * G * K,
@@ -179,7 +179,8 @@ static void member_round_trip(const net_case *nc) {
  * stale overlap mode steps the weights between a batch's forward and its backward): the gemm
  * convolutions recompute their chains' inner outputs in backward, from the weights and biases of
  * the forward. The gradients must equal those of an undisturbed forward + backward, bit for bit. */
-static void backward_uses_forward_parameters(const net_case *nc, int G, int B) {
+static void backward_uses_forward_parameters(const net_case *nc, const poet_stack_options *opt,
+                                             int G, int B) {
     poet_arch_plan plan;
     build_plan(nc, &plan);
     size_t P = plan.param_count, n_img = (size_t)plan.input.c * plan.input.h * plan.input.w;
@@ -193,7 +194,7 @@ static void backward_uses_forward_parameters(const net_case *nc, int G, int B) {
     fill_f32(images, (size_t)B * n_img, 4242, -1.0, 2.0);
     fill_f32(dlogits, (size_t)B * plan.classes, 1u << 29, -1.0 / B, 1.0 / B);
     poet_stack *stack = NULL;
-    TEST_OK(poet_stack_create(&plan, G, B, 1, params, grads, &stack));
+    TEST_OK(poet_stack_create(&plan, G, B, 1, opt, params, grads, &stack));
     TEST_OK(poet_stack_forward(stack, images, logits));
     TEST_OK(poet_stack_backward(stack, dlogits, 0));
     memcpy(expected, grads, all * sizeof *grads);
@@ -220,7 +221,7 @@ static void error_paths(void) {
     build_plan(&pool_only, &plan);
     float params[1] = {0}, grads[1] = {0};
     poet_stack *stack = (poet_stack *)params; /* must be reset to NULL */
-    poet_status st = poet_stack_create(&plan, 2, 3, 1, params, grads, &stack);
+    poet_status st = poet_stack_create(&plan, 2, 3, 1, NULL, params, grads, &stack);
     printf("no weight layer: %s: %s\n", poet_status_name(st), poet_error_message());
     TEST_CHECK(st == POET_ERR_CONFIG && stack == NULL, "expected a config error, got %d", st);
     poet_error_clear();
@@ -228,7 +229,7 @@ static void error_paths(void) {
     net_case mlp = {"mlp", {1, 2, 2}, 2, 1, {linear(2)}};
     build_plan(&mlp, &plan);
     float w[10] = {0}, images[4] = {0}, logits[2], dlogits[2] = {0};
-    TEST_OK(poet_stack_create(&plan, 1, 1, 0, w, NULL, &stack));
+    TEST_OK(poet_stack_create(&plan, 1, 1, 0, NULL, w, NULL, &stack));
     TEST_OK(poet_stack_forward(stack, images, logits));
     st = poet_stack_backward(stack, dlogits, 0);
     printf("backward on inference stack: %s: %s\n", poet_status_name(st), poet_error_message());
@@ -238,7 +239,6 @@ static void error_paths(void) {
 }
 
 int main(void) {
-    poet_net_set_threads(1);
     const net_case cases[] = {
         {"reference 1x28x28",
          {1, 28, 28},
@@ -296,23 +296,23 @@ int main(void) {
                            "im2col + sgemm, portable code only", "oneDNN primitives"};
     for (int a = 0; a < 3; a++) {
         printf("== convolutions as %s\n", names[a]);
-        poet_net_set_convolution(algorithms[a]);
+        const poet_stack_options opt = {algorithms[a], 1};
         poet_cpu_set_avx512(avx512[a]);
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
             for (int gi = 0; gi < 2; gi++)
                 for (int bi = 0; bi < 2; bi++)
-                    run_case(&cases[c], Gs[gi], Bs[bi]);
+                    run_case(&cases[c], &opt, Gs[gi], Bs[bi]);
         /* Batches of several chunks, the last one partial (src/net.c, chain_chunk_images): the
          * reference network's two convolutions form one chain of 7 images per chunk, chunky's
          * (padding 1) one of 4; cases[1]'s convolutions (a pooling between) are two chains. */
-        run_case(&cases[0], 2, 20);
-        run_case(&cases[1], 3, 40);
-        run_case(&chunky, 2, 40);
+        run_case(&cases[0], &opt, 2, 20);
+        run_case(&cases[1], &opt, 3, 40);
+        run_case(&chunky, &opt, 2, 40);
         member_round_trip(&cases[1]);
     }
-    poet_net_set_convolution(POET_CONV_GEMM);
-    backward_uses_forward_parameters(&cases[0], 3, 20);
-    backward_uses_forward_parameters(&chunky, 2, 9);
+    const poet_stack_options gemm = {POET_CONV_GEMM, 1};
+    backward_uses_forward_parameters(&cases[0], &gemm, 3, 20);
+    backward_uses_forward_parameters(&chunky, &gemm, 2, 9);
     error_paths();
     return test_finish("net_vs_reference");
 }

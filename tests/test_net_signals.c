@@ -48,7 +48,8 @@ static void *sender(void *arg) {
 static void run_steps(const poet_arch_plan *plan, const float *params, const float *images,
                       const float *dlogits, float *logits, float *grads) {
     poet_stack *stack = NULL;
-    TEST_OK(poet_stack_create(plan, G, B, 1, (float *)params, grads, &stack));
+    const poet_stack_options two_threads = {POET_CONV_GEMM, 2};
+    TEST_OK(poet_stack_create(plan, G, B, 1, &two_threads, (float *)params, grads, &stack));
     for (int i = 0; i < STEPS; i++) {
         TEST_OK(poet_stack_forward(stack, images, logits));
         TEST_OK(poet_stack_backward(stack, dlogits, 0));
@@ -81,8 +82,6 @@ int main(void) {
     for (size_t i = 0; i < (size_t)B * K; i++)
         dlogits[i] = (float)((poet_rng_uniform(5, 2, i) - 0.5) / (G * B));
 
-    poet_net_set_threads(2);
-    poet_net_set_convolution(POET_CONV_GEMM);
     run_steps(&plan, params, images, dlogits, quiet_logits, quiet_grads);
 
     struct sigaction sa;

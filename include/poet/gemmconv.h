@@ -25,6 +25,8 @@
 
 #include <stddef.h>
 
+#include "poet/error.h"
+
 typedef struct {
     int batch, in_c, in_h, in_w;
     int out_c, out_h, out_w;
@@ -62,14 +64,18 @@ void poet_gemmconv_gradients_from_gemm(const poet_conv_shape *s, const float *dw
  * (a shape with a smaller `batch` and pointers moved on by whole images), sized so that a chunk's
  * matrices stay in a core's L2 cache (src/net.c). col_buf holds poet_gemmconv_rows(s) ·
  * poet_gemmconv_width(s) floats, dcol_buf poet_gemmconv_rows(s) · poet_gemmconv_cols(s). The
- * input goes through relu first when `input_relu` (a relu whose output is not stored). */
+ * input goes through relu first when `input_relu` (a relu whose output is not stored).
+ *
+ * They return POET_OK, or POET_ERR_DNNL when sgemm fails, and record no message: they run inside
+ * the stack's OpenMP regions, where threads must not race for error.h's one message; the caller
+ * names the failed step once the region has ended (src/net.c, run_members). */
 
 /* dst [R, O] (nhwc) = col · [KC + 1, O] (the convolution plus bias), then max(·, 0) when `relu`.
  * col is `shared_col` (built once for several members) or else built from src (laid out as `in`
- * says) into col_buf. Returns 0, or oneDNN's status when sgemm fails. */
-int poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
-                          int input_relu, const float *shared_col, float *col_buf, const float *w,
-                          int relu, float *dst);
+ * says) into col_buf. */
+poet_status poet_gemmconv_forward(const poet_conv_shape *s, const float *src, poet_strides in,
+                                  int input_relu, const float *shared_col, float *col_buf,
+                                  const float *w, int relu, float *dst);
 
 /* Whether this layer's products run in the narrow kernels now (narrowgemm.h: a small window, and
  * the AVX-512 code on), rather than sgemm. */
@@ -89,30 +95,32 @@ typedef struct {
  * but the ones column is some input pixel's), and one image's part of it indexable by an int. */
 int poet_gemmconv_can_fill(const poet_conv_shape *next);
 
-/* Builds the table for `next` (poet_gemmconv_can_fill must hold). Returns 0, or -1 out of memory
- * (nothing allocated). poet_gemmconv_next_free releases it. */
-int poet_gemmconv_next_init(const poet_conv_shape *next, int relu, poet_gemmconv_next *out);
+/* Builds the table for `next` (poet_gemmconv_can_fill must hold), at creation, outside parallel
+ * regions: POET_OK, or POET_ERR_NOMEM with its message recorded (nothing allocated).
+ * poet_gemmconv_next_free releases it. */
+poet_status poet_gemmconv_next_init(const poet_conv_shape *next, int relu, poet_gemmconv_next *out);
 void poet_gemmconv_next_free(poet_gemmconv_next *next);
 
 /* poet_gemmconv_forward, and next's im2col matrix of the same images into next_col, bit for bit
  * what poet_gemmconv_im2col(next, dst, nhwc, next->relu) would build: where the narrow kernels
  * run, straight from their registers, so that nothing reads dst back. */
-int poet_gemmconv_forward_filling(const poet_conv_shape *s, const float *src, poet_strides in,
-                                  int input_relu, const float *shared_col, float *col_buf,
-                                  const float *w, int relu, float *dst,
-                                  const poet_gemmconv_next *next, float *next_col);
+poet_status poet_gemmconv_forward_filling(const poet_conv_shape *s, const float *src,
+                                          poet_strides in, int input_relu, const float *shared_col,
+                                          float *col_buf, const float *w, int relu, float *dst,
+                                          const poet_gemmconv_next *next, float *next_col);
 
 /* dsrc (nhwc) = col2im(ddst · [O, KC]), through dcol_buf. With `relu_out` (the input of a relu
  * before this layer, or its output: nhwc), the gradient of that relu is applied too: dsrc is 0
  * where relu_out is not > 0. */
-int poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w,
-                                float *dcol_buf, const float *relu_out, float *dsrc);
+poet_status poet_gemmconv_backward_data(const poet_conv_shape *s, const float *ddst, const float *w,
+                                        float *dcol_buf, const float *relu_out, float *dsrc);
 
 /* dw [O, KC + 1] = ddstᵀ · col: dL/dW and, in the last column, dL/db; added to what is there
  * when `accumulate` (the chunks after a batch's first). col as for forward: `shared_col`, or
  * rebuilt from src into col_buf (cheaper than keeping the whole batch's matrix). */
-int poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src, poet_strides in,
-                                   int input_relu, const float *shared_col, float *col_buf,
-                                   const float *ddst, int accumulate, float *dw);
+poet_status poet_gemmconv_backward_weights(const poet_conv_shape *s, const float *src,
+                                           poet_strides in, int input_relu, const float *shared_col,
+                                           float *col_buf, const float *ddst, int accumulate,
+                                           float *dw);
 
 #endif

@@ -31,10 +31,24 @@
 
 typedef struct poet_stack poet_stack;
 
+/* How convolution and linear layers run (a linear layer is a convolution whose kernel covers its
+ * whole input): as im2col + oneDNN's sgemm (gemmconv.h), or as oneDNN convolution primitives. Both
+ * compute the same layers; they round differently. */
+typedef enum { POET_CONV_GEMM = 0, POET_CONV_ONEDNN = 1 } poet_convolution;
+
+/* Choices fixed when a stack is created, as oneDNN takes a primitive's attributes at creation:
+ * stacks with different options live side by side. Zeroed options (or NULL) are the defaults. */
+typedef struct {
+    poet_convolution convolution; /* default POET_CONV_GEMM */
+    int threads; /* OpenMP threads the stack runs members on, up to min(threads, G); 0: OpenMP's
+                  * default at creation (omp_get_max_threads(): OMP_NUM_THREADS, or the cores) */
+} poet_stack_options;
+
 /* `params` and `grads` point to G * plan->param_count floats each, in stack layout; they must stay
  * valid while the stack lives. `training` = 0 creates forward-inference primitives only. */
 poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch, int training,
-                              float *params, float *grads, poet_stack **out);
+                              const poet_stack_options *options, float *params, float *grads,
+                              poet_stack **out);
 void poet_stack_destroy(poet_stack *stack);
 
 int poet_stack_members(const poet_stack *stack);  /* G */
@@ -54,16 +68,5 @@ void poet_stack_member_get(const poet_arch_plan *plan, int members, const float 
                            float *member_buf);
 void poet_stack_member_set(const poet_arch_plan *plan, int members, float *stack_buf, int g,
                            const float *member_buf);
-
-/* How the stacks created from now on run convolution and linear layers (a linear layer is a
- * convolution whose kernel covers its whole input): as im2col + oneDNN's sgemm (the default;
- * gemmconv.h), or as oneDNN convolution primitives. Both compute the same layers; they round
- * differently. */
-typedef enum { POET_CONV_GEMM = 0, POET_CONV_ONEDNN = 1 } poet_convolution;
-void poet_net_set_convolution(poet_convolution algorithm);
-
-/* Number of OpenMP threads from now on in this process: a stack created afterwards runs up to
- * min(threads, G) members at once. Call it before poet_stack_create. */
-void poet_net_set_threads(int threads);
 
 #endif
