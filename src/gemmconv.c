@@ -1,7 +1,8 @@
 /* gemmconv.c — convolution as im2col + sgemm + col2im (see gemmconv.h for the layouts).
  *
  * Legend: B = batch, C/H/W = input channels/height/width, O/OH/OW = output channels/height/width,
- * KH/KW = kernel, S = stride, P = padding, R = B·OH·OW, KC = KH·KW·C.
+ * KH/KW = kernel, R = B·OH·OW, KC = KH·KW·C; stride and padding go by their names (P means ranks
+ * elsewhere in poet).
  */
 #include "poet/gemmconv.h"
 
@@ -33,7 +34,8 @@ size_t poet_gemmconv_cols(const poet_conv_shape *s) {
 
 size_t poet_gemmconv_width(const poet_conv_shape *s) { return poet_gemmconv_cols(s) + 1; }
 
-/* The kernel columns [*first, *end) whose input column ow·S − P + kw lies inside the image. */
+/* The kernel columns [*first, *end) whose input column ow·stride − padding + kw lies inside the
+ * image. */
 static void valid_kernel_range(int out_pos, int stride, int padding, int kernel, int in_size,
                                int *first, int *end) {
     int start = out_pos * stride - padding;
@@ -325,7 +327,7 @@ poet_status poet_gemmconv_next_init(const poet_conv_shape *next, int relu,
                                     poet_gemmconv_next *out) {
     const poet_conv_shape *s = next;
     size_t pixels = (size_t)s->in_h * s->in_w, width = poet_gemmconv_width(s);
-    /* windows overlapping one pixel: ceil(K / S) per dimension */
+    /* windows overlapping one pixel: ceil(kernel / stride) per dimension */
     size_t places = (size_t)((s->kernel_h + s->stride - 1) / s->stride) *
                     (size_t)((s->kernel_w + s->stride - 1) / s->stride);
     *out = (poet_gemmconv_next){*next, relu, places, calloc(pixels * places, sizeof(int)),

@@ -1,7 +1,9 @@
 /* net.c — a stack of G same-architecture members run as chains of oneDNN primitives.
  *
- * Legend: B = batch, G = members in the stack, T = lanes (threads), C/H/W = channels/height/width
- * of one member's activation, K = classes, O/I = a weight layer's output/input channels.
+ * Legend: B = batch, G = members in the stack, L = layers, T = lanes (threads), C/H/W =
+ * channels/height/width of one member's activation (HW = H·W pixels), K = classes, O/I = a weight
+ * layer's output/input channels. Capitals are only these sizes: a layer is `layer` (index l),
+ * a lane `lane`, t indexes parameter tensors.
  *
  * Layer l maps activation a_l to a_{l+1}. Every layer's primitives are created once, for one
  * member's shapes and the fixed batch, and run once per member on that member's memories: the G
@@ -458,7 +460,7 @@ fail:
 static poet_status conv_backward_weights(poet_stack *s, int l, const dnnl_convolution_desc_t *fd,
                                          const_dnnl_primitive_desc_t fwd_pd) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     const poet_layer_plan *lp = &s->plan.layers[l];
     dnnl_primitive_desc_t pd = NULL;
     dnnl_convolution_desc_t desc;
@@ -466,13 +468,13 @@ static poet_status conv_backward_weights(poet_stack *s, int l, const dnnl_convol
     POET_TRY(weight_mds(lp, dnnl_oihw, &w_plain, &b_md));
     POET_TRY(backward_weights_desc(lp, fd, &desc));
     POET_TRY(primitive_desc(s, &desc, fwd_pd, NULL, &pd, l, "convolution backward-weights"));
-    POET_TRY(op_create(s, pd, &L->bwdw));
-    L->bwdw_src_md = *query(pd, dnnl_query_src_md);
-    L->bwdw_ddst_md = *query(pd, dnnl_query_diff_dst_md);
+    POET_TRY(op_create(s, pd, &layer->bwdw));
+    layer->bwdw_src_md = *query(pd, dnnl_query_src_md);
+    layer->bwdw_ddst_md = *query(pd, dnnl_query_diff_dst_md);
     const dnnl_memory_desc_t *dw_md = query(pd, dnnl_query_diff_weights_md);
-    L->dw_md = *dw_md;
-    POET_TRY(reorder_create(s, dw_md, &w_plain, &L->dw_reorder));
-    POET_TRY(reorder_create(s, &L->src_md, &L->bwdw_src_md, &L->bwdw_src_reorder));
+    layer->dw_md = *dw_md;
+    POET_TRY(reorder_create(s, dw_md, &w_plain, &layer->dw_reorder));
+    POET_TRY(reorder_create(s, &layer->src_md, &layer->bwdw_src_md, &layer->bwdw_src_reorder));
 fail:
     if (pd)
         dnnl_primitive_desc_destroy(pd);
@@ -483,17 +485,17 @@ fail:
 static poet_status conv_backward_data(poet_stack *s, int l, const dnnl_convolution_desc_t *fd,
                                       const_dnnl_primitive_desc_t fwd_pd) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     dnnl_primitive_desc_t pd = NULL;
     dnnl_convolution_desc_t desc;
     POET_TRY(backward_data_desc(&s->plan.layers[l], fd, &desc));
     POET_TRY(primitive_desc(s, &desc, fwd_pd, NULL, &pd, l, "convolution backward-data"));
-    POET_TRY(op_create(s, pd, &L->bwd));
-    L->bwd_ddst_md = *query(pd, dnnl_query_diff_dst_md);
-    L->dsrc_md = *query(pd, dnnl_query_diff_src_md);
+    POET_TRY(op_create(s, pd, &layer->bwd));
+    layer->bwd_ddst_md = *query(pd, dnnl_query_diff_dst_md);
+    layer->dsrc_md = *query(pd, dnnl_query_diff_src_md);
     /* Forward leaves the current weights in fwd's layout; backward reorders from there. */
-    L->bwd_w_md = *query(pd, dnnl_query_weights_md);
-    POET_TRY(reorder_create(s, &L->w_md, &L->bwd_w_md, &L->bwd_w_reorder));
+    layer->bwd_w_md = *query(pd, dnnl_query_weights_md);
+    POET_TRY(reorder_create(s, &layer->w_md, &layer->bwd_w_md, &layer->bwd_w_reorder));
 fail:
     if (pd)
         dnnl_primitive_desc_destroy(pd);
@@ -598,31 +600,31 @@ static int plain_strides(const dnnl_memory_desc_t *md, poet_strides *st) {
  * nhwc; the weights stay plain and are rearranged by gemmconv. */
 static poet_status gemm_conv_create(poet_stack *s, int l, const dnnl_memory_desc_t *in_md) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     const poet_layer_plan *lp = &s->plan.layers[l];
     POET_TRY(check_window(lp, l));
-    L->shape =
+    layer->shape =
         (poet_conv_shape){s->B,      lp->in.c,     lp->in.h,     lp->in.w,   lp->out.c,  lp->out.h,
                           lp->out.w, lp->kernel_h, lp->kernel_w, lp->stride, lp->padding};
-    L->shared_col = l == s->first_w;
-    L->src_md = *in_md;
-    if (!plain_strides(in_md, &L->in_strides)) {
-        POET_TRY(activation_md(&L->src_md, s->B, lp->in.c, lp->in.h, lp->in.w, dnnl_nhwc));
-        POET_TRY(reorder_create(s, in_md, &L->src_md, &L->src_reorder));
-        L->in_strides = poet_strides_nhwc(lp->in.c, lp->in.h, lp->in.w);
+    layer->shared_col = l == s->first_w;
+    layer->src_md = *in_md;
+    if (!plain_strides(in_md, &layer->in_strides)) {
+        POET_TRY(activation_md(&layer->src_md, s->B, lp->in.c, lp->in.h, lp->in.w, dnnl_nhwc));
+        POET_TRY(reorder_create(s, in_md, &layer->src_md, &layer->src_reorder));
+        layer->in_strides = poet_strides_nhwc(lp->in.c, lp->in.h, lp->in.w);
     }
-    POET_TRY(activation_md(&L->dst_md, s->B, lp->out.c, lp->out.h, lp->out.w, dnnl_nhwc));
+    POET_TRY(activation_md(&layer->dst_md, s->B, lp->out.c, lp->out.h, lp->out.w, dnnl_nhwc));
     dnnl_memory_desc_t b_md;
-    POET_TRY(weight_mds(lp, dnnl_oihw, &L->w_md, &b_md));
-    L->bwd_ddst_md = L->bwdw_ddst_md = L->dst_md;
-    POET_TRY(activation_md(&L->dsrc_md, s->B, lp->in.c, lp->in.h, lp->in.w, dnnl_nhwc));
+    POET_TRY(weight_mds(lp, dnnl_oihw, &layer->w_md, &b_md));
+    layer->bwd_ddst_md = layer->bwdw_ddst_md = layer->dst_md;
+    POET_TRY(activation_md(&layer->dsrc_md, s->B, lp->in.c, lp->in.h, lp->in.w, dnnl_nhwc));
 fail:
     return st;
 }
 
-/* Gemm layer L's shape for a chunk of n images. */
-static poet_conv_shape chunk_shape(const net_layer *L, int n) {
-    poet_conv_shape chunk = L->shape;
+/* Gemm layer `layer`'s shape for a chunk of n images. */
+static poet_conv_shape chunk_shape(const net_layer *layer, int n) {
+    poet_conv_shape chunk = layer->shape;
     chunk.batch = n;
     return chunk;
 }
@@ -630,7 +632,7 @@ static poet_conv_shape chunk_shape(const net_layer *L, int n) {
 /* A convolution or linear layer, its activations in the layout activation_tag chose. */
 static poet_status conv_create(poet_stack *s, int l, const dnnl_memory_desc_t *in_md) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     const poet_layer_plan *lp = &s->plan.layers[l];
     dnnl_primitive_desc_t pd = NULL;
     int linear = lp->kind == POET_LAYER_LINEAR;
@@ -639,18 +641,18 @@ static poet_status conv_create(poet_stack *s, int l, const dnnl_memory_desc_t *i
     dnnl_memory_desc_t w_plain, b_md;
     POET_TRY(weight_mds(lp, dnnl_oihw, &w_plain, &b_md));
     dnnl_convolution_desc_t desc;
-    POET_TRY(forward_desc(s, l, L->tag, &desc));
-    POET_TRY(primitive_desc(s, &desc, NULL, L->relu_after ? s->relu_attr : NULL, &pd, l,
+    POET_TRY(forward_desc(s, l, layer->tag, &desc));
+    POET_TRY(primitive_desc(s, &desc, NULL, layer->relu_after ? s->relu_attr : NULL, &pd, l,
                             linear ? "linear" : "convolution"));
-    POET_TRY(op_create(s, pd, &L->fwd));
-    L->src_md = *query(pd, dnnl_query_src_md);
-    L->dst_md = *query(pd, dnnl_query_dst_md);
-    POET_TRY(reorder_create(s, in_md, &L->src_md, &L->src_reorder));
-    L->w_md = *query(pd, dnnl_query_weights_md);
-    POET_TRY(reorder_create(s, &w_plain, &L->w_md, &L->w_reorder));
+    POET_TRY(op_create(s, pd, &layer->fwd));
+    layer->src_md = *query(pd, dnnl_query_src_md);
+    layer->dst_md = *query(pd, dnnl_query_dst_md);
+    POET_TRY(reorder_create(s, in_md, &layer->src_md, &layer->src_reorder));
+    layer->w_md = *query(pd, dnnl_query_weights_md);
+    POET_TRY(reorder_create(s, &w_plain, &layer->w_md, &layer->w_reorder));
     if (s->training) {
         POET_TRY(conv_backward_weights(s, l, &desc, pd));
-        if (L->needs_dsrc)
+        if (layer->needs_dsrc)
             POET_TRY(conv_backward_data(s, l, &desc, pd));
     }
 fail:
@@ -663,12 +665,12 @@ fail:
 static poet_status elementwise_backward(poet_stack *s, int l, const void *bdesc,
                                         const_dnnl_primitive_desc_t fwd_pd, const char *what) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     dnnl_primitive_desc_t pd = NULL;
     POET_TRY(primitive_desc(s, bdesc, fwd_pd, NULL, &pd, l, what));
-    POET_TRY(op_create(s, pd, &L->bwd));
-    L->bwd_ddst_md = *query(pd, dnnl_query_diff_dst_md);
-    L->dsrc_md = *query(pd, dnnl_query_diff_src_md);
+    POET_TRY(op_create(s, pd, &layer->bwd));
+    layer->bwd_ddst_md = *query(pd, dnnl_query_diff_dst_md);
+    layer->dsrc_md = *query(pd, dnnl_query_diff_src_md);
 fail:
     if (pd)
         dnnl_primitive_desc_destroy(pd);
@@ -678,29 +680,30 @@ fail:
 /* relu, per element, in the layout elementwise_layout picks. */
 static poet_status relu_create(poet_stack *s, int l, const dnnl_memory_desc_t *producer_md) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     dnnl_primitive_desc_t pd = NULL;
     dnnl_eltwise_desc_t desc, bdesc;
-    POET_TRY(elementwise_layout(s, l, producer_md, &L->src_md));
-    POET_TRY(reorder_create(s, producer_md, &L->src_md, &L->src_reorder));
-    const dnnl_memory_desc_t *in_md = &L->src_md;
-    dnnl_prop_kind_t prop = L->needs_dsrc ? dnnl_forward_training : dnnl_forward_inference;
+    POET_TRY(elementwise_layout(s, l, producer_md, &layer->src_md));
+    POET_TRY(reorder_create(s, producer_md, &layer->src_md, &layer->src_reorder));
+    const dnnl_memory_desc_t *in_md = &layer->src_md;
+    dnnl_prop_kind_t prop = layer->needs_dsrc ? dnnl_forward_training : dnnl_forward_inference;
     /* Fused: the producer applied relu already, so backward gets the same relu'(x) from the
      * output: relu(x) > 0 exactly when x > 0, and both give 0 at x = 0. The forward descriptor
      * only serves as backward's hint. */
-    dnnl_alg_kind_t alg = L->fused ? dnnl_eltwise_relu_use_dst_for_bwd : dnnl_eltwise_relu;
+    dnnl_alg_kind_t alg = layer->fused ? dnnl_eltwise_relu_use_dst_for_bwd : dnnl_eltwise_relu;
     POET_DNNL(dnnl_eltwise_forward_desc_init(&desc, prop, alg, in_md, 0.f, 0.f));
     POET_TRY(primitive_desc(s, &desc, NULL, NULL, &pd, l, "relu"));
-    if (!L->fused)
-        POET_TRY(op_create(s, pd, &L->fwd));
-    L->dst_md = *query(pd, dnnl_query_dst_md);
-    if (L->needs_dsrc) {
+    if (!layer->fused)
+        POET_TRY(op_create(s, pd, &layer->fwd));
+    layer->dst_md = *query(pd, dnnl_query_dst_md);
+    if (layer->needs_dsrc) {
         POET_DNNL(dnnl_eltwise_backward_desc_init(&bdesc, alg, in_md, in_md, 0.f, 0.f));
         POET_TRY(elementwise_backward(s, l, &bdesc, pd, "relu backward"));
         /* oneDNN's eltwise backward ran at ~1 element/ns on these tensors; the same select in a
          * loop is memory-bound and exact. */
-        L->relu_loop = L->fused && dnnl_memory_desc_equal(&L->bwd_ddst_md, &L->dst_md) &&
-                       dnnl_memory_desc_equal(&L->dsrc_md, &L->dst_md);
+        layer->relu_loop = layer->fused &&
+                           dnnl_memory_desc_equal(&layer->bwd_ddst_md, &layer->dst_md) &&
+                           dnnl_memory_desc_equal(&layer->dsrc_md, &layer->dst_md);
     }
 fail:
     if (pd)
@@ -711,14 +714,14 @@ fail:
 /* max or average pooling, per channel, in the layout elementwise_layout picks. */
 static poet_status pool_create(poet_stack *s, int l, const dnnl_memory_desc_t *producer_md) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     const poet_layer_plan *lp = &s->plan.layers[l];
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_desc_t dst_any;
     POET_TRY(check_window(lp, l));
-    POET_TRY(elementwise_layout(s, l, producer_md, &L->src_md));
-    POET_TRY(reorder_create(s, producer_md, &L->src_md, &L->src_reorder));
-    const dnnl_memory_desc_t *in_md = &L->src_md;
+    POET_TRY(elementwise_layout(s, l, producer_md, &layer->src_md));
+    POET_TRY(reorder_create(s, producer_md, &layer->src_md, &layer->src_reorder));
+    const dnnl_memory_desc_t *in_md = &layer->src_md;
     POET_TRY(activation_md(&dst_any, s->B, lp->out.c, lp->out.h, lp->out.w, dnnl_format_tag_any));
     /* PyTorch's AvgPool2d counts the padding (count_include_pad=True); with floored output sizes
      * no window reaches past the padding, so the divisor is always kh·kw, as here. */
@@ -727,17 +730,17 @@ static poet_status pool_create(poet_stack *s, int l, const dnnl_memory_desc_t *p
     dnnl_dims_t strides = {lp->stride, lp->stride}, kernel = {lp->kernel_h, lp->kernel_w};
     dnnl_dims_t dilation = {0, 0}, padding = {lp->padding, lp->padding};
     dnnl_pooling_v2_desc_t desc, bdesc;
-    dnnl_prop_kind_t prop = L->needs_dsrc ? dnnl_forward_training : dnnl_forward_inference;
+    dnnl_prop_kind_t prop = layer->needs_dsrc ? dnnl_forward_training : dnnl_forward_inference;
     POET_DNNL(dnnl_pooling_v2_forward_desc_init(&desc, prop, alg, in_md, &dst_any, strides, kernel,
                                                 dilation, padding, padding));
     POET_TRY(primitive_desc(s, &desc, NULL, NULL, &pd, l, "pooling"));
-    POET_TRY(op_create(s, pd, &L->fwd));
-    L->dst_md = *query(pd, dnnl_query_dst_md);
+    POET_TRY(op_create(s, pd, &layer->fwd));
+    layer->dst_md = *query(pd, dnnl_query_dst_md);
     const dnnl_memory_desc_t *ws_md = query(pd, dnnl_query_workspace_md);
     if (ws_md) /* a zero descriptor (size 0) when there is no workspace */
-        L->ws_md = *ws_md;
-    if (L->needs_dsrc) {
-        POET_DNNL(dnnl_pooling_v2_backward_desc_init(&bdesc, alg, in_md, &L->dst_md, strides,
+        layer->ws_md = *ws_md;
+    if (layer->needs_dsrc) {
+        POET_DNNL(dnnl_pooling_v2_backward_desc_init(&bdesc, alg, in_md, &layer->dst_md, strides,
                                                      kernel, dilation, padding, padding));
         POET_TRY(elementwise_backward(s, l, &bdesc, pd, "pooling backward"));
     }
@@ -754,10 +757,11 @@ fail:
  * layout as the gradient. */
 static void fold_relus(poet_stack *s) {
     for (int l = s->first_w + 1; l < s->L; l++) {
-        net_layer *L = &s->layers[l], *relu = &s->layers[l - 1];
-        if (L->gemm && L->needs_dsrc && !L->src_reorder.prim && relu->kind == POET_LAYER_RELU &&
-            relu->fused && relu->needs_dsrc && dnnl_memory_desc_equal(&relu->dst_md, &L->dsrc_md))
-            L->fold_relu = relu->folded = 1;
+        net_layer *layer = &s->layers[l], *relu = &s->layers[l - 1];
+        if (layer->gemm && layer->needs_dsrc && !layer->src_reorder.prim &&
+            relu->kind == POET_LAYER_RELU && relu->fused && relu->needs_dsrc &&
+            dnnl_memory_desc_equal(&relu->dst_md, &layer->dsrc_md))
+            layer->fold_relu = relu->folded = 1;
     }
 }
 
@@ -766,15 +770,16 @@ static void fold_relus(poet_stack *s) {
  * relu's backward is folded into next's (nothing runs between the two convolutions) and the
  * gradient last receives is next's dL/d(input) as it is (no reorders). */
 static int chain_continues(const poet_stack *s, int last, int next) {
-    const net_layer *L = &s->layers[last], *N = &s->layers[next];
+    const net_layer *layer = &s->layers[last], *next_layer = &s->layers[next];
     int relu_between = next == last + 2;
-    if (!N->gemm || N->src_reorder.prim || L->relu_after != relu_between)
+    if (!next_layer->gemm || next_layer->src_reorder.prim || layer->relu_after != relu_between)
         return 0;
     if (relu_between && s->layers[last + 1].src_reorder.prim)
         return 0;
     if (!s->training)
         return 1;
-    return (!relu_between || N->fold_relu) && !L->ddst_reorder.prim && !L->bwdw_ddst_reorder.prim;
+    return (!relu_between || next_layer->fold_relu) && !layer->ddst_reorder.prim &&
+           !layer->bwdw_ddst_reorder.prim;
 }
 
 /* How many images a chunk of a chain holds: its layers' im2col matrices, outputs and gradients
@@ -783,10 +788,10 @@ static int chain_continues(const poet_stack *s, int last, int next) {
 static int chain_chunk_images(const poet_stack *s, int first, int last) {
     size_t per_image = 0;
     for (int l = first; l <= last; l++) {
-        const net_layer *L = &s->layers[l];
-        if (!L->gemm)
+        const net_layer *layer = &s->layers[l];
+        if (!layer->gemm)
             continue;
-        const poet_conv_shape *sh = &L->shape;
+        const poet_conv_shape *sh = &layer->shape;
         size_t pixels = (size_t)sh->out_h * sh->out_w;
         /* dL/d(input) counted in inference too: the same chunks, the same sums, in both */
         per_image += pixels * (poet_gemmconv_width(sh) + (size_t)sh->out_c) +
@@ -798,9 +803,10 @@ static int chain_chunk_images(const poet_stack *s, int first, int last) {
     return n < (size_t)s->B ? (int)n : s->B;
 }
 
-/* Multiply-adds of gemm layer L's forward for the whole batch. */
-static double gemm_macs(const net_layer *L) {
-    return (double)poet_gemmconv_rows(&L->shape) * poet_gemmconv_cols(&L->shape) * L->shape.out_c;
+/* Multiply-adds of gemm layer `layer`'s forward for the whole batch. */
+static double gemm_macs(const net_layer *layer) {
+    return (double)poet_gemmconv_rows(&layer->shape) * poet_gemmconv_cols(&layer->shape) *
+           layer->shape.out_c;
 }
 
 /* The layer after weight layer l and the relu fused into it, if any. */
@@ -816,23 +822,23 @@ static int rows_of_channels(const dnnl_memory_desc_t *md, int C) {
  * its fused relu, if any): the pooling reads last's nhwc output as it is, writes rows of
  * channels and, in training, receives its gradient as rows of channels (after its reorder). */
 static void chain_pool_create(poet_stack *s, int last) {
-    net_layer *L = &s->layers[last];
+    net_layer *layer = &s->layers[last];
     int p = past_relu(s, last);
     if (p >= s->L)
         return;
-    net_layer *P = &s->layers[p];
+    net_layer *pool = &s->layers[p];
     const poet_layer_plan *pp = &s->plan.layers[p];
-    if (P->kind != POET_LAYER_AVG_POOL || pp->out.h != 1 || pp->out.w != 1 ||
+    if (pool->kind != POET_LAYER_AVG_POOL || pp->out.h != 1 || pp->out.w != 1 ||
         pp->kernel_h != pp->in.h || pp->kernel_w != pp->in.w || pp->padding != 0)
         return;
-    if (P->src_reorder.prim || (L->relu_after && s->layers[last + 1].src_reorder.prim) ||
-        !rows_of_channels(&P->dst_md, pp->out.c))
+    if (pool->src_reorder.prim || (layer->relu_after && s->layers[last + 1].src_reorder.prim) ||
+        !rows_of_channels(&pool->dst_md, pp->out.c))
         return;
-    if (s->training && !rows_of_channels(&P->bwd_ddst_md, pp->out.c))
+    if (s->training && !rows_of_channels(&pool->bwd_ddst_md, pp->out.c))
         return;
-    L->chain_pool = p;
-    P->by_chain = 1;
-    if (L->relu_after)
+    layer->chain_pool = p;
+    pool->by_chain = 1;
+    if (layer->relu_after)
         s->layers[last + 1].by_chain = 1;
 }
 
@@ -877,14 +883,14 @@ static void chains_create(poet_stack *s) {
 static poet_status chain_fills_create(poet_stack *s) {
     poet_status st = POET_OK;
     for (int l = s->first_w; l < s->L; l++) {
-        net_layer *L = &s->layers[l];
-        if (!L->gemm || !L->inner || !poet_gemmconv_is_narrow(&L->shape))
+        net_layer *layer = &s->layers[l];
+        if (!layer->gemm || !layer->inner || !poet_gemmconv_is_narrow(&layer->shape))
             continue;
-        net_layer *N = &s->layers[past_relu(s, l)];
-        if (!poet_gemmconv_can_fill(&N->shape))
+        net_layer *next_layer = &s->layers[past_relu(s, l)];
+        if (!poet_gemmconv_can_fill(&next_layer->shape))
             continue;
-        POET_TRY(poet_gemmconv_next_init(&N->shape, L->relu_after, &L->next));
-        L->fills_next = 1;
+        POET_TRY(poet_gemmconv_next_init(&next_layer->shape, layer->relu_after, &layer->next));
+        layer->fills_next = 1;
     }
 fail:
     return st;
@@ -898,16 +904,16 @@ static poet_status layers_create(poet_stack *s) {
     POET_TRY(activation_md(&images_md, s->B, s->plan.input.c, s->plan.input.h, s->plan.input.w,
                            dnnl_nchw));
     for (int l = 0; l < s->L; l++) {
-        net_layer *L = &s->layers[l];
+        net_layer *layer = &s->layers[l];
         const poet_layer_plan *lp = &s->plan.layers[l];
-        L->kind = lp->kind;
-        L->needs_dsrc = s->training && l > s->first_w;
+        layer->kind = lp->kind;
+        layer->needs_dsrc = s->training && l > s->first_w;
         if (is_weight_layer(lp->kind)) {
             const poet_tensor_info *tw = &s->plan.tensors[lp->weight_tensor];
-            L->w_offset = tw->offset;
-            L->w_count = tw->count;
-            L->b_offset = tw[1].offset;
-            L->b_count = tw[1].count;
+            layer->w_offset = tw->offset;
+            layer->w_count = tw->count;
+            layer->b_offset = tw[1].offset;
+            layer->b_count = tw[1].count;
         }
     }
     /* relu right after a weight layer becomes that layer's post-op. */
@@ -951,15 +957,15 @@ static poet_status backward_reorders(poet_stack *s) {
     const dnnl_memory_desc_t *dlogits_md = NULL;
     POET_DNNL(dnnl_memory_get_memory_desc(s->dlogits, &dlogits_md));
     for (int l = s->L - 1; l >= s->first_w; l--) {
-        net_layer *L = &s->layers[l];
+        net_layer *layer = &s->layers[l];
         int next = l + 1 < s->L && s->layers[l + 1].folded ? l + 2 : l + 1;
         const dnnl_memory_desc_t *next_md = l == s->L - 1 ? dlogits_md : &s->layers[next].dsrc_md;
-        if (L->needs_dsrc)
-            POET_TRY(reorder_create(s, next_md, &L->bwd_ddst_md, &L->ddst_reorder));
-        if (is_weight_layer(L->kind)) {
+        if (layer->needs_dsrc)
+            POET_TRY(reorder_create(s, next_md, &layer->bwd_ddst_md, &layer->ddst_reorder));
+        if (is_weight_layer(layer->kind)) {
             /* From bwd's copy when there is one: usually the layouts agree, nothing is copied. */
-            const dnnl_memory_desc_t *from = L->needs_dsrc ? &L->bwd_ddst_md : next_md;
-            POET_TRY(reorder_create(s, from, &L->bwdw_ddst_md, &L->bwdw_ddst_reorder));
+            const dnnl_memory_desc_t *from = layer->needs_dsrc ? &layer->bwd_ddst_md : next_md;
+            POET_TRY(reorder_create(s, from, &layer->bwdw_ddst_md, &layer->bwdw_ddst_reorder));
         }
     }
 fail:
@@ -998,35 +1004,37 @@ fail:
  * lane's members take turns with (activation_owner). */
 static poet_status unit_create(poet_stack *s, int g, int l) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     net_unit *u = unit(s, g, l);
-    int output_kept = !L->inner && !L->chain_pool && !(L->by_chain && L->kind == POET_LAYER_RELU);
+    int output_kept =
+        !layer->inner && !layer->chain_pool && !(layer->by_chain && layer->kind == POET_LAYER_RELU);
     if ((s->training || g < s->T) && output_kept) {
-        POET_TRY(copy_for(s, &L->src_reorder, &L->src_md, &u->src_copy));
+        POET_TRY(copy_for(s, &layer->src_reorder, &layer->src_md, &u->src_copy));
         /* A fused relu's output is its input as it reads it (the producer's, or the copy). */
-        void *alias = L->fused
-                          ? memory_data(via(&L->src_reorder, unit(s, g, l - 1)->dst, u->src_copy))
-                          : NULL;
-        POET_TRY(memory_new(s, &L->dst_md, alias, &u->dst));
-        if (dnnl_memory_desc_get_size(&L->ws_md) > 0)
-            POET_TRY(memory_new(s, &L->ws_md, NULL, &u->workspace));
+        void *alias =
+            layer->fused
+                ? memory_data(via(&layer->src_reorder, unit(s, g, l - 1)->dst, u->src_copy))
+                : NULL;
+        POET_TRY(memory_new(s, &layer->dst_md, alias, &u->dst));
+        if (dnnl_memory_desc_get_size(&layer->ws_md) > 0)
+            POET_TRY(memory_new(s, &layer->ws_md, NULL, &u->workspace));
     }
-    if (!is_weight_layer(L->kind))
+    if (!is_weight_layer(layer->kind))
         return POET_OK;
-    if (L->gemm) {
-        POET_TRY(floats_new(&u->w_gemm, poet_gemmconv_weights_floats(&L->shape)));
-        if (L->chain_pool && L->relu_after && s->training)
-            POET_ALLOC(u->relu_mask,
-                       (size_t)s->B * L->shape.out_h * L->shape.out_w * (size_t)L->shape.out_c);
+    if (layer->gemm) {
+        POET_TRY(floats_new(&u->w_gemm, poet_gemmconv_weights_floats(&layer->shape)));
+        if (layer->chain_pool && layer->relu_after && s->training)
+            POET_ALLOC(u->relu_mask, (size_t)s->B * layer->shape.out_h * layer->shape.out_w *
+                                         (size_t)layer->shape.out_c);
     }
     /* Stack layout: tensor t of member g starts at G·offset + g·count (net.h). */
-    size_t w_at = (size_t)s->G * L->w_offset + (size_t)g * L->w_count;
-    size_t b_at = (size_t)s->G * L->b_offset + (size_t)g * L->b_count;
+    size_t w_at = (size_t)s->G * layer->w_offset + (size_t)g * layer->w_count;
+    size_t b_at = (size_t)s->G * layer->b_offset + (size_t)g * layer->b_count;
     dnnl_memory_desc_t w_plain, b_md;
     POET_TRY(weight_mds(&s->plan.layers[l], dnnl_oihw, &w_plain, &b_md));
     POET_TRY(memory_new(s, &w_plain, s->params + w_at, &u->user_w));
     POET_TRY(memory_new(s, &b_md, s->params + b_at, &u->user_b));
-    POET_TRY(copy_for(s, &L->w_reorder, &L->w_md, &u->w_copy));
+    POET_TRY(copy_for(s, &layer->w_reorder, &layer->w_md, &u->w_copy));
     if (s->training) {
         POET_TRY(memory_new(s, &w_plain, s->grads + w_at, &u->grad_w));
         POET_TRY(memory_new(s, &b_md, s->grads + b_at, &u->grad_b));
@@ -1039,36 +1047,37 @@ fail:
  * accumulate views. */
 static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
     poet_status st = POET_OK;
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     net_scratch *x = &lane->layers[l];
-    POET_TRY(copy_for(s, &L->ddst_reorder, &L->bwd_ddst_md, &x->ddst_copy));
-    POET_TRY(copy_for(s, &L->bwd_w_reorder, &L->bwd_w_md, &x->bwd_w_copy));
-    POET_TRY(copy_for(s, &L->bwdw_src_reorder, &L->bwdw_src_md, &x->bwdw_src_copy));
-    POET_TRY(copy_for(s, &L->bwdw_ddst_reorder, &L->bwdw_ddst_md, &x->bwdw_ddst_copy));
-    POET_TRY(copy_for(s, &L->dw_reorder, &L->dw_md, &x->dw));
-    if (L->needs_dsrc && !L->folded && !L->by_chain)
-        POET_TRY(memory_new(s, &L->dsrc_md, NULL, &x->dsrc));
-    if (L->gemm) {
-        poet_conv_shape chunk = chunk_shape(L, L->chunk);
-        if (!L->shared_col)
+    POET_TRY(copy_for(s, &layer->ddst_reorder, &layer->bwd_ddst_md, &x->ddst_copy));
+    POET_TRY(copy_for(s, &layer->bwd_w_reorder, &layer->bwd_w_md, &x->bwd_w_copy));
+    POET_TRY(copy_for(s, &layer->bwdw_src_reorder, &layer->bwdw_src_md, &x->bwdw_src_copy));
+    POET_TRY(copy_for(s, &layer->bwdw_ddst_reorder, &layer->bwdw_ddst_md, &x->bwdw_ddst_copy));
+    POET_TRY(copy_for(s, &layer->dw_reorder, &layer->dw_md, &x->dw));
+    if (layer->needs_dsrc && !layer->folded && !layer->by_chain)
+        POET_TRY(memory_new(s, &layer->dsrc_md, NULL, &x->dsrc));
+    if (layer->gemm) {
+        poet_conv_shape chunk = chunk_shape(layer, layer->chunk);
+        if (!layer->shared_col)
             POET_TRY(
                 floats_new(&x->col_buf, poet_gemmconv_rows(&chunk) * poet_gemmconv_width(&chunk)));
-        if (L->needs_dsrc)
+        if (layer->needs_dsrc)
             POET_TRY(floats_new(&x->dcol, poet_gemmconv_rows(&chunk) * poet_gemmconv_cols(&chunk)));
-        if (L->inner || L->chain_pool)
+        if (layer->inner || layer->chain_pool)
             POET_TRY(
-                floats_new(&x->chunk_out, poet_gemmconv_rows(&chunk) * (size_t)L->shape.out_c));
+                floats_new(&x->chunk_out, poet_gemmconv_rows(&chunk) * (size_t)layer->shape.out_c));
         if (s->training)
-            POET_TRY(floats_new(&x->dw_gemm, poet_gemmconv_width(&L->shape) * L->shape.out_c));
-        if (s->training && L->chain_pool)
             POET_TRY(
-                floats_new(&x->chunk_ddst, poet_gemmconv_rows(&chunk) * (size_t)L->shape.out_c));
+                floats_new(&x->dw_gemm, poet_gemmconv_width(&layer->shape) * layer->shape.out_c));
+        if (s->training && layer->chain_pool)
+            POET_TRY(floats_new(&x->chunk_ddst,
+                                poet_gemmconv_rows(&chunk) * (size_t)layer->shape.out_c));
     }
-    if (is_weight_layer(L->kind) && s->training) {
+    if (is_weight_layer(layer->kind) && s->training) {
         dnnl_memory_desc_t w_plain, b_md;
         POET_TRY(weight_mds(&s->plan.layers[l], dnnl_oihw, &w_plain, &b_md));
         POET_TRY(memory_new(s, &w_plain, lane->acc, &x->acc_w));
-        POET_TRY(memory_new(s, &b_md, lane->acc + L->w_count, &x->acc_b));
+        POET_TRY(memory_new(s, &b_md, lane->acc + layer->w_count, &x->acc_b));
     }
 fail:
     return st;
@@ -1086,14 +1095,14 @@ static size_t largest_layer_params(const poet_arch_plan *plan) {
     return most;
 }
 
-/* Lane t's buffers; `has_members`: some member runs on it (t < G), so it needs the shared im2col
- * matrix when there is one. */
+/* A lane's buffers; `has_members`: some member runs on it (lane index < G), so it needs the shared
+ * im2col matrix when there is one. */
 static poet_status lane_create(poet_stack *s, net_lane *lane, int has_members) {
     poet_status st = POET_OK;
-    const net_layer *F = &s->layers[s->first_w];
-    if (F->gemm && F->shared_col && has_members)
-        POET_TRY(floats_new(&lane->shared_col,
-                            poet_gemmconv_rows(&F->shape) * poet_gemmconv_width(&F->shape)));
+    const net_layer *first_layer = &s->layers[s->first_w];
+    if (first_layer->gemm && first_layer->shared_col && has_members)
+        POET_TRY(floats_new(&lane->shared_col, poet_gemmconv_rows(&first_layer->shape) *
+                                                   poet_gemmconv_width(&first_layer->shape)));
     POET_DNNL(dnnl_stream_create(&lane->stream, s->engine, dnnl_stream_default_flags));
     POET_ALLOC(lane->layers, s->L);
     POET_ALLOC(lane->acc, largest_layer_params(&s->plan));
@@ -1182,8 +1191,8 @@ static poet_status stack_build(poet_stack *s) {
     for (int g = 0; g < s->G; g++)
         for (int l = g == 0 ? 0 : s->first_w; l < s->L; l++)
             POET_TRY(unit_create(s, g, l));
-    for (int t = 0; t < s->T; t++)
-        POET_TRY(lane_create(s, &s->lanes[t], t < s->G));
+    for (int i = 0; i < s->T; i++)
+        POET_TRY(lane_create(s, &s->lanes[i], i < s->G));
 fail:
     return st;
 }
@@ -1262,28 +1271,28 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
     free(lane->layers);
 }
 
-static void layer_destroy(net_layer *L) {
-    net_op *ops[] = {&L->fwd,
-                     &L->bwd,
-                     &L->bwdw,
-                     &L->src_reorder,
-                     &L->w_reorder,
-                     &L->ddst_reorder,
-                     &L->bwd_w_reorder,
-                     &L->bwdw_src_reorder,
-                     &L->bwdw_ddst_reorder,
-                     &L->dw_reorder};
+static void layer_destroy(net_layer *layer) {
+    net_op *ops[] = {&layer->fwd,
+                     &layer->bwd,
+                     &layer->bwdw,
+                     &layer->src_reorder,
+                     &layer->w_reorder,
+                     &layer->ddst_reorder,
+                     &layer->bwd_w_reorder,
+                     &layer->bwdw_src_reorder,
+                     &layer->bwdw_ddst_reorder,
+                     &layer->dw_reorder};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         op_destroy(ops[i]);
-    poet_gemmconv_next_free(&L->next);
+    poet_gemmconv_next_free(&layer->next);
 }
 
 void poet_stack_destroy(poet_stack *s) {
     if (!s)
         return;
     if (s->lanes)
-        for (int t = 0; t < s->T; t++)
-            lane_destroy(s, &s->lanes[t]);
+        for (int i = 0; i < s->T; i++)
+            lane_destroy(s, &s->lanes[i]);
     if (s->units)
         for (size_t i = 0; i < (size_t)s->G * s->L; i++)
             unit_destroy(&s->units[i]);
@@ -1335,25 +1344,26 @@ static dnnl_memory_t layer_src(poet_stack *s, int a, int l) {
     return via(&s->layers[l].src_reorder, layer_input(s, a, l), unit(s, a, l)->src_copy);
 }
 
-/* Images per chunk in floats: where chunk b0 starts in gemm layer L's input, output and shared
- * im2col matrix. */
-static size_t in_image(const net_layer *L) { return L->in_strides.n; }
-static size_t out_image(const net_layer *L) {
-    return (size_t)L->shape.out_h * L->shape.out_w * L->shape.out_c;
+/* Images per chunk in floats: where chunk b0 starts in gemm layer `layer`'s input, output and
+ * shared im2col matrix. */
+static size_t in_image(const net_layer *layer) { return layer->in_strides.n; }
+static size_t out_image(const net_layer *layer) {
+    return (size_t)layer->shape.out_h * layer->shape.out_w * layer->shape.out_c;
 }
-static size_t col_image(const net_layer *L) {
-    return (size_t)L->shape.out_h * L->shape.out_w * poet_gemmconv_width(&L->shape);
+static size_t col_image(const net_layer *layer) {
+    return (size_t)layer->shape.out_h * layer->shape.out_w * poet_gemmconv_width(&layer->shape);
 }
 
 /* The lane's copy of the first weight layer's im2col matrix, which every member shares, chunk by
  * chunk (the im2col of a whole batch at once would need a shape of B images). */
 static void shared_im2col(poet_stack *s, const net_lane *lane) {
-    const net_layer *L = &s->layers[s->first_w];
+    const net_layer *layer = &s->layers[s->first_w];
     const float *src = memory_data(layer_src(s, 0, s->first_w));
-    for (int b0 = 0; b0 < s->B; b0 += L->chunk) {
-        poet_conv_shape part = chunk_shape(L, s->B - b0 < L->chunk ? s->B - b0 : L->chunk);
-        poet_gemmconv_im2col(&part, src + b0 * in_image(L), L->in_strides, 0,
-                             lane->shared_col + b0 * col_image(L));
+    for (int b0 = 0; b0 < s->B; b0 += layer->chunk) {
+        poet_conv_shape part =
+            chunk_shape(layer, s->B - b0 < layer->chunk ? s->B - b0 : layer->chunk);
+        poet_gemmconv_im2col(&part, src + b0 * in_image(layer), layer->in_strides, 0,
+                             lane->shared_col + b0 * col_image(layer));
     }
 }
 
@@ -1366,10 +1376,10 @@ static int previous_gemm(const poet_stack *s, int l) {
  * runs: the lane's copy of the shared one, or the layer's chunk buffer that the layer before it
  * filled (fills_next); NULL when the layer builds its own. */
 static const float *prebuilt_col(const poet_stack *s, const net_lane *lane, int l, int b0) {
-    const net_layer *L = &s->layers[l];
-    if (L->shared_col)
-        return lane->shared_col + (size_t)b0 * col_image(L);
-    if (l != L->chain_first && s->layers[previous_gemm(s, l)].fills_next)
+    const net_layer *layer = &s->layers[l];
+    if (layer->shared_col)
+        return lane->shared_col + (size_t)b0 * col_image(layer);
+    if (l != layer->chain_first && s->layers[previous_gemm(s, l)].fills_next)
         return lane->layers[l].col_buf;
     return NULL;
 }
@@ -1377,43 +1387,44 @@ static const float *prebuilt_col(const poet_stack *s, const net_lane *lane, int 
 /* Gemm layer l's input for the chunk from image b0 on: the stored activation for a chain's first
  * layer, else the chunk buffer of the gemm layer before it (the relu between already applied). */
 static const float *chunk_input(poet_stack *s, const net_lane *lane, int a, int l, int b0) {
-    const net_layer *L = &s->layers[l];
-    if (l != L->chain_first)
+    const net_layer *layer = &s->layers[l];
+    if (l != layer->chain_first)
         return lane->layers[previous_gemm(s, l)].chunk_out;
-    return (const float *)memory_data(layer_src(s, a, l)) + b0 * in_image(L);
+    return (const float *)memory_data(layer_src(s, a, l)) + b0 * in_image(layer);
 }
 
 /* Whether gemm layer l applies the relu before it in its im2col: its input is an inner layer's
  * output, stored before its relu. */
 static int input_relu(const poet_stack *s, int l) {
-    const net_layer *L = &s->layers[l];
-    return l != L->chain_first && s->layers[previous_gemm(s, l)].relu_after;
+    const net_layer *layer = &s->layers[l];
+    return l != layer->chain_first && s->layers[previous_gemm(s, l)].relu_after;
 }
 
 /* Where gemm layer l's output for the chunk from image b0 on goes. */
 static float *chunk_output(poet_stack *s, const net_lane *lane, int a, int l, int b0) {
-    const net_layer *L = &s->layers[l];
-    if (L->inner || L->chain_pool)
+    const net_layer *layer = &s->layers[l];
+    if (layer->inner || layer->chain_pool)
         return lane->layers[l].chunk_out;
-    return (float *)memory_data(unit(s, a, l)->dst) + b0 * out_image(L);
+    return (float *)memory_data(unit(s, a, l)->dst) + b0 * out_image(layer);
 }
 
 /* Forward of gemm layer l of member g on images b0..b0+n-1 (activations in owner a's units). */
 static poet_status gemm_chunk_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
                                       int b0, int n, net_fault *fault) {
-    const net_layer *L = &s->layers[l];
+    const net_layer *layer = &s->layers[l];
     const net_unit *u = unit(s, g, l);
-    poet_conv_shape part = chunk_shape(L, n);
+    poet_conv_shape part = chunk_shape(layer, n);
     const float *src = chunk_input(s, lane, a, l, b0), *col = prebuilt_col(s, lane, l, b0);
-    int relu = L->relu_after && !L->inner && !L->chain_pool;
+    int relu = layer->relu_after && !layer->inner && !layer->chain_pool;
     float *dst = chunk_output(s, lane, a, l, b0);
     float *col_buf = lane->layers[l].col_buf;
     poet_status st =
-        L->fills_next ? poet_gemmconv_forward_filling(&part, src, L->in_strides, input_relu(s, l),
-                                                      col, col_buf, u->w_gemm, relu, dst, &L->next,
-                                                      lane->layers[past_relu(s, l)].col_buf)
-                      : poet_gemmconv_forward(&part, src, L->in_strides, input_relu(s, l), col,
-                                              col_buf, u->w_gemm, relu, dst);
+        layer->fills_next
+            ? poet_gemmconv_forward_filling(&part, src, layer->in_strides, input_relu(s, l), col,
+                                            col_buf, u->w_gemm, relu, dst, &layer->next,
+                                            lane->layers[past_relu(s, l)].col_buf)
+            : poet_gemmconv_forward(&part, src, layer->in_strides, input_relu(s, l), col, col_buf,
+                                    u->w_gemm, relu, dst);
     NET_TRY(fault, st, "forward (sgemm)");
     return POET_OK;
 }
@@ -1422,42 +1433,42 @@ static poet_status gemm_chunk_forward(poet_stack *s, const net_lane *lane, int g
  * output in the lane's buffer, before the relu), and in training the relu's mask for backward. */
 static void chain_pool_forward(poet_stack *s, const net_lane *lane, int a, int last, int b0,
                                int n) {
-    const net_layer *L = &s->layers[last];
-    size_t C = (size_t)L->shape.out_c;
-    float *pooled = (float *)memory_data(unit(s, a, L->chain_pool)->dst) + b0 * C;
+    const net_layer *layer = &s->layers[last];
+    size_t C = (size_t)layer->shape.out_c;
+    float *pooled = (float *)memory_data(unit(s, a, layer->chain_pool)->dst) + b0 * C;
     unsigned char *mask = unit(s, a, last)->relu_mask;
-    poet_pool_global_forward((size_t)n, (size_t)L->shape.out_h * L->shape.out_w, C, L->relu_after,
-                             lane->layers[last].chunk_out, pooled,
-                             mask ? mask + b0 * out_image(L) : NULL);
+    poet_pool_global_forward((size_t)n, (size_t)layer->shape.out_h * layer->shape.out_w, C,
+                             layer->relu_after, lane->layers[last].chunk_out, pooled,
+                             mask ? mask + b0 * out_image(layer) : NULL);
 }
 
 /* Member g's chain of gemm layers from `first` on, chunk by chunk: each chunk goes through every
  * layer of the chain while it is in cache, and only the last layer's output is stored. */
 static poet_status chain_forward(poet_stack *s, const net_lane *lane, int g, int a, int first,
                                  net_fault *fault) {
-    const net_layer *F = &s->layers[first];
-    if (!F->shared_col) {
-        NET_DNNL(
-            fault,
-            refresh(lane, &F->src_reorder, layer_input(s, a, first), unit(s, a, first)->src_copy),
-            "input reorder");
+    const net_layer *first_layer = &s->layers[first];
+    if (!first_layer->shared_col) {
+        NET_DNNL(fault,
+                 refresh(lane, &first_layer->src_reorder, layer_input(s, a, first),
+                         unit(s, a, first)->src_copy),
+                 "input reorder");
         NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
     }
-    for (int l = first; l <= F->chain_last; l++) {
-        const net_layer *L = &s->layers[l];
+    for (int l = first; l <= first_layer->chain_last; l++) {
+        const net_layer *layer = &s->layers[l];
         net_unit *u = unit(s, g, l);
-        if (!L->gemm)
+        if (!layer->gemm)
             continue;
-        poet_gemmconv_weights_to_gemm(&L->shape, memory_data(u->user_w), memory_data(u->user_b),
+        poet_gemmconv_weights_to_gemm(&layer->shape, memory_data(u->user_w), memory_data(u->user_b),
                                       u->w_gemm);
     }
-    for (int b0 = 0; b0 < s->B; b0 += F->chunk) {
-        int n = s->B - b0 < F->chunk ? s->B - b0 : F->chunk;
-        for (int l = first; l <= F->chain_last; l++)
+    for (int b0 = 0; b0 < s->B; b0 += first_layer->chunk) {
+        int n = s->B - b0 < first_layer->chunk ? s->B - b0 : first_layer->chunk;
+        for (int l = first; l <= first_layer->chain_last; l++)
             if (s->layers[l].gemm)
                 NET_PASS(gemm_chunk_forward(s, lane, g, a, l, b0, n, fault));
-        if (s->layers[F->chain_last].chain_pool)
-            chain_pool_forward(s, lane, a, F->chain_last, b0, n);
+        if (s->layers[first_layer->chain_last].chain_pool)
+            chain_pool_forward(s, lane, a, first_layer->chain_last, b0, n);
     }
     return POET_OK;
 }
@@ -1465,29 +1476,29 @@ static poet_status chain_forward(poet_stack *s, const net_lane *lane, int g, int
 /* Layer l of member g, its activations in owner a's units. */
 static poet_status layer_forward(poet_stack *s, const net_lane *lane, int g, int a, int l,
                                  net_fault *fault) {
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
-    if (L->gemm)
+    if (layer->gemm)
         return chain_forward(s, lane, g, a, l, fault);
-    if (L->by_chain)
+    if (layer->by_chain)
         return POET_OK;
-    NET_DNNL(fault, refresh(lane, &L->src_reorder, layer_input(s, a, l), act->src_copy),
+    NET_DNNL(fault, refresh(lane, &layer->src_reorder, layer_input(s, a, l), act->src_copy),
              "input reorder");
-    if (L->fused) /* the producer applied it */
+    if (layer->fused) /* the producer applied it */
         return POET_OK;
     dnnl_memory_t src = layer_src(s, a, l);
-    if (is_weight_layer(L->kind)) {
+    if (is_weight_layer(layer->kind)) {
         /* The weights change every step: refresh oneDNN's copy when its layout is not plain. */
-        NET_DNNL(fault, refresh(lane, &L->w_reorder, u->user_w, u->w_copy), "weights reorder");
+        NET_DNNL(fault, refresh(lane, &layer->w_reorder, u->user_w, u->w_copy), "weights reorder");
         dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src},
-                                  {DNNL_ARG_WEIGHTS, via(&L->w_reorder, u->user_w, u->w_copy)},
+                                  {DNNL_ARG_WEIGHTS, via(&layer->w_reorder, u->user_w, u->w_copy)},
                                   {DNNL_ARG_BIAS, u->user_b},
                                   {DNNL_ARG_DST, act->dst}};
-        NET_DNNL(fault, op_run(lane, &L->fwd, 4, args), "forward");
+        NET_DNNL(fault, op_run(lane, &layer->fwd, 4, args), "forward");
     } else {
         dnnl_exec_arg_t args[] = {
             {DNNL_ARG_SRC, src}, {DNNL_ARG_DST, act->dst}, {DNNL_ARG_WORKSPACE, act->workspace}};
-        NET_DNNL(fault, op_run(lane, &L->fwd, act->workspace ? 3 : 2, args), "forward");
+        NET_DNNL(fault, op_run(lane, &layer->fwd, act->workspace ? 3 : 2, args), "forward");
     }
     return POET_OK;
 }
@@ -1512,10 +1523,10 @@ static poet_status member_forward(poet_stack *s, const net_lane *lane, int g, ne
 static poet_status shared_forward(poet_stack *s, const net_lane *lane, net_fault *fault) {
     for (int l = 0; l < s->first_w; l++)
         NET_PASS(layer_forward(s, lane, 0, 0, l, fault));
-    const net_layer *F = &s->layers[s->first_w];
-    if (F->shared_col)
+    const net_layer *first_layer = &s->layers[s->first_w];
+    if (first_layer->shared_col)
         NET_DNNL(fault,
-                 refresh(lane, &F->src_reorder, layer_input(s, 0, s->first_w),
+                 refresh(lane, &first_layer->src_reorder, layer_input(s, 0, s->first_w),
                          unit(s, 0, s->first_w)->src_copy),
                  "input reorder");
     NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
@@ -1535,15 +1546,15 @@ static dnnl_memory_t layer_dnext(poet_stack *s, const net_lane *lane, int l) {
 /* A fused relu's backward as a select: dL/d(input) = dL/d(output) where the output is > 0. */
 static poet_status relu_loop_backward(poet_stack *s, const net_lane *lane, int g, int l,
                                       net_fault *fault) {
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     const net_scratch *x = &lane->layers[l];
     dnnl_memory_t dnext = layer_dnext(s, lane, l);
-    NET_DNNL(fault, refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    NET_DNNL(fault, refresh(lane, &layer->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
     NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
-    const float *restrict d = memory_data(via(&L->ddst_reorder, dnext, x->ddst_copy));
+    const float *restrict d = memory_data(via(&layer->ddst_reorder, dnext, x->ddst_copy));
     const float *restrict y = memory_data(unit(s, g, l)->dst);
     float *restrict out = memory_data(x->dsrc);
-    size_t n = dnnl_memory_desc_get_size(&L->dst_md) / sizeof(float);
+    size_t n = dnnl_memory_desc_get_size(&layer->dst_md) / sizeof(float);
     for (size_t i = 0; i < n; i++) {
         float v = d[i]; /* loaded unconditionally: the loop vectorises to a blend */
         out[i] = y[i] > 0.f ? v : 0.f;
@@ -1554,64 +1565,66 @@ static poet_status relu_loop_backward(poet_stack *s, const net_lane *lane, int g
 /* dL/d(input) of layer l for member g, into the lane's dsrc. */
 static poet_status data_backward(poet_stack *s, const net_lane *lane, int g, int l,
                                  net_fault *fault) {
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     net_unit *u = unit(s, g, l);
     const net_scratch *x = &lane->layers[l];
-    if (L->relu_loop)
+    if (layer->relu_loop)
         return relu_loop_backward(s, lane, g, l, fault);
     dnnl_memory_t dnext = layer_dnext(s, lane, l);
-    NET_DNNL(fault, refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, via(&L->ddst_reorder, dnext, x->ddst_copy)},
+    NET_DNNL(fault, refresh(lane, &layer->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, via(&layer->ddst_reorder, dnext, x->ddst_copy)},
                                {DNNL_ARG_DIFF_SRC, x->dsrc}};
     int n = 2;
-    if (is_weight_layer(L->kind)) {
-        dnnl_memory_t w = via(&L->w_reorder, u->user_w, u->w_copy);
-        NET_DNNL(fault, refresh(lane, &L->bwd_w_reorder, w, x->bwd_w_copy), "weights reorder");
-        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, via(&L->bwd_w_reorder, w, x->bwd_w_copy)};
-    } else if (L->kind == POET_LAYER_RELU) {
-        args[n++] = L->fused ? (dnnl_exec_arg_t){DNNL_ARG_DST, u->dst}
-                             : (dnnl_exec_arg_t){DNNL_ARG_SRC, layer_src(s, g, l)};
+    if (is_weight_layer(layer->kind)) {
+        dnnl_memory_t w = via(&layer->w_reorder, u->user_w, u->w_copy);
+        NET_DNNL(fault, refresh(lane, &layer->bwd_w_reorder, w, x->bwd_w_copy), "weights reorder");
+        args[n++] =
+            (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, via(&layer->bwd_w_reorder, w, x->bwd_w_copy)};
+    } else if (layer->kind == POET_LAYER_RELU) {
+        args[n++] = layer->fused ? (dnnl_exec_arg_t){DNNL_ARG_DST, u->dst}
+                                 : (dnnl_exec_arg_t){DNNL_ARG_SRC, layer_src(s, g, l)};
     } else if (u->workspace) { /* max pooling; average pooling needs neither */
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, u->workspace};
     }
-    NET_DNNL(fault, op_run(lane, &L->bwd, n, args), "backward data");
+    NET_DNNL(fault, op_run(lane, &layer->bwd, n, args), "backward data");
     return POET_OK;
 }
 
 /* Adds what landed in the lane's accumulate buffer to member g's gradient. */
-static void accumulate_into(poet_stack *s, const net_lane *lane, int g, const net_layer *L) {
-    float *gw = s->grads + (size_t)s->G * L->w_offset + (size_t)g * L->w_count;
-    float *gb = s->grads + (size_t)s->G * L->b_offset + (size_t)g * L->b_count;
-    const float *aw = lane->acc, *ab = lane->acc + L->w_count;
-    for (size_t i = 0; i < L->w_count; i++)
+static void accumulate_into(poet_stack *s, const net_lane *lane, int g, const net_layer *layer) {
+    float *gw = s->grads + (size_t)s->G * layer->w_offset + (size_t)g * layer->w_count;
+    float *gb = s->grads + (size_t)s->G * layer->b_offset + (size_t)g * layer->b_count;
+    const float *aw = lane->acc, *ab = lane->acc + layer->w_count;
+    for (size_t i = 0; i < layer->w_count; i++)
         gw[i] += aw[i];
-    for (size_t i = 0; i < L->b_count; i++)
+    for (size_t i = 0; i < layer->b_count; i++)
         gb[i] += ab[i];
 }
 
 /* dL/dW and dL/db of layer l for member g, into its grads (or added to them). */
 static poet_status weights_backward(poet_stack *s, const net_lane *lane, int g, int l,
                                     int accumulate, net_fault *fault) {
-    net_layer *L = &s->layers[l];
+    net_layer *layer = &s->layers[l];
     net_unit *u = unit(s, g, l);
     const net_scratch *x = &lane->layers[l];
     dnnl_memory_t src = layer_src(s, g, l), dnext = layer_dnext(s, lane, l);
-    dnnl_memory_t ddst = L->needs_dsrc ? via(&L->ddst_reorder, dnext, x->ddst_copy) : dnext;
+    dnnl_memory_t ddst = layer->needs_dsrc ? via(&layer->ddst_reorder, dnext, x->ddst_copy) : dnext;
     dnnl_memory_t plain_w = accumulate ? x->acc_w : u->grad_w;
     dnnl_memory_t plain_b = accumulate ? x->acc_b : u->grad_b;
-    NET_DNNL(fault, refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy),
+    NET_DNNL(fault, refresh(lane, &layer->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy),
              "gradient reorder");
-    NET_DNNL(fault, refresh(lane, &L->bwdw_src_reorder, src, x->bwdw_src_copy), "input reorder");
+    NET_DNNL(fault, refresh(lane, &layer->bwdw_src_reorder, src, x->bwdw_src_copy),
+             "input reorder");
     dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_SRC, via(&L->bwdw_src_reorder, src, x->bwdw_src_copy)},
-        {DNNL_ARG_DIFF_DST, via(&L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy)},
-        {DNNL_ARG_DIFF_WEIGHTS, via(&L->dw_reorder, plain_w, x->dw)},
+        {DNNL_ARG_SRC, via(&layer->bwdw_src_reorder, src, x->bwdw_src_copy)},
+        {DNNL_ARG_DIFF_DST, via(&layer->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy)},
+        {DNNL_ARG_DIFF_WEIGHTS, via(&layer->dw_reorder, plain_w, x->dw)},
         {DNNL_ARG_DIFF_BIAS, plain_b}};
-    NET_DNNL(fault, op_run(lane, &L->bwdw, 4, args), "backward weights");
-    NET_DNNL(fault, refresh(lane, &L->dw_reorder, x->dw, plain_w), "weight gradient reorder");
+    NET_DNNL(fault, op_run(lane, &layer->bwdw, 4, args), "backward weights");
+    NET_DNNL(fault, refresh(lane, &layer->dw_reorder, x->dw, plain_w), "weight gradient reorder");
     if (accumulate) {
         NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
-        accumulate_into(s, lane, g, L);
+        accumulate_into(s, lane, g, layer);
     }
     return POET_OK;
 }
@@ -1621,18 +1634,19 @@ static poet_status weights_backward(poet_stack *s, const net_lane *lane, int g, 
 static poet_status chain_gradient(poet_stack *s, const net_lane *lane, int last,
                                   const float **for_data, const float **for_weights,
                                   net_fault *fault) {
-    const net_layer *L = &s->layers[last];
+    const net_layer *layer = &s->layers[last];
     const net_scratch *x = &lane->layers[last];
     dnnl_memory_t dnext = layer_dnext(s, lane, last), ddst = dnext;
-    if (L->needs_dsrc) {
-        NET_DNNL(fault, refresh(lane, &L->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
-        ddst = via(&L->ddst_reorder, dnext, x->ddst_copy);
+    if (layer->needs_dsrc) {
+        NET_DNNL(fault, refresh(lane, &layer->ddst_reorder, dnext, x->ddst_copy),
+                 "gradient reorder");
+        ddst = via(&layer->ddst_reorder, dnext, x->ddst_copy);
     }
-    NET_DNNL(fault, refresh(lane, &L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy),
+    NET_DNNL(fault, refresh(lane, &layer->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy),
              "gradient reorder");
     NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
     *for_data = memory_data(ddst);
-    *for_weights = memory_data(via(&L->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy));
+    *for_weights = memory_data(via(&layer->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy));
     return POET_OK;
 }
 
@@ -1643,22 +1657,22 @@ static poet_status chain_gradient(poet_stack *s, const net_lane *lane, int last,
 static poet_status gemm_chunk_backward(poet_stack *s, const net_lane *lane, int g, int l, int b0,
                                        int n, const float *ddst_data, const float *ddst_w,
                                        net_fault *fault) {
-    const net_layer *L = &s->layers[l];
+    const net_layer *layer = &s->layers[l];
     const net_scratch *x = &lane->layers[l];
-    poet_conv_shape part = chunk_shape(L, n);
+    poet_conv_shape part = chunk_shape(layer, n);
     const float *src = chunk_input(s, lane, g, l, b0);
     NET_TRY(fault,
-            poet_gemmconv_backward_weights(&part, src, L->in_strides, input_relu(s, l),
+            poet_gemmconv_backward_weights(&part, src, layer->in_strides, input_relu(s, l),
                                            prebuilt_col(s, lane, l, b0), x->col_buf, ddst_w, b0 > 0,
                                            x->dw_gemm),
             "backward weights (sgemm)");
-    if (!L->needs_dsrc)
+    if (!layer->needs_dsrc)
         return POET_OK;
     float *dsrc = memory_data(x->dsrc);
     NET_TRY(fault,
-            poet_gemmconv_backward_data(&part, ddst_data, unit(s, g, l)->w_gemm, x->dcol,
-                                        L->fold_relu ? src : NULL,
-                                        l == L->chain_first ? dsrc + b0 * in_image(L) : dsrc),
+            poet_gemmconv_backward_data(
+                &part, ddst_data, unit(s, g, l)->w_gemm, x->dcol, layer->fold_relu ? src : NULL,
+                l == layer->chain_first ? dsrc + b0 * in_image(layer) : dsrc),
             "backward data (sgemm)");
     return POET_OK;
 }
@@ -1668,28 +1682,28 @@ static poet_status gemm_chunk_backward(poet_stack *s, const net_lane *lane, int 
 static void chain_gradients_out(poet_stack *s, const net_lane *lane, int g, int last,
                                 int accumulate) {
     for (int l = s->layers[last].chain_first; l <= last; l++) {
-        const net_layer *L = &s->layers[l];
+        const net_layer *layer = &s->layers[l];
         const net_scratch *x = &lane->layers[l];
-        if (!L->gemm)
+        if (!layer->gemm)
             continue;
         net_unit *u = unit(s, g, l);
-        poet_gemmconv_gradients_from_gemm(&L->shape, x->dw_gemm,
+        poet_gemmconv_gradients_from_gemm(&layer->shape, x->dw_gemm,
                                           memory_data(accumulate ? x->acc_w : u->grad_w),
                                           memory_data(accumulate ? x->acc_b : u->grad_b));
         if (accumulate)
-            accumulate_into(s, lane, g, L);
+            accumulate_into(s, lane, g, layer);
     }
 }
 
 /* dL/d(output) of pooling layer p, which a chain runs, as rows of channels. */
 static poet_status pooled_gradient(poet_stack *s, const net_lane *lane, int p,
                                    const float **dpooled, net_fault *fault) {
-    const net_layer *P = &s->layers[p];
+    const net_layer *pool = &s->layers[p];
     const net_scratch *x = &lane->layers[p];
     dnnl_memory_t dnext = layer_dnext(s, lane, p);
-    NET_DNNL(fault, refresh(lane, &P->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
+    NET_DNNL(fault, refresh(lane, &pool->ddst_reorder, dnext, x->ddst_copy), "gradient reorder");
     NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
-    *dpooled = memory_data(via(&P->ddst_reorder, dnext, x->ddst_copy));
+    *dpooled = memory_data(via(&pool->ddst_reorder, dnext, x->ddst_copy));
     return POET_OK;
 }
 
@@ -1697,12 +1711,12 @@ static poet_status pooled_gradient(poet_stack *s, const net_lane *lane, int p,
  * pooling it runs (dpooled: the batch's), into the lane's chunk buffer. */
 static const float *chain_pool_backward(poet_stack *s, const net_lane *lane, int g, int last,
                                         const float *dpooled, int b0, int n) {
-    const net_layer *L = &s->layers[last];
+    const net_layer *layer = &s->layers[last];
     const net_scratch *x = &lane->layers[last];
-    size_t C = (size_t)L->shape.out_c, P = (size_t)L->shape.out_h * L->shape.out_w;
+    size_t C = (size_t)layer->shape.out_c, HW = (size_t)layer->shape.out_h * layer->shape.out_w;
     const unsigned char *mask = unit(s, g, last)->relu_mask;
-    poet_pool_global_backward((size_t)n, P, C, dpooled + b0 * C,
-                              mask ? mask + b0 * out_image(L) : NULL, x->chunk_ddst);
+    poet_pool_global_backward((size_t)n, HW, C, dpooled + b0 * C,
+                              mask ? mask + b0 * out_image(layer) : NULL, x->chunk_ddst);
     return x->chunk_ddst;
 }
 
@@ -1711,25 +1725,25 @@ static const float *chain_pool_backward(poet_stack *s, const net_lane *lane, int
  * each handing the one before its dL/d(input). */
 static poet_status chain_backward(poet_stack *s, const net_lane *lane, int g, int last,
                                   int accumulate, net_fault *fault) {
-    const net_layer *Last = &s->layers[last];
+    const net_layer *last_layer = &s->layers[last];
     const float *ddst_data = NULL, *ddst_w = NULL, *dpooled = NULL;
-    if (Last->chain_pool)
-        NET_PASS(pooled_gradient(s, lane, Last->chain_pool, &dpooled, fault));
+    if (last_layer->chain_pool)
+        NET_PASS(pooled_gradient(s, lane, last_layer->chain_pool, &dpooled, fault));
     else
         NET_PASS(chain_gradient(s, lane, last, &ddst_data, &ddst_w, fault));
-    for (int b0 = 0; b0 < s->B; b0 += Last->chunk) {
-        int n = s->B - b0 < Last->chunk ? s->B - b0 : Last->chunk;
-        for (int l = Last->chain_first; l < last; l++)
+    for (int b0 = 0; b0 < s->B; b0 += last_layer->chunk) {
+        int n = s->B - b0 < last_layer->chunk ? s->B - b0 : last_layer->chunk;
+        for (int l = last_layer->chain_first; l < last; l++)
             if (s->layers[l].gemm)
                 NET_PASS(gemm_chunk_forward(s, lane, g, g, l, b0, n, fault));
         const float *chunk_data, *chunk_w; /* dL/d(the chain's output) for the chunk */
-        if (Last->chain_pool) {
+        if (last_layer->chain_pool) {
             chunk_data = chunk_w = chain_pool_backward(s, lane, g, last, dpooled, b0, n);
         } else {
-            chunk_data = ddst_data + b0 * out_image(Last);
-            chunk_w = ddst_w + b0 * out_image(Last);
+            chunk_data = ddst_data + b0 * out_image(last_layer);
+            chunk_w = ddst_w + b0 * out_image(last_layer);
         }
-        for (int l = last; l >= Last->chain_first; l--) {
+        for (int l = last; l >= last_layer->chain_first; l--) {
             if (!s->layers[l].gemm)
                 continue;
             const float *for_data = chunk_data, *for_weights = chunk_w;

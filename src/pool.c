@@ -17,17 +17,17 @@
 
 #define ROW_FLOATS 64 /* the portable backward's scaled gradient, this many channels at a time */
 
-static void forward_portable(size_t n, size_t P, size_t C, int relu, const float *restrict y,
+static void forward_portable(size_t n, size_t HW, size_t C, int relu, const float *restrict y,
                              float *restrict pooled, unsigned char *restrict relu_mask) {
     if (relu && relu_mask)
-        for (size_t i = 0; i < n * P * C; i++)
+        for (size_t i = 0; i < n * HW * C; i++)
             relu_mask[i] = y[i] > 0.f;
     for (size_t b = 0; b < n; b++) {
-        const float *restrict image = y + b * P * C;
+        const float *restrict image = y + b * HW * C;
         float *restrict sum = pooled + b * C;
         for (size_t c = 0; c < C; c++)
             sum[c] = 0.f;
-        for (size_t p = 0; p < P; p++) {
+        for (size_t p = 0; p < HW; p++) {
             const float *restrict v = image + p * C;
             if (relu)
                 for (size_t c = 0; c < C; c++)
@@ -37,20 +37,20 @@ static void forward_portable(size_t n, size_t P, size_t C, int relu, const float
                     sum[c] += v[c];
         }
         for (size_t c = 0; c < C; c++)
-            sum[c] /= (float)P;
+            sum[c] /= (float)HW;
     }
 }
 
-static void backward_portable(size_t n, size_t P, size_t C, const float *restrict dpooled,
+static void backward_portable(size_t n, size_t HW, size_t C, const float *restrict dpooled,
                               const unsigned char *restrict relu_mask, float *restrict dy) {
     float row[ROW_FLOATS];
     for (size_t b = 0; b < n; b++)
         for (size_t c0 = 0; c0 < C; c0 += ROW_FLOATS) {
             size_t len = C - c0 < ROW_FLOATS ? C - c0 : ROW_FLOATS;
             for (size_t c = 0; c < len; c++)
-                row[c] = dpooled[b * C + c0 + c] / (float)P;
-            for (size_t p = 0; p < P; p++) {
-                size_t at = (b * P + p) * C + c0;
+                row[c] = dpooled[b * C + c0 + c] / (float)HW;
+            for (size_t p = 0; p < HW; p++) {
+                size_t at = (b * HW + p) * C + c0;
                 if (!relu_mask) {
                     memcpy(dy + at, row, len * sizeof *row);
                     continue;
@@ -82,9 +82,9 @@ AVX512 static inline void group_lanes(size_t C, size_t c0, __mmask16 lanes[GROUP
         lanes[k] = channel_lanes(C, c0 + (size_t)k * LANES);
 }
 
-AVX512 static void forward_avx512(size_t n, size_t P, size_t C, int relu, const float *y,
+AVX512 static void forward_avx512(size_t n, size_t HW, size_t C, int relu, const float *y,
                                   float *pooled, unsigned char *relu_mask) {
-    const __m512 zero = _mm512_setzero_ps(), pixels = _mm512_set1_ps((float)P);
+    const __m512 zero = _mm512_setzero_ps(), pixels = _mm512_set1_ps((float)HW);
     const __m512i one = _mm512_set1_epi32(1);
     for (size_t b = 0; b < n; b++)
         for (size_t c0 = 0; c0 < C; c0 += GROUP * LANES) {
@@ -94,8 +94,8 @@ AVX512 static void forward_avx512(size_t n, size_t P, size_t C, int relu, const 
 #pragma GCC unroll 4
             for (int k = 0; k < GROUP; k++)
                 sum[k] = zero;
-            for (size_t p = 0; p < P; p++) {
-                size_t at = (b * P + p) * C + c0;
+            for (size_t p = 0; p < HW; p++) {
+                size_t at = (b * HW + p) * C + c0;
 #pragma GCC unroll 4
                 for (int k = 0; k < GROUP; k++) {
                     if (!lanes[k])
@@ -134,10 +134,10 @@ AVX512 static inline __mmask16 mask_lanes(const unsigned char *m, size_t count, 
     return _mm512_test_epi32_mask(wide, wide);
 }
 
-AVX512 static void backward_avx512(size_t n, size_t P, size_t C, const float *dpooled,
+AVX512 static void backward_avx512(size_t n, size_t HW, size_t C, const float *dpooled,
                                    const unsigned char *relu_mask, float *dy) {
-    const __m512 pixels = _mm512_set1_ps((float)P);
-    size_t end = n * P * C;
+    const __m512 pixels = _mm512_set1_ps((float)HW);
+    size_t end = n * HW * C;
     for (size_t b = 0; b < n; b++)
         for (size_t c0 = 0; c0 < C; c0 += GROUP * LANES) {
             __mmask16 lanes[GROUP];
@@ -147,8 +147,8 @@ AVX512 static void backward_avx512(size_t n, size_t P, size_t C, const float *dp
             for (int k = 0; k < GROUP; k++)
                 row[k] = _mm512_div_ps(
                     _mm512_maskz_loadu_ps(lanes[k], dpooled + b * C + c0 + k * LANES), pixels);
-            for (size_t p = 0; p < P; p++) {
-                size_t at = (b * P + p) * C + c0;
+            for (size_t p = 0; p < HW; p++) {
+                size_t at = (b * HW + p) * C + c0;
 #pragma GCC unroll 4
                 for (int k = 0; k < GROUP; k++) {
                     if (!lanes[k])
@@ -165,24 +165,24 @@ AVX512 static void backward_avx512(size_t n, size_t P, size_t C, const float *dp
 }
 #endif
 
-void poet_pool_global_forward(size_t n, size_t P, size_t C, int relu, const float *y, float *pooled,
-                              unsigned char *relu_mask) {
+void poet_pool_global_forward(size_t n, size_t HW, size_t C, int relu, const float *y,
+                              float *pooled, unsigned char *relu_mask) {
 #if POET_AVX512_CODE
     if (poet_cpu_avx512()) {
-        forward_avx512(n, P, C, relu, y, pooled, relu_mask);
+        forward_avx512(n, HW, C, relu, y, pooled, relu_mask);
         return;
     }
 #endif
-    forward_portable(n, P, C, relu, y, pooled, relu_mask);
+    forward_portable(n, HW, C, relu, y, pooled, relu_mask);
 }
 
-void poet_pool_global_backward(size_t n, size_t P, size_t C, const float *dpooled,
+void poet_pool_global_backward(size_t n, size_t HW, size_t C, const float *dpooled,
                                const unsigned char *relu_mask, float *dy) {
 #if POET_AVX512_CODE
     if (poet_cpu_avx512()) {
-        backward_avx512(n, P, C, dpooled, relu_mask, dy);
+        backward_avx512(n, HW, C, dpooled, relu_mask, dy);
         return;
     }
 #endif
-    backward_portable(n, P, C, dpooled, relu_mask, dy);
+    backward_portable(n, HW, C, dpooled, relu_mask, dy);
 }

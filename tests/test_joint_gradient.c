@@ -63,8 +63,8 @@ static void joint_loss(float *const *logits, size_t stride, int M, const uint8_t
 static void run(int M) {
     poet_arch_plan plan;
     reference_plan(&plan);
-    size_t P = plan.param_count, n_img = (size_t)B * 28 * 28;
-    printf("M=%d members, B=%d, %zu params each\n", M, B, P);
+    size_t n_params = plan.param_count, n_img = (size_t)B * 28 * 28;
+    printf("M=%d members, B=%d, %zu params each\n", M, B, n_params);
 
     float *images = xmalloc(n_img * sizeof *images);
     double *images_d = xmalloc(n_img * sizeof *images_d);
@@ -76,17 +76,17 @@ static void run(int M) {
 
     /* (a) multiple graphs: member j's params/grads in its own buffer. */
     const poet_stack_options one_thread = {POET_CONV_GEMM, 1};
-    float *sep_params = xmalloc((size_t)M * P * sizeof(float));
-    float *sep_grads = xmalloc((size_t)M * P * sizeof(float));
+    float *sep_params = xmalloc((size_t)M * n_params * sizeof(float));
+    float *sep_grads = xmalloc((size_t)M * n_params * sizeof(float));
     float *sep_logits = xmalloc((size_t)M * B * K * sizeof(float));
     poet_stack **sep = xmalloc((size_t)M * sizeof *sep);
     float **sep_rows = xmalloc((size_t)M * sizeof *sep_rows);
     float grad_a[B * K], grad_b[B * K];
     double loss_a, loss_b;
     for (int j = 0; j < M; j++) {
-        poet_arch_init_member(&plan, 2024, j, sep_params + j * P);
-        TEST_OK(poet_stack_create(&plan, 1, B, 1, &one_thread, sep_params + j * P,
-                                  sep_grads + j * P, &sep[j]));
+        poet_arch_init_member(&plan, 2024, j, sep_params + j * n_params);
+        TEST_OK(poet_stack_create(&plan, 1, B, 1, &one_thread, sep_params + j * n_params,
+                                  sep_grads + j * n_params, &sep[j]));
         sep_rows[j] = sep_logits + (size_t)j * B * K;
         TEST_OK(poet_stack_forward(sep[j], images, sep_rows[j]));
     }
@@ -95,13 +95,13 @@ static void run(int M) {
         TEST_OK(poet_stack_backward(sep[j], grad_a, 0));
 
     /* (b) single graph: the same members fused into one G=M stack. */
-    float *fused_params = xmalloc((size_t)M * P * sizeof(float));
-    float *fused_grads = xmalloc((size_t)M * P * sizeof(float));
+    float *fused_params = xmalloc((size_t)M * n_params * sizeof(float));
+    float *fused_grads = xmalloc((size_t)M * n_params * sizeof(float));
     float *fused_logits = xmalloc((size_t)B * M * K * sizeof(float));
     float **fused_rows = xmalloc((size_t)M * sizeof *fused_rows);
     poet_stack *fused = NULL;
     for (int j = 0; j < M; j++) {
-        poet_stack_member_set(&plan, M, fused_params, j, sep_params + j * P);
+        poet_stack_member_set(&plan, M, fused_params, j, sep_params + j * n_params);
         fused_rows[j] = fused_logits + (size_t)j * K;
     }
     TEST_OK(poet_stack_create(&plan, M, B, 1, &one_thread, fused_params, fused_grads, &fused));
@@ -110,7 +110,7 @@ static void run(int M) {
     TEST_OK(poet_stack_backward(fused, grad_b, 0));
 
     /* (b) again with members on 2 threads: bitwise the same. */
-    float *par_grads = xmalloc((size_t)M * P * sizeof(float));
+    float *par_grads = xmalloc((size_t)M * n_params * sizeof(float));
     float *par_logits = xmalloc((size_t)B * M * K * sizeof(float));
     float par_grad[B * K];
     double loss_par;
@@ -125,32 +125,33 @@ static void run(int M) {
     for (int j = 0; j < M; j++)
         fused_rows[j] = fused_logits + (size_t)j * K;
     TEST_CHECK(memcmp(par_logits, fused_logits, (size_t)B * M * K * sizeof(float)) == 0 &&
-                   memcmp(par_grads, fused_grads, (size_t)M * P * sizeof(float)) == 0 &&
+                   memcmp(par_grads, fused_grads, (size_t)M * n_params * sizeof(float)) == 0 &&
                    loss_par == loss_b,
                "2 threads changed logits, loss or gradients of the fused stack");
     printf("  2 threads: logits, loss and gradients bitwise equal to 1 thread: %s\n",
-           memcmp(par_grads, fused_grads, (size_t)M * P * sizeof(float)) == 0 ? "yes" : "NO");
+           memcmp(par_grads, fused_grads, (size_t)M * n_params * sizeof(float)) == 0 ? "yes"
+                                                                                     : "NO");
     poet_stack_destroy(par);
     free(par_grads), free(par_logits);
 
     /* (c) the reference, differentiated end to end through the mean of the logits. */
-    double *params_d = xmalloc(P * sizeof(double));
+    double *params_d = xmalloc(n_params * sizeof(double));
     double *ref_logits = xmalloc((size_t)M * B * K * sizeof(double));
     double *ref_dlogits = xmalloc((size_t)M * B * K * sizeof(double));
-    double *ref_grads = xmalloc((size_t)M * P * sizeof(double));
+    double *ref_grads = xmalloc((size_t)M * n_params * sizeof(double));
     poet_ref_cache **caches = xmalloc((size_t)M * sizeof *caches);
     for (int j = 0; j < M; j++) {
         caches[j] = poet_ref_cache_create(&plan, B);
-        for (size_t i = 0; i < P; i++)
-            params_d[i] = sep_params[j * P + i];
+        for (size_t i = 0; i < n_params; i++)
+            params_d[i] = sep_params[j * n_params + i];
         poet_ref_forward(&plan, params_d, B, images_d, ref_logits + (size_t)j * B * K, caches[j]);
     }
     double loss_c = poet_ref_joint_loss(ref_logits, M, B, K, labels, ref_dlogits);
     for (int j = 0; j < M; j++) {
-        for (size_t i = 0; i < P; i++)
-            params_d[i] = sep_params[j * P + i];
+        for (size_t i = 0; i < n_params; i++)
+            params_d[i] = sep_params[j * n_params + i];
         poet_ref_backward(&plan, params_d, B, ref_dlogits + (size_t)j * B * K, caches[j],
-                          ref_grads + j * P, NULL);
+                          ref_grads + j * n_params, NULL);
     }
 
     printf("  loss: separate %.9f fused %.9f reference %.9f\n", loss_a, loss_b, loss_c);
@@ -165,12 +166,12 @@ static void run(int M) {
                logit_mismatch);
     TEST_CHECK(fabs(loss_a - loss_c) <= 1e-5, "loss separate %.9g vs ref %.9g", loss_a, loss_c);
 
-    float *fused_member = xmalloc(P * sizeof(float));
-    double *sep_d = xmalloc(P * sizeof(double));
+    float *fused_member = xmalloc(n_params * sizeof(float));
+    double *sep_d = xmalloc(n_params * sizeof(double));
     for (int j = 0; j < M; j++) {
         poet_stack_member_get(&plan, M, fused_grads, j, fused_member);
-        for (size_t i = 0; i < P; i++)
-            sep_d[i] = sep_grads[j * P + i];
+        for (size_t i = 0; i < n_params; i++)
+            sep_d[i] = sep_grads[j * n_params + i];
         for (int t = 0; t < plan.n_tensors; t++) {
             const poet_tensor_info *ti = &plan.tensors[t];
             char label[96];
@@ -179,11 +180,11 @@ static void run(int M) {
             test_compare_f32(label, fused_member + ti->offset, sep_d + ti->offset, ti->count,
                              1e-30, 0);
             snprintf(label, sizeof label, "  m%d %s separate vs reference", j, ti->name);
-            test_compare_f32(label, sep_grads + j * P + ti->offset, ref_grads + j * P + ti->offset,
-                             ti->count, ATOL_REF, RTOL_REF);
+            test_compare_f32(label, sep_grads + j * n_params + ti->offset,
+                             ref_grads + j * n_params + ti->offset, ti->count, ATOL_REF, RTOL_REF);
             snprintf(label, sizeof label, "  m%d %s fused vs reference", j, ti->name);
-            test_compare_f32(label, fused_member + ti->offset, ref_grads + j * P + ti->offset,
-                             ti->count, ATOL_REF, RTOL_REF);
+            test_compare_f32(label, fused_member + ti->offset,
+                             ref_grads + j * n_params + ti->offset, ti->count, ATOL_REF, RTOL_REF);
         }
     }
 

@@ -74,14 +74,14 @@ static void run_case(const net_case *nc, const poet_stack_options *opt, int G, i
     poet_arch_plan plan;
     build_plan(nc, &plan);
     int K = plan.classes;
-    size_t P = plan.param_count, n_img = (size_t)plan.input.c * plan.input.h * plan.input.w;
-    printf("%s: G=%d B=%d (%zu params per member)\n", nc->name, G, B, P);
+    size_t n_params = plan.param_count, n_img = (size_t)plan.input.c * plan.input.h * plan.input.w;
+    printf("%s: G=%d B=%d (%zu params per member)\n", nc->name, G, B, n_params);
 
-    float *params = xmalloc((size_t)G * P * sizeof *params);
-    float *grads = xmalloc((size_t)G * P * sizeof *grads);
-    float *member = xmalloc(P * sizeof *member);
-    double *member_d = xmalloc(P * sizeof *member_d);
-    double *dparams = xmalloc(P * sizeof *dparams);
+    float *params = xmalloc((size_t)G * n_params * sizeof *params);
+    float *grads = xmalloc((size_t)G * n_params * sizeof *grads);
+    float *member = xmalloc(n_params * sizeof *member);
+    double *member_d = xmalloc(n_params * sizeof *member_d);
+    double *dparams = xmalloc(n_params * sizeof *dparams);
     float *images = xmalloc((size_t)B * n_img * sizeof *images);
     double *images_d = xmalloc((size_t)B * n_img * sizeof *images_d);
     float *logits = xmalloc((size_t)B * G * K * sizeof *logits);
@@ -111,7 +111,7 @@ static void run_case(const net_case *nc, const poet_stack_options *opt, int G, i
     TEST_CHECK(cache != NULL, "reference cache");
     for (int g = 0; g < G; g++) {
         poet_stack_member_get(&plan, G, params, g, member);
-        to_f64(member, member_d, P);
+        to_f64(member, member_d, n_params);
         poet_ref_forward(&plan, member_d, B, images_d, ref_logits, cache);
         for (int b = 0; b < B; b++)
             memcpy(member_logits + (size_t)b * K, logits + ((size_t)b * G + g) * K,
@@ -154,24 +154,26 @@ static void member_round_trip(const net_case *nc) {
     poet_arch_plan plan;
     build_plan(nc, &plan);
     int G = 4;
-    size_t P = plan.param_count;
-    float *stack = xmalloc(G * P * sizeof *stack), *before = xmalloc(G * P * sizeof *before);
-    float *member = xmalloc(P * sizeof *member), *back = xmalloc(P * sizeof *back);
-    fill_f32(stack, G * P, 99, -1, 1);
-    memcpy(before, stack, G * P * sizeof *stack);
-    fill_f32(member, P, 5555, -1, 1);
+    size_t n_params = plan.param_count;
+    float *stack = xmalloc(G * n_params * sizeof *stack),
+          *before = xmalloc(G * n_params * sizeof *before);
+    float *member = xmalloc(n_params * sizeof *member), *back = xmalloc(n_params * sizeof *back);
+    fill_f32(stack, G * n_params, 99, -1, 1);
+    memcpy(before, stack, G * n_params * sizeof *stack);
+    fill_f32(member, n_params, 5555, -1, 1);
     poet_stack_member_set(&plan, G, stack, 2, member);
     poet_stack_member_get(&plan, G, stack, 2, back);
-    TEST_CHECK(memcmp(member, back, P * sizeof *member) == 0, "member 2 round trip");
+    TEST_CHECK(memcmp(member, back, n_params * sizeof *member) == 0, "member 2 round trip");
     size_t changed = 0;
-    for (size_t i = 0; i < G * P; i++)
+    for (size_t i = 0; i < G * n_params; i++)
         changed += stack[i] != before[i];
-    TEST_CHECK(changed == P, "member_set changed %zu elements, expected %zu", changed, P);
+    TEST_CHECK(changed == n_params, "member_set changed %zu elements, expected %zu", changed,
+               n_params);
     /* Stack layout: tensor t of member g at G·offset + g·count. */
     const poet_tensor_info *t1 = &plan.tensors[1];
     TEST_CHECK(stack[G * t1->offset + 2 * t1->count] == member[t1->offset],
                "tensor %s of member 2 where net.h says", t1->name);
-    printf("member get/set round trip: %zu of %zu elements changed\n", changed, G * P);
+    printf("member get/set round trip: %zu of %zu elements changed\n", changed, G * n_params);
     free(stack), free(before), free(member), free(back);
 }
 
@@ -183,8 +185,8 @@ static void backward_uses_forward_parameters(const net_case *nc, const poet_stac
                                              int G, int B) {
     poet_arch_plan plan;
     build_plan(nc, &plan);
-    size_t P = plan.param_count, n_img = (size_t)plan.input.c * plan.input.h * plan.input.w;
-    size_t all = (size_t)G * P;
+    size_t n_params = plan.param_count, n_img = (size_t)plan.input.c * plan.input.h * plan.input.w;
+    size_t all = (size_t)G * n_params;
     float *params = xmalloc(all * sizeof *params), *grads = xmalloc(all * sizeof *grads);
     float *expected = xmalloc(all * sizeof *expected);
     float *images = xmalloc((size_t)B * n_img * sizeof *images);

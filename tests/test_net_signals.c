@@ -68,11 +68,11 @@ int main(void) {
     poet_arch_plan plan;
     TEST_OK(poet_arch_plan_build(&arch, (poet_shape){1, 28, 28}, K, "test", &plan));
 
-    size_t P = (size_t)G * plan.param_count;
-    float *params = xmalloc(P * sizeof *params), *member = xmalloc(plan.param_count * 4);
+    size_t n_params = (size_t)G * plan.param_count;
+    float *params = xmalloc(n_params * sizeof *params), *member = xmalloc(plan.param_count * 4);
     float *images = xmalloc((size_t)B * 784 * sizeof(float)), *dlogits = xmalloc(B * K * 4);
     float *quiet_logits = xmalloc((size_t)B * G * K * 4), *loud_logits = xmalloc(B * G * K * 4);
-    float *quiet_grads = xmalloc(P * 4), *loud_grads = xmalloc(P * 4);
+    float *quiet_grads = xmalloc(n_params * 4), *loud_grads = xmalloc(n_params * 4);
     for (int g = 0; g < G; g++) {
         poet_arch_init_member(&plan, 99, g, member);
         poet_stack_member_set(&plan, G, params, g, member);
@@ -103,7 +103,7 @@ int main(void) {
     TEST_CHECK(n > 0, "no signal reached the handler: blocked signals must still arrive");
     TEST_CHECK(memcmp(quiet_logits, loud_logits, (size_t)B * G * K * 4) == 0,
                "logits changed when signals arrived");
-    TEST_CHECK(memcmp(quiet_grads, loud_grads, P * 4) == 0,
+    TEST_CHECK(memcmp(quiet_grads, loud_grads, n_params * 4) == 0,
                "gradients changed when signals arrived");
     return test_finish("net_signals");
 }

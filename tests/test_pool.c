@@ -33,50 +33,50 @@ typedef struct {
     unsigned char *mask;
 } pool_outputs;
 
-static pool_outputs outputs_new(size_t n, size_t P, size_t C) {
+static pool_outputs outputs_new(size_t n, size_t HW, size_t C) {
     pool_outputs o = {xmalloc((n * C + 1) * sizeof(float)),
-                      xmalloc((n * P * C + 1) * sizeof(float)), xmalloc(n * P * C + 1)};
-    o.pooled[n * C] = o.dy[n * P * C] = SENTINEL;
-    o.mask[n * P * C] = MASK_SENTINEL;
+                      xmalloc((n * HW * C + 1) * sizeof(float)), xmalloc(n * HW * C + 1)};
+    o.pooled[n * C] = o.dy[n * HW * C] = SENTINEL;
+    o.mask[n * HW * C] = MASK_SENTINEL;
     return o;
 }
 
 static void outputs_free(pool_outputs *o) { free(o->pooled), free(o->dy), free(o->mask); }
 
 /* Forward and backward of one shape with the current code path. */
-static void run(size_t n, size_t P, size_t C, int relu, const float *y, const float *dpooled,
+static void run(size_t n, size_t HW, size_t C, int relu, const float *y, const float *dpooled,
                 pool_outputs *o) {
-    poet_pool_global_forward(n, P, C, relu, y, o->pooled, relu ? o->mask : NULL);
-    poet_pool_global_backward(n, P, C, dpooled, relu ? o->mask : NULL, o->dy);
+    poet_pool_global_forward(n, HW, C, relu, y, o->pooled, relu ? o->mask : NULL);
+    poet_pool_global_backward(n, HW, C, dpooled, relu ? o->mask : NULL, o->dy);
 }
 
 /* The outputs of `o` against the definitions. The input has no NaN where relu is off. */
-static void check_definition(const char *what, size_t n, size_t P, size_t C, int relu,
+static void check_definition(const char *what, size_t n, size_t HW, size_t C, int relu,
                              const float *y, const float *dpooled, const pool_outputs *o) {
     double *mean = xmalloc(n * C * sizeof *mean);
     size_t wrong_mask = 0, wrong_dy = 0;
     for (size_t b = 0; b < n; b++)
         for (size_t c = 0; c < C; c++) {
             double sum = 0;
-            for (size_t p = 0; p < P; p++) {
-                size_t i = (b * P + p) * C + c;
+            for (size_t p = 0; p < HW; p++) {
+                size_t i = (b * HW + p) * C + c;
                 int through = !relu || y[i] > 0.f;
                 sum += relu ? (through ? y[i] : 0.0) : y[i];
                 if (relu)
                     wrong_mask += o->mask[i] != through;
-                float expect = through ? dpooled[b * C + c] / (float)P : 0.f;
+                float expect = through ? dpooled[b * C + c] / (float)HW : 0.f;
                 wrong_dy += memcmp(&o->dy[i], &expect, sizeof expect) != 0;
             }
-            mean[b * C + c] = sum / (double)P;
+            mean[b * C + c] = sum / (double)HW;
         }
     char label[160];
     snprintf(label, sizeof label, "%s: pooled", what);
     test_compare_f32(label, o->pooled, mean, n * C, 1e-6, 1e-6);
     TEST_CHECK(wrong_mask == 0, "%s: %zu mask bytes differ from y > 0", what, wrong_mask);
-    TEST_CHECK(wrong_dy == 0, "%s: %zu elements of dy differ from mask ? dpooled / P : 0", what,
+    TEST_CHECK(wrong_dy == 0, "%s: %zu elements of dy differ from mask ? dpooled / HW : 0", what,
                wrong_dy);
-    TEST_CHECK(o->pooled[n * C] == SENTINEL && o->dy[n * P * C] == SENTINEL &&
-                   (!relu || o->mask[n * P * C] == MASK_SENTINEL),
+    TEST_CHECK(o->pooled[n * C] == SENTINEL && o->dy[n * HW * C] == SENTINEL &&
+                   (!relu || o->mask[n * HW * C] == MASK_SENTINEL),
                "%s: wrote past an output", what);
     free(mean);
 }
@@ -89,10 +89,10 @@ static size_t differing_bytes(const void *a, const void *b, size_t bytes) {
     return differ;
 }
 
-static void check_shape(size_t n, size_t P, size_t C, int relu, int avx512) {
-    size_t count = n * P * C;
+static void check_shape(size_t n, size_t HW, size_t C, int relu, int avx512) {
+    size_t count = n * HW * C;
     float *y = xmalloc(count * sizeof *y), *dpooled = xmalloc(n * C * sizeof *dpooled);
-    fill_activations(y, count, 7 + n * 1000 + P * 100 + C);
+    fill_activations(y, count, 7 + n * 1000 + HW * 100 + C);
     if (!relu) /* without a relu a NaN would only spread; keep the means finite */
         for (size_t i = 0; i < count; i++)
             if (isnan(y[i]))
@@ -100,17 +100,17 @@ static void check_shape(size_t n, size_t P, size_t C, int relu, int avx512) {
     for (size_t i = 0; i < n * C; i++)
         dpooled[i] = (float)(poet_rng_uniform(99, 1, i) - 0.5);
     char what[96];
-    snprintf(what, sizeof what, "n=%zu P=%zu C=%zu relu=%d", n, P, C, relu);
+    snprintf(what, sizeof what, "n=%zu HW=%zu C=%zu relu=%d", n, HW, C, relu);
 
     poet_cpu_set_avx512(0);
-    pool_outputs portable = outputs_new(n, P, C);
-    run(n, P, C, relu, y, dpooled, &portable);
-    check_definition(what, n, P, C, relu, y, dpooled, &portable);
+    pool_outputs portable = outputs_new(n, HW, C);
+    run(n, HW, C, relu, y, dpooled, &portable);
+    check_definition(what, n, HW, C, relu, y, dpooled, &portable);
     if (avx512) {
         poet_cpu_set_avx512(1);
-        pool_outputs fast = outputs_new(n, P, C);
-        run(n, P, C, relu, y, dpooled, &fast);
-        check_definition(what, n, P, C, relu, y, dpooled, &fast);
+        pool_outputs fast = outputs_new(n, HW, C);
+        run(n, HW, C, relu, y, dpooled, &fast);
+        check_definition(what, n, HW, C, relu, y, dpooled, &fast);
         size_t differ = differing_bytes(fast.pooled, portable.pooled, n * C * sizeof(float)) +
                         differing_bytes(fast.dy, portable.dy, count * sizeof(float)) +
                         (relu ? differing_bytes(fast.mask, portable.mask, count) : 0);
