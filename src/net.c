@@ -13,14 +13,13 @@
  * Threads: members run in parallel, one OpenMP thread each ("lanes"), and every primitive is
  * created for and run on a single thread. So a member's arithmetic is bitwise the same for any G,
  * any thread count and any placement of members on ranks, and two threads on two cores do twice
- * the work (oneDNN's own threading of these small layers scaled ~1.5x). A lane owns a stream, a
+ * the work (oneDNN threading each small layer instead scaled worse). A lane owns a stream, a
  * scratchpad and the transient backward buffers its members take turns with. A stack of G members
- * uses at most G threads: fuse members (G >= threads) to use every core.
+ * uses at most G threads: fuse members (G >= threads) to use every core. The thread count and the
+ * convolution algorithm are the stack's own, fixed at creation (poet_stack_options).
  *
- * Why not one grouped convolution over G·C channels (the first design): with oneDNN 2.6 on
- * AVX-512, grouped convolutions whose per-group channels are not multiples of 16 (the reference
- * network's 20 and 40) get 4-channel-blocked layouts that ran 2-2.5x slower than G plain
- * convolutions, and pooling has no JIT kernel for those layouts (a reference loop ~100x slower).
+ * Why not one grouped convolution over G·C channels (the first design), and the other layouts and
+ * kernels that were measured and not kept: bench/README.md, "Tried and not kept".
  *
  * Layouts: weight layers use nhwc activations when their input has >= 8 channels and oneDNN has
  * optimised kernels for that (activation_tag), else the layouts oneDNN picks (format_tag_any,
@@ -35,13 +34,13 @@
  * exact); the relu layer keeps only its backward, which reads the post-relu output, and its
  * layout's reorder, if any.
  *
- * Convolutions ("gemm", the default; poet_net_set_convolution): a conv or linear layer (a
- * convolution whose kernel covers its input; for the reference network's two small linear layers
- * this took ~60% of the time of oneDNN's primitives) has no oneDNN primitives but runs as
- * im2col + dnnl_sgemm + col2im (gemmconv.h) on the lane's thread, nhwc in and out, its weights
- * rearranged into gemm layout each forward. Its input is read in place when
- * plain (the images, nhwc activations); the first weight layer's im2col matrix is built once per
- * batch by each thread for all its members (run_members). A fused relu just before it is "folded":
+ * Convolutions ("gemm", the default; poet_stack_options.convolution): a conv or linear layer (a
+ * convolution whose kernel covers its input) has no oneDNN primitives but runs as im2col +
+ * dnnl_sgemm + col2im (gemmconv.h) on the lane's thread, nhwc in and out, its weights rearranged
+ * into gemm layout each forward (faster on the reference network, linear layers included:
+ * bench/README.md). Its input is read in place when plain (the images, nhwc activations); the
+ * first weight layer's im2col matrix is built once per batch by each thread for all its members
+ * (run_members). A fused relu just before it is "folded":
  * its backward is the mask in the convolution's col2im. Fused relus whose layouts agree run
  * backward as a select loop (oneDNN's eltwise backward was ~3x slower here).
  *
@@ -54,17 +53,6 @@
  * that ends in relu and global average pooling (the reference network) runs those too, chunk by
  * chunk (chain_pool_create, pool.h): its output then never leaves the cache; a one-byte relu mask
  * per element is all that backward keeps of it.
- *
- * Measured and not kept (reference network, B = 200, one thread, oneDNN 2.6, Zen 4): the first
- * convolution (1 -> 20 channels) has fast kernels only with a 16-channel-blocked output, so the
- * next layer's nhwc input costs a reorder each way. But nhwc (ref kernel, ~1000x slower), 8- and
- * 4-channel blocks and plain nchw (gemm, 3.5x slower) are worse; a hand-written nhwc convolution in
- * C (vectorised over channels or over pixels) ran 0.5-0.7 ms per member against 0.33 ms for
- * oneDNN's convolution plus reorder; running it and its reorder in batch chunks of 8-50 images so
- * the blocked output stays in cache gained nothing. Running it once for all G members (G·20
- * output channels) would serialise it and blocked sub-tensors cannot start at channel 20·g.
- * With oneDNN primitives the three conv 20 -> 40 passes were ~65% of the time at 86-100 GFLOP/s
- * (nhwc their fastest layout); as sgemm products they run at 160-185 GFLOP/s on one core.
  */
 #define _POSIX_C_SOURCE 200809L /* pthread_sigmask */
 #include "poet/net.h"

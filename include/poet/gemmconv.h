@@ -1,21 +1,20 @@
 /* gemmconv.h — a convolution as matrix products: im2col, oneDNN's sgemm, col2im.
  *
- * The reference network's convolutions are small (20 -> 40 channels on 13x13 images) and oneDNN
- * 2.6's direct kernels reach about half of its own sgemm rate on them; written as products over
- * an im2col matrix the network runs ~1.5x faster and the layers around them need no layout
- * changes (src/net.c, bench/README.md). Products with a narrow window go to narrowgemm's AVX-512
- * kernels instead of sgemm where the CPU has AVX-512 (cpu.h). Activations are nhwc; the layer's
- * input may be any plain layout (given by strides), so the images feed the first convolution
- * directly.
+ * The reference network's convolutions are small (20 -> 40 channels on 13x13 images): written as
+ * products over an im2col matrix they run faster than oneDNN 2.6's convolution primitives
+ * (bench/README.md, "Convolutions as products"), and the layers around them need no layout
+ * changes. Products with a narrow window go to narrowgemm's AVX-512 kernels instead of sgemm where
+ * the CPU has AVX-512 (cpu.h). Activations are nhwc; the layer's input may be any plain layout
+ * (given by strides), so the images feed the first convolution directly.
  *
  * Legend: R = B·OH·OW output pixels (rows), KC = KH·KW·C (the window of one output pixel, in
  * (kh, kw, c) order), O = output channels. A row of the im2col matrix is the window and a 1
  * (KC + 1 floats: the width). The weights in gemm layout are two copies: [KC + 1, O] ("hwio",
  * the biases as a last row) for the forward product, then [O, KC + 1] (output channel o's window
- * and bias per row) for the backward-data product: on the reference network's shapes sgemm ran
- * the forward ~10% faster from the first and backward data ~5% faster from the second. The weight
- * gradient comes out as [O, KC + 1]. The ones column puts the bias into the forward product and
- * dL/db into the weight-gradient product, so neither needs a pass of its own.
+ * and bias per row) for the backward-data product: each product reads the layout sgemm runs it
+ * faster from (bench/README.md, "Weights in two layouts"). The weight gradient comes out as
+ * [O, KC + 1]. The ones column puts the bias into the forward product and dL/db into the
+ * weight-gradient product, so neither needs a pass of its own.
  *
  * Everything here runs on the calling thread (oneDNN's sgemm inside the caller's OpenMP thread):
  * the results are bitwise the same whatever else runs.

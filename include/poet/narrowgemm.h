@@ -3,10 +3,9 @@
  * A convolution whose window is small (the reference network's first layer: 3x3 on one channel,
  * a width of 10 with the ones column) gives sgemm products with an inner dimension of 10 and 20
  * output columns. oneDNN's sgemm packs its operands and runs a blocked loop for every call; on
- * these shapes that overhead, not the arithmetic, sets its rate (~60–100 GFLOP/s on one core of
- * the bench machine, against ~200 on large matrices). The kernels here keep the whole weight
- * matrix in vector registers and stream the rows once: 1.4–1.8x sgemm on those shapes
- * (bench/README.md). Products that do not fit, and machines without AVX-512 (cpu.h), use sgemm.
+ * these shapes that overhead, not the arithmetic, sets its rate. The kernels here keep the whole
+ * weight matrix in vector registers and stream the rows once (the figures: bench/README.md,
+ * "Narrow products"). Products that do not fit, and machines without AVX-512 (cpu.h), use sgemm.
  *
  * Layouts as in gemmconv.h: rows of `width` floats (a window and its 1), weights [width, out],
  * weight gradients [out, width]. The last element of every row of col must be 1 (gemmconv's ones

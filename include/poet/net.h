@@ -6,10 +6,9 @@
  * the layers before the first weight layer and the JIT code. Members run in parallel, one thread
  * each (up to the thread count at creation), on single-threaded primitives, so a member's
  * arithmetic is bitwise the same for any G, any thread count and any placement; a G = 1 stack
- * uses one thread. (Grouped convolutions over G·C channels were measured 2-5x slower for
- * per-member channel counts that are not multiples of 16; see src/net.c.) Linear layers are
- * convolutions whose kernel covers the whole input; convolutions run by default as im2col +
- * sgemm on the member's thread (gemmconv.h), or as oneDNN convolution primitives.
+ * uses one thread (why not grouped convolutions over G·C channels: bench/README.md). Linear
+ * layers are convolutions whose kernel covers the whole input; convolutions run by default as
+ * im2col + sgemm on the member's thread (gemmconv.h), or as oneDNN convolution primitives.
  *
  * Parameters live outside the stack (the rank owns one contiguous buffer for all its stacks so the
  * optimiser is one pass). A stack's parameters are in "stack layout": tensor-major, each tensor
