@@ -2,7 +2,8 @@
  * the portable loops bit for bit: nhwc inputs with runs long enough for the AVX-512 code, with
  * and without padding, a single-channel input, an nchw input (element by element), relu with
  * negative zeros and NaNs in the input; the forward that fills the next convolution's im2col
- * matrix against forward + im2col. (test_net covers the products and whole networks.) */
+ * matrix against forward + im2col; a failed product as a status without a message. (test_net
+ * covers the products and whole networks.) */
 #include <math.h>
 #include <string.h>
 
@@ -210,6 +211,28 @@ static void check_filling(const char *name, poet_conv_shape s, poet_conv_shape n
     free(next_col), free(next_ref);
 }
 
+/* A product that sgemm refuses (here a negative row count) is POET_ERR_DNNL from each of the
+ * three products, and no message is recorded: they run inside the stack's OpenMP regions, and the
+ * stack records one message, naming the member and step, once the region has ended. */
+static void sgemm_failure(void) {
+    /* 20 channels, 1x1 kernel: a width of 21, too wide for the narrow kernels, so sgemm runs */
+    poet_conv_shape s = {-1, 20, 1, 1, 4, 1, 1, 1, 1, 1, 0};
+    poet_strides in = poet_strides_nhwc(20, 1, 1);
+    float col[21] = {0}, w[2 * 4 * 21] = {0}, dw[4 * 21] = {0}, ddst[4] = {0}, dcol[20] = {0};
+    float out[20] = {0};
+    poet_error_clear();
+    poet_status fwd = poet_gemmconv_forward(&s, NULL, in, 0, col, NULL, w, 0, out);
+    poet_status data = poet_gemmconv_backward_data(&s, ddst, w, dcol, NULL, out);
+    poet_status weights = poet_gemmconv_backward_weights(&s, NULL, in, 0, col, NULL, ddst, 0, dw);
+    printf("sgemm refusing: forward %s, backward data %s, backward weights %s; message '%s'\n",
+           poet_status_name(fwd), poet_status_name(data), poet_status_name(weights),
+           poet_error_message());
+    TEST_CHECK(fwd == POET_ERR_DNNL && data == POET_ERR_DNNL && weights == POET_ERR_DNNL,
+               "a failed sgemm must be POET_ERR_DNNL (got %d, %d, %d)", fwd, data, weights);
+    TEST_CHECK(poet_error_message()[0] == '\0', "gemmconv recorded a message: %s",
+               poet_error_message());
+}
+
 int main(void) {
     const conv_case cases[] = {
         /* the reference network's second convolution: runs of 60 floats, no padding */
@@ -279,5 +302,6 @@ int main(void) {
     poet_cpu_set_avx512(1);
     poet_conv_shape padded = {1, 4, 8, 8, 4, 8, 8, 3, 3, 1, 1};
     TEST_CHECK(!poet_gemmconv_can_fill(&padded), "a padded next convolution is not filled");
+    sgemm_failure();
     return test_finish("gemmconv");
 }
