@@ -4,9 +4,9 @@
  * it is the fused form: one set of oneDNN primitives (created once for one member's shapes and the
  * batch) runs for every member on that member's parameters and activations, sharing the images,
  * the layers before the first weight layer and the JIT code. Members run in parallel, one thread
- * each (up to the thread count at creation), on single-threaded primitives, so a member's
- * arithmetic is bitwise the same for any G, any thread count and any placement; a G = 1 stack
- * uses one thread (why not grouped convolutions over G·C channels: bench/README.md). Linear
+ * each (up to the stack's thread count, poet_stack_options), on single-threaded primitives, so a
+ * member's arithmetic is bitwise the same for any G, any thread count and any placement; a G = 1
+ * stack uses one thread (why not grouped convolutions over G·C channels: bench/README.md). Linear
  * layers are convolutions whose kernel covers the whole input; convolutions run by default as
  * im2col + sgemm on the member's thread (gemmconv.h), or as oneDNN convolution primitives.
  *
@@ -54,7 +54,8 @@ int poet_stack_members(const poet_stack *stack);  /* G */
 int poet_stack_batch(const poet_stack *stack);    /* B */
 
 /* images: [B, C, H, W] plain. logits: [B, G·K] plain — member g's logit k of image b is at
- * logits[b * G·K + g * K + k]. Keeps what backward needs. */
+ * logits[b * G·K + g * K + k]. Keeps what backward needs. Forward and backward record one message
+ * on failure, naming the member and the step that failed. */
 poet_status poet_stack_forward(poet_stack *stack, const float *images, float *logits);
 
 /* dlogits: [B, K] plain, the same gradient for every member (the ensemble's (q̄ - p)/(M·B)).
