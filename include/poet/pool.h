@@ -1,10 +1,10 @@
 /* pool.h — global average pooling of nhwc images, with the relu before it, chunk by chunk.
  *
- * A chain of gemm convolutions (net.c) that ends in relu and global average pooling (the reference
- * network's last convolution) runs both on each chunk of images while the chunk's output is in
- * cache: forward pools max(y, 0) and keeps only a one-byte mask of where y > 0; backward rebuilds
- * the chunk's dL/dy from the pooled gradient and that mask. No batch-sized output or gradient is
- * stored or read (bench/README.md has the figures).
+ * A chain of gemm convolutions (netchain.c) that ends in relu and global average pooling (the
+ * reference network's last convolution) runs both on each chunk of images while the chunk's output
+ * is in cache: forward pools max(y, 0) and keeps only a one-byte mask of where y > 0; backward
+ * rebuilds the chunk's dL/dy from the pooled gradient and that mask. No batch-sized output or
+ * gradient is stored or read (bench/README.md has the figures).
  *
  * Layouts: y and dy are n images of HW pixels (H·W) of C channels (nhwc, pixels in order),
  * pooled and dpooled rows of C, the mask one byte per element of y. Each channel's sum runs over
