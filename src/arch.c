@@ -84,6 +84,11 @@ static poet_status check_spec(const char *where, int index, const poet_layer_spe
                       where, index, poet_layer_kind_name(s->kind), s->padding, s->kernel);
         break;
     case POET_LAYER_RELU: break;
+    case POET_LAYER_ADD:
+        if (s->n_inputs < 2 || s->n_inputs > POET_MAX_INPUTS)
+            POET_FAIL(POET_ERR_CONFIG, "%s[%d].inputs: add expects 2 to %d inputs, got %d", where,
+                      index, POET_MAX_INPUTS, s->n_inputs);
+        break;
     default:
         POET_FAIL(POET_ERR_CONFIG, "%s[%d]: unknown layer kind %d", where, index, (int)s->kind);
     }
@@ -154,7 +159,43 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
                                 &lp->out.h, &lp->out.w));
         }
         break;
-    case POET_LAYER_RELU: break;
+    case POET_LAYER_RELU:
+    case POET_LAYER_ADD: break;
+    }
+fail:
+    return st;
+}
+
+/* Resolves layer `index`'s inputs (the previous layer by default, -1 for the images) and the
+ * shape they share; an add's inputs must agree in shape. */
+static poet_status plan_inputs(const char *where, int index, const poet_layer_spec *s,
+                               const poet_arch_plan *plan, poet_layer_plan *lp, poet_shape *in) {
+    poet_status st = POET_OK;
+    lp->n_inputs = s->n_inputs > 0 ? s->n_inputs : 1;
+    if (s->n_inputs == 0)
+        lp->inputs[0] = index - 1;
+    for (int k = 0; k < s->n_inputs; k++) {
+        if (s->inputs[k] < 0 || s->inputs[k] >= index)
+            POET_FAIL(POET_ERR_CONFIG,
+                      "%s[%d]: input %d is layer %d, expected an earlier layer (0 to %d)", where,
+                      index, k, s->inputs[k], index - 1);
+        lp->inputs[k] = s->inputs[k];
+    }
+    if (s->kind != POET_LAYER_ADD && lp->n_inputs != 1)
+        POET_FAIL(POET_ERR_CONFIG, "%s[%d]: a %s layer reads one input, got %d", where, index,
+                  poet_layer_kind_name(s->kind), lp->n_inputs);
+    for (int k = 0; k < lp->n_inputs; k++) {
+        int j = lp->inputs[k];
+        poet_shape shape = j < 0 ? plan->input : plan->layers[j].out;
+        if (k == 0) {
+            *in = shape;
+        } else if (shape.c != in->c || shape.h != in->h || shape.w != in->w) {
+            POET_FAIL(POET_ERR_CONFIG,
+                      "%s[%d].inputs: add expects inputs of one shape, got %dx%dx%d (layer %d) "
+                      "and %dx%dx%d (layer %d)",
+                      where, index, in->c, in->h, in->w, lp->inputs[0], shape.c, shape.h, shape.w,
+                      j);
+        }
     }
 fail:
     return st;
@@ -171,6 +212,7 @@ static double layer_flops(const poet_layer_plan *lp) {
     case POET_LAYER_AVG_POOL:
     case POET_LAYER_MAX_POOL: return out_elems * lp->kernel_h * lp->kernel_w;
     case POET_LAYER_RELU: return out_elems;
+    case POET_LAYER_ADD: return out_elems * (lp->n_inputs - 1);
     }
     return 0;
 }
@@ -191,7 +233,12 @@ poet_status poet_arch_plan_build(const poet_arch *arch, poet_shape input, int cl
     poet_shape shape = input;
     int n_conv = 0, n_fc = 0;
     for (int i = 0; i < arch->n_layers; i++) {
-        POET_TRY(plan_layer(where, i, &arch->layers[i], shape, &n_conv, &n_fc, plan));
+        poet_layer_plan inputs = {0};
+        poet_shape in = input;
+        POET_TRY(plan_inputs(where, i, &arch->layers[i], plan, &inputs, &in));
+        POET_TRY(plan_layer(where, i, &arch->layers[i], in, &n_conv, &n_fc, plan));
+        plan->layers[i].n_inputs = inputs.n_inputs;
+        memcpy(plan->layers[i].inputs, inputs.inputs, sizeof inputs.inputs);
         plan->n_layers = i + 1;
         shape = plan->layers[i].out;
         plan->forward_flops += layer_flops(&plan->layers[i]);
@@ -221,9 +268,19 @@ void poet_arch_init_member(const poet_arch_plan *plan, uint64_t seed, int member
     }
 }
 
+int poet_arch_is_chain(const poet_arch_plan *plan) {
+    for (int l = 0; l < plan->n_layers; l++)
+        if (plan->layers[l].n_inputs != 1 || plan->layers[l].inputs[0] != l - 1)
+            return 0;
+    return 1;
+}
+
 static int spec_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
-    if (a->kind != b->kind)
+    if (a->kind != b->kind || a->n_inputs != b->n_inputs)
         return 0;
+    for (int k = 0; k < a->n_inputs; k++)
+        if (a->inputs[k] != b->inputs[k])
+            return 0;
     switch (a->kind) {
     case POET_LAYER_CONV:
         return a->out == b->out && a->kernel == b->kernel && a->stride == b->stride &&
@@ -235,7 +292,8 @@ static int spec_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
             return a->global && b->global;
         return a->kernel == b->kernel && pool_stride(a) == pool_stride(b) &&
                a->padding == b->padding;
-    case POET_LAYER_RELU: return 1;
+    case POET_LAYER_RELU:
+    case POET_LAYER_ADD: return 1;
     }
     return 0;
 }
@@ -272,6 +330,14 @@ static void describe_layer(const poet_layer_spec *s, char *buf, size_t size) {
                      pool_stride(s));
         break;
     case POET_LAYER_RELU: snprintf(buf, size, "relu"); break;
+    case POET_LAYER_ADD: {
+        int n = snprintf(buf, size, "add(");
+        for (int k = 0; k < s->n_inputs && n > 0 && (size_t)n < size; k++)
+            n += snprintf(buf + n, size - (size_t)n, "%s%d", k ? "," : "", s->inputs[k]);
+        if (n > 0 && (size_t)n < size)
+            snprintf(buf + n, size - (size_t)n, ")");
+        break;
+    }
     default: snprintf(buf, size, "unknown(%d)", (int)s->kind); break;
     }
 }
@@ -284,6 +350,11 @@ void poet_arch_describe(const poet_arch *arch, char *out, size_t size) {
     for (int i = 0; i < arch->n_layers && used + 1 < size; i++) {
         char layer[64];
         describe_layer(&arch->layers[i], layer, sizeof layer);
+        const poet_layer_spec *s = &arch->layers[i];
+        if (s->kind != POET_LAYER_ADD && s->n_inputs == 1) { /* reads another layer than i-1 */
+            size_t len = strlen(layer);
+            snprintf(layer + len, sizeof layer - len, "<%d", s->inputs[0]);
+        }
         int n = snprintf(out + used, size - used, "%s%s", i ? " " : "", layer);
         if (n < 0)
             break;

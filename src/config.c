@@ -107,7 +107,8 @@ static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", NULL};
 static const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
 static const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
 static const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
-static const char *const LAYER_NAMES[] = {"conv", "relu", "avg_pool", "max_pool", "linear", NULL};
+static const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool", "max_pool",
+                                          "linear", "add",  NULL};
 
 const char *poet_tree_kind_name(poet_tree_kind kind) {
     return (unsigned)kind <= POET_TREE_MPI ? TREE_NAMES[kind] : "unknown";
@@ -118,7 +119,7 @@ const char *poet_overlap_mode_name(poet_overlap_mode mode) {
 }
 
 const char *poet_layer_kind_name(poet_layer_kind kind) {
-    return (unsigned)kind <= POET_LAYER_LINEAR ? LAYER_NAMES[kind] : "unknown";
+    return (unsigned)kind <= POET_LAYER_ADD ? LAYER_NAMES[kind] : "unknown";
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -144,11 +145,13 @@ static const char *const OUTPUT_KEYS[] = {"run_name",
                                           "log_flush_every",
                                           NULL};
 static const char *const GROUP_KEYS[] = {"count", "architecture", NULL};
-static const char *const CONV_KEYS[] = {"type",   "out_channels", "kernel",
-                                        "stride", "padding",      NULL};
-static const char *const RELU_KEYS[] = {"type", NULL};
-static const char *const POOL_KEYS[] = {"type", "kernel", "stride", "padding", "global", NULL};
-static const char *const LINEAR_KEYS[] = {"type", "out_features", NULL};
+static const char *const CONV_KEYS[] = {"type",    "out_channels", "kernel", "stride",
+                                        "padding", "id",           "input",  NULL};
+static const char *const RELU_KEYS[] = {"type", "id", "input", NULL};
+static const char *const POOL_KEYS[] = {"type",   "kernel", "stride", "padding",
+                                        "global", "id",     "input",  NULL};
+static const char *const LINEAR_KEYS[] = {"type", "out_features", "id", "input", NULL};
+static const char *const ADD_KEYS[] = {"type", "inputs", "id", NULL};
 
 static const struct {
     const char *name;
@@ -522,7 +525,28 @@ fail:
     return st;
 }
 
-/* One layer object at `path` (e.g. "model.architecture[2]"). Unused spec fields stay 0. */
+/* A layer's optional "id": letters, digits, '_', '-', '.', at most POET_ID_MAX - 1 bytes. */
+static poet_status parse_id(const char *src, const char *path, const cJSON *item,
+                            poet_layer_spec *spec) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "id");
+    if (!id)
+        return POET_OK;
+    char key[KEY_PATH_MAX], what[128];
+    key_path(key, path, "id");
+    snprintf(what, sizeof what, "string of 1 to %d letters, digits, '_', '-' or '.'",
+             POET_ID_MAX - 1);
+    const char *text = cJSON_GetStringValue(id);
+    if (!text || !text[0] || strlen(text) >= POET_ID_MAX)
+        return bad_value(src, key, what, id);
+    for (const char *c = text; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("_-.", *c))
+            return bad_value(src, key, what, id);
+    snprintf(spec->id, sizeof spec->id, "%s", text);
+    return POET_OK;
+}
+
+/* One layer object at `path` (e.g. "model.architecture[2]"). Unused spec fields stay 0; its
+ * inputs are resolved once every layer's id is known (parse_inputs). */
 static poet_status parse_layer(const char *src, const char *path, const cJSON *item,
                                poet_layer_spec *spec) {
     poet_status st = POET_OK;
@@ -554,9 +578,100 @@ static poet_status parse_layer(const char *src, const char *path, const cJSON *i
         POET_TRY(check_object(src, path, item, LINEAR_KEYS, "layer object"));
         POET_TRY(need_int(src, path, item, "out_features", 1, INT_MAX, &spec->out));
         break;
+    case POET_LAYER_ADD: POET_TRY(check_object(src, path, item, ADD_KEYS, "layer object")); break;
     }
+    POET_TRY(parse_id(src, path, item, spec));
 fail:
     return st;
+}
+
+/* Where layer `index` finds the layer `name` refers to: an earlier layer, or a message naming
+ * `path` (the "input" key, or one element of "inputs"). */
+static poet_status resolve_input(const char *src, const char *path, const cJSON *name,
+                                 const poet_arch *arch, int n_layers, int index, int *out) {
+    const char *text = cJSON_GetStringValue(name);
+    if (!text || !text[0])
+        return bad_value(src, path, "the id of an earlier layer (a string)", name);
+    for (int j = 0; j < n_layers; j++) {
+        if (strcmp(arch->layers[j].id, text) != 0)
+            continue;
+        if (j == index)
+            return poet_error_set(POET_ERR_CONFIG,
+                                  "%s: %s: expected the id of an earlier layer, got \"%s\", this "
+                                  "layer's own id (a cycle)",
+                                  src, path, text);
+        if (j > index)
+            return poet_error_set(POET_ERR_CONFIG,
+                                  "%s: %s: expected the id of an earlier layer, got \"%s\", layer "
+                                  "%d's, which comes later (a layer reads only earlier layers, so "
+                                  "the network has no cycles)",
+                                  src, path, text, j);
+        *out = j;
+        return POET_OK;
+    }
+    return poet_error_set(POET_ERR_CONFIG,
+                          "%s: %s: expected the id of an earlier layer, got \"%s\", which no "
+                          "layer has",
+                          src, path, text);
+}
+
+/* Layer `index`'s "input" (one id) or, for add, "inputs" (2..POET_MAX_INPUTS ids). An input that
+ * names the previous layer is the default and is stored as such (n_inputs 0), so two ways of
+ * writing one network compare equal. */
+static poet_status parse_inputs(const char *src, const char *path, const cJSON *item,
+                                poet_arch *arch, int n_layers, int index) {
+    poet_status st = POET_OK;
+    poet_layer_spec *spec = &arch->layers[index];
+    char key[KEY_PATH_MAX], element[KEY_PATH_MAX];
+    if (spec->kind != POET_LAYER_ADD) {
+        const cJSON *input = cJSON_GetObjectItemCaseSensitive(item, "input");
+        if (!input)
+            return POET_OK;
+        key_path(key, path, "input");
+        POET_TRY(resolve_input(src, key, input, arch, n_layers, index, &spec->inputs[0]));
+        spec->n_inputs = spec->inputs[0] == index - 1 ? 0 : 1;
+        return POET_OK;
+    }
+    key_path(key, path, "inputs");
+    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(item, "inputs");
+    char what[96];
+    snprintf(what, sizeof what, "array of 2 to %d layer ids", POET_MAX_INPUTS);
+    int n = cJSON_IsArray(inputs) ? cJSON_GetArraySize(inputs) : 0;
+    if (n < 2 || n > POET_MAX_INPUTS)
+        return bad_value(src, key, what, inputs);
+    int i = 0;
+    for (const cJSON *name = inputs->child; name; name = name->next, i++) {
+        index_path(element, key, i);
+        POET_TRY(resolve_input(src, element, name, arch, n_layers, index, &spec->inputs[i]));
+        for (int k = 0; k < i; k++)
+            if (spec->inputs[k] == spec->inputs[i])
+                return bad_value(src, element, "a layer id not already in inputs", name);
+    }
+    spec->n_inputs = n;
+fail:
+    return st;
+}
+
+/* Every layer but the last must be read by a later one: an output nobody reads is a mistake in
+ * the graph (a forgotten "input"), not something to compute and throw away. */
+static poet_status check_outputs_read(const char *src, const char *path, const poet_arch *arch) {
+    for (int i = 0; i + 1 < arch->n_layers; i++) {
+        int read = 0;
+        for (int j = i + 1; j < arch->n_layers && !read; j++) {
+            const poet_layer_spec *s = &arch->layers[j];
+            if (s->n_inputs == 0)
+                read = j == i + 1;
+            for (int k = 0; k < s->n_inputs; k++)
+                read |= s->inputs[k] == i;
+        }
+        if (!read)
+            return poet_error_set(POET_ERR_CONFIG,
+                                  "%s: %s[%d]: expected a layer whose output a later layer reads, "
+                                  "got a %s that no layer reads (name it in a later layer's "
+                                  "\"input\"/\"inputs\", or remove it)",
+                                  src, path, i, poet_layer_kind_name(arch->layers[i].kind));
+    }
+    return POET_OK;
 }
 
 /* ARCH: "reference" or an array of layer objects. `item` NULL means the reference network. */
@@ -579,11 +694,25 @@ static poet_status parse_arch(const char *src, const char *path, const cJSON *it
     memset(arch, 0, sizeof *arch);
     int i = 0;
     for (const cJSON *layer = item->child; layer; layer = layer->next, i++) {
-        char layer_path[KEY_PATH_MAX];
+        char layer_path[KEY_PATH_MAX], id_path[KEY_PATH_MAX];
         index_path(layer_path, path, i);
         POET_TRY(parse_layer(src, layer_path, layer, &arch->layers[i]));
+        for (int j = 0; j < i && arch->layers[i].id[0]; j++)
+            if (strcmp(arch->layers[j].id, arch->layers[i].id) == 0) {
+                char what[96];
+                key_path(id_path, layer_path, "id");
+                snprintf(what, sizeof what, "an id no other layer has (layer %d has it)", j);
+                return bad_value(src, id_path, what, cJSON_GetObjectItemCaseSensitive(layer, "id"));
+            }
     }
     arch->n_layers = i;
+    i = 0;
+    for (const cJSON *layer = item->child; layer; layer = layer->next, i++) {
+        char layer_path[KEY_PATH_MAX];
+        index_path(layer_path, path, i);
+        POET_TRY(parse_inputs(src, layer_path, layer, arch, arch->n_layers, i));
+    }
+    POET_TRY(check_outputs_read(src, path, arch));
 fail:
     return st;
 }
@@ -967,7 +1096,17 @@ static cJSON *arch_json(builder *b, const poet_arch *arch, int classes) {
             put_int(b, layer, "padding", s->padding);
             break;
         case POET_LAYER_LINEAR: put_int(b, layer, "out_features", s->out); break;
-        case POET_LAYER_RELU: break;
+        case POET_LAYER_RELU:
+        case POET_LAYER_ADD: break;
+        }
+        if (s->id[0])
+            put_string(b, layer, "id", s->id);
+        if (s->kind == POET_LAYER_ADD) {
+            cJSON *inputs = attach(b, layer, "inputs", cJSON_CreateArray());
+            for (int k = 0; inputs && k < s->n_inputs; k++)
+                attach(b, inputs, NULL, cJSON_CreateString(arch->layers[s->inputs[k]].id));
+        } else if (s->n_inputs > 0) {
+            put_string(b, layer, "input", arch->layers[s->inputs[0]].id);
         }
     }
     return layers;

@@ -227,6 +227,15 @@ static poet_status check_plan(const poet_arch_plan *plan, int members, int batch
         return poet_error_set(POET_ERR_INTERNAL,
                               "net.c: stack of %d members, batch %d: expected both >= 1", members,
                               batch);
+    for (int l = 0; l < plan->n_layers; l++)
+        if (plan->layers[l].kind == POET_LAYER_ADD || plan->layers[l].n_inputs != 1 ||
+            plan->layers[l].inputs[0] != l - 1)
+            return poet_error_set(POET_ERR_CONFIG,
+                                  "model.architecture[%d]: expected a layer that reads the layer "
+                                  "before it: the network stack runs chains of layers only so "
+                                  "far (add and named inputs are checked and run by the "
+                                  "reference, not yet by the stack)",
+                                  l);
     if (plan->n_layers < 1 || *first_w < 0)
         return poet_error_set(POET_ERR_CONFIG,
                               "net.c: architecture has no conv or linear layer; a stack needs at "

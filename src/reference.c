@@ -8,6 +8,10 @@
  * Pooling follows PyTorch's defaults: avg_pool counts padded zeros (count_include_pad=True) and
  * max_pool treats padding as -inf, picks the first maximum in row-major window order and sends the
  * whole gradient to it.
+ *
+ * A network is a graph: layer l reads act[inputs[k] + 1] (act[0] = the images); add sums its
+ * inputs. Backward gives each input its share of dL/d(input) by adding into that input's grad, so
+ * an output read by several layers receives the sum of their gradients.
  */
 #include "poet/reference.h"
 
@@ -21,6 +25,7 @@ struct poet_ref_cache {
     double *act[POET_MAX_LAYERS + 1];  /* act[0] = input, act[l+1] = output of layer l: [B, C, H, W] */
     double *grad[POET_MAX_LAYERS + 1]; /* dL/d act[l], same shapes */
     long *argmax[POET_MAX_LAYERS];     /* max_pool: [B, C, OH, OW] flat input index of the winner */
+    double *scratch;                   /* one layer's dL/d(input) before it is added to its grad */
 };
 
 static size_t shape_count(poet_shape s) { return (size_t)s.c * (size_t)s.h * (size_t)s.w; }
@@ -31,14 +36,19 @@ poet_ref_cache *poet_ref_cache_create(const poet_arch_plan *plan, int batch) {
         return NULL;
     cache->batch = batch;
     cache->n_layers = plan->n_layers;
+    size_t most = 1;
     for (int l = 0; l <= plan->n_layers; l++) {
         poet_shape s = l == 0 ? plan->input : plan->layers[l - 1].out;
         size_t n = (size_t)batch * shape_count(s);
+        most = n > most ? n : most;
         cache->act[l] = calloc(n ? n : 1, sizeof(double));
         cache->grad[l] = calloc(n ? n : 1, sizeof(double));
         if (!cache->act[l] || !cache->grad[l])
             goto fail;
     }
+    cache->scratch = calloc(most, sizeof(double));
+    if (!cache->scratch)
+        goto fail;
     for (int l = 0; l < plan->n_layers; l++) {
         if (plan->layers[l].kind != POET_LAYER_MAX_POOL)
             continue;
@@ -62,6 +72,7 @@ void poet_ref_cache_destroy(poet_ref_cache *cache) {
     }
     for (int l = 0; l < cache->n_layers; l++)
         free(cache->argmax[l]);
+    free(cache->scratch);
     free(cache);
 }
 
@@ -247,7 +258,7 @@ void poet_ref_forward(const poet_arch_plan *plan, const double *params, int batc
     memcpy(cache->act[0], x, (size_t)batch * shape_count(plan->input) * sizeof *x);
     for (int l = 0; l < plan->n_layers; l++) {
         const poet_layer_plan *lp = &plan->layers[l];
-        const double *in = cache->act[l];
+        const double *in = cache->act[lp->inputs[0] + 1];
         double *out = cache->act[l + 1];
         const double *w = NULL, *bias = NULL;
         if (lp->weight_tensor >= 0) {
@@ -260,22 +271,49 @@ void poet_ref_forward(const poet_arch_plan *plan, const double *params, int batc
         case POET_LAYER_AVG_POOL: avg_pool_forward(lp, batch, in, out); break;
         case POET_LAYER_MAX_POOL: max_pool_forward(lp, batch, in, out, cache->argmax[l]); break;
         case POET_LAYER_LINEAR: linear_forward(lp, w, bias, batch, in, out); break;
+        case POET_LAYER_ADD: {
+            size_t n = (size_t)batch * shape_count(lp->out);
+            memcpy(out, in, n * sizeof *out);
+            for (int k = 1; k < lp->n_inputs; k++) {
+                const double *more = cache->act[lp->inputs[k] + 1];
+                for (size_t i = 0; i < n; i++)
+                    out[i] += more[i];
+            }
+            break;
+        }
         }
     }
     /* The last activation is [B, K, 1, 1], i.e. [B, K]. */
     memcpy(logits, cache->act[plan->n_layers], (size_t)batch * plan->classes * sizeof *logits);
 }
 
-/* Runs the layers in reverse order; grad[l] receives dL/d act[l]. The input gradient (grad[0]) is
- * only computed when the caller asks for dx. */
+/* dst += src, n elements. */
+static void add_into(size_t n, const double *src, double *dst) {
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* Runs the layers in reverse order; grad[l] receives dL/d act[l], summed over the layers that
+ * read act[l]: when layer l is reached, every layer that reads its output (all later) has added
+ * its share. The input gradient (grad[0]) is only computed when the caller asks for dx. */
 void poet_ref_backward(const poet_arch_plan *plan, const double *params, int batch,
                        const double *dlogits, poet_ref_cache *cache, double *dparams, double *dx) {
     memset(dparams, 0, plan->param_count * sizeof *dparams);
+    for (int l = 0; l < plan->n_layers; l++) {
+        poet_shape s = l == 0 ? plan->input : plan->layers[l - 1].out;
+        memset(cache->grad[l], 0, (size_t)batch * shape_count(s) * sizeof(double));
+    }
     memcpy(cache->grad[plan->n_layers], dlogits, (size_t)batch * plan->classes * sizeof *dlogits);
     for (int l = plan->n_layers - 1; l >= 0; l--) {
         const poet_layer_plan *lp = &plan->layers[l];
-        const double *x = cache->act[l], *dy = cache->grad[l + 1];
-        double *dxl = (l > 0 || dx) ? cache->grad[l] : NULL;
+        const double *x = cache->act[lp->inputs[0] + 1], *dy = cache->grad[l + 1];
+        size_t n_in = (size_t)batch * shape_count(lp->in);
+        if (lp->kind == POET_LAYER_ADD) {
+            for (int k = 0; k < lp->n_inputs; k++)
+                add_into(n_in, dy, cache->grad[lp->inputs[k] + 1]);
+            continue;
+        }
+        double *dxl = (lp->inputs[0] >= 0 || dx) ? cache->scratch : NULL;
         const double *w = NULL;
         double *dw = NULL, *dbias = NULL;
         if (lp->weight_tensor >= 0) {
@@ -298,7 +336,10 @@ void poet_ref_backward(const poet_arch_plan *plan, const double *params, int bat
             if (dxl)
                 max_pool_backward(lp, batch, dy, cache->argmax[l], dxl);
             break;
+        case POET_LAYER_ADD: break;
         }
+        if (dxl)
+            add_into(n_in, dxl, cache->grad[lp->inputs[0] + 1]);
     }
     if (dx)
         memcpy(dx, cache->grad[0], (size_t)batch * shape_count(plan->input) * sizeof *dx);

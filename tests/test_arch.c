@@ -191,6 +191,55 @@ static void test_errors(void) {
     expect_error(&a, (poet_shape){1, 28, 28}, 10, "model.architecture[4]", "padding");
     a.n_layers = 0;
     expect_error(&a, (poet_shape){1, 28, 28}, 10, "model.architecture", "layers");
+
+    /* Graphs: an add of 4x8x8 and 6x4x4, an input that is not an earlier layer. */
+    poet_layer_spec g[] = {conv(4, 3, 1, 1), conv(6, 3, 2, 1), add_of(0, 1), linear(10)};
+    memset(&a, 0, sizeof a);
+    a.n_layers = 4;
+    memcpy(a.layers, g, sizeof g);
+    expect_error(&a, (poet_shape){1, 8, 8}, 10,
+                 "model.architecture[2].inputs: add expects inputs of one shape, got 4x8x8 "
+                 "(layer 0) and 6x4x4 (layer 1)",
+                 NULL);
+    a.layers[1] = conv(4, 3, 1, 1);
+    a.layers[2] = add_of(0, 2);
+    expect_error(&a, (poet_shape){1, 8, 8}, 10,
+                 "model.architecture[2]: input 1 is layer 2, expected an earlier layer (0 to 1)",
+                 NULL);
+    a.layers[2] = add_of(0, 1);
+    a.layers[2].n_inputs = 1;
+    expect_error(&a, (poet_shape){1, 8, 8}, 10,
+                 "model.architecture[2].inputs: add expects 2 to 4 inputs, got 1", NULL);
+}
+
+/* A residual block with a strided 1x1 projection: shapes follow the named inputs. */
+static void test_graph_plan(void) {
+    poet_layer_spec l[] = {conv(4, 3, 1, 1),         relu(),
+                           conv(8, 3, 2, 1),         relu(),
+                           conv(8, 3, 1, 1),         from(conv(8, 1, 2, 0), 1),
+                           add_of(4, 5),             relu(),
+                           global_pool(POET_LAYER_AVG_POOL), linear(10)};
+    poet_arch a;
+    memset(&a, 0, sizeof a);
+    a.n_layers = 10;
+    memcpy(a.layers, l, sizeof l);
+    poet_arch_plan plan;
+    TEST_OK(poet_arch_plan_build(&a, (poet_shape){3, 9, 9}, 10, "model.architecture", &plan));
+    check_shape(5, plan.layers[5].in, 4, 9, 9);
+    check_shape(5, plan.layers[5].out, 8, 5, 5);
+    check_shape(6, plan.layers[6].in, 8, 5, 5);
+    TEST_CHECK(plan.layers[6].n_inputs == 2 && plan.layers[6].inputs[0] == 4 &&
+                   plan.layers[6].inputs[1] == 5,
+               "add inputs");
+    TEST_CHECK(plan.layers[7].n_inputs == 1 && plan.layers[7].inputs[0] == 6, "default input");
+    TEST_CHECK(plan.layers[0].inputs[0] == -1, "layer 0 reads the images");
+    TEST_CHECK(!poet_arch_is_chain(&plan), "a graph is not a chain");
+    /* conv1..conv4 then fc1: the projection is the fourth convolution. */
+    TEST_CHECK(strcmp(plan.tensors[6].name, "conv4.weight") == 0 && plan.tensors[6].dims[2] == 1,
+               "projection tensor %s", plan.tensors[6].name);
+    poet_arch r = reference_arch(10);
+    TEST_OK(poet_arch_plan_build(&r, (poet_shape){1, 28, 28}, 10, "model.architecture", &plan));
+    TEST_CHECK(poet_arch_is_chain(&plan), "the reference network is a chain");
 }
 
 static void test_equal(void) {
@@ -268,6 +317,7 @@ static void test_init(void) {
 }
 
 int main(void) {
+    test_graph_plan();
     test_reference_plan();
     test_other_layers();
     test_errors();

@@ -25,8 +25,12 @@ static const char *arch_difference(const poet_arch *a, const poet_arch *b) {
     for (int i = 0; i < a->n_layers; i++) {
         const poet_layer_spec *x = &a->layers[i], *y = &b->layers[i];
         if (x->kind != y->kind || x->out != y->out || x->kernel != y->kernel ||
-            x->stride != y->stride || x->padding != y->padding || x->global != y->global)
+            x->stride != y->stride || x->padding != y->padding || x->global != y->global ||
+            strcmp(x->id, y->id) != 0 || x->n_inputs != y->n_inputs)
             return "layers";
+        for (int k = 0; k < x->n_inputs; k++)
+            if (x->inputs[k] != y->inputs[k])
+                return "inputs";
     }
     return NULL;
 }
@@ -265,7 +269,7 @@ static const struct {
     {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3}, "
      "{\"type\": \"gelu\"}]}}",
      "configs/x.json: model.architecture[1].type: expected one of \"conv\", \"relu\", "
-     "\"avg_pool\", \"max_pool\", \"linear\", got \"gelu\""},
+     "\"avg_pool\", \"max_pool\", \"linear\", \"add\", got \"gelu\""},
     {"{\"training\": {\"epochs\": 2.5}}",
      "configs/x.json: training.epochs: expected integer >= 1, got 2.5"},
     {"{\"model\": {\"members\": 3, \"placement\": [0, 1]}}",
@@ -353,6 +357,53 @@ static const struct {
     {"{\"model\": {\"architecture\": [5]}}",
      "configs/x.json: model.architecture[0]: expected layer object such as {\"type\": \"relu\"}, "
      "got 5"},
+    /* The graph: ids, inputs, add (issue 13). */
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"relu\", \"input\": "
+     "\"b\"}]}}",
+     "configs/x.json: model.architecture[1].input: expected the id of an earlier layer, got \"b\", "
+     "which no layer has"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"relu\", \"id\": \"r\", "
+     "\"input\": \"r\"}]}}",
+     "configs/x.json: model.architecture[1].input: expected the id of an earlier layer, got \"r\", "
+     "this layer's own id (a cycle)"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\", \"input\": \"c\"}, {\"type\": "
+     "\"relu\", \"id\": \"c\"}]}}",
+     "configs/x.json: model.architecture[0].input: expected the id of an earlier layer, got \"c\", "
+     "layer 1's, which comes later (a layer reads only earlier layers, so the network has no "
+     "cycles)"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"relu\", \"id\": "
+     "\"a\"}]}}",
+     "configs/x.json: model.architecture[1].id: expected an id no other layer has (layer 0 has "
+     "it), got \"a\""},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a b\"}]}}",
+     "configs/x.json: model.architecture[0].id: expected string of 1 to 31 letters, digits, '_', "
+     "'-' or '.', got \"a b\""},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
+     "[\"a\"]}]}}",
+     "configs/x.json: model.architecture[1].inputs: expected array of 2 to 4 layer ids, got "
+     "[\"a\"]"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3}, {\"type\": \"add\"}]}}",
+     "configs/x.json: model.architecture[1].inputs: expected array of 2 to 4 layer ids, got "
+     "nothing"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
+     "[\"a\", \"a\"]}]}}",
+     "configs/x.json: model.architecture[1].inputs[1]: expected a layer id not already in inputs, "
+     "got \"a\""},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
+     "[\"a\", 3]}]}}",
+     "configs/x.json: model.architecture[1].inputs[1]: expected the id of an earlier layer (a "
+     "string), got 3"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"add\", \"input\": "
+     "\"a\"}]}}",
+     "configs/x.json: model.architecture[1].input: unknown key, did you mean "
+     "model.architecture[1].inputs?"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"inputs\": [\"a\"]}]}}",
+     "configs/x.json: model.architecture[1].inputs: unknown key, did you mean "
+     "model.architecture[1].input?"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"b\"}, {\"type\": "
+     "\"relu\", \"input\": \"a\"}]}}",
+     "configs/x.json: model.architecture[1]: expected a layer whose output a later layer reads, "
+     "got a conv that no layer reads"},
     {"{\"model\": {\"members\": [{\"count\": 1, \"architecture\": [{\"type\": \"linear\", "
      "\"out_features\": 0}]}]}}",
      "configs/x.json: model.members[0].architecture[0].out_features: expected integer >= 1, got 0"},
@@ -492,6 +543,22 @@ static void test_round_trips(void) {
                    cfg.member_arch[1] == 1 && cfg.member_arch[2] == 1 && cfg.member_arch[3] == 0,
                "A,B,A groups");
     check_round_trip("groups A,B,A", &cfg);
+
+    /* A residual graph: ids and inputs survive the round trip; an input naming the previous
+     * layer is the default (n_inputs 0), so writing it or not is the same network. */
+    TEST_OK(poet_config_parse(
+        "{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, "
+        "\"kernel\": 3, \"padding\": 1, \"id\": \"stem\"}, {\"type\": \"relu\", \"input\": "
+        "\"stem\"}, {\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"padding\": 1, "
+        "\"id\": \"c1\"}, {\"type\": \"add\", \"inputs\": [\"stem\", \"c1\"]}, {\"type\": "
+        "\"avg_pool\", \"global\": true}, {\"type\": \"linear\", \"out_features\": 10}]}}",
+        "graph", &cfg));
+    const poet_layer_spec *g = cfg.archs[0].layers;
+    TEST_CHECK(cfg.archs[0].n_layers == 6 && strcmp(g[0].id, "stem") == 0 && g[1].n_inputs == 0 &&
+                   g[3].kind == POET_LAYER_ADD && g[3].n_inputs == 2 && g[3].inputs[0] == 0 &&
+                   g[3].inputs[1] == 2,
+               "residual graph spec");
+    check_round_trip("residual graph", &cfg);
 }
 
 static void test_total_iterations(void) {

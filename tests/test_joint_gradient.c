@@ -30,7 +30,13 @@
 
 
 static poet_layer_spec spec(poet_layer_kind kind, int out, int k, int s) {
-    return (poet_layer_spec){kind, out, k, s, 0, 0};
+    poet_layer_spec l;
+    memset(&l, 0, sizeof l);
+    l.kind = kind;
+    l.out = out;
+    l.kernel = k;
+    l.stride = s;
+    return l;
 }
 
 /* conv(->20,k3,s2) relu conv(->40,k3,s2) relu avg_pool(6) linear(->20) relu linear(->K). */

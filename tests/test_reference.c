@@ -246,6 +246,55 @@ static void test_networks(void) {
                              pool(POET_LAYER_AVG_POOL, 6, 6, 0), linear(20), relu(), linear(10)};
     poet_arch ar = make_arch(8, ref);
     gradcheck("reference", &ar, (poet_shape){1, 28, 28}, 10, 1);
+
+    /* Residual blocks (graphs with add): the stem's output is read twice, so its gradient is the
+     * sum over both readers. Identity shortcut, then a 1x1 strided projection on the shortcut;
+     * 1 and 3 input channels. */
+    poet_layer_spec id_block[] = {conv(3, 3, 1, 1),          relu(),
+                                  conv(3, 3, 1, 1),          relu(),
+                                  conv(3, 3, 1, 1),          add_of(1, 4),
+                                  relu(),                    global_pool(POET_LAYER_AVG_POOL),
+                                  linear(4)};
+    poet_arch ai = make_arch(9, id_block);
+    gradcheck("residual identity", &ai, (poet_shape){1, 6, 6}, 4, 0);
+    gradcheck("residual identity", &ai, (poet_shape){3, 5, 6}, 4, 1);
+    poet_layer_spec proj_block[] = {conv(3, 3, 1, 1),         relu(),
+                                    conv(5, 3, 2, 1),         relu(),
+                                    conv(5, 3, 1, 1),         from(conv(5, 1, 2, 0), 1),
+                                    add_of(4, 5),             relu(),
+                                    global_pool(POET_LAYER_AVG_POOL), linear(4)};
+    poet_arch ap = make_arch(10, proj_block);
+    gradcheck("residual projection", &ap, (poet_shape){1, 7, 7}, 4, 0);
+    gradcheck("residual projection", &ap, (poet_shape){3, 8, 6}, 4, 1);
+}
+
+/* The add layer by hand: two branches of one conv each, summed. */
+static void test_hand_add(void) {
+    /* input 1x1x2 (two pixels), conv a = 2x, conv b = 3a + 1 (1x1 kernels), add, linear = sum */
+    poet_layer_spec l[] = {conv(1, 1, 1, 0), from(conv(1, 1, 1, 0), -1), add_of(0, 1), linear(1)};
+    poet_arch a = make_arch(4, l);
+    poet_arch_plan plan;
+    poet_error_clear();
+    /* Layer inputs are earlier layers; -1 (the images) is not one a spec may name. */
+    TEST_CHECK(poet_arch_plan_build(&a, (poet_shape){1, 1, 2}, 1, "test", &plan) ==
+                   POET_ERR_CONFIG,
+               "input -1 refused");
+    poet_error_clear();
+    /* Branch b reads conv a: y = Σ_pixels (2x) + (3·(2x) + 1). */
+    a.layers[1].inputs[0] = 0;
+    build(&a, (poet_shape){1, 1, 2}, 1, &plan);
+    double params[] = {2, 0, 3, 1, 1, 1, 0}; /* wa, ba, wb, bb, linear w[2], linear b */
+    double x[] = {1, 2}, logit;
+    poet_ref_cache *cache = poet_ref_cache_create(&plan, 1);
+    poet_ref_forward(&plan, params, 1, x, &logit, cache);
+    /* pixel 1: 2 + 7 = 9; pixel 2: 4 + 13 = 17 */
+    TEST_CHECK(fabs(logit - 26) < 1e-12, "add forward: %g, expected 26", logit);
+    double dlogit = 1, dparams[7], dx[2];
+    poet_ref_backward(&plan, params, 1, &dlogit, cache, dparams, dx);
+    /* dL/dx_i = 2 (direct) + 3·2 (through b) = 8 */
+    TEST_CHECK(fabs(dx[0] - 8) < 1e-12 && fabs(dx[1] - 8) < 1e-12, "add backward dx: %g %g",
+               dx[0], dx[1]);
+    poet_ref_cache_destroy(cache);
 }
 
 /* ---- joint loss ---- */
@@ -298,6 +347,7 @@ static void test_joint_loss(int members) {
 }
 
 int main(void) {
+    test_hand_add();
     test_hand_conv_avg();
     test_hand_pools();
     test_hand_linear();

@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <string.h>
 
 int test_failures;
 
@@ -62,14 +63,37 @@ void *xmalloc(size_t bytes) {
     return p;
 }
 
+/* Layer specs for tests; a layer reads the previous one unless `from`/add_of say otherwise. */
+static poet_layer_spec spec(poet_layer_kind kind, int out, int kernel, int stride, int padding,
+                            int global) {
+    poet_layer_spec s;
+    memset(&s, 0, sizeof s);
+    s.kind = kind;
+    s.out = out;
+    s.kernel = kernel;
+    s.stride = stride;
+    s.padding = padding;
+    s.global = global;
+    return s;
+}
 poet_layer_spec conv(int out, int kernel, int stride, int padding) {
-    return (poet_layer_spec){POET_LAYER_CONV, out, kernel, stride, padding, 0};
+    return spec(POET_LAYER_CONV, out, kernel, stride, padding, 0);
 }
-poet_layer_spec relu(void) { return (poet_layer_spec){POET_LAYER_RELU, 0, 0, 0, 0, 0}; }
+poet_layer_spec relu(void) { return spec(POET_LAYER_RELU, 0, 0, 0, 0, 0); }
 poet_layer_spec pool(poet_layer_kind kind, int kernel, int stride, int padding) {
-    return (poet_layer_spec){kind, 0, kernel, stride, padding, 0};
+    return spec(kind, 0, kernel, stride, padding, 0);
 }
-poet_layer_spec global_pool(poet_layer_kind kind) {
-    return (poet_layer_spec){kind, 0, 0, 0, 0, 1};
+poet_layer_spec global_pool(poet_layer_kind kind) { return spec(kind, 0, 0, 0, 0, 1); }
+poet_layer_spec linear(int out) { return spec(POET_LAYER_LINEAR, out, 0, 0, 0, 0); }
+poet_layer_spec from(poet_layer_spec s, int input) {
+    s.n_inputs = 1;
+    s.inputs[0] = input;
+    return s;
 }
-poet_layer_spec linear(int out) { return (poet_layer_spec){POET_LAYER_LINEAR, out, 0, 0, 0, 0}; }
+poet_layer_spec add_of(int a, int b) {
+    poet_layer_spec s = spec(POET_LAYER_ADD, 0, 0, 0, 0, 0);
+    s.n_inputs = 2;
+    s.inputs[0] = a;
+    s.inputs[1] = b;
+    return s;
+}

@@ -26,7 +26,9 @@ typedef struct {
 
 typedef struct {
     poet_layer_kind kind;
-    poet_shape in, out;
+    int n_inputs;                /* 1, or 2..POET_MAX_INPUTS for add */
+    int inputs[POET_MAX_INPUTS]; /* the layers it reads, always earlier ones; -1: the images */
+    poet_shape in, out;          /* in: the shape of every input */
     int kernel_h, kernel_w;  /* resolved: global pooling and linear use the whole input */
     int stride, padding;
     int weight_tensor;       /* index of the weight in poet_arch_plan.tensors, bias is +1; -1 none */
@@ -52,8 +54,9 @@ typedef struct {
     double forward_flops; /* per image, multiply-adds counted as 2 */
 } poet_arch_plan;
 
-/* Infers every layer's shapes. Fails (POET_ERR_CONFIG, naming `where`, e.g. "model.architecture")
- * when a kernel does not fit its input or the network does not end in K×1×1 logits. */
+/* Infers every layer's shapes. Fails (POET_ERR_CONFIG, naming `where`, e.g. "model.architecture",
+ * and the layer index) when a kernel does not fit its input, an add's inputs differ in shape, an
+ * input is not an earlier layer, or the network does not end in K×1×1 logits. */
 poet_status poet_arch_plan_build(const poet_arch *arch, poet_shape input, int classes,
                                  const char *where, poet_arch_plan *plan);
 
@@ -62,7 +65,10 @@ poet_status poet_arch_plan_build(const poet_arch *arch, poet_shape input, int cl
  * member's initial weights do not depend on ranks, placement or fusion. Writes member layout. */
 void poet_arch_init_member(const poet_arch_plan *plan, uint64_t seed, int member, float *params);
 
-/* Two architectures are equal when every layer spec is equal (names aside). */
+/* 1 when every layer reads only the layer before it (no add, no named inputs). */
+int poet_arch_is_chain(const poet_arch_plan *plan);
+
+/* Two architectures are equal when every layer spec and input is equal (names and ids aside). */
 int poet_arch_equal(const poet_arch *a, const poet_arch *b);
 
 /* Human-readable one-line description, e.g. "conv(20,k3,s2) relu ... linear(10)". */

@@ -17,13 +17,16 @@
 #define POET_MAX_LAYERS 32
 #define POET_MAX_ARCHS 16
 #define POET_MAX_MEMBERS 1024
+#define POET_MAX_INPUTS 4 /* inputs of one add layer */
+#define POET_ID_MAX 32    /* a layer id's bytes, with the terminating NUL */
 
 typedef enum {
     POET_LAYER_CONV,     /* convolution: out, kernel, stride, padding; weight OIHW, bias O */
     POET_LAYER_RELU,
     POET_LAYER_AVG_POOL, /* kernel, stride (default = kernel), padding; global = whole input */
     POET_LAYER_MAX_POOL,
-    POET_LAYER_LINEAR    /* out; flattens its input (C·H·W, PyTorch order); weight [out, in] */
+    POET_LAYER_LINEAR,   /* out; flattens its input (C·H·W, PyTorch order); weight [out, in] */
+    POET_LAYER_ADD       /* the element-wise sum of 2..POET_MAX_INPUTS inputs of one shape */
 } poet_layer_kind;
 
 typedef struct {
@@ -33,6 +36,11 @@ typedef struct {
     int stride;   /* conv/pool */
     int padding;  /* conv/pool */
     int global;   /* pool: 1 = kernel covers the whole input (global pooling) */
+    /* The graph: a layer reads the previous layer's output (layer 0: the images) unless it names
+     * its inputs. Inputs are always earlier layers, so a network has no cycles. */
+    char id[POET_ID_MAX];         /* "" or the name other layers' "input"/"inputs" use */
+    int n_inputs;                 /* 0: the previous layer; else inputs[0..n_inputs-1] */
+    int inputs[POET_MAX_INPUTS];  /* indices of earlier layers */
 } poet_layer_spec;
 
 typedef struct {
