@@ -49,7 +49,11 @@ static poet_status layers_create(poet_stack *s) {
         net_layer *layer = &s->layers[l];
         const poet_layer_plan *lp = &s->plan.layers[l];
         layer->kind = lp->kind;
-        layer->needs_dsrc = s->training && l > s->first_w;
+        layer->input = lp->inputs[0];
+        layer->sole_reader = -1;
+        /* dL/d(input) only where the input depends on weights: past the first weight layer. An
+         * add passes its gradient on as it is and computes none. */
+        layer->needs_dsrc = s->training && layer->input >= s->first_w && lp->kind != POET_LAYER_ADD;
         if (is_weight_layer(lp->kind)) {
             const poet_tensor_info *tw = &s->plan.tensors[lp->weight_tensor];
             layer->w_offset = tw->offset;
@@ -58,9 +62,18 @@ static poet_status layers_create(poet_stack *s) {
             layer->b_count = tw[1].count;
         }
     }
-    /* relu right after a weight layer becomes that layer's post-op. */
+    for (int l = 0; l < s->L; l++) {
+        const poet_layer_plan *lp = &s->plan.layers[l];
+        for (int k = 0; k < lp->n_inputs; k++)
+            if (lp->inputs[k] >= 0) {
+                net_layer *in = &s->layers[lp->inputs[k]];
+                in->sole_reader = in->n_readers++ ? -1 : l;
+            }
+    }
+    /* relu right after a weight layer, its only reader, becomes that layer's post-op. */
     for (int l = s->first_w; l + 1 < s->L; l++)
-        if (is_weight_layer(s->layers[l].kind) && s->layers[l + 1].kind == POET_LAYER_RELU)
+        if (is_weight_layer(s->layers[l].kind) && s->layers[l + 1].kind == POET_LAYER_RELU &&
+            s->layers[l].sole_reader == l + 1)
             s->layers[l].relu_after = s->layers[l + 1].fused = 1;
     for (int l = 0; l < s->L; l++)
         s->layers[l].gemm = s->conv_gemm && is_weight_layer(s->layers[l].kind);
@@ -70,7 +83,8 @@ static poet_status layers_create(poet_stack *s) {
             s->layers[l].tag = net_activation_tag(s, l);
     for (int l = 0; l < s->L; l++) {
         const poet_layer_plan *lp = &s->plan.layers[l];
-        const dnnl_memory_desc_t *in_md = l == 0 ? &images_md : &s->layers[l - 1].dst_md;
+        int input = s->layers[l].input;
+        const dnnl_memory_desc_t *in_md = input < 0 ? &images_md : &s->layers[input].dst_md;
         switch (lp->kind) {
         case POET_LAYER_CONV:
         case POET_LAYER_LINEAR:
@@ -83,6 +97,9 @@ static poet_status layers_create(poet_stack *s) {
         case POET_LAYER_AVG_POOL:
         case POET_LAYER_MAX_POOL:
             POET_TRY(net_pool_create(s, l, in_md));
+            break;
+        case POET_LAYER_ADD:
+            POET_TRY(net_add_create(s, l));
             break;
         default:
             POET_FAIL(POET_ERR_INTERNAL, "net.c: layer %d has unknown kind %d", l, lp->kind);
@@ -150,6 +167,8 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
     POET_TRY(net_copy_for(s, &layer->dw_reorder, &layer->dw_md, &x->dw));
     if (layer->needs_dsrc && !layer->folded && !layer->by_chain)
         POET_TRY(net_memory_new(s, &layer->dsrc_md, NULL, &x->dsrc));
+    if (layer->grad_sum.prim)
+        POET_TRY(net_memory_new(s, &layer->dst_md, NULL, &x->dsum));
     if (layer->gemm) {
         poet_conv_shape chunk = net_chunk_shape(layer, layer->chunk);
         if (!layer->shared_col)
@@ -227,15 +246,20 @@ static poet_status check_plan(const poet_arch_plan *plan, int members, int batch
         return poet_error_set(POET_ERR_INTERNAL,
                               "net.c: stack of %d members, batch %d: expected both >= 1", members,
                               batch);
-    for (int l = 0; l < plan->n_layers; l++)
-        if (plan->layers[l].kind == POET_LAYER_ADD || plan->layers[l].n_inputs != 1 ||
-            plan->layers[l].inputs[0] != l - 1)
-            return poet_error_set(POET_ERR_CONFIG,
-                                  "model.architecture[%d]: expected a layer that reads the layer "
-                                  "before it: the network stack runs chains of layers only so "
-                                  "far (add and named inputs are checked and run by the "
-                                  "reference, not yet by the stack)",
-                                  l);
+    for (int l = 0; l < plan->n_layers; l++) {
+        const poet_layer_plan *lp = &plan->layers[l];
+        int read = l == plan->n_layers - 1;
+        for (int r = l + 1; r < plan->n_layers && !read; r++)
+            for (int k = 0; k < plan->layers[r].n_inputs; k++)
+                read |= plan->layers[r].inputs[k] == l;
+        if (!read || lp->n_inputs < 1 || lp->n_inputs > POET_MAX_INPUTS)
+            return poet_error_set(POET_ERR_INTERNAL, "net.c: layer %d has %d inputs and %s read", l,
+                                  lp->n_inputs, read ? "is" : "is not");
+        for (int k = 0; k < lp->n_inputs; k++)
+            if (lp->inputs[k] >= l || lp->inputs[k] < (lp->kind == POET_LAYER_ADD ? 0 : -1))
+                return poet_error_set(POET_ERR_INTERNAL, "net.c: layer %d reads layer %d", l,
+                                      lp->inputs[k]);
+    }
     if (plan->n_layers < 1 || *first_w < 0)
         return poet_error_set(POET_ERR_CONFIG,
                               "net.c: architecture has no conv or linear layer; a stack needs at "
@@ -340,7 +364,7 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
             net_scratch *x = &lane->layers[l];
             dnnl_memory_t *mems[] = {&x->ddst_copy,      &x->bwd_w_copy, &x->bwdw_src_copy,
                                      &x->bwdw_ddst_copy, &x->dsrc,       &x->dw,
-                                     &x->acc_w,          &x->acc_b};
+                                     &x->acc_w,          &x->acc_b,      &x->dsum};
             for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
                 net_memory_free(mems[i]);
             free(x->col_buf);
@@ -371,7 +395,8 @@ static void layer_destroy(net_layer *layer) {
                      &layer->bwd_w_reorder,
                      &layer->bwdw_src_reorder,
                      &layer->bwdw_ddst_reorder,
-                     &layer->dw_reorder};
+                     &layer->dw_reorder,
+                     &layer->grad_sum};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         net_op_destroy(ops[i]);
     poet_gemmconv_next_free(&layer->next);
@@ -424,9 +449,14 @@ static int activation_owner(const poet_stack *s, const net_lane *lane, int g) {
 /* a_l in the units of owner a: the images, or the previous layer's output (member 0's while the
  * layers are shared). */
 dnnl_memory_t net_layer_input(poet_stack *s, int a, int l) {
-    if (l == 0)
+    return net_layer_input_at(s, a, l, 0);
+}
+
+dnnl_memory_t net_layer_input_at(poet_stack *s, int a, int l, int k) {
+    int input = s->plan.layers[l].inputs[k];
+    if (input < 0)
         return s->images;
-    return unit(s, l - 1 < s->first_w ? 0 : a, l - 1)->dst;
+    return unit(s, input < s->first_w ? 0 : a, input)->dst;
 }
 
 /* The input as layer l's forward reads it. */
@@ -483,7 +513,33 @@ static poet_status shared_forward(poet_stack *s, const net_lane *lane, net_fault
 dnnl_memory_t net_layer_dnext(poet_stack *s, const net_lane *lane, int l) {
     if (l == s->L - 1)
         return s->dlogits;
-    return lane->layers[s->layers[l + 1].folded ? l + 2 : l + 1].dsrc;
+    const net_layer *layer = &s->layers[l];
+    if (layer->n_readers > 1)
+        return lane->layers[l].dsum;
+    if (s->layers[layer->sole_reader].kind == POET_LAYER_ADD)
+        return net_layer_dnext(s, lane, layer->sole_reader);
+    return lane->layers[net_dsrc_owner(s, layer->sole_reader)].dsrc;
+}
+
+int net_dsrc_owner(const poet_stack *s, int r) { return s->layers[r].folded ? r + 1 : r; }
+
+/* dL/d(output) of layer l, read by several layers: the sum of their dL/d(input) into the lane's
+ * dsum. Runs when backward reaches l: every reader is later, so each has left its share. */
+static poet_status gradient_sum(poet_stack *s, const net_lane *lane, int l, net_fault *fault) {
+    dnnl_exec_arg_t args[POET_MAX_LAYERS + 1];
+    int n = 0;
+    for (int r = l + 1; r < s->L; r++)
+        for (int k = 0; k < s->plan.layers[r].n_inputs; k++)
+            if (s->plan.layers[r].inputs[k] == l) {
+                dnnl_memory_t share = s->layers[r].kind == POET_LAYER_ADD
+                                          ? net_layer_dnext(s, lane, r)
+                                          : lane->layers[net_dsrc_owner(s, r)].dsrc;
+                args[n] = (dnnl_exec_arg_t){DNNL_ARG_MULTIPLE_SRC + n, share};
+                n++;
+            }
+    args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DST, lane->layers[l].dsum};
+    NET_DNNL(fault, net_op_run(lane, &s->layers[l].grad_sum, n, args), "gradient sum");
+    return POET_OK;
 }
 
 /* Backward runs the layers in reverse order, down to the first layer with weights: nothing
@@ -491,7 +547,9 @@ dnnl_memory_t net_layer_dnext(poet_stack *s, const net_lane *lane, int l) {
 static poet_status member_backward(poet_stack *s, const net_lane *lane, int g, int accumulate,
                                    net_fault *fault) {
     for (int l = s->L - 1; l >= s->first_w; l--) {
-        if (s->layers[l].by_chain)
+        if (s->layers[l].grad_sum.prim)
+            NET_PASS(gradient_sum(s, lane, l, fault));
+        if (s->layers[l].by_chain || s->layers[l].kind == POET_LAYER_ADD)
             continue;
         if (s->layers[l].gemm) {
             NET_PASS(net_chain_backward(s, lane, g, l, accumulate, fault));

@@ -81,6 +81,7 @@ void net_fold_relus(poet_stack *s) {
         net_layer *layer = &s->layers[l], *relu = &s->layers[l - 1];
         if (layer->gemm && layer->needs_dsrc && !layer->src_reorder.prim &&
             relu->kind == POET_LAYER_RELU && relu->fused && relu->needs_dsrc &&
+            layer->input == l - 1 && relu->sole_reader == l &&
             dnnl_memory_desc_equal(&relu->dst_md, &layer->dsrc_md))
             layer->fold_relu = relu->folded = 1;
     }
@@ -94,6 +95,9 @@ static int chain_continues(const poet_stack *s, int last, int next) {
     const net_layer *layer = &s->layers[last], *next_layer = &s->layers[next];
     int relu_between = next == last + 2;
     if (!next_layer->gemm || next_layer->src_reorder.prim || layer->relu_after != relu_between)
+        return 0;
+    if (s->layers[relu_between ? last + 1 : last].sole_reader !=
+        next) /* inner outputs are not kept */
         return 0;
     if (relu_between && s->layers[last + 1].src_reorder.prim)
         return 0;
@@ -149,6 +153,8 @@ static void chain_pool_create(poet_stack *s, int last) {
         return;
     net_layer *pool = &s->layers[p];
     const poet_layer_plan *pp = &s->plan.layers[p];
+    if (s->layers[layer->relu_after ? last + 1 : last].sole_reader != p)
+        return;
     if (pool->kind != POET_LAYER_AVG_POOL || pp->out.h != 1 || pp->out.w != 1 ||
         pp->kernel_h != pp->in.h || pp->kernel_w != pp->in.w || pp->padding != 0)
         return;

@@ -451,16 +451,90 @@ fail:
         dnnl_primitive_desc_destroy(pd);
     return st;
 }
+
+/* The element-wise sum of an add layer's inputs, in the first input's layout (oneDNN's sum takes
+ * the others in theirs). Backward has nothing to compute: each input receives dL/d(output). */
+poet_status net_add_create(poet_stack *s, int l) {
+    poet_status st = POET_OK;
+    net_layer *layer = &s->layers[l];
+    const poet_layer_plan *lp = &s->plan.layers[l];
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t srcs[POET_MAX_INPUTS];
+    float scales[POET_MAX_INPUTS];
+    for (int k = 0; k < lp->n_inputs; k++) {
+        srcs[k] = s->layers[lp->inputs[k]].dst_md;
+        scales[k] = 1.f; /* exact: the sum rounds once per addition, as a + b does */
+    }
+    if (dnnl_sum_primitive_desc_create(&pd, &srcs[0], lp->n_inputs, scales, srcs, s->attr,
+                                       s->engine) != dnnl_success)
+        POET_FAIL(POET_ERR_DNNL, "net.c: layer %d: oneDNN has no sum primitive for these layouts",
+                  l);
+    POET_TRY(net_op_create(s, pd, &layer->fwd));
+    layer->dst_md = *query(pd, dnnl_query_dst_md);
+    layer->src_md = layer->dst_md;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* The layout dL/d(output of l) arrives in: the dlogits for the last layer, the lane's dsum when
+ * several layers read l, an add reader's own gradient, else its one reader's dL/d(input). */
+static const dnnl_memory_desc_t *gradient_md(const poet_stack *s, int l,
+                                             const dnnl_memory_desc_t *dlogits_md) {
+    const net_layer *layer = &s->layers[l];
+    if (l == s->L - 1)
+        return dlogits_md;
+    if (layer->n_readers > 1)
+        return &layer->dst_md;
+    if (s->layers[layer->sole_reader].kind == POET_LAYER_ADD)
+        return gradient_md(s, layer->sole_reader, dlogits_md);
+    return &s->layers[net_dsrc_owner(s, layer->sole_reader)].dsrc_md;
+}
+
+/* Layer l's grad_sum: its readers' dL/d(input) (an add's: its own gradient), summed into dst_md. */
+static poet_status gradient_sum_create(poet_stack *s, int l, const dnnl_memory_desc_t *dlogits_md) {
+    poet_status st = POET_OK;
+    net_layer *layer = &s->layers[l];
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t srcs[POET_MAX_LAYERS];
+    float scales[POET_MAX_LAYERS];
+    int n = 0;
+    if (layer->n_readers > 6) /* net_op_run takes 7 arguments: the readers' and the sum's */
+        POET_FAIL(POET_ERR_CONFIG,
+                  "model.architecture[%d]: expected at most 6 layers reading one output, got %d", l,
+                  layer->n_readers);
+    for (int r = l + 1; r < s->L; r++)
+        for (int k = 0; k < s->plan.layers[r].n_inputs; k++)
+            if (s->plan.layers[r].inputs[k] == l) {
+                srcs[n] = s->layers[r].kind == POET_LAYER_ADD
+                              ? *gradient_md(s, r, dlogits_md)
+                              : s->layers[net_dsrc_owner(s, r)].dsrc_md;
+                scales[n++] = 1.f;
+            }
+    if (dnnl_sum_primitive_desc_create(&pd, &layer->dst_md, n, scales, srcs, s->attr, s->engine) !=
+        dnnl_success)
+        POET_FAIL(POET_ERR_DNNL,
+                  "net.c: layer %d: oneDNN has no sum primitive for its readers' gradients", l);
+    POET_TRY(net_op_create(s, pd, &layer->grad_sum));
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
 /* The backward reorders, once every layer knows the layout of its dL/d(input): layer l reads
- * dL/da_{l+1} from layer l+1's dsrc, the last layer from the plain dlogits. */
+ * dL/d(output) as gradient_md says (in a chain: layer l+1's dsrc), the last layer from the plain
+ * dlogits. */
 poet_status net_backward_reorders(poet_stack *s) {
     poet_status st = POET_OK;
     const dnnl_memory_desc_t *dlogits_md = NULL;
     POET_DNNL(dnnl_memory_get_memory_desc(s->dlogits, &dlogits_md));
     for (int l = s->L - 1; l >= s->first_w; l--) {
         net_layer *layer = &s->layers[l];
-        int next = l + 1 < s->L && s->layers[l + 1].folded ? l + 2 : l + 1;
-        const dnnl_memory_desc_t *next_md = l == s->L - 1 ? dlogits_md : &s->layers[next].dsrc_md;
+        if (layer->n_readers > 1)
+            POET_TRY(gradient_sum_create(s, l, dlogits_md));
+        const dnnl_memory_desc_t *next_md = gradient_md(s, l, dlogits_md);
         if (layer->needs_dsrc)
             POET_TRY(net_reorder_create(s, next_md, &layer->bwd_ddst_md, &layer->ddst_reorder));
         if (is_weight_layer(layer->kind)) {
@@ -521,6 +595,15 @@ poet_status net_dnnl_forward(poet_stack *s, const net_lane *lane, int g, int a, 
                              net_fault *fault) {
     net_layer *layer = &s->layers[l];
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
+    if (layer->kind == POET_LAYER_ADD) {
+        dnnl_exec_arg_t args[POET_MAX_INPUTS + 1];
+        int n = s->plan.layers[l].n_inputs;
+        for (int k = 0; k < n; k++)
+            args[k] = (dnnl_exec_arg_t){DNNL_ARG_MULTIPLE_SRC + k, net_layer_input_at(s, a, l, k)};
+        args[n] = (dnnl_exec_arg_t){DNNL_ARG_DST, act->dst};
+        NET_DNNL(fault, net_op_run(lane, &layer->fwd, n + 1, args), "add");
+        return POET_OK;
+    }
     NET_DNNL(fault, net_refresh(lane, &layer->src_reorder, net_layer_input(s, a, l), act->src_copy),
              "input reorder");
     if (layer->fused) /* the producer applied it */

@@ -35,7 +35,15 @@ typedef struct {
  * primitive means the consumer reads the producer's memory directly. */
 typedef struct {
     poet_layer_kind kind;
-    int needs_dsrc; /* backward produces dL/da_l: an earlier layer has weights */
+    int needs_dsrc; /* backward produces dL/d(input): an earlier layer has weights */
+    /* The graph (arch.h): a layer reads `input` (add: every plan input); its output is read by
+     * n_readers later layers. The chain optimisations below (relu fusion and folding, chains,
+     * pooling in a chain) apply only where an output has one reader, the next layer. A layer with
+     * several readers gets dL/d(output) as the sum of theirs (grad_sum, into the lane's dsum). */
+    int input; /* -1: the images */
+    int n_readers;
+    int sole_reader; /* the reader when n_readers == 1, else -1 */
+    net_op grad_sum; /* oneDNN sum of the readers' dL/d(input), in dst_md */
     /* A weight layer followed by relu applies it as a post-op (relu_after); that relu layer
      * (fused) then has no forward primitive: its output is its input, reordered to its layout
      * when needed, and its backward reads that output (relu'(x) from relu(x) > 0). */
@@ -94,6 +102,7 @@ typedef struct {
 typedef struct {
     dnnl_memory_t ddst_copy, bwd_w_copy, bwdw_src_copy, bwdw_ddst_copy; /* reorder targets */
     dnnl_memory_t dsrc;                                                 /* dL/da_l in dsrc_md */
+    dnnl_memory_t dsum;    /* dL/d(output) summed over several readers (grad_sum), in dst_md */
     float *col_buf, *dcol; /* gemm: a chunk's im2col matrix and dL/d of it */
     float *dw_gemm;        /* gemm: dL/dW and dL/db in gemm layout, summed over chunks */
     float *chunk_out;      /* gemm, inner or chain_pool: the layer's output for one chunk (an inner
@@ -251,6 +260,7 @@ dnnl_format_tag_t net_activation_tag(poet_stack *s, int l);
 poet_status net_conv_create(poet_stack *s, int l, const dnnl_memory_desc_t *in_md);
 poet_status net_relu_create(poet_stack *s, int l, const dnnl_memory_desc_t *producer_md);
 poet_status net_pool_create(poet_stack *s, int l, const dnnl_memory_desc_t *producer_md);
+poet_status net_add_create(poet_stack *s, int l);
 poet_status net_backward_reorders(poet_stack *s);
 poet_status net_output_create(poet_stack *s);
 poet_status net_relu_attr_create(poet_stack *s);
@@ -280,6 +290,10 @@ poet_status net_chain_backward(poet_stack *s, const net_lane *lane, int g, int l
  * ---------------------------------------------------------------------------- */
 
 dnnl_memory_t net_layer_input(poet_stack *s, int a, int l);
+dnnl_memory_t net_layer_input_at(poet_stack *s, int a, int l, int k); /* add: input k */
+/* The layer whose dL/d(input) is reader r's share of its input's gradient, as it leaves it:
+ * r, or r + 1 when r is a relu folded into it (an add passes its own gradient on instead). */
+int net_dsrc_owner(const poet_stack *s, int r);
 dnnl_memory_t net_layer_src(poet_stack *s, int a, int l);
 dnnl_memory_t net_layer_dnext(poet_stack *s, const net_lane *lane, int l);
 

@@ -74,3 +74,26 @@ poet_add_test(traj_onednn_fused_p3_t2 ${RUN_TRAIN} 3 ${CMAKE_CURRENT_BINARY_DIR}
               ${CMAKE_CURRENT_BINARY_DIR}/traj/onednn_ref/trajectory -- ${TINY}
               --set model.convolution=onednn --set model.fused=true --set training.threads=2)
 set_tests_properties(traj_onednn_fused_p3_t2 PROPERTIES FIXTURES_REQUIRED traj_onednn PROCESSORS 3)
+
+# A residual network (a graph with add layers and a strided 1x1 projection, issue 13): fused or
+# not, on 1..3 ranks, 1 or 2 threads, binary or k-ary tree, both convolution algorithms, every run
+# equals one unfused rank bit for bit.
+set(TINY_RES ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny-residual.json)
+foreach(conv gemm onednn)
+  poet_add_test(traj_residual_${conv}_ref ${RUN_TRAIN} 1 ${CMAKE_CURRENT_BINARY_DIR}/traj/residual_${conv}_ref
+                -- ${TINY_RES} --set model.convolution=${conv})
+  set_tests_properties(traj_residual_${conv}_ref PROPERTIES FIXTURES_SETUP traj_residual_${conv})
+  foreach(case 1:2:binary 2:1:kary 3:2:binary)
+    string(REPLACE ":" ";" parts ${case})
+    list(GET parts 0 ranks)
+    list(GET parts 1 threads)
+    list(GET parts 2 tree)
+    set(name traj_residual_${conv}_p${ranks}_t${threads}_${tree})
+    add_test(NAME ${name} COMMAND ${RUN_TRAIN} ${ranks} ${CMAKE_CURRENT_BINARY_DIR}/traj/${name}
+             --ref ${CMAKE_CURRENT_BINARY_DIR}/traj/residual_${conv}_ref/trajectory --
+             ${TINY_RES} --set model.convolution=${conv} --set model.fused=true
+             --set training.threads=${threads} --set distributed.tree=${tree})
+    set_tests_properties(${name} PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS ${ranks}
+                                            FIXTURES_REQUIRED traj_residual_${conv} TIMEOUT 300)
+  endforeach()
+endforeach()
