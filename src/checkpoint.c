@@ -15,11 +15,11 @@
 
 #include "poet/checkpoint.h"
 #include "poet/fsutil.h"
+#include "poet/h5util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <hdf5.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +39,8 @@ enum { KIND_PARAMS, KIND_MOMENTUM, KINDS };
 static const char *const KIND_GROUP[KINDS] = {"params", "momentum"};
 
 /* ---------------------------------------------------------------------------------------------
- * Agreement between ranks
+ * Error messages
  * ------------------------------------------------------------------------------------------- */
-
 
 /* Replaces the recorded message by a checkpoint error "<path>: <what>: <recorded message>". */
 static poet_status recast(const char *path, const char *what) {
@@ -202,127 +201,29 @@ fail:
 }
 
 /* ---------------------------------------------------------------------------------------------
- * HDF5 attributes
- * ------------------------------------------------------------------------------------------- */
-
-/* Writes attribute `name` of `n` values (n = 0: a scalar). Collective: same value on all ranks. */
-static poet_status put_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
-                            hsize_t n, const void *value) {
-    poet_status st = POET_OK;
-    hid_t space = -1, attr = -1;
-    POET_H5(space = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR));
-    POET_H5(attr = H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT));
-    POET_H5(H5Awrite(attr, mem_type, value));
-fail:
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    return st;
-}
-
-/* Variable-length UTF-8 strings: h5py reads them as str, h5dump prints them whole, and a long
- * config does not run into the 64 KiB limit of compact attribute storage. */
-static hid_t string_type(void) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    if (type >= 0 && (H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)) {
-        H5Tclose(type);
-        return -1;
-    }
-    return type;
-}
-
-static poet_status put_string(hid_t obj, const char *name, const char *value) {
-    poet_status st = POET_OK;
-    hid_t type = -1;
-    POET_H5(type = string_type());
-    POET_TRY(put_attr(obj, name, type, type, 0, &value));
-fail:
-    if (type >= 0)
-        H5Tclose(type);
-    return st;
-}
-
-/* Reads attribute `name` of `where` (an object path, for messages) holding `n` values (0: scalar),
- * converting to `mem_type`. A missing or misshapen attribute is a checkpoint error. */
-static poet_status get_attr(hid_t obj, const char *path, const char *where, const char *name,
-                            hid_t mem_type, hsize_t n, void *value) {
-    poet_status st = POET_OK;
-    hid_t attr = -1, space = -1;
-    htri_t exists = H5Aexists(obj, name);
-    POET_H5(exists);
-    if (!exists)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute %s of %s is missing", path, name, where);
-    POET_H5(attr = H5Aopen(obj, name, H5P_DEFAULT));
-    POET_H5(space = H5Aget_space(attr));
-    hssize_t values = H5Sget_simple_extent_npoints(space);
-    if (values != (hssize_t)(n ? n : 1))
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute %s of %s has %lld values, expected %llu", path,
-                  name, where, (long long)values, (unsigned long long)(n ? n : 1));
-    POET_H5(H5Aread(attr, mem_type, value));
-fail:
-    if (space >= 0)
-        H5Sclose(space);
-    if (attr >= 0)
-        H5Aclose(attr);
-    return st;
-}
-
-/* A string attribute as a malloc'd copy (caller frees). */
-static poet_status get_string(hid_t obj, const char *path, const char *where, const char *name,
-                              char **out) {
-    poet_status st = POET_OK;
-    hid_t type = -1, attr = -1, stored = -1;
-    char *value = NULL;
-    *out = NULL;
-    POET_H5(type = string_type());
-    htri_t exists = H5Aexists(obj, name);
-    POET_H5(exists);
-    if (!exists)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute %s of %s is missing", path, name, where);
-    POET_H5(attr = H5Aopen(obj, name, H5P_DEFAULT));
-    POET_H5(stored = H5Aget_type(attr));
-    if (H5Tget_class(stored) != H5T_STRING || H5Tis_variable_str(stored) <= 0)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute %s of %s is not a variable-length string",
-                  path, name, where);
-    POET_H5(H5Aread(attr, type, &value));
-    *out = strdup(value ? value : "");
-    if (!*out)
-        POET_FAIL(POET_ERR_NOMEM, "out of memory reading attribute %s of %s", name, path);
-fail:
-    if (value)
-        H5free_memory(value);
-    if (stored >= 0)
-        H5Tclose(stored);
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (type >= 0)
-        H5Tclose(type);
-    return st;
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Writing
  * ------------------------------------------------------------------------------------------- */
 
-static poet_status write_root_attributes(hid_t file, const poet_config *cfg, const poet_ensemble *e,
-                                         const poet_train_position *pos, const char *config_json) {
+static poet_status write_root_attributes(hid_t file, const char *path, const poet_config *cfg,
+                                         const poet_ensemble *e, const poet_train_position *pos,
+                                         const char *config_json) {
     poet_status st = POET_OK;
-    int version = POET_CHECKPOINT_FORMAT_VERSION, members = cfg->members, ranks = e->ranks;
     int input[3] = {e->input.c, e->input.h, e->input.w};
-    POET_TRY(put_attr(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, 0, &version));
-    POET_TRY(put_string(file, "poet_version", POET_VERSION));
-    POET_TRY(put_attr(file, "iteration", H5T_STD_I64LE, H5T_NATIVE_LONG, 0, &pos->iteration));
-    POET_TRY(put_attr(file, "epoch", H5T_STD_I64LE, H5T_NATIVE_LONG, 0, &pos->epoch));
-    POET_TRY(put_attr(file, "position", H5T_STD_I64LE, H5T_NATIVE_LONG, 0, &pos->position));
-    POET_TRY(put_attr(file, "total_iterations", H5T_STD_I64LE, H5T_NATIVE_LONG, 0,
-                      &pos->total_iterations));
-    POET_TRY(put_attr(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &cfg->seed));
-    POET_TRY(put_string(file, "rng", RNG_DESCRIPTION));
-    POET_TRY(put_attr(file, "members", H5T_STD_I32LE, H5T_NATIVE_INT, 0, &members));
-    POET_TRY(put_attr(file, "ranks_written", H5T_STD_I32LE, H5T_NATIVE_INT, 0, &ranks));
-    POET_TRY(put_attr(file, "input_shape", H5T_STD_I32LE, H5T_NATIVE_INT, 3, input));
-    POET_TRY(put_string(file, "config", config_json));
+    POET_TRY(poet_h5_attr_write_int(file, "format_version", H5T_STD_I32LE,
+                                    POET_CHECKPOINT_FORMAT_VERSION, path));
+    POET_TRY(poet_h5_attr_write_string(file, "poet_version", POET_VERSION, path));
+    POET_TRY(poet_h5_attr_write_int(file, "iteration", H5T_STD_I64LE, pos->iteration, path));
+    POET_TRY(poet_h5_attr_write_int(file, "epoch", H5T_STD_I64LE, pos->epoch, path));
+    POET_TRY(poet_h5_attr_write_int(file, "position", H5T_STD_I64LE, pos->position, path));
+    POET_TRY(poet_h5_attr_write_int(file, "total_iterations", H5T_STD_I64LE, pos->total_iterations,
+                                    path));
+    POET_TRY(poet_h5_attr_write(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &cfg->seed,
+                                path));
+    POET_TRY(poet_h5_attr_write_string(file, "rng", RNG_DESCRIPTION, path));
+    POET_TRY(poet_h5_attr_write_int(file, "members", H5T_STD_I32LE, cfg->members, path));
+    POET_TRY(poet_h5_attr_write_int(file, "ranks_written", H5T_STD_I32LE, e->ranks, path));
+    POET_TRY(poet_h5_attr_write(file, "input_shape", H5T_STD_I32LE, H5T_NATIVE_INT, 3, input, path));
+    POET_TRY(poet_h5_attr_write_string(file, "config", config_json, path));
 fail:
     return st;
 }
@@ -332,7 +233,7 @@ fail:
 static poet_status write_tensor(hid_t group, hid_t dcpl, hid_t dxpl, const poet_tensor_info *t,
                                 const float *data) {
     poet_status st = POET_OK;
-    hid_t space = -1, dset = -1;
+    hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t dims[4];
     float none = 0.0f; /* HDF5 wants a buffer even for an empty selection */
     for (int d = 0; d < t->ndims; d++)
@@ -343,27 +244,25 @@ static poet_status write_tensor(hid_t group, hid_t dcpl, hid_t dxpl, const poet_
         POET_H5(H5Sselect_none(space));
     POET_H5(H5Dwrite(dset, H5T_NATIVE_FLOAT, space, space, dxpl, data ? data : &none));
 fail:
-    if (dset >= 0)
-        H5Dclose(dset);
-    if (space >= 0)
-        H5Sclose(space);
+    poet_h5_close(&dset);
+    poet_h5_close(&space);
     return st;
 }
 
 /* Collective: /members/<jjjj>/ with its attributes and both tensor groups. `block` is the member's
  * [params N][momentum N] on its owner, NULL elsewhere. */
-static poet_status write_member(hid_t members, hid_t gcpl, hid_t dcpl, hid_t dxpl,
-                                const poet_config *cfg, const poet_arch_plan *plan, int j,
-                                const float *block) {
+static poet_status write_member(hid_t members, const char *path, hid_t gcpl, hid_t dcpl,
+                                hid_t dxpl, const poet_config *cfg, const poet_arch_plan *plan,
+                                int j, const float *block) {
     poet_status st = POET_OK;
-    hid_t group = -1, kind_group = -1;
+    hid_t group = H5I_INVALID_HID, kind_group = H5I_INVALID_HID;
     char name[16], describe[DESCRIBE_MAX];
     int arch = cfg->member_arch[j];
     snprintf(name, sizeof name, "%04d", j);
     poet_arch_describe(&cfg->archs[arch], describe, sizeof describe);
     POET_H5(group = H5Gcreate2(members, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    POET_TRY(put_string(group, "architecture", describe));
-    POET_TRY(put_attr(group, "arch_index", H5T_STD_I32LE, H5T_NATIVE_INT, 0, &arch));
+    POET_TRY(poet_h5_attr_write_string(group, "architecture", describe, path));
+    POET_TRY(poet_h5_attr_write_int(group, "arch_index", H5T_STD_I32LE, arch, path));
     for (int k = 0; k < KINDS; k++) {
         POET_H5(kind_group = H5Gcreate2(group, KIND_GROUP[k], H5P_DEFAULT, gcpl, H5P_DEFAULT));
         for (int t = 0; t < plan->n_tensors; t++) {
@@ -371,14 +270,11 @@ static poet_status write_member(hid_t members, hid_t gcpl, hid_t dcpl, hid_t dxp
             const float *data = block ? block + k * plan->param_count + ti->offset : NULL;
             POET_TRY(write_tensor(kind_group, dcpl, dxpl, ti, data));
         }
-        H5Gclose(kind_group);
-        kind_group = -1;
+        poet_h5_close(&kind_group);
     }
 fail:
-    if (kind_group >= 0)
-        H5Gclose(kind_group);
-    if (group >= 0)
-        H5Gclose(group);
+    poet_h5_close(&kind_group);
+    poet_h5_close(&group);
     return st;
 }
 
@@ -399,7 +295,7 @@ fail:
 static poet_status write_checksums(hid_t file, hid_t dxpl, const poet_ensemble *e, int members,
                                    const member_copies *mc) {
     poet_status st = POET_OK;
-    hid_t file_space = -1, mem_space = -1, dset = -1;
+    hid_t file_space = H5I_INVALID_HID, mem_space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t m = (hsize_t)members, n = (hsize_t)(mc->n ? mc->n : 1);
     uint32_t none = 0;
     POET_H5(file_space = H5Screate_simple(1, &m, NULL));
@@ -411,12 +307,9 @@ static poet_status write_checksums(hid_t file, hid_t dxpl, const poet_ensemble *
         POET_H5(H5Sselect_none(mem_space));
     POET_H5(H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, dxpl, mc->n ? mc->crc : &none));
 fail:
-    if (dset >= 0)
-        H5Dclose(dset);
-    if (mem_space >= 0)
-        H5Sclose(mem_space);
-    if (file_space >= 0)
-        H5Sclose(file_space);
+    poet_h5_close(&dset);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
     return st;
 }
 
@@ -425,7 +318,7 @@ static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config 
                               const poet_ensemble *e, const poet_train_position *pos,
                               const member_copies *mc, const char *config_json) {
     poet_status st = POET_OK;
-    hid_t fapl = -1, file = -1, dxpl = -1, dcpl = -1, gcpl = -1, members = -1;
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, dxpl = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, gcpl = H5I_INVALID_HID, members = H5I_INVALID_HID;
     POET_H5(fapl = H5Pcreate(H5P_FILE_ACCESS));
     POET_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
     file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -440,32 +333,27 @@ static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config 
     POET_H5(gcpl = H5Pcreate(H5P_GROUP_CREATE));
     POET_H5(H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED));
 
-    POET_TRY(write_root_attributes(file, cfg, e, pos, config_json));
+    POET_TRY(write_root_attributes(file, tmp, cfg, e, pos, config_json));
     POET_H5(members = H5Gcreate2(file, "members", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     int local = 0; /* local_ids ascend, so owned members come up in order */
     for (int j = 0; j < cfg->members; j++) {
         const float *block = NULL;
         if (local < mc->n && e->local_ids[local] == j)
             block = mc->data + mc->offset[local++];
-        POET_TRY(write_member(members, gcpl, dcpl, dxpl, cfg, &e->plans[cfg->member_arch[j]], j,
+        POET_TRY(write_member(members, tmp, gcpl, dcpl, dxpl, cfg, &e->plans[cfg->member_arch[j]], j,
                               block));
     }
     POET_TRY(write_checksums(file, dxpl, e, cfg->members, mc));
     POET_H5(H5Fflush(file, H5F_SCOPE_GLOBAL));
 fail:
-    if (members >= 0)
-        H5Gclose(members);
-    if (gcpl >= 0)
-        H5Pclose(gcpl);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (dxpl >= 0)
-        H5Pclose(dxpl);
-    if (file >= 0 && H5Fclose(file) < 0 && st == POET_OK)
+    poet_h5_close(&members);
+    poet_h5_close(&gcpl);
+    poet_h5_close(&dcpl);
+    poet_h5_close(&dxpl);
+    if (poet_h5_close(&file) < 0 && st == POET_OK)
         st = poet_error_set(POET_ERR_HDF5, "closing checkpoint %s failed: %s", tmp,
                             poet_hdf5_error_string());
-    if (fapl >= 0)
-        H5Pclose(fapl);
+    poet_h5_close(&fapl);
     return st;
 }
 
@@ -553,7 +441,7 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
     char *config_json = NULL;
     char name[64], final[POET_PATH_MAX], tmp[POET_PATH_MAX];
     int rank, written = 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    poet_h5_quiet();
     POET_MPI(MPI_Comm_rank(comm, &rank));
     snprintf(name, sizeof name, NAME_PREFIX "%08ld" NAME_SUFFIX, pos->iteration);
 
@@ -608,6 +496,12 @@ static void header_free(header *h) {
     memset(h, 0, sizeof *h);
 }
 
+/* A root attribute of `n` values (0: a scalar); missing or misshapen is a checkpoint error. */
+static poet_status root_attr(hid_t file, const char *path, const char *name, hid_t mem_type,
+                             hsize_t n, void *value) {
+    return poet_h5_attr_read(file, name, mem_type, n, value, POET_ERR_CHECKPOINT, path, "/");
+}
+
 static poet_status read_header(hid_t file, const char *path, header *h) {
     poet_status st = POET_OK;
     char *json = NULL;
@@ -616,30 +510,27 @@ static poet_status read_header(hid_t file, const char *path, header *h) {
     POET_H5(has_version);
     if (!has_version)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: not a poet checkpoint (no format_version attribute)", path);
-    POET_TRY(get_attr(file, path, "/", "format_version", H5T_NATIVE_INT, 0, &h->format_version));
+    POET_TRY(root_attr(file, path, "format_version", H5T_NATIVE_INT, 0, &h->format_version));
     if (h->format_version != POET_CHECKPOINT_FORMAT_VERSION)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: format_version is %d, this poet reads version %d", path,
                   h->format_version, POET_CHECKPOINT_FORMAT_VERSION);
-    POET_TRY(get_string(file, path, "/", "poet_version", &h->poet_version));
-    POET_TRY(get_attr(file, path, "/", "iteration", H5T_NATIVE_LONG, 0, &h->pos.iteration));
-    POET_TRY(get_attr(file, path, "/", "epoch", H5T_NATIVE_LONG, 0, &h->pos.epoch));
-    POET_TRY(get_attr(file, path, "/", "position", H5T_NATIVE_LONG, 0, &h->pos.position));
-    POET_TRY(get_attr(file, path, "/", "total_iterations", H5T_NATIVE_LONG, 0,
-                      &h->pos.total_iterations));
-    POET_TRY(get_attr(file, path, "/", "seed", H5T_NATIVE_UINT64, 0, &h->seed));
-    POET_TRY(get_attr(file, path, "/", "members", H5T_NATIVE_INT, 0, &h->members));
-    POET_TRY(get_attr(file, path, "/", "ranks_written", H5T_NATIVE_INT, 0, &h->ranks_written));
-    POET_TRY(get_attr(file, path, "/", "input_shape", H5T_NATIVE_INT, 3, h->input));
-    POET_TRY(get_string(file, path, "/", "config", &json));
+    POET_TRY(poet_h5_attr_read_string(file, "poet_version", &h->poet_version, POET_ERR_CHECKPOINT,
+                                      path, "/"));
+    POET_TRY(root_attr(file, path, "iteration", H5T_NATIVE_LONG, 0, &h->pos.iteration));
+    POET_TRY(root_attr(file, path, "epoch", H5T_NATIVE_LONG, 0, &h->pos.epoch));
+    POET_TRY(root_attr(file, path, "position", H5T_NATIVE_LONG, 0, &h->pos.position));
+    POET_TRY(root_attr(file, path, "total_iterations", H5T_NATIVE_LONG, 0,
+                       &h->pos.total_iterations));
+    POET_TRY(root_attr(file, path, "seed", H5T_NATIVE_UINT64, 0, &h->seed));
+    POET_TRY(root_attr(file, path, "members", H5T_NATIVE_INT, 0, &h->members));
+    POET_TRY(root_attr(file, path, "ranks_written", H5T_NATIVE_INT, 0, &h->ranks_written));
+    POET_TRY(root_attr(file, path, "input_shape", H5T_NATIVE_INT, 3, h->input));
+    POET_TRY(poet_h5_attr_read_string(file, "config", &json, POET_ERR_CHECKPOINT, path, "/"));
     POET_ALLOC(h->config, 1);
     char source[POET_PATH_MAX + 16];
     snprintf(source, sizeof source, "%s:config", path);
-    if (poet_config_parse(json, source, h->config) != POET_OK) {
-        char cause[1024];
-        snprintf(cause, sizeof cause, "%s", poet_error_message());
-        poet_error_clear();
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: stored config does not parse: %s", path, cause);
-    }
+    if (poet_config_parse(json, source, h->config) != POET_OK)
+        POET_TRY(recast(path, "stored config does not parse"));
     if (h->config->members != h->members)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute members is %d but the stored config has %d",
                   path, h->members, h->config->members);
@@ -684,9 +575,9 @@ static poet_status check_ensemble(const char *path, const header *h, const poet_
 static poet_status open_tensor(hid_t file, const char *path, int j, int kind,
                                const poet_tensor_info *t, hid_t *out) {
     poet_status st = POET_OK;
-    hid_t dset = -1, space = -1;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     char object[160];
-    *out = -1;
+    *out = H5I_INVALID_HID;
     int n = snprintf(object, sizeof object, "/members");
     const char *parts[3] = {NULL, KIND_GROUP[kind], t->name};
     for (int level = 0; level < 3; level++) {
@@ -728,12 +619,10 @@ static poet_status open_tensor(hid_t file, const char *path, int j, int kind,
                   ndims <= 8 ? got : "(more than 8 dimensions)", want);
     }
     *out = dset;
-    dset = -1;
+    dset = H5I_INVALID_HID;
 fail:
-    if (space >= 0)
-        H5Sclose(space);
-    if (dset >= 0)
-        H5Dclose(dset);
+    poet_h5_close(&space);
+    poet_h5_close(&dset);
     return st;
 }
 
@@ -742,7 +631,7 @@ fail:
 static poet_status read_tensor(hid_t file, const char *path, hid_t dxpl, int j, int kind,
                                const poet_tensor_info *t, float *data) {
     poet_status st = POET_OK;
-    hid_t dset = -1, space = -1;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     float none;
     POET_TRY(open_tensor(file, path, j, kind, t, &dset));
     POET_H5(space = H5Dget_space(dset));
@@ -750,10 +639,8 @@ static poet_status read_tensor(hid_t file, const char *path, hid_t dxpl, int j, 
         POET_H5(H5Sselect_none(space));
     POET_H5(H5Dread(dset, H5T_NATIVE_FLOAT, space, space, dxpl, data ? data : &none));
 fail:
-    if (space >= 0)
-        H5Sclose(space);
-    if (dset >= 0)
-        H5Dclose(dset);
+    poet_h5_close(&space);
+    poet_h5_close(&dset);
     return st;
 }
 
@@ -761,7 +648,7 @@ fail:
 static poet_status read_checksums(hid_t file, const char *path, hid_t dxpl, int members,
                                   uint32_t *crc) {
     poet_status st = POET_OK;
-    hid_t dset = -1, space = -1;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     htri_t exists = H5Lexists(file, "/checksums", H5P_DEFAULT);
     POET_H5(exists);
     if (!exists)
@@ -774,10 +661,8 @@ static poet_status read_checksums(hid_t file, const char *path, hid_t dxpl, int 
                   (long long)n, members);
     POET_H5(H5Dread(dset, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, dxpl, crc));
 fail:
-    if (space >= 0)
-        H5Sclose(space);
-    if (dset >= 0)
-        H5Dclose(dset);
+    poet_h5_close(&space);
+    poet_h5_close(&dset);
     return st;
 }
 
@@ -788,7 +673,7 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
                              const poet_ensemble *e, member_copies *mc, uint32_t *stored_crc,
                              poet_train_position *pos) {
     poet_status st = POET_OK;
-    hid_t fapl = -1, file = -1, dxpl = -1;
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
     header h = {0};
     POET_H5(fapl = H5Pcreate(H5P_FILE_ACCESS));
     POET_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
@@ -821,12 +706,9 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
     *pos = h.pos;
 fail:
     header_free(&h);
-    if (dxpl >= 0)
-        H5Pclose(dxpl);
-    if (file >= 0)
-        H5Fclose(file);
-    if (fapl >= 0)
-        H5Pclose(fapl);
+    poet_h5_close(&dxpl);
+    poet_h5_close(&file);
+    poet_h5_close(&fapl);
     return as_checkpoint_error(st, path);
 }
 
@@ -851,7 +733,7 @@ poet_status poet_checkpoint_read(MPI_Comm comm, const char *path, const poet_con
     member_copies mc = {0};
     uint32_t *stored = NULL;
     poet_train_position read_pos = {0};
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    poet_h5_quiet();
 
     st = copies_alloc(cfg, e, &mc);
     if (st == POET_OK) {
@@ -986,13 +868,13 @@ fail:
 
 poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
     poet_status st = POET_OK;
-    hid_t file = -1;
+    hid_t file = H5I_INVALID_HID;
     header h = {0};
     uint32_t *stored = NULL;
     float *block = NULL;
     poet_arch_plan *plans = NULL;
     int bad = 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    poet_h5_quiet();
     file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); /* serial: the default (sec2) driver */
     if (file < 0)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open as HDF5 (missing, truncated or not a "
@@ -1048,7 +930,6 @@ fail:
     free(block);
     free(stored);
     header_free(&h);
-    if (file >= 0)
-        H5Fclose(file);
+    poet_h5_close(&file);
     return st;
 }

@@ -14,12 +14,13 @@
  */
 #include "poet/losslog.h"
 
-#include <hdf5.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include "poet/h5util.h"
 
 #define LOSSLOG_FORMAT_VERSION 1
 
@@ -63,8 +64,6 @@ struct poet_losslog {
 
 /* ---- small HDF5 helpers ---------------------------------------------------------------------- */
 
-static int is_ours(hid_t id) { return id > 0; }
-
 static void layout_init(log_layout *ds) {
     for (int c = 0; c < N_ITER_COLS; c++)
         ds->iter[c] = H5I_INVALID_HID;
@@ -74,20 +73,14 @@ static void layout_init(log_layout *ds) {
     ds->rows = ds->eval_rows = 0;
 }
 
-static void close_dataset(hid_t *d) {
-    if (is_ours(*d))
-        H5Dclose(*d);
-    *d = H5I_INVALID_HID;
-}
-
 static void layout_close(log_layout *ds) {
     for (int c = 0; c < N_ITER_COLS; c++)
-        close_dataset(&ds->iter[c]);
+        poet_h5_close(&ds->iter[c]);
     for (int c = 0; c < N_EVAL_COLS; c++)
-        close_dataset(&ds->eval[c]);
-    close_dataset(&ds->member_loss);
-    close_dataset(&ds->member_accuracy);
-    close_dataset(&ds->member_nll);
+        poet_h5_close(&ds->eval[c]);
+    poet_h5_close(&ds->member_loss);
+    poet_h5_close(&ds->member_accuracy);
+    poet_h5_close(&ds->member_nll);
 }
 
 /* Rows per chunk: about 128 KiB of doubles per chunk, between 16 and 1024 rows. */
@@ -112,10 +105,8 @@ static poet_status create_dataset(hid_t parent, const char *name, hid_t type, in
         POET_FAIL(POET_ERR_HDF5, "%s: cannot create dataset %s: %s", path, name,
                   poet_hdf5_error_string());
 fail:
-    if (is_ours(dcpl))
-        H5Pclose(dcpl);
-    if (is_ours(space))
-        H5Sclose(space);
+    poet_h5_close(&dcpl);
+    poet_h5_close(&space);
     return st;
 }
 
@@ -143,8 +134,7 @@ static poet_status open_dataset(hid_t parent, const char *group, const char *nam
                   path, group, name, (unsigned long long)dims[1], width);
     *rows = dims[0];
 fail:
-    if (is_ours(space))
-        H5Sclose(space);
+    poet_h5_close(&space);
     return st;
 }
 
@@ -156,52 +146,6 @@ static poet_status set_rows(hid_t d, hsize_t rows, int width, const char *path) 
                   (unsigned long long)rows, poet_hdf5_error_string());
 fail:
     return st;
-}
-
-/* A root attribute, replaced when it exists (a resumed run refreshes them). */
-static poet_status write_attribute(hid_t file, const char *name, hid_t type, const void *value,
-                                   const char *path) {
-    poet_status st = POET_OK;
-    hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
-    if (H5Aexists(file, name) > 0)
-        POET_H5(H5Adelete(file, name));
-    POET_H5(space = H5Screate(H5S_SCALAR));
-    attr = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (attr < 0 || H5Awrite(attr, type, value) < 0)
-        POET_FAIL(POET_ERR_HDF5, "%s: cannot write attribute %s: %s", path, name,
-                  poet_hdf5_error_string());
-fail:
-    if (is_ours(attr))
-        H5Aclose(attr);
-    if (is_ours(space))
-        H5Sclose(space);
-    return st;
-}
-
-static poet_status write_string_attribute(hid_t file, const char *name, const char *value,
-                                          const char *path) {
-    poet_status st = POET_OK;
-    hid_t type = H5I_INVALID_HID;
-    /* Variable-length UTF-8: h5py reads it as str, h5dump prints it as text. */
-    POET_H5(type = H5Tcopy(H5T_C_S1));
-    POET_H5(H5Tset_size(type, H5T_VARIABLE));
-    POET_H5(H5Tset_cset(type, H5T_CSET_UTF8));
-    POET_TRY(write_attribute(file, name, type, &value, path));
-fail:
-    if (is_ours(type))
-        H5Tclose(type);
-    return st;
-}
-
-static poet_status write_int_attribute(hid_t file, const char *name, long long value,
-                                       const char *path) {
-    int64_t v = value;
-    return write_attribute(file, name, H5T_NATIVE_INT64, &v, path);
-}
-
-static poet_status write_double_attribute(hid_t file, const char *name, double value,
-                                          const char *path) {
-    return write_attribute(file, name, H5T_NATIVE_DOUBLE, &value, path);
 }
 
 /* ---- layout ---------------------------------------------------------------------------------- */
@@ -226,10 +170,8 @@ static poet_status layout_create(hid_t file, int members, const char *path, log_
     POET_TRY(create_dataset(evals, "member_nll", H5T_NATIVE_DOUBLE, members, path,
                             &ds->member_nll));
 fail:
-    if (is_ours(evals))
-        H5Gclose(evals);
-    if (is_ours(iters))
-        H5Gclose(iters);
+    poet_h5_close(&evals);
+    poet_h5_close(&iters);
     return st;
 }
 
@@ -261,10 +203,8 @@ static poet_status layout_open(hid_t file, int members, const char *path, log_la
         ds->eval_rows = c == 0 || rows < ds->eval_rows ? rows : ds->eval_rows;
     }
 fail:
-    if (is_ours(evals))
-        H5Gclose(evals);
-    if (is_ours(iters))
-        H5Gclose(iters);
+    poet_h5_close(&evals);
+    poet_h5_close(&iters);
     return st;
 }
 
@@ -308,10 +248,8 @@ static poet_status kept_prefix(hid_t d, hsize_t rows, long limit, int inclusive,
     }
     *kept = count;
 fail:
-    if (is_ours(mem_space))
-        H5Sclose(mem_space);
-    if (is_ours(file_space))
-        H5Sclose(file_space);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
     free(values);
     return st;
 }
@@ -338,7 +276,7 @@ static poet_status truncate_for_resume(const char *path, int members, long first
     POET_TRY(layout_set_rows(&ds, keep, keep_eval, members, path));
 fail:
     layout_close(&ds);
-    if (is_ours(file) && H5Fclose(file) < 0 && st == POET_OK)
+    if (poet_h5_close(&file) < 0 && st == POET_OK)
         st = poet_error_set(POET_ERR_HDF5, "%s: cannot close the loss log after truncating it: %s",
                             path, poet_hdf5_error_string());
     return st;
@@ -387,19 +325,22 @@ static poet_status write_root_attributes(poet_losslog *log, const poet_config *c
     json = poet_config_to_json(cfg);
     if (!json)
         POET_FAIL(POET_ERR_NOMEM, "%s: cannot serialise the config for the log", log->path);
-    POET_TRY(write_string_attribute(log->file, "config", json, log->path));
-    POET_TRY(write_string_attribute(log->file, "poet_version", POET_VERSION, log->path));
-    POET_TRY(write_int_attribute(log->file, "format_version", LOSSLOG_FORMAT_VERSION, log->path));
-    POET_TRY(write_int_attribute(log->file, "members", cfg->members, log->path));
-    POET_TRY(write_int_attribute(log->file, "ranks", ranks, log->path));
-    POET_TRY(write_int_attribute(log->file, "batch_size", cfg->batch_size, log->path));
-    POET_TRY(write_double_attribute(log->file, "lr", cfg->lr, log->path));
-    POET_TRY(write_string_attribute(log->file, "tree", poet_tree_kind_name(cfg->tree), log->path));
-    POET_TRY(write_int_attribute(log->file, "arity", cfg->arity, log->path));
-    POET_TRY(write_string_attribute(log->file, "overlap", poet_overlap_mode_name(cfg->overlap),
-                                    log->path));
-    POET_TRY(write_string_attribute(log->file, "run_name", cfg->run_name, log->path));
-    POET_TRY(write_string_attribute(log->file, created ? "created" : "resumed", now, log->path));
+    /* Integers as H5T_NATIVE_INT64 (stored as 64-bit little-endian): what readers expect. */
+    hid_t f = log->file;
+    const char *path = log->path;
+    POET_TRY(poet_h5_attr_write_string(f, "config", json, path));
+    POET_TRY(poet_h5_attr_write_string(f, "poet_version", POET_VERSION, path));
+    POET_TRY(poet_h5_attr_write_int(f, "format_version", H5T_NATIVE_INT64, LOSSLOG_FORMAT_VERSION,
+                                    path));
+    POET_TRY(poet_h5_attr_write_int(f, "members", H5T_NATIVE_INT64, cfg->members, path));
+    POET_TRY(poet_h5_attr_write_int(f, "ranks", H5T_NATIVE_INT64, ranks, path));
+    POET_TRY(poet_h5_attr_write_int(f, "batch_size", H5T_NATIVE_INT64, cfg->batch_size, path));
+    POET_TRY(poet_h5_attr_write_double(f, "lr", cfg->lr, path));
+    POET_TRY(poet_h5_attr_write_string(f, "tree", poet_tree_kind_name(cfg->tree), path));
+    POET_TRY(poet_h5_attr_write_int(f, "arity", H5T_NATIVE_INT64, cfg->arity, path));
+    POET_TRY(poet_h5_attr_write_string(f, "overlap", poet_overlap_mode_name(cfg->overlap), path));
+    POET_TRY(poet_h5_attr_write_string(f, "run_name", cfg->run_name, path));
+    POET_TRY(poet_h5_attr_write_string(f, created ? "created" : "resumed", now, path));
 fail:
     free(json);
     return st;
@@ -418,8 +359,7 @@ static poet_status open_file(poet_losslog *log, int exists) {
         POET_FAIL(exists ? POET_ERR_DATA : POET_ERR_IO, "%s: cannot %s the loss log: %s", log->path,
                   exists ? "reopen (to resume)" : "create", poet_hdf5_error_string());
 fail:
-    if (is_ours(fapl))
-        H5Pclose(fapl);
+    poet_h5_close(&fapl);
     return st;
 }
 
@@ -447,8 +387,7 @@ poet_status poet_losslog_open(MPI_Comm comm, const char *path, const poet_config
     poet_losslog *log = NULL;
     int exists = 0, ranks = 1;
     *out = NULL;
-    /* Our messages say what failed; HDF5's own stack printing would add pages of noise. */
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    poet_h5_quiet();
     POET_ALLOC(log, 1);
     log->file = log->dxpl = H5I_INVALID_HID;
     layout_init(&log->ds);
@@ -504,10 +443,8 @@ static poet_status write_column(poet_losslog *log, hid_t d, hid_t type, hsize_t 
         POET_FAIL(POET_ERR_HDF5, "%s: cannot write %llu log rows: %s", log->path,
                   (unsigned long long)n, poet_hdf5_error_string());
 fail:
-    if (is_ours(mem_space))
-        H5Sclose(mem_space);
-    if (is_ours(file_space))
-        H5Sclose(file_space);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
     return st;
 }
 
@@ -537,10 +474,8 @@ static poet_status write_columns(poet_losslog *log, hid_t d, hsize_t start, hsiz
         POET_FAIL(POET_ERR_HDF5, "%s: cannot write %llu rows of member columns: %s", log->path,
                   (unsigned long long)n, poet_hdf5_error_string());
 fail:
-    if (is_ours(mem_space))
-        H5Sclose(mem_space);
-    if (is_ours(file_space))
-        H5Sclose(file_space);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
     return st;
 }
 
@@ -688,14 +623,13 @@ poet_status poet_losslog_close(poet_losslog *log) {
     poet_status st = POET_OK;
     if (!log)
         return POET_OK;
-    if (is_ours(log->file) && (log->buffered || log->eval_buffered))
+    if (log->file > 0 && (log->buffered || log->eval_buffered))
         st = poet_losslog_flush(log);
     layout_close(&log->ds);
-    if (is_ours(log->file) && H5Fclose(log->file) < 0 && st == POET_OK)
+    if (poet_h5_close(&log->file) < 0 && st == POET_OK)
         st = poet_error_set(POET_ERR_HDF5, "%s: cannot close the loss log: %s", log->path,
                             poet_hdf5_error_string());
-    if (is_ours(log->dxpl))
-        H5Pclose(log->dxpl);
+    poet_h5_close(&log->dxpl);
     free(log->recs);
     free(log->local_loss);
     free(log->evals);

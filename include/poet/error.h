@@ -106,17 +106,8 @@ const char *poet_status_name(poet_status status);
                       poet_mpi_error_string(mpi_status_));                                         \
     } while (0)
 
-/* HDF5: `expr` returns herr_t or hid_t; negative is failure. */
-#define POET_H5(expr)                                                                              \
-    do {                                                                                           \
-        if ((long long)(expr) < 0)                                                                 \
-            POET_FAIL(POET_ERR_HDF5, "%s:%d: HDF5 call %s failed: %s", __FILE__, __LINE__, #expr,  \
-                      poet_hdf5_error_string());                                                   \
-    } while (0)
-
 /* The libraries' own error strings (defined in error.c; each library is linked into poet). */
 const char *poet_dnnl_status_string(int status);
 const char *poet_mpi_error_string(int code);
-const char *poet_hdf5_error_string(void);
 
 #endif
