@@ -20,6 +20,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,25 @@ static uint32_t checksum_floats(const float *x, size_t n) {
         left -= chunk;
     }
     return (uint32_t)crc;
+}
+
+/* Fails with `status` naming member j's first tensor (in member layout: params, then momentum)
+ * that holds a NaN or an infinity: such weights are never published nor taken for good. */
+static poet_status check_finite(const poet_arch_plan *plan, const float *block, int j,
+                                poet_status status, const char *path, const char *consequence) {
+    for (int k = 0; k < KINDS; k++)
+        for (int t = 0; t < plan->n_tensors; t++) {
+            const poet_tensor_info *ti = &plan->tensors[t];
+            const float *x = block + k * plan->param_count + ti->offset;
+            for (size_t i = 0; i < ti->count; i++)
+                if (!isfinite(x[i]))
+                    return poet_error_set(status,
+                                          "%s: member %d %s/%s holds a non-finite value (%g at "
+                                          "element %zu)%s",
+                                          path, j, KIND_GROUP[k], ti->name, (double)x[i], i,
+                                          consequence);
+        }
+    return POET_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -419,15 +440,20 @@ fail:
     return st;
 }
 
-/* This rank's members in member layout, with their checksums. */
-static poet_status gather_local(const poet_config *cfg, const poet_ensemble *e, member_copies *mc) {
+/* This rank's members in member layout, with their checksums; a non-finite parameter or momentum
+ * value is a numerical error naming member and tensor (`path`: the checkpoint not written). */
+static poet_status gather_local(const poet_config *cfg, const poet_ensemble *e, const char *path,
+                                member_copies *mc) {
     poet_status st = POET_OK;
     POET_TRY(copies_alloc(cfg, e, mc));
     for (int i = 0; i < e->n_local; i++) {
-        size_t count = member_count(e, cfg, e->local_ids[i]);
+        int j = e->local_ids[i];
+        size_t count = member_count(e, cfg, j);
         float *block = mc->data + mc->offset[i];
         poet_ensemble_member_get(e, i, e->params, block);
         poet_ensemble_member_get(e, i, e->velocity, block + count);
+        POET_TRY(check_finite(&e->plans[cfg->member_arch[j]], block, j, POET_ERR_NUMERIC, path,
+                              "; checkpoint not written"));
         mc->crc[i] = checksum_floats(block, KINDS * count);
     }
 fail:
@@ -452,7 +478,7 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
     if (st == POET_OK && rank == 0)
         st = poet_fs_make_dirs(cfg->checkpoint_dir, "checkpoint directory");
     if (st == POET_OK)
-        st = gather_local(cfg, e, &mc);
+        st = gather_local(cfg, e, final, &mc);
     if (st == POET_OK && !(config_json = poet_config_to_json(cfg)))
         st = poet_error_set(POET_ERR_NOMEM, "out of memory writing the config of checkpoint %s", name);
     POET_TRY(poet_error_agree(comm, st));
@@ -496,6 +522,33 @@ static void header_free(header *h) {
     memset(h, 0, sizeof *h);
 }
 
+/* Every root number within its range, so that nothing downstream (the loss log's truncation, the
+ * training loop, placement) ever sees an iteration of -5 or a shape of 0. */
+static poet_status check_ranges(const char *path, const header *h) {
+    const poet_train_position *p = &h->pos;
+    const char *name = NULL;
+    long long value = 0, low = 0, high = 0;
+    if (p->total_iterations < 1)
+        name = "total_iterations", value = p->total_iterations, low = 1, high = LONG_MAX;
+    else if (p->iteration < 0 || p->iteration > p->total_iterations)
+        name = "iteration", value = p->iteration, high = p->total_iterations;
+    else if (p->epoch < 0 || p->epoch > p->iteration)
+        name = "epoch", value = p->epoch, high = p->iteration;
+    else if (p->position < 0 || p->position > p->iteration)
+        name = "position", value = p->position, high = p->iteration;
+    else if (h->members < 1 || h->members > POET_MAX_MEMBERS)
+        name = "members", value = h->members, low = 1, high = POET_MAX_MEMBERS;
+    else if (h->ranks_written < 1)
+        name = "ranks_written", value = h->ranks_written, low = 1, high = INT_MAX;
+    for (int d = 0; d < 3 && !name; d++)
+        if (h->input[d] < 1 || h->input[d] > 65536)
+            name = "input_shape", value = h->input[d], low = 1, high = 65536;
+    if (!name)
+        return POET_OK;
+    return poet_error_set(POET_ERR_CHECKPOINT, "%s: attribute %s is %lld, expected %lld..%lld", path,
+                          name, value, low, high);
+}
+
 /* A root attribute of `n` values (0: a scalar); missing or misshapen is a checkpoint error. */
 static poet_status root_attr(hid_t file, const char *path, const char *name, hid_t mem_type,
                              hsize_t n, void *value) {
@@ -534,6 +587,7 @@ static poet_status read_header(hid_t file, const char *path, header *h) {
     if (h->config->members != h->members)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute members is %d but the stored config has %d",
                   path, h->members, h->config->members);
+    POET_TRY(check_ranges(path, h));
 fail:
     free(json);
     if (st != POET_OK)
@@ -712,9 +766,10 @@ fail:
     return as_checkpoint_error(st, path);
 }
 
-/* Rank-local: every owned member's recomputed checksum must be the stored one. */
-static poet_status verify_local(const char *path, const poet_ensemble *e, member_copies *mc,
-                                const uint32_t *stored) {
+/* Rank-local: every owned member's recomputed checksum must be the stored one, and every value
+ * finite. */
+static poet_status verify_local(const char *path, const poet_config *cfg, const poet_ensemble *e,
+                                member_copies *mc, const uint32_t *stored) {
     for (int i = 0; i < mc->n; i++) {
         int j = e->local_ids[i];
         uint32_t crc = checksum_floats(mc->data + mc->offset[i], mc->offset[i + 1] - mc->offset[i]);
@@ -723,6 +778,10 @@ static poet_status verify_local(const char *path, const poet_ensemble *e, member
                                   "%s: member %d checksum mismatch: stored 0x%08x, computed 0x%08x "
                                   "(corrupt data)",
                                   path, j, (unsigned)stored[j], (unsigned)crc);
+        poet_status finite = check_finite(&e->plans[cfg->member_arch[j]], mc->data + mc->offset[i],
+                                          j, POET_ERR_CHECKPOINT, path, "");
+        if (finite != POET_OK)
+            return finite;
     }
     return POET_OK;
 }
@@ -744,7 +803,7 @@ poet_status poet_checkpoint_read(MPI_Comm comm, const char *path, const poet_con
     POET_TRY(poet_error_agree(comm, st));
     st = read_file(comm, path, cfg, e, &mc, stored, &read_pos);
     if (st == POET_OK)
-        st = verify_local(path, e, &mc, stored);
+        st = verify_local(path, cfg, e, &mc, stored);
     POET_TRY(poet_error_agree(comm, st));
 
     /* Only now, with every rank's members verified, does the ensemble change. */
@@ -764,7 +823,14 @@ fail:
  * Resuming
  * ------------------------------------------------------------------------------------------- */
 
-/* Rank 0: the files to try, best first: the one `latest` names, then every ckpt-*.h5 newest first. */
+/* Whether `latest` holds a plain file name, so that it can only name a file inside the checkpoint
+ * directory: no directory part, not absolute, not "." or "..". */
+static int plain_name(const char *name) {
+    return name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* Rank 0: the files to try, best first: the one `latest` names (when it is a plain file name), then
+ * every ckpt-*.h5 newest first. */
 static poet_status list_candidates(const char *dir, char (**out)[POET_PATH_MAX], int *count) {
     poet_status st = POET_OK;
     listed_file *files = NULL;
@@ -783,12 +849,14 @@ static poet_status list_candidates(const char *dir, char (**out)[POET_PATH_MAX],
     }
     POET_TRY(list_checkpoints(dir, &files, &n));
     POET_ALLOC(cand, n + 1);
-    if (latest[0]) {
-        if (latest[0] == '/')
-            snprintf(cand[total++], POET_PATH_MAX, "%s", latest);
-        else if (join_path(cand[total], POET_PATH_MAX, dir, latest, "") == POET_OK)
-            total++;
+    if (latest[0] && !plain_name(latest)) {
+        fprintf(stderr, "poet: warning: %s names '%s', not a file name inside the checkpoint "
+                        "directory; ignored\n",
+                latest_path, latest);
+        latest[0] = '\0';
     }
+    if (latest[0] && join_path(cand[total], POET_PATH_MAX, dir, latest, "") == POET_OK)
+        total++;
     for (int i = 0; i < n; i++) {
         if (latest[0] && strcmp(files[i].name, latest) == 0)
             continue;
@@ -817,10 +885,11 @@ poet_status poet_checkpoint_resume(MPI_Comm comm, const poet_config *cfg, poet_e
                                    size_t path_size) {
     poet_status st = POET_OK;
     char(*cand)[POET_PATH_MAX] = NULL;
-    int n = 0, rank;
+    int n = 0, rank, rejected = 0; /* rank 0: files that exist but do not verify */
     *found = 0;
     POET_MPI(MPI_Comm_rank(comm, &rank));
-    POET_TRY(poet_error_agree(comm, rank == 0 ? list_candidates(cfg->checkpoint_dir, &cand, &n) : POET_OK));
+    POET_TRY(poet_error_agree(comm, rank == 0 ? list_candidates(cfg->checkpoint_dir, &cand, &n)
+                                              : POET_OK));
     POET_MPI(MPI_Bcast(&n, 1, MPI_INT, 0, comm));
     for (int i = 0; i < n; i++) {
         char path[POET_PATH_MAX];
@@ -837,11 +906,22 @@ poet_status poet_checkpoint_resume(MPI_Comm comm, const poet_config *cfg, poet_e
         }
         if (read != POET_ERR_CHECKPOINT)
             POET_TRY(read);
-        if (rank == 0)
+        if (rank == 0) {
+            struct stat sb;
+            rejected += stat(path, &sb) == 0;
             fprintf(stderr, "poet: skipping %s: %s\n", path,
                     reason_without_path(poet_error_message(), path));
+        }
         poet_error_clear();
     }
+    /* Checkpoints that all fail to verify are not "no checkpoint": starting afresh would overwrite
+     * the run's log and, in time, its checkpoints. The user decides what to do with them. */
+    if (!*found && rank == 0 && rejected)
+        st = poet_error_set(POET_ERR_CHECKPOINT,
+                            "%s: none of the %d checkpoint file(s) there verifies (each reported "
+                            "above); move them aside to start afresh",
+                            cfg->checkpoint_dir, rejected);
+    POET_TRY(poet_error_agree(comm, st));
 fail:
     free(cand);
     return st;
@@ -851,7 +931,8 @@ fail:
  * Inspecting
  * ------------------------------------------------------------------------------------------- */
 
-/* One member's stored tensors (member layout) and their recomputed checksum. */
+/* One member's stored tensors (member layout) and their recomputed checksum; fails when one holds a
+ * non-finite value. */
 static poet_status inspect_member(hid_t file, const char *path, const poet_arch_plan *plan, int j,
                                   float *block, uint32_t *crc) {
     poet_status st = POET_OK;
@@ -862,6 +943,7 @@ static poet_status inspect_member(hid_t file, const char *path, const poet_arch_
                                  block + k * plan->param_count + ti->offset));
         }
     *crc = checksum_floats(block, KINDS * plan->param_count);
+    POET_TRY(check_finite(plan, block, j, POET_ERR_CHECKPOINT, path, ""));
 fail:
     return as_checkpoint_error(st, path);
 }
@@ -914,7 +996,7 @@ poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
         int ok = got == POET_OK && crc == stored[j];
         bad += !ok;
         char computed[16] = "-";
-        if (got == POET_OK)
+        if (crc || got == POET_OK)
             snprintf(computed, sizeof computed, "0x%08x", (unsigned)crc);
         fprintf(out, "%04d   %-10zu 0x%08x %-10s %-6s %s", j, plan->param_count, (unsigned)stored[j],
                 computed, ok ? "OK" : "BAD", describe);

@@ -14,7 +14,9 @@
  */
 #include "poet/losslog.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -112,7 +114,7 @@ fail:
 
 /* Opens an existing dataset and checks its rank and column count; returns its row count. */
 static poet_status open_dataset(hid_t parent, const char *group, const char *name, int width,
-                                const char *path, hid_t *out, hsize_t *rows) {
+                                const char *path, hid_t *out, hsize_t *rows, int *foreign) {
     poet_status st = POET_OK;
     hid_t space = H5I_INVALID_HID;
     hsize_t dims[2] = {0, 0};
@@ -127,11 +129,13 @@ static poet_status open_dataset(hid_t parent, const char *group, const char *nam
         POET_FAIL(POET_ERR_DATA, "%s: /%s/%s: expected %d dimension(s), found %d", path, group,
                   name, want, got);
     H5Sget_simple_extent_dims(space, dims, NULL);
-    if (width > 0 && dims[1] != (hsize_t)width)
+    if (width > 0 && dims[1] != (hsize_t)width) {
+        *foreign = 1;
         POET_FAIL(POET_ERR_DATA,
                   "%s: /%s/%s has %llu member columns but this run has %d members; the log "
                   "belongs to another ensemble",
                   path, group, name, (unsigned long long)dims[1], width);
+    }
     *rows = dims[0];
 fail:
     poet_h5_close(&space);
@@ -176,8 +180,10 @@ fail:
 }
 
 /* Opens every dataset of an existing log. T (E) is the rows every iteration (evaluation) dataset
- * has: a flush cut short could leave them uneven, and only the common prefix is complete. */
-static poet_status layout_open(hid_t file, int members, const char *path, log_layout *ds) {
+ * has: a flush cut short could leave them uneven, and only the common prefix is complete. A log of
+ * another ensemble (other member count) fails with *foreign set; any other failure means damage. */
+static poet_status layout_open(hid_t file, int members, const char *path, log_layout *ds,
+                               int *foreign) {
     poet_status st = POET_OK;
     hid_t iters = H5I_INVALID_HID, evals = H5I_INVALID_HID;
     hsize_t rows = 0;
@@ -191,7 +197,7 @@ static poet_status layout_open(hid_t file, int members, const char *path, log_la
         int matrix = c == N_ITER_COLS;
         POET_TRY(open_dataset(iters, "iterations", matrix ? "member_loss" : ITER_NAMES[c],
                               matrix ? members : 0, path, matrix ? &ds->member_loss : &ds->iter[c],
-                              &rows));
+                              &rows, foreign));
         ds->rows = c == 0 || rows < ds->rows ? rows : ds->rows;
     }
     for (int c = 0; c < N_EVAL_COLS + 2; c++) {
@@ -199,7 +205,8 @@ static poet_status layout_open(hid_t file, int members, const char *path, log_la
                            : c == N_EVAL_COLS ? "member_accuracy" : "member_nll";
         hid_t *d = c < N_EVAL_COLS ? &ds->eval[c]
                    : c == N_EVAL_COLS ? &ds->member_accuracy : &ds->member_nll;
-        POET_TRY(open_dataset(evals, "eval", name, c < N_EVAL_COLS ? 0 : members, path, d, &rows));
+        POET_TRY(open_dataset(evals, "eval", name, c < N_EVAL_COLS ? 0 : members, path, d, &rows,
+                              foreign));
         ds->eval_rows = c == 0 || rows < ds->eval_rows ? rows : ds->eval_rows;
     }
 fail:
@@ -230,7 +237,7 @@ fail:
 /* Leading rows of the int64 column `d` ([rows]) below `limit` (or equal to it, when `inclusive`).
  * Rows are appended in iteration order, so that prefix is exactly what a resumed run keeps. */
 static poet_status kept_prefix(hid_t d, hsize_t rows, long limit, int inclusive, const char *path,
-                               hsize_t *kept) {
+                               hsize_t *kept, long *last) {
     poet_status st = POET_OK;
     int64_t *values = NULL; /* [rows] */
     hid_t file_space = H5I_INVALID_HID, mem_space = H5I_INVALID_HID;
@@ -247,6 +254,7 @@ static poet_status kept_prefix(hid_t d, hsize_t rows, long limit, int inclusive,
             count++;
     }
     *kept = count;
+    *last = count ? (long)values[count - 1] : -1;
 fail:
     poet_h5_close(&mem_space);
     poet_h5_close(&file_space);
@@ -257,33 +265,64 @@ fail:
 /* Iteration rows at or past first_iteration are dropped (the resumed run writes them again);
  * evaluation rows *past* it too. An evaluation at exactly first_iteration measured the checkpointed
  * weights (train.c evaluates before it checkpoints) and the resumed run does not repeat it, so it
- * stays. Serial: see the top of the file. */
-static poet_status truncate_for_resume(const char *path, int members, long first_iteration) {
+ * stays. A log whose rows end elsewhere than just before first_iteration does not match the
+ * checkpoint: that is worth a warning (the rows are kept), not a refusal. Any failure other than a
+ * log of another ensemble sets *damaged. Serial: see the top of the file. */
+static poet_status truncate_for_resume(const char *path, int members, long first_iteration,
+                                       int *damaged) {
     poet_status st = POET_OK;
     hid_t file = H5I_INVALID_HID;
     log_layout ds;
     hsize_t keep = 0, keep_eval = 0;
+    long last = -1, last_eval = -1;
+    int foreign = 0;
     layout_init(&ds);
     file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (file < 0)
         POET_FAIL(POET_ERR_DATA, "%s: cannot reopen the loss log to resume it (damaged or not "
                                  "HDF5?): %s",
                   path, poet_hdf5_error_string());
-    POET_TRY(layout_open(file, members, path, &ds));
-    POET_TRY(kept_prefix(ds.iter[COL_ITERATION], ds.rows, first_iteration, 0, path, &keep));
-    POET_TRY(kept_prefix(ds.eval[EV_ITERATION], ds.eval_rows, first_iteration, 1, path,
-                         &keep_eval));
+    POET_TRY(layout_open(file, members, path, &ds, &foreign));
+    POET_TRY(kept_prefix(ds.iter[COL_ITERATION], ds.rows, first_iteration, 0, path, &keep, &last));
+    POET_TRY(kept_prefix(ds.eval[EV_ITERATION], ds.eval_rows, first_iteration, 1, path, &keep_eval,
+                         &last_eval));
+    if (last != first_iteration - 1)
+        fprintf(stderr,
+                "poet: warning: %s: the log's iterations end at %ld but the checkpoint resumes at "
+                "iteration %ld: the log does not match the checkpoint (rows kept as they are)\n",
+                path, last, first_iteration);
     POET_TRY(layout_set_rows(&ds, keep, keep_eval, members, path));
 fail:
     layout_close(&ds);
     if (poet_h5_close(&file) < 0 && st == POET_OK)
         st = poet_error_set(POET_ERR_HDF5, "%s: cannot close the loss log after truncating it: %s",
                             path, poet_hdf5_error_string());
+    *damaged = st != POET_OK && !foreign;
     return st;
 }
 
+/* Rank 0: renames a damaged log to the first free <path>.damaged-<n>, so that nothing in it is lost
+ * and a new log can take its place. */
+static poet_status move_aside(const char *path, char *moved, size_t size) {
+    struct stat sb;
+    for (int n = 1; n < 10000; n++) {
+        if (snprintf(moved, size, "%s.damaged-%d", path, n) >= (int)size)
+            break;
+        if (stat(moved, &sb) != 0 && errno == ENOENT) {
+            if (rename(path, moved) != 0)
+                return poet_error_set(POET_ERR_IO, "%s: cannot move the damaged loss log aside to "
+                                                   "%s: %s",
+                                      path, moved, strerror(errno));
+            return POET_OK;
+        }
+    }
+    return poet_error_set(POET_ERR_IO, "%s: no free name to move the damaged loss log aside", path);
+}
+
 /* Rank 0 prepares a resumed log (or finds none); every rank learns the outcome, and on failure
- * rank 0's status and message, so that all ranks fail alike. */
+ * rank 0's status and message, so that all ranks fail alike. A damaged log (not HDF5, truncated,
+ * datasets missing or unreadable) is moved aside with a warning and a new log continues from
+ * first_iteration; a log of another ensemble stays an error. */
 static poet_status prepare_resume(poet_losslog *log, long first_iteration, int *exists) {
     poet_status st = POET_OK;
     struct {
@@ -292,9 +331,21 @@ static poet_status prepare_resume(poet_losslog *log, long first_iteration, int *
     } outcome = {0, POET_OK, ""};
     if (log->rank == 0) {
         struct stat sb;
+        int damaged = 0;
         outcome.exists = stat(log->path, &sb) == 0;
         if (outcome.exists)
-            outcome.status = truncate_for_resume(log->path, log->members, first_iteration);
+            outcome.status = truncate_for_resume(log->path, log->members, first_iteration, &damaged);
+        if (damaged) {
+            char moved[POET_PATH_MAX + 32], reason[sizeof outcome.message];
+            snprintf(reason, sizeof reason, "%s", poet_error_message());
+            poet_error_clear();
+            outcome.status = move_aside(log->path, moved, sizeof moved);
+            outcome.exists = 0;
+            if (outcome.status == POET_OK)
+                fprintf(stderr, "poet: warning: the loss log is damaged (%s); moved it aside to %s "
+                                "and starting a new log at iteration %ld\n",
+                        reason, moved, first_iteration);
+        }
         if (outcome.status != POET_OK)
             snprintf(outcome.message, sizeof outcome.message, "%s", poet_error_message());
     }
@@ -385,7 +436,7 @@ poet_status poet_losslog_open(MPI_Comm comm, const char *path, const poet_config
                               const poet_ensemble *e, long first_iteration, poet_losslog **out) {
     poet_status st = POET_OK;
     poet_losslog *log = NULL;
-    int exists = 0, ranks = 1;
+    int exists = 0, ranks = 1, foreign = 0;
     *out = NULL;
     poet_h5_quiet();
     POET_ALLOC(log, 1);
@@ -407,7 +458,7 @@ poet_status poet_losslog_open(MPI_Comm comm, const char *path, const poet_config
         POET_TRY(prepare_resume(log, first_iteration, &exists));
     POET_TRY(open_file(log, exists));
     if (exists)
-        POET_TRY(layout_open(log->file, log->members, log->path, &log->ds));
+        POET_TRY(layout_open(log->file, log->members, log->path, &log->ds, &foreign));
     else
         POET_TRY(layout_create(log->file, log->members, log->path, &log->ds));
     POET_TRY(write_root_attributes(log, cfg, ranks, !exists));
