@@ -249,21 +249,46 @@ fail:
     return st;
 }
 
-/* Collective: creates one tensor's dataset; the owner (data != NULL) writes it, the others join
- * the collective transfer with an empty selection. */
-static poet_status write_tensor(hid_t group, hid_t dcpl, hid_t dxpl, const poet_tensor_info *t,
-                                const float *data) {
+/* What every collective write step needs: the ranks, the file being written and the property
+ * lists. */
+typedef struct {
+    MPI_Comm comm;
+    const char *path; /* the .tmp file */
+    hid_t gcpl, dcpl, dxpl;
+} writer;
+
+/* Every rank's outcome of one collective transfer (`written`, with `err` the errno right after
+ * it). A full disk fails only the ranks whose part lands past the end of the space; they must not
+ * go on to a collective call the others are not in, so all agree here and fail together with one
+ * I/O error naming the file, the object and the cause. */
+static poet_status agree_write(const writer *w, herr_t written, int err, const char *object) {
+    poet_status st = POET_OK;
+    if (written < 0)
+        st = poet_error_set(POET_ERR_IO, "%s: cannot write %s: %s", w->path, object,
+                            poet_fs_write_cause(w->path, err, poet_hdf5_error_string()));
+    return poet_error_agree(w->comm, st);
+}
+
+/* Collective: creates one tensor's dataset in group `where`; the owner (data != NULL) writes it,
+ * the others join the collective transfer with an empty selection. */
+static poet_status write_tensor(const writer *w, hid_t group, const char *where,
+                                const poet_tensor_info *t, const float *data) {
     poet_status st = POET_OK;
     hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t dims[4];
+    char object[160];
     float none = 0.0f; /* HDF5 wants a buffer even for an empty selection */
     for (int d = 0; d < t->ndims; d++)
         dims[d] = (hsize_t)t->dims[d];
     POET_H5(space = H5Screate_simple(t->ndims, dims, NULL));
-    POET_H5(dset = H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    POET_H5(dset = H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, w->dcpl,
+                              H5P_DEFAULT));
     if (!data)
         POET_H5(H5Sselect_none(space));
-    POET_H5(H5Dwrite(dset, H5T_NATIVE_FLOAT, space, space, dxpl, data ? data : &none));
+    snprintf(object, sizeof object, "%s/%s", where, t->name);
+    errno = 0;
+    herr_t written = H5Dwrite(dset, H5T_NATIVE_FLOAT, space, space, w->dxpl, data ? data : &none);
+    POET_TRY(agree_write(w, written, errno, object));
 fail:
     poet_h5_close(&dset);
     poet_h5_close(&space);
@@ -272,24 +297,24 @@ fail:
 
 /* Collective: /members/<jjjj>/ with its attributes and both tensor groups. `block` is the member's
  * [params N][momentum N] on its owner, NULL elsewhere. */
-static poet_status write_member(hid_t members, const char *path, hid_t gcpl, hid_t dcpl,
-                                hid_t dxpl, const poet_config *cfg, const poet_arch_plan *plan,
-                                int j, const float *block) {
+static poet_status write_member(const writer *w, hid_t members, const poet_config *cfg,
+                                const poet_arch_plan *plan, int j, const float *block) {
     poet_status st = POET_OK;
     hid_t group = H5I_INVALID_HID, kind_group = H5I_INVALID_HID;
-    char name[16], describe[DESCRIBE_MAX];
+    char name[16], where[64], describe[DESCRIBE_MAX];
     int arch = cfg->member_arch[j];
     snprintf(name, sizeof name, "%04d", j);
     poet_arch_describe(&cfg->archs[arch], describe, sizeof describe);
     POET_H5(group = H5Gcreate2(members, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    POET_TRY(poet_h5_attr_write_string(group, "architecture", describe, path));
-    POET_TRY(poet_h5_attr_write_int(group, "arch_index", H5T_STD_I32LE, arch, path));
+    POET_TRY(poet_h5_attr_write_string(group, "architecture", describe, w->path));
+    POET_TRY(poet_h5_attr_write_int(group, "arch_index", H5T_STD_I32LE, arch, w->path));
     for (int k = 0; k < KINDS; k++) {
-        POET_H5(kind_group = H5Gcreate2(group, KIND_GROUP[k], H5P_DEFAULT, gcpl, H5P_DEFAULT));
+        POET_H5(kind_group = H5Gcreate2(group, KIND_GROUP[k], H5P_DEFAULT, w->gcpl, H5P_DEFAULT));
+        snprintf(where, sizeof where, "/members/%s/%s", name, KIND_GROUP[k]);
         for (int t = 0; t < plan->n_tensors; t++) {
             const poet_tensor_info *ti = &plan->tensors[t];
             const float *data = block ? block + k * plan->param_count + ti->offset : NULL;
-            POET_TRY(write_tensor(kind_group, dcpl, dxpl, ti, data));
+            POET_TRY(write_tensor(w, kind_group, where, ti, data));
         }
         poet_h5_close(&kind_group);
     }
@@ -313,8 +338,8 @@ fail:
 }
 
 /* Collective: /checksums [M] uint32, each rank writing its members' entries. */
-static poet_status write_checksums(hid_t file, hid_t dxpl, const poet_ensemble *e, int members,
-                                   const member_copies *mc) {
+static poet_status write_checksums(const writer *w, hid_t file, const poet_ensemble *e,
+                                   int members, const member_copies *mc) {
     poet_status st = POET_OK;
     hid_t file_space = H5I_INVALID_HID, mem_space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t m = (hsize_t)members, n = (hsize_t)(mc->n ? mc->n : 1);
@@ -326,7 +351,10 @@ static poet_status write_checksums(hid_t file, hid_t dxpl, const poet_ensemble *
     POET_H5(mem_space = H5Screate_simple(1, &n, NULL));
     if (!mc->n)
         POET_H5(H5Sselect_none(mem_space));
-    POET_H5(H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, dxpl, mc->n ? mc->crc : &none));
+    errno = 0;
+    herr_t written = H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, w->dxpl,
+                              mc->n ? mc->crc : &none);
+    POET_TRY(agree_write(w, written, errno, "/checksums"));
 fail:
     poet_h5_close(&dset);
     poet_h5_close(&mem_space);
@@ -334,25 +362,32 @@ fail:
     return st;
 }
 
-/* Collective: creates `tmp` and writes everything into it, then flushes and closes it. */
+/* Collective: creates `tmp` and writes everything into it, then flushes and closes it. A failure
+ * on any rank is agreed before the file is closed (closing is collective too); the ranks then
+ * empty the partial file first, so that on a full disk closing it finds room for its metadata. */
 static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config *cfg,
                               const poet_ensemble *e, const poet_train_position *pos,
                               const member_copies *mc, const char *config_json) {
     poet_status st = POET_OK;
-    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, dxpl = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, gcpl = H5I_INVALID_HID, members = H5I_INVALID_HID;
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, members = H5I_INVALID_HID;
+    writer w = {comm, tmp, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
+    int rank = 0;
+    POET_MPI(MPI_Comm_rank(comm, &rank));
     POET_H5(fapl = H5Pcreate(H5P_FILE_ACCESS));
     POET_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
+    errno = 0;
     file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (file < 0)
-        POET_FAIL(POET_ERR_IO, "cannot create checkpoint %s: %s", tmp, poet_hdf5_error_string());
-    POET_H5(dxpl = H5Pcreate(H5P_DATASET_XFER));
-    POET_H5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE));
+        POET_FAIL(POET_ERR_IO, "cannot create checkpoint %s: %s", tmp,
+                  poet_fs_write_cause(tmp, errno, poet_hdf5_error_string()));
+    POET_H5(w.dxpl = H5Pcreate(H5P_DATASET_XFER));
+    POET_H5(H5Pset_dxpl_mpio(w.dxpl, H5FD_MPIO_COLLECTIVE));
     /* Every element is written, so HDF5 need not write fill values first. */
-    POET_H5(dcpl = H5Pcreate(H5P_DATASET_CREATE));
-    POET_H5(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER));
+    POET_H5(w.dcpl = H5Pcreate(H5P_DATASET_CREATE));
+    POET_H5(H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER));
     /* Tensor groups remember creation (= member layout) order, so h5py iterates them that way. */
-    POET_H5(gcpl = H5Pcreate(H5P_GROUP_CREATE));
-    POET_H5(H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED));
+    POET_H5(w.gcpl = H5Pcreate(H5P_GROUP_CREATE));
+    POET_H5(H5Pset_link_creation_order(w.gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED));
 
     POET_TRY(write_root_attributes(file, tmp, cfg, e, pos, config_json));
     POET_H5(members = H5Gcreate2(file, "members", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
@@ -361,19 +396,28 @@ static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config 
         const float *block = NULL;
         if (local < mc->n && e->local_ids[local] == j)
             block = mc->data + mc->offset[local++];
-        POET_TRY(write_member(members, tmp, gcpl, dcpl, dxpl, cfg, &e->plans[cfg->member_arch[j]], j,
-                              block));
+        POET_TRY(write_member(&w, members, cfg, &e->plans[cfg->member_arch[j]], j, block));
     }
-    POET_TRY(write_checksums(file, dxpl, e, cfg->members, mc));
-    POET_H5(H5Fflush(file, H5F_SCOPE_GLOBAL));
+    POET_TRY(write_checksums(&w, file, e, cfg->members, mc));
+    POET_TRY(poet_error_agree(comm, rank == 0 ? poet_fs_check_room(tmp, "the checkpoint") : POET_OK));
+    errno = 0;
+    herr_t flushed = H5Fflush(file, H5F_SCOPE_GLOBAL);
+    POET_TRY(agree_write(&w, flushed, errno, "the file's metadata"));
 fail:
+    st = poet_error_agree(comm, st);
+    if (st != POET_OK && file >= 0) {
+        if (rank == 0 && truncate(tmp, 0) != 0)
+            fprintf(stderr, "poet: warning: cannot empty %s: %s\n", tmp, strerror(errno));
+        MPI_Barrier(comm);
+    }
     poet_h5_close(&members);
-    poet_h5_close(&gcpl);
-    poet_h5_close(&dcpl);
-    poet_h5_close(&dxpl);
+    poet_h5_close(&w.gcpl);
+    poet_h5_close(&w.dcpl);
+    poet_h5_close(&w.dxpl);
+    errno = 0;
     if (poet_h5_close(&file) < 0 && st == POET_OK)
-        st = poet_error_set(POET_ERR_HDF5, "closing checkpoint %s failed: %s", tmp,
-                            poet_hdf5_error_string());
+        st = poet_error_set(POET_ERR_IO, "%s: cannot close checkpoint: %s", tmp,
+                            poet_fs_write_cause(tmp, errno, poet_hdf5_error_string()));
     poet_h5_close(&fapl);
     return st;
 }
@@ -460,6 +504,27 @@ fail:
     return st;
 }
 
+/* Rank 0: the file system must have room for the whole checkpoint (the older ones stay until it is
+ * published) where it tells its free space: refusing beforehand is clean, while a write that runs
+ * out of space mid-way fails inside the collective transfers. The estimate is the tensors' bytes
+ * plus the config and a margin for HDF5's metadata (measured: ~35 KiB for 4 members). */
+static poet_status check_space(const poet_config *cfg, const poet_ensemble *e, const char *final,
+                               const char *config_json) {
+    long long need = 64 * 1024 + 2 * (long long)strlen(config_json);
+    for (int j = 0; j < cfg->members; j++)
+        need += (long long)(KINDS * member_count(e, cfg, j) * sizeof(float)) + 8192;
+    const char *skip = getenv("POET_SKIP_SPACE_CHECK"); /* tests: run into a full disk instead */
+    if (skip && strcmp(skip, "1") == 0)
+        return POET_OK;
+    long long left = poet_fs_free_bytes(cfg->checkpoint_dir);
+    if (left >= 0 && left < need)
+        return poet_error_set(POET_ERR_IO,
+                              "%s: not enough free space for the checkpoint: it needs about %lld "
+                              "bytes, %lld are left (No space left on device)",
+                              final, need, left);
+    return POET_OK;
+}
+
 poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const poet_ensemble *e,
                                   const poet_train_position *pos, char *path_out, size_t path_size) {
     poet_status st = POET_OK;
@@ -481,10 +546,15 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
         st = gather_local(cfg, e, final, &mc);
     if (st == POET_OK && !(config_json = poet_config_to_json(cfg)))
         st = poet_error_set(POET_ERR_NOMEM, "out of memory writing the config of checkpoint %s", name);
+    if (st == POET_OK && rank == 0)
+        st = check_space(cfg, e, final, config_json);
     POET_TRY(poet_error_agree(comm, st));
 
     written = 1;
-    POET_TRY(poet_error_agree(comm, write_file(comm, tmp, cfg, e, pos, &mc, config_json)));
+    poet_h5_watch_arm("writing checkpoint", tmp, tmp);
+    st = poet_error_agree(comm, write_file(comm, tmp, cfg, e, pos, &mc, config_json));
+    poet_h5_watch_disarm();
+    POET_TRY(st);
     POET_TRY(poet_error_agree(comm, rank == 0 ? publish(cfg, tmp, final, name) : POET_OK));
     if (path_out && path_size)
         snprintf(path_out, path_size, "%s", final);

@@ -2,9 +2,15 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include "poet/h5util.h"
 
+#include "poet/fsutil.h"
+
+#include <mpi.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Walks HDF5's error stack and keeps the innermost description: the most specific cause. */
 static herr_t keep_innermost(unsigned n, const H5E_error2_t *err, void *data) {
@@ -168,4 +174,86 @@ fail:
     poet_h5_close(&stored);
     poet_h5_close(&attr);
     return st;
+}
+
+/* ---- the I/O watchdog -------------------------------------------------------------------------- */
+
+#define WATCH_DEFAULT_SECONDS 120
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int started, armed, rank;
+    long seconds;            /* POET_IO_TIMEOUT; 0 = off */
+    struct timespec deadline; /* CLOCK_REALTIME, as pthread_cond_timedwait wants */
+    char what[128], path[1024], remove[1024];
+} watch = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, -1, {0, 0}, "", "", ""};
+
+/* Stuck inside a collective: the main thread cannot be reached, so this thread reports and ends
+ * the whole job (MPI_Abort is the one MPI call it makes). */
+static void watch_fire(void) {
+    const char *cause = poet_fs_write_cause(watch.path, 0, "cause unknown");
+    fprintf(stderr, "poet: rank %d: no progress for %ld s while %s %s (%s; a collective HDF5/MPI-IO "
+                    "operation is stuck after a failed write, POET_IO_TIMEOUT sets the limit); "
+                    "aborting\n",
+            watch.rank, watch.seconds, watch.what, watch.path, cause);
+    fflush(stderr);
+    if (watch.remove[0])
+        unlink(watch.remove);
+    MPI_Abort(MPI_COMM_WORLD, POET_ERR_IO);
+    _exit(POET_ERR_IO);
+}
+
+static void *watch_thread(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&watch.lock);
+    for (;;) {
+        while (!watch.armed)
+            pthread_cond_wait(&watch.changed, &watch.lock);
+        struct timespec deadline = watch.deadline;
+        if (pthread_cond_timedwait(&watch.changed, &watch.lock, &deadline) != 0 && watch.armed &&
+            deadline.tv_sec == watch.deadline.tv_sec && deadline.tv_nsec == watch.deadline.tv_nsec)
+            watch_fire();
+    }
+    return NULL;
+}
+
+void poet_h5_watch_arm(const char *what, const char *path, const char *remove) {
+    pthread_mutex_lock(&watch.lock);
+    if (watch.seconds < 0) {
+        const char *env = getenv("POET_IO_TIMEOUT");
+        char *end = NULL;
+        watch.seconds = env && *env ? strtol(env, &end, 10) : WATCH_DEFAULT_SECONDS;
+        if (watch.seconds < 0 || (end && *end))
+            watch.seconds = WATCH_DEFAULT_SECONDS;
+        int initialized = 0;
+        MPI_Initialized(&initialized);
+        if (initialized)
+            MPI_Comm_rank(MPI_COMM_WORLD, &watch.rank);
+    }
+    if (watch.seconds > 0 && !watch.started) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        watch.started = pthread_create(&thread, &attr, watch_thread, NULL) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (watch.started) {
+        snprintf(watch.what, sizeof watch.what, "%s", what);
+        snprintf(watch.path, sizeof watch.path, "%s", path);
+        snprintf(watch.remove, sizeof watch.remove, "%s", remove ? remove : "");
+        clock_gettime(CLOCK_REALTIME, &watch.deadline);
+        watch.deadline.tv_sec += watch.seconds;
+        watch.armed = 1;
+        pthread_cond_broadcast(&watch.changed);
+    }
+    pthread_mutex_unlock(&watch.lock);
+}
+
+void poet_h5_watch_disarm(void) {
+    pthread_mutex_lock(&watch.lock);
+    watch.armed = 0;
+    pthread_cond_broadcast(&watch.changed);
+    pthread_mutex_unlock(&watch.lock);
 }

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "poet/fsutil.h"
 #include "poet/h5util.h"
 
 #define LOSSLOG_FORMAT_VERSION 1
@@ -62,6 +63,7 @@ struct poet_losslog {
     double *local_loss;          /* [capacity, n_local], columns in ascending global id order */
     int eval_buffered, eval_capacity;
     poet_eval_result *evals;     /* [eval_capacity] */
+    int failed; /* a write failed: nothing more is written, rows already flushed stay as they are */
 };
 
 /* ---- small HDF5 helpers ---------------------------------------------------------------------- */
@@ -357,6 +359,19 @@ fail:
     return st;
 }
 
+/* Every rank's outcome of one collective write (`err`: errno right after it). A full disk fails
+ * only some ranks; all agree before any goes on to the next collective call, and fail together
+ * with one I/O error naming the log and the cause. A failed log stays failed (see poet_losslog). */
+static poet_status agree_write(poet_losslog *log, herr_t written, int err, const char *what) {
+    poet_status st = POET_OK;
+    if (written < 0)
+        st = poet_error_set(POET_ERR_IO, "%s: cannot write %s: %s", log->path, what,
+                            poet_fs_write_cause(log->path, err, poet_hdf5_error_string()));
+    st = poet_error_agree(log->comm, st);
+    log->failed = log->failed || st != POET_OK;
+    return st;
+}
+
 /* ---- opening --------------------------------------------------------------------------------- */
 
 /* The run's identity on the root: every rank writes the same values (attributes are metadata, so
@@ -462,7 +477,12 @@ poet_status poet_losslog_open(MPI_Comm comm, const char *path, const poet_config
     else
         POET_TRY(layout_create(log->file, log->members, log->path, &log->ds));
     POET_TRY(write_root_attributes(log, cfg, ranks, !exists));
-    POET_H5(H5Fflush(log->file, H5F_SCOPE_GLOBAL));
+    poet_h5_watch_arm("opening the loss log", log->path, NULL);
+    errno = 0;
+    herr_t flushed = H5Fflush(log->file, H5F_SCOPE_GLOBAL);
+    st = agree_write(log, flushed, errno, "the log's metadata");
+    poet_h5_watch_disarm();
+    POET_TRY(st);
     *out = log;
     return POET_OK;
 fail:
@@ -490,9 +510,9 @@ static poet_status write_column(poet_losslog *log, hid_t d, hid_t type, hsize_t 
         POET_H5(H5Sselect_none(file_space));
         POET_H5(H5Sselect_none(mem_space));
     }
-    if (H5Dwrite(d, type, mem_space, file_space, log->dxpl, values) < 0)
-        POET_FAIL(POET_ERR_HDF5, "%s: cannot write %llu log rows: %s", log->path,
-                  (unsigned long long)n, poet_hdf5_error_string());
+    errno = 0;
+    herr_t written = H5Dwrite(d, type, mem_space, file_space, log->dxpl, values);
+    POET_TRY(agree_write(log, written, errno, "log rows"));
 fail:
     poet_h5_close(&mem_space);
     poet_h5_close(&file_space);
@@ -521,9 +541,9 @@ static poet_status write_columns(poet_losslog *log, hid_t d, hsize_t start, hsiz
         POET_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_OR, offset, NULL, block, NULL));
         i += run;
     }
-    if (H5Dwrite(d, H5T_NATIVE_DOUBLE, mem_space, file_space, log->dxpl, values) < 0)
-        POET_FAIL(POET_ERR_HDF5, "%s: cannot write %llu rows of member columns: %s", log->path,
-                  (unsigned long long)n, poet_hdf5_error_string());
+    errno = 0;
+    herr_t written = H5Dwrite(d, H5T_NATIVE_DOUBLE, mem_space, file_space, log->dxpl, values);
+    POET_TRY(agree_write(log, written, errno, "member columns"));
 fail:
     poet_h5_close(&mem_space);
     poet_h5_close(&file_space);
@@ -627,9 +647,12 @@ fail:
 poet_status poet_losslog_flush(poet_losslog *log) {
     poet_status st = POET_OK;
     double *scratch = NULL; /* [max(n, eval n)] one column at a time */
+    if (log->failed)
+        return poet_error_set(POET_ERR_IO, "%s: an earlier write to the loss log failed", log->path);
     POET_TRY(check_same_rows(log));
     if (log->buffered == 0 && log->eval_buffered == 0)
         return POET_OK;
+    poet_h5_watch_arm("writing the loss log", log->path, NULL);
     POET_ALLOC(scratch, log->buffered > log->eval_buffered ? log->buffered : log->eval_buffered);
     if (log->buffered)
         POET_TRY(flush_iterations(log, scratch));
@@ -637,8 +660,15 @@ poet_status poet_losslog_flush(poet_losslog *log) {
         POET_TRY(flush_evals(log, scratch));
     /* Global flush: the superblock, object headers and chunk indexes on disk now describe every
      * row written, so a run killed before the next flush leaves a readable log. */
-    POET_H5(H5Fflush(log->file, H5F_SCOPE_GLOBAL));
+    st = poet_error_agree(log->comm, log->rank == 0 ? poet_fs_check_room(log->path, "log rows")
+                                                    : POET_OK);
+    log->failed = log->failed || st != POET_OK;
+    POET_TRY(st);
+    errno = 0;
+    herr_t flushed = H5Fflush(log->file, H5F_SCOPE_GLOBAL);
+    POET_TRY(agree_write(log, flushed, errno, "the log's metadata"));
 fail:
+    poet_h5_watch_disarm();
     free(scratch);
     return st;
 }
@@ -674,13 +704,17 @@ poet_status poet_losslog_close(poet_losslog *log) {
     poet_status st = POET_OK;
     if (!log)
         return POET_OK;
-    if (log->file > 0 && (log->buffered || log->eval_buffered))
+    if (log->file > 0 && !log->failed && (log->buffered || log->eval_buffered))
         st = poet_losslog_flush(log);
+    poet_h5_watch_arm("closing the loss log", log->path, NULL);
     layout_close(&log->ds);
+    errno = 0;
     if (poet_h5_close(&log->file) < 0 && st == POET_OK)
-        st = poet_error_set(POET_ERR_HDF5, "%s: cannot close the loss log: %s", log->path,
-                            poet_hdf5_error_string());
+        st = poet_error_set(POET_ERR_IO, "%s: cannot close the loss log: %s", log->path,
+                            poet_fs_write_cause(log->path, errno, poet_hdf5_error_string()));
+    poet_h5_watch_disarm();
     poet_h5_close(&log->dxpl);
+    st = poet_error_agree(log->comm, st); /* closing is collective: every rank gets here */
     free(log->recs);
     free(log->local_loss);
     free(log->evals);

@@ -68,4 +68,13 @@ poet_status poet_h5_attr_read(hid_t obj, const char *name, hid_t mem_type, hsize
 poet_status poet_h5_attr_read_string(hid_t obj, const char *name, char **out, poet_status bad,
                                      const char *path, const char *where);
 
+/* The I/O watchdog. A failed write on one rank can leave the others inside a collective of
+ * parallel HDF5 or MPI-IO that never returns (each rank in a different one, deaf to signals). Code
+ * that does collective file I/O arms the watchdog around it; when it is not disarmed within
+ * POET_IO_TIMEOUT seconds (environment; default 120, 0 = off) a thread prints one line naming
+ * `what`, `path` and the rank, removes `remove` (a temporary file; NULL for none) and ends the job
+ * with MPI_Abort(POET_ERR_IO): a clear I/O error instead of an endless spin. Arming again re-arms. */
+void poet_h5_watch_arm(const char *what, const char *path, const char *remove);
+void poet_h5_watch_disarm(void);
+
 #endif
