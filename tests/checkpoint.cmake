@@ -22,7 +22,7 @@ poet_add_mpi_test(checkpoint_nonfinite_mpi3 3 $<TARGET_FILE:test_checkpoint> non
 set_tests_properties(checkpoint_nonfinite checkpoint_nonfinite_mpi3 PROPERTIES TIMEOUT 120)
 
 # A full disk (issue 17): exit 5 with the cause, no .tmp left, earlier checkpoints and log rows
-# intact, on 1 and 3 ranks; root only (mounts a tmpfs), skipped (77) otherwise. POET_IO_TIMEOUT=30
+# intact, on 1 and 3 ranks; root only (mounts a tmpfs), skipped (77) otherwise. POET_IO_TIMEOUT=20
 # bounds a stuck collective, the TIMEOUT the whole test.
 foreach(case checkpoints:1 checkpoints:3 midwrite:1 midwrite:3 log:1 log:3)
   string(REPLACE ":" ";" parts ${case})

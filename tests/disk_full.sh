@@ -19,7 +19,7 @@ rm -rf "$work" && mkdir -p "$mnt" "$work/ckpt"
 mount -t tmpfs -o size=1700k tmpfs "$mnt" || { echo "skipped: cannot mount a tmpfs here"; exit 77; }
 trap 'umount "$mnt" 2>/dev/null' EXIT
 
-export POET_IO_TIMEOUT=30 POET_SKIP_SPACE_CHECK=0
+export POET_IO_TIMEOUT=20 POET_SKIP_SPACE_CHECK=0
 [ "$where" = midwrite ] && POET_SKIP_SPACE_CHECK=1
 ckpt=$mnt/run log=$mnt/run/log.h5
 if [ "$where" = log ]; then ckpt=$work/ckpt; log=$mnt/log.h5; fi
