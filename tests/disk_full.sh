@@ -18,6 +18,7 @@ umount "$mnt" 2>/dev/null
 rm -rf "$work" && mkdir -p "$mnt" "$work/ckpt"
 mount -t tmpfs -o size=1700k tmpfs "$mnt" || { echo "skipped: cannot mount a tmpfs here"; exit 77; }
 trap 'umount "$mnt" 2>/dev/null' EXIT
+trap 'exit 1' INT TERM
 
 export POET_IO_TIMEOUT=20 POET_SKIP_SPACE_CHECK=0
 [ "$where" = midwrite ] && POET_SKIP_SPACE_CHECK=1
