@@ -243,7 +243,8 @@ static poet_status write_root_attributes(hid_t file, const char *path, const poe
     POET_TRY(poet_h5_attr_write_string(file, "rng", RNG_DESCRIPTION, path));
     POET_TRY(poet_h5_attr_write_int(file, "members", H5T_STD_I32LE, cfg->members, path));
     POET_TRY(poet_h5_attr_write_int(file, "ranks_written", H5T_STD_I32LE, e->ranks, path));
-    POET_TRY(poet_h5_attr_write(file, "input_shape", H5T_STD_I32LE, H5T_NATIVE_INT, 3, input, path));
+    POET_TRY(poet_h5_attr_write(file, "input_shape", H5T_STD_I32LE, H5T_NATIVE_INT, 3, input,
+                                path));
     POET_TRY(poet_h5_attr_write_string(file, "config", config_json, path));
 fail:
     return st;
@@ -399,7 +400,8 @@ static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config 
         POET_TRY(write_member(&w, members, cfg, &e->plans[cfg->member_arch[j]], j, block));
     }
     POET_TRY(write_checksums(&w, file, e, cfg->members, mc));
-    POET_TRY(poet_error_agree(comm, rank == 0 ? poet_fs_check_room(tmp, "the checkpoint") : POET_OK));
+    POET_TRY(poet_error_agree(comm, rank == 0 ? poet_fs_check_room(tmp, "the checkpoint")
+                                              : POET_OK));
     errno = 0;
     herr_t flushed = H5Fflush(file, H5F_SCOPE_GLOBAL);
     POET_TRY(agree_write(&w, flushed, errno, "the file's metadata"));
@@ -615,8 +617,8 @@ static poet_status check_ranges(const char *path, const header *h) {
             name = "input_shape", value = h->input[d], low = 1, high = 65536;
     if (!name)
         return POET_OK;
-    return poet_error_set(POET_ERR_CHECKPOINT, "%s: attribute %s is %lld, expected %lld..%lld", path,
-                          name, value, low, high);
+    return poet_error_set(POET_ERR_CHECKPOINT, "%s: attribute %s is %lld, expected %lld..%lld",
+                          path, name, value, low, high);
 }
 
 /* A root attribute of `n` values (0: a scalar); missing or misshapen is a checkpoint error. */

@@ -177,7 +177,7 @@ fail:
     return st;
 }
 
-/* ---- the I/O watchdog -------------------------------------------------------------------------- */
+/* ---- the I/O watchdog ------------------------------------------------------------------------ */
 
 #define WATCH_DEFAULT_SECONDS 120
 
@@ -194,9 +194,9 @@ static struct {
  * the whole job (MPI_Abort is the one MPI call it makes). */
 static void watch_fire(void) {
     const char *cause = poet_fs_write_cause(watch.path, 0, "cause unknown");
-    fprintf(stderr, "poet: rank %d: no progress for %ld s while %s %s (%s; a collective HDF5/MPI-IO "
-                    "operation is stuck after a failed write, POET_IO_TIMEOUT sets the limit); "
-                    "aborting\n",
+    fprintf(stderr, "poet: rank %d: no progress for %ld s while %s %s (%s; a collective "
+                    "HDF5/MPI-IO operation is stuck after a failed write, POET_IO_TIMEOUT sets the "
+                    "limit); aborting\n",
             watch.rank, watch.seconds, watch.what, watch.path, cause);
     fflush(stderr);
     if (watch.remove[0])

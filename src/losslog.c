@@ -336,7 +336,8 @@ static poet_status prepare_resume(poet_losslog *log, long first_iteration, int *
         int damaged = 0;
         outcome.exists = stat(log->path, &sb) == 0;
         if (outcome.exists)
-            outcome.status = truncate_for_resume(log->path, log->members, first_iteration, &damaged);
+            outcome.status =
+                truncate_for_resume(log->path, log->members, first_iteration, &damaged);
         if (damaged) {
             char moved[POET_PATH_MAX + 32], reason[sizeof outcome.message];
             snprintf(reason, sizeof reason, "%s", poet_error_message());
@@ -648,7 +649,8 @@ poet_status poet_losslog_flush(poet_losslog *log) {
     poet_status st = POET_OK;
     double *scratch = NULL; /* [max(n, eval n)] one column at a time */
     if (log->failed)
-        return poet_error_set(POET_ERR_IO, "%s: an earlier write to the loss log failed", log->path);
+        return poet_error_set(POET_ERR_IO, "%s: an earlier write to the loss log failed",
+                              log->path);
     POET_TRY(check_same_rows(log));
     if (log->buffered == 0 && log->eval_buffered == 0)
         return POET_OK;

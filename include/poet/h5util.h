@@ -2,8 +2,8 @@
  * attributes. Used by the checkpoint, the loss log and `poet report`.
  *
  * Handles: every hid_t starts as H5I_INVALID_HID and is released with poet_h5_close(&id) in the
- * function's one `fail:` block (reverse order of acquisition), which closes by the handle's kind and
- * resets it, so closing twice or closing what was never opened is harmless.
+ * function's one `fail:` block (reverse order of acquisition), which closes by the handle's kind
+ * and resets it, so closing twice or closing what was never opened is harmless.
  *
  * Messages: poet's messages say what failed; HDF5's automatic printing of its error stack is
  * silenced once, by poet_h5_quiet(), and the stack's innermost description is read back into our
@@ -73,7 +73,8 @@ poet_status poet_h5_attr_read_string(hid_t obj, const char *name, char **out, po
  * that does collective file I/O arms the watchdog around it; when it is not disarmed within
  * POET_IO_TIMEOUT seconds (environment; default 120, 0 = off) a thread prints one line naming
  * `what`, `path` and the rank, removes `remove` (a temporary file; NULL for none) and ends the job
- * with MPI_Abort(POET_ERR_IO): a clear I/O error instead of an endless spin. Arming again re-arms. */
+ * with MPI_Abort(POET_ERR_IO): a clear I/O error instead of an endless spin. Arming again
+ * re-arms. */
 void poet_h5_watch_arm(const char *what, const char *path, const char *remove);
 void poet_h5_watch_disarm(void);
 
