@@ -696,6 +696,28 @@ static poet_status check_ensemble(const char *path, const header *h, const poet_
     return POET_OK;
 }
 
+/* A member group's own attribute: arch_index must name the stored config's architecture of member
+ * j (a missing group is reported by open_tensor, by name). */
+static poet_status check_member(hid_t file, const char *path, const header *h, int j) {
+    poet_status st = POET_OK;
+    hid_t group = H5I_INVALID_HID;
+    char where[32];
+    int arch = -1;
+    snprintf(where, sizeof where, "/members/%04d", j);
+    if (H5Lexists(file, "/members", H5P_DEFAULT) <= 0 || H5Lexists(file, where, H5P_DEFAULT) <= 0)
+        return POET_OK;
+    POET_H5(group = H5Gopen2(file, where, H5P_DEFAULT));
+    POET_TRY(poet_h5_attr_read(group, "arch_index", H5T_NATIVE_INT, 0, &arch, POET_ERR_CHECKPOINT,
+                               path, where));
+    if (arch != h->config->member_arch[j])
+        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute arch_index of %s is %d, expected %d (the "
+                                       "stored config's)",
+                  path, where, arch, h->config->member_arch[j]);
+fail:
+    poet_h5_close(&group);
+    return st;
+}
+
 /* Opens dataset /members/<jjjj>/<kind>/<tensor>, checking each level exists and the shape is the
  * plan's, so a damaged file is reported by name rather than by an HDF5 stack. */
 static poet_status open_tensor(hid_t file, const char *path, int j, int kind,
@@ -821,6 +843,7 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
         float *block = NULL;
         if (local < mc->n && e->local_ids[local] == j)
             block = mc->data + mc->offset[local++];
+        POET_TRY(check_member(file, path, &h, j));
         for (int k = 0; k < KINDS; k++)
             for (int t = 0; t < plan->n_tensors; t++) {
                 const poet_tensor_info *ti = &plan->tensors[t];
@@ -1062,7 +1085,9 @@ poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
         char describe[DESCRIBE_MAX];
         uint32_t crc = 0;
         poet_arch_describe(&c->archs[c->member_arch[j]], describe, sizeof describe);
-        poet_status got = inspect_member(file, path, plan, j, block, &crc);
+        poet_status got = as_checkpoint_error(check_member(file, path, &h, j), path);
+        if (got == POET_OK)
+            got = inspect_member(file, path, plan, j, block, &crc);
         if (got != POET_OK && got != POET_ERR_CHECKPOINT)
             POET_TRY(got);
         int ok = got == POET_OK && crc == stored[j];

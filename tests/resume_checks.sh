@@ -7,7 +7,8 @@
 #   bad_checkpoint  a checkpoint whose iteration attribute is -5 is refused by --resume-from with a
 #                 checkpoint error (10) before anything is modified, and skipped by --resume (which
 #                 continues from the previous one); `latest` naming a path outside the directory is
-#                 ignored with a warning; a log that does not reach the checkpoint is warned about
+#                 ignored with a warning; a log that does not reach the checkpoint is warned about;
+#                 a member's arch_index out of range is refused by inspect and --resume-from
 #   damaged_log   a log.h5 that is not HDF5 any more is moved aside (kept, named in a warning) and
 #                 a new log continues from the checkpoint
 # Needs Debian's python3 with h5py to edit checkpoints; exits 77 (skipped) without it.
@@ -80,6 +81,18 @@ PY
   [ $code = 0 ] || fail "resume with a short log exited $code"
   grep -q "the log's iterations end at 29 but the checkpoint resumes at iteration 40" "$work/out" ||
     fail "no warning about the log not matching the checkpoint"
+  # A member attribute out of range: refused by read and by inspect.
+  cp "$dir/ckpt-00000040.h5" "$work/arch.h5"
+  $py -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f['members/0002'].attrs.modify('arch_index', 7)" \
+    "$work/arch.h5"
+  "$poet" inspect "$work/arch.h5" >"$work/out" 2>&1
+  code=$?
+  cat "$work/out"
+  [ $code = 10 ] || fail "inspect of a bad arch_index exited $code, expected 10"
+  grep -q "attribute arch_index of /members/0002 is 7, expected 0" "$work/out" ||
+    fail "inspect does not name the bad arch_index"
+  train --resume-from "$work/arch.h5"
+  [ $code = 10 ] || fail "--resume-from a bad arch_index exited $code, expected 10"
   ;;
 damaged_log)
   head -c 3000 "$dir/log.h5" >"$work/cut" && mv "$work/cut" "$dir/log.h5"
