@@ -16,11 +16,13 @@
 #include "poet/checkpoint.h"
 #include "poet/fsutil.h"
 #include "poet/mpierror.h"
+#include "poet/h5util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +42,8 @@ enum { KIND_PARAMS, KIND_MOMENTUM, KINDS };
 static const char *const KIND_GROUP[KINDS] = {"params", "momentum"};
 
 /* ---------------------------------------------------------------------------------------------
- * Agreement between ranks
+ * Error messages
  * ------------------------------------------------------------------------------------------- */
-
 
 /* Replaces the recorded message by a checkpoint error "<path>: <what>: <recorded message>". */
 static poet_status recast(const char *path, const char *what) {
@@ -109,6 +110,25 @@ static uint32_t checksum_floats(const float *x, size_t n) {
         left -= chunk;
     }
     return (uint32_t)crc;
+}
+
+/* Fails with `status` naming member j's first tensor (in member layout: params, then momentum)
+ * that holds a NaN or an infinity: such weights are never published nor taken for good. */
+static poet_status check_finite(const poet_arch_plan *plan, const float *block, int j,
+                                poet_status status, const char *path, const char *consequence) {
+    for (int k = 0; k < KINDS; k++)
+        for (int t = 0; t < plan->n_tensors; t++) {
+            const poet_tensor_info *ti = &plan->tensors[t];
+            const float *x = block + k * plan->param_count + ti->offset;
+            for (size_t i = 0; i < ti->count; i++)
+                if (!isfinite(x[i]))
+                    return poet_error_set(status,
+                                          "%s: member %d %s/%s holds a non-finite value (%g at "
+                                          "element %zu)%s",
+                                          path, j, KIND_GROUP[k], ti->name, (double)x[i], i,
+                                          consequence);
+        }
+    return POET_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -203,183 +223,106 @@ fail:
 }
 
 /* ---------------------------------------------------------------------------------------------
- * HDF5 attributes
- * ------------------------------------------------------------------------------------------- */
-
-/* Writes attribute `name` of `n` values (n = 0: a scalar). Collective: same value on all ranks. */
-static poet_status put_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
-                            hsize_t n, const void *value) {
-    poet_status st = POET_OK;
-    hid_t space = -1, attr = -1;
-    POET_H5(space = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR));
-    POET_H5(attr = H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT));
-    POET_H5(H5Awrite(attr, mem_type, value));
-fail:
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    return st;
-}
-
-/* Variable-length UTF-8 strings: h5py reads them as str, h5dump prints them whole, and a long
- * config does not run into the 64 KiB limit of compact attribute storage. */
-static hid_t string_type(void) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    if (type >= 0 && (H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)) {
-        H5Tclose(type);
-        return -1;
-    }
-    return type;
-}
-
-static poet_status put_string(hid_t obj, const char *name, const char *value) {
-    poet_status st = POET_OK;
-    hid_t type = -1;
-    POET_H5(type = string_type());
-    POET_TRY(put_attr(obj, name, type, type, 0, &value));
-fail:
-    if (type >= 0)
-        H5Tclose(type);
-    return st;
-}
-
-/* Reads attribute `name` of `where` (an object path, for messages) holding `n` values (0: scalar),
- * converting to `mem_type`. A missing or misshapen attribute is a checkpoint error. */
-static poet_status get_attr(hid_t obj, const char *path, const char *where, const char *name,
-                            hid_t mem_type, hsize_t n, void *value) {
-    poet_status st = POET_OK;
-    hid_t attr = -1, space = -1;
-    htri_t exists = H5Aexists(obj, name);
-    POET_H5(exists);
-    if (!exists)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute %s of %s is missing", path, name, where);
-    POET_H5(attr = H5Aopen(obj, name, H5P_DEFAULT));
-    POET_H5(space = H5Aget_space(attr));
-    hssize_t values = H5Sget_simple_extent_npoints(space);
-    if (values != (hssize_t)(n ? n : 1))
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute %s of %s has %lld values, expected %llu", path,
-                  name, where, (long long)values, (unsigned long long)(n ? n : 1));
-    POET_H5(H5Aread(attr, mem_type, value));
-fail:
-    if (space >= 0)
-        H5Sclose(space);
-    if (attr >= 0)
-        H5Aclose(attr);
-    return st;
-}
-
-/* A string attribute as a malloc'd copy (caller frees). */
-static poet_status get_string(hid_t obj, const char *path, const char *where, const char *name,
-                              char **out) {
-    poet_status st = POET_OK;
-    hid_t type = -1, attr = -1, stored = -1;
-    char *value = NULL;
-    *out = NULL;
-    POET_H5(type = string_type());
-    htri_t exists = H5Aexists(obj, name);
-    POET_H5(exists);
-    if (!exists)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute %s of %s is missing", path, name, where);
-    POET_H5(attr = H5Aopen(obj, name, H5P_DEFAULT));
-    POET_H5(stored = H5Aget_type(attr));
-    if (H5Tget_class(stored) != H5T_STRING || H5Tis_variable_str(stored) <= 0)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute %s of %s is not a variable-length string",
-                  path, name, where);
-    POET_H5(H5Aread(attr, type, &value));
-    *out = strdup(value ? value : "");
-    if (!*out)
-        POET_FAIL(POET_ERR_NOMEM, "out of memory reading attribute %s of %s", name, path);
-fail:
-    if (value)
-        H5free_memory(value);
-    if (stored >= 0)
-        H5Tclose(stored);
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (type >= 0)
-        H5Tclose(type);
-    return st;
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Writing
  * ------------------------------------------------------------------------------------------- */
 
-static poet_status write_root_attributes(hid_t file, const poet_config *cfg, const poet_ensemble *e,
-                                         const poet_train_position *pos, const char *config_json) {
+static poet_status write_root_attributes(hid_t file, const char *path, const poet_config *cfg,
+                                         const poet_ensemble *e, const poet_train_position *pos,
+                                         const char *config_json) {
     poet_status st = POET_OK;
-    int version = POET_CHECKPOINT_FORMAT_VERSION, members = cfg->members, ranks = e->ranks;
     int input[3] = {e->input.c, e->input.h, e->input.w};
-    POET_TRY(put_attr(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, 0, &version));
-    POET_TRY(put_string(file, "poet_version", POET_VERSION));
-    POET_TRY(put_attr(file, "iteration", H5T_STD_I64LE, H5T_NATIVE_LONG, 0, &pos->iteration));
-    POET_TRY(put_attr(file, "epoch", H5T_STD_I64LE, H5T_NATIVE_LONG, 0, &pos->epoch));
-    POET_TRY(put_attr(file, "position", H5T_STD_I64LE, H5T_NATIVE_LONG, 0, &pos->position));
-    POET_TRY(put_attr(file, "total_iterations", H5T_STD_I64LE, H5T_NATIVE_LONG, 0,
-                      &pos->total_iterations));
-    POET_TRY(put_attr(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &cfg->seed));
-    POET_TRY(put_string(file, "rng", RNG_DESCRIPTION));
-    POET_TRY(put_attr(file, "members", H5T_STD_I32LE, H5T_NATIVE_INT, 0, &members));
-    POET_TRY(put_attr(file, "ranks_written", H5T_STD_I32LE, H5T_NATIVE_INT, 0, &ranks));
-    POET_TRY(put_attr(file, "input_shape", H5T_STD_I32LE, H5T_NATIVE_INT, 3, input));
-    POET_TRY(put_string(file, "config", config_json));
+    POET_TRY(poet_h5_attr_write_int(file, "format_version", H5T_STD_I32LE,
+                                    POET_CHECKPOINT_FORMAT_VERSION, path));
+    POET_TRY(poet_h5_attr_write_string(file, "poet_version", POET_VERSION, path));
+    POET_TRY(poet_h5_attr_write_int(file, "iteration", H5T_STD_I64LE, pos->iteration, path));
+    POET_TRY(poet_h5_attr_write_int(file, "epoch", H5T_STD_I64LE, pos->epoch, path));
+    POET_TRY(poet_h5_attr_write_int(file, "position", H5T_STD_I64LE, pos->position, path));
+    POET_TRY(poet_h5_attr_write_int(file, "total_iterations", H5T_STD_I64LE, pos->total_iterations,
+                                    path));
+    POET_TRY(poet_h5_attr_write(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &cfg->seed,
+                                path));
+    POET_TRY(poet_h5_attr_write_string(file, "rng", RNG_DESCRIPTION, path));
+    POET_TRY(poet_h5_attr_write_int(file, "members", H5T_STD_I32LE, cfg->members, path));
+    POET_TRY(poet_h5_attr_write_int(file, "ranks_written", H5T_STD_I32LE, e->ranks, path));
+    POET_TRY(poet_h5_attr_write(file, "input_shape", H5T_STD_I32LE, H5T_NATIVE_INT, 3, input,
+                                path));
+    POET_TRY(poet_h5_attr_write_string(file, "config", config_json, path));
 fail:
     return st;
 }
 
-/* Collective: creates one tensor's dataset; the owner (data != NULL) writes it, the others join
- * the collective transfer with an empty selection. */
-static poet_status write_tensor(hid_t group, hid_t dcpl, hid_t dxpl, const poet_tensor_info *t,
-                                const float *data) {
+/* What every collective write step needs: the ranks, the file being written and the property
+ * lists. */
+typedef struct {
+    MPI_Comm comm;
+    const char *path; /* the .tmp file */
+    hid_t gcpl, dcpl, dxpl;
+} writer;
+
+/* Every rank's outcome of one collective transfer (`written`, with `err` the errno right after
+ * it). A full disk fails only the ranks whose part lands past the end of the space; they must not
+ * go on to a collective call the others are not in, so all agree here and fail together with one
+ * I/O error naming the file, the object and the cause. */
+static poet_status agree_write(const writer *w, herr_t written, int err, const char *object) {
     poet_status st = POET_OK;
-    hid_t space = -1, dset = -1;
+    if (written < 0)
+        st = poet_error_set(POET_ERR_IO, "%s: cannot write %s: %s", w->path, object,
+                            poet_fs_write_cause(w->path, err, poet_hdf5_error_string()));
+    return poet_error_agree(w->comm, st);
+}
+
+/* Collective: creates one tensor's dataset in group `where`; the owner (data != NULL) writes it,
+ * the others join the collective transfer with an empty selection. */
+static poet_status write_tensor(const writer *w, hid_t group, const char *where,
+                                const poet_tensor_info *t, const float *data) {
+    poet_status st = POET_OK;
+    hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t dims[4];
+    char object[160];
     float none = 0.0f; /* HDF5 wants a buffer even for an empty selection */
     for (int d = 0; d < t->ndims; d++)
         dims[d] = (hsize_t)t->dims[d];
     POET_H5(space = H5Screate_simple(t->ndims, dims, NULL));
-    POET_H5(dset = H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    POET_H5(dset = H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, w->dcpl,
+                              H5P_DEFAULT));
     if (!data)
         POET_H5(H5Sselect_none(space));
-    POET_H5(H5Dwrite(dset, H5T_NATIVE_FLOAT, space, space, dxpl, data ? data : &none));
+    snprintf(object, sizeof object, "%s/%s", where, t->name);
+    errno = 0;
+    herr_t written = H5Dwrite(dset, H5T_NATIVE_FLOAT, space, space, w->dxpl, data ? data : &none);
+    POET_TRY(agree_write(w, written, errno, object));
 fail:
-    if (dset >= 0)
-        H5Dclose(dset);
-    if (space >= 0)
-        H5Sclose(space);
+    poet_h5_close(&dset);
+    poet_h5_close(&space);
     return st;
 }
 
 /* Collective: /members/<jjjj>/ with its attributes and both tensor groups. `block` is the member's
  * [params N][momentum N] on its owner, NULL elsewhere. */
-static poet_status write_member(hid_t members, hid_t gcpl, hid_t dcpl, hid_t dxpl,
-                                const poet_config *cfg, const poet_arch_plan *plan, int j,
-                                const float *block) {
+static poet_status write_member(const writer *w, hid_t members, const poet_config *cfg,
+                                const poet_arch_plan *plan, int j, const float *block) {
     poet_status st = POET_OK;
-    hid_t group = -1, kind_group = -1;
-    char name[16], describe[DESCRIBE_MAX];
+    hid_t group = H5I_INVALID_HID, kind_group = H5I_INVALID_HID;
+    char name[16], where[64], describe[DESCRIBE_MAX];
     int arch = cfg->member_arch[j];
     snprintf(name, sizeof name, "%04d", j);
     poet_arch_describe(&cfg->archs[arch], describe, sizeof describe);
     POET_H5(group = H5Gcreate2(members, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    POET_TRY(put_string(group, "architecture", describe));
-    POET_TRY(put_attr(group, "arch_index", H5T_STD_I32LE, H5T_NATIVE_INT, 0, &arch));
+    POET_TRY(poet_h5_attr_write_string(group, "architecture", describe, w->path));
+    POET_TRY(poet_h5_attr_write_int(group, "arch_index", H5T_STD_I32LE, arch, w->path));
     for (int k = 0; k < KINDS; k++) {
-        POET_H5(kind_group = H5Gcreate2(group, KIND_GROUP[k], H5P_DEFAULT, gcpl, H5P_DEFAULT));
+        POET_H5(kind_group = H5Gcreate2(group, KIND_GROUP[k], H5P_DEFAULT, w->gcpl, H5P_DEFAULT));
+        snprintf(where, sizeof where, "/members/%s/%s", name, KIND_GROUP[k]);
         for (int t = 0; t < plan->n_tensors; t++) {
             const poet_tensor_info *ti = &plan->tensors[t];
             const float *data = block ? block + k * plan->param_count + ti->offset : NULL;
-            POET_TRY(write_tensor(kind_group, dcpl, dxpl, ti, data));
+            POET_TRY(write_tensor(w, kind_group, where, ti, data));
         }
-        H5Gclose(kind_group);
-        kind_group = -1;
+        poet_h5_close(&kind_group);
     }
 fail:
-    if (kind_group >= 0)
-        H5Gclose(kind_group);
-    if (group >= 0)
-        H5Gclose(group);
+    poet_h5_close(&kind_group);
+    poet_h5_close(&group);
     return st;
 }
 
@@ -397,10 +340,10 @@ fail:
 }
 
 /* Collective: /checksums [M] uint32, each rank writing its members' entries. */
-static poet_status write_checksums(hid_t file, hid_t dxpl, const poet_ensemble *e, int members,
-                                   const member_copies *mc) {
+static poet_status write_checksums(const writer *w, hid_t file, const poet_ensemble *e,
+                                   int members, const member_copies *mc) {
     poet_status st = POET_OK;
-    hid_t file_space = -1, mem_space = -1, dset = -1;
+    hid_t file_space = H5I_INVALID_HID, mem_space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t m = (hsize_t)members, n = (hsize_t)(mc->n ? mc->n : 1);
     uint32_t none = 0;
     POET_H5(file_space = H5Screate_simple(1, &m, NULL));
@@ -410,63 +353,75 @@ static poet_status write_checksums(hid_t file, hid_t dxpl, const poet_ensemble *
     POET_H5(mem_space = H5Screate_simple(1, &n, NULL));
     if (!mc->n)
         POET_H5(H5Sselect_none(mem_space));
-    POET_H5(H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, dxpl, mc->n ? mc->crc : &none));
+    errno = 0;
+    herr_t written = H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, w->dxpl,
+                              mc->n ? mc->crc : &none);
+    POET_TRY(agree_write(w, written, errno, "/checksums"));
 fail:
-    if (dset >= 0)
-        H5Dclose(dset);
-    if (mem_space >= 0)
-        H5Sclose(mem_space);
-    if (file_space >= 0)
-        H5Sclose(file_space);
+    poet_h5_close(&dset);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
     return st;
 }
 
-/* Collective: creates `tmp` and writes everything into it, then flushes and closes it. */
+/* Collective: creates `tmp` and writes everything into it, then flushes and closes it. A failure
+ * on any rank is agreed before the file is closed (closing is collective too); the ranks then
+ * empty the partial file first, so that on a full disk closing it finds room for its metadata. */
 static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config *cfg,
                               const poet_ensemble *e, const poet_train_position *pos,
                               const member_copies *mc, const char *config_json) {
     poet_status st = POET_OK;
-    hid_t fapl = -1, file = -1, dxpl = -1, dcpl = -1, gcpl = -1, members = -1;
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, members = H5I_INVALID_HID;
+    writer w = {comm, tmp, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
+    int rank = 0;
+    POET_MPI(MPI_Comm_rank(comm, &rank));
     POET_H5(fapl = H5Pcreate(H5P_FILE_ACCESS));
     POET_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
+    errno = 0;
     file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (file < 0)
-        POET_FAIL(POET_ERR_IO, "cannot create checkpoint %s: %s", tmp, poet_hdf5_error_string());
-    POET_H5(dxpl = H5Pcreate(H5P_DATASET_XFER));
-    POET_H5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE));
+        POET_FAIL(POET_ERR_IO, "cannot create checkpoint %s: %s", tmp,
+                  poet_fs_write_cause(tmp, errno, poet_hdf5_error_string()));
+    POET_H5(w.dxpl = H5Pcreate(H5P_DATASET_XFER));
+    POET_H5(H5Pset_dxpl_mpio(w.dxpl, H5FD_MPIO_COLLECTIVE));
     /* Every element is written, so HDF5 need not write fill values first. */
-    POET_H5(dcpl = H5Pcreate(H5P_DATASET_CREATE));
-    POET_H5(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER));
+    POET_H5(w.dcpl = H5Pcreate(H5P_DATASET_CREATE));
+    POET_H5(H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER));
     /* Tensor groups remember creation (= member layout) order, so h5py iterates them that way. */
-    POET_H5(gcpl = H5Pcreate(H5P_GROUP_CREATE));
-    POET_H5(H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED));
+    POET_H5(w.gcpl = H5Pcreate(H5P_GROUP_CREATE));
+    POET_H5(H5Pset_link_creation_order(w.gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED));
 
-    POET_TRY(write_root_attributes(file, cfg, e, pos, config_json));
+    POET_TRY(write_root_attributes(file, tmp, cfg, e, pos, config_json));
     POET_H5(members = H5Gcreate2(file, "members", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     int local = 0; /* local_ids ascend, so owned members come up in order */
     for (int j = 0; j < cfg->members; j++) {
         const float *block = NULL;
         if (local < mc->n && e->local_ids[local] == j)
             block = mc->data + mc->offset[local++];
-        POET_TRY(write_member(members, gcpl, dcpl, dxpl, cfg, &e->plans[cfg->member_arch[j]], j,
-                              block));
+        POET_TRY(write_member(&w, members, cfg, &e->plans[cfg->member_arch[j]], j, block));
     }
-    POET_TRY(write_checksums(file, dxpl, e, cfg->members, mc));
-    POET_H5(H5Fflush(file, H5F_SCOPE_GLOBAL));
+    POET_TRY(write_checksums(&w, file, e, cfg->members, mc));
+    POET_TRY(poet_error_agree(comm, rank == 0 ? poet_fs_check_room(tmp, "the checkpoint")
+                                              : POET_OK));
+    errno = 0;
+    herr_t flushed = H5Fflush(file, H5F_SCOPE_GLOBAL);
+    POET_TRY(agree_write(&w, flushed, errno, "the file's metadata"));
 fail:
-    if (members >= 0)
-        H5Gclose(members);
-    if (gcpl >= 0)
-        H5Pclose(gcpl);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (dxpl >= 0)
-        H5Pclose(dxpl);
-    if (file >= 0 && H5Fclose(file) < 0 && st == POET_OK)
-        st = poet_error_set(POET_ERR_HDF5, "closing checkpoint %s failed: %s", tmp,
-                            poet_hdf5_error_string());
-    if (fapl >= 0)
-        H5Pclose(fapl);
+    st = poet_error_agree(comm, st);
+    if (st != POET_OK && file >= 0) {
+        if (rank == 0 && truncate(tmp, 0) != 0)
+            fprintf(stderr, "poet: warning: cannot empty %s: %s\n", tmp, strerror(errno));
+        MPI_Barrier(comm);
+    }
+    poet_h5_close(&members);
+    poet_h5_close(&w.gcpl);
+    poet_h5_close(&w.dcpl);
+    poet_h5_close(&w.dxpl);
+    errno = 0;
+    if (poet_h5_close(&file) < 0 && st == POET_OK)
+        st = poet_error_set(POET_ERR_IO, "%s: cannot close checkpoint: %s", tmp,
+                            poet_fs_write_cause(tmp, errno, poet_hdf5_error_string()));
+    poet_h5_close(&fapl);
     return st;
 }
 
@@ -532,19 +487,45 @@ fail:
     return st;
 }
 
-/* This rank's members in member layout, with their checksums. */
-static poet_status gather_local(const poet_config *cfg, const poet_ensemble *e, member_copies *mc) {
+/* This rank's members in member layout, with their checksums; a non-finite parameter or momentum
+ * value is a numerical error naming member and tensor (`path`: the checkpoint not written). */
+static poet_status gather_local(const poet_config *cfg, const poet_ensemble *e, const char *path,
+                                member_copies *mc) {
     poet_status st = POET_OK;
     POET_TRY(copies_alloc(cfg, e, mc));
     for (int i = 0; i < e->n_local; i++) {
-        size_t count = member_count(e, cfg, e->local_ids[i]);
+        int j = e->local_ids[i];
+        size_t count = member_count(e, cfg, j);
         float *block = mc->data + mc->offset[i];
         poet_ensemble_member_get(e, i, e->params, block);
         poet_ensemble_member_get(e, i, e->velocity, block + count);
+        POET_TRY(check_finite(&e->plans[cfg->member_arch[j]], block, j, POET_ERR_NUMERIC, path,
+                              "; checkpoint not written"));
         mc->crc[i] = checksum_floats(block, KINDS * count);
     }
 fail:
     return st;
+}
+
+/* Rank 0: the file system must have room for the whole checkpoint (the older ones stay until it is
+ * published) where it tells its free space: refusing beforehand is clean, while a write that runs
+ * out of space mid-way fails inside the collective transfers. The estimate is the tensors' bytes
+ * plus the config and a margin for HDF5's metadata (measured: ~35 KiB for 4 members). */
+static poet_status check_space(const poet_config *cfg, const poet_ensemble *e, const char *final,
+                               const char *config_json) {
+    long long need = 64 * 1024 + 2 * (long long)strlen(config_json);
+    for (int j = 0; j < cfg->members; j++)
+        need += (long long)(KINDS * member_count(e, cfg, j) * sizeof(float)) + 8192;
+    const char *skip = getenv("POET_SKIP_SPACE_CHECK"); /* tests: run into a full disk instead */
+    if (skip && strcmp(skip, "1") == 0)
+        return POET_OK;
+    long long left = poet_fs_free_bytes(cfg->checkpoint_dir);
+    if (left >= 0 && left < need)
+        return poet_error_set(POET_ERR_IO,
+                              "%s: not enough free space for the checkpoint: it needs about %lld "
+                              "bytes, %lld are left (No space left on device)",
+                              final, need, left);
+    return POET_OK;
 }
 
 poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const poet_ensemble *e,
@@ -554,7 +535,7 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
     char *config_json = NULL;
     char name[64], final[POET_PATH_MAX], tmp[POET_PATH_MAX];
     int rank, written = 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    poet_h5_quiet();
     POET_MPI(MPI_Comm_rank(comm, &rank));
     snprintf(name, sizeof name, NAME_PREFIX "%08ld" NAME_SUFFIX, pos->iteration);
 
@@ -565,13 +546,18 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
     if (st == POET_OK && rank == 0)
         st = poet_fs_make_dirs(cfg->checkpoint_dir, "checkpoint directory");
     if (st == POET_OK)
-        st = gather_local(cfg, e, &mc);
+        st = gather_local(cfg, e, final, &mc);
     if (st == POET_OK && !(config_json = poet_config_to_json(cfg)))
         st = poet_error_set(POET_ERR_NOMEM, "out of memory writing the config of checkpoint %s", name);
+    if (st == POET_OK && rank == 0)
+        st = check_space(cfg, e, final, config_json);
     POET_TRY(poet_error_agree(comm, st));
 
     written = 1;
-    POET_TRY(poet_error_agree(comm, write_file(comm, tmp, cfg, e, pos, &mc, config_json)));
+    poet_h5_watch_arm("writing checkpoint", tmp, tmp);
+    st = poet_error_agree(comm, write_file(comm, tmp, cfg, e, pos, &mc, config_json));
+    poet_h5_watch_disarm();
+    POET_TRY(st);
     POET_TRY(poet_error_agree(comm, rank == 0 ? publish(cfg, tmp, final, name) : POET_OK));
     if (path_out && path_size)
         snprintf(path_out, path_size, "%s", final);
@@ -609,6 +595,39 @@ static void header_free(header *h) {
     memset(h, 0, sizeof *h);
 }
 
+/* Every root number within its range, so that nothing downstream (the loss log's truncation, the
+ * training loop, placement) ever sees an iteration of -5 or a shape of 0. */
+static poet_status check_ranges(const char *path, const header *h) {
+    const poet_train_position *p = &h->pos;
+    const char *name = NULL;
+    long long value = 0, low = 0, high = 0;
+    if (p->total_iterations < 1)
+        name = "total_iterations", value = p->total_iterations, low = 1, high = LONG_MAX;
+    else if (p->iteration < 0 || p->iteration > p->total_iterations)
+        name = "iteration", value = p->iteration, high = p->total_iterations;
+    else if (p->epoch < 0 || p->epoch > p->iteration)
+        name = "epoch", value = p->epoch, high = p->iteration;
+    else if (p->position < 0 || p->position > p->iteration)
+        name = "position", value = p->position, high = p->iteration;
+    else if (h->members < 1 || h->members > POET_MAX_MEMBERS)
+        name = "members", value = h->members, low = 1, high = POET_MAX_MEMBERS;
+    else if (h->ranks_written < 1)
+        name = "ranks_written", value = h->ranks_written, low = 1, high = INT_MAX;
+    for (int d = 0; d < 3 && !name; d++)
+        if (h->input[d] < 1 || h->input[d] > 65536)
+            name = "input_shape", value = h->input[d], low = 1, high = 65536;
+    if (!name)
+        return POET_OK;
+    return poet_error_set(POET_ERR_CHECKPOINT, "%s: attribute %s is %lld, expected %lld..%lld",
+                          path, name, value, low, high);
+}
+
+/* A root attribute of `n` values (0: a scalar); missing or misshapen is a checkpoint error. */
+static poet_status root_attr(hid_t file, const char *path, const char *name, hid_t mem_type,
+                             hsize_t n, void *value) {
+    return poet_h5_attr_read(file, name, mem_type, n, value, POET_ERR_CHECKPOINT, path, "/");
+}
+
 static poet_status read_header(hid_t file, const char *path, header *h) {
     poet_status st = POET_OK;
     char *json = NULL;
@@ -617,33 +636,31 @@ static poet_status read_header(hid_t file, const char *path, header *h) {
     POET_H5(has_version);
     if (!has_version)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: not a poet checkpoint (no format_version attribute)", path);
-    POET_TRY(get_attr(file, path, "/", "format_version", H5T_NATIVE_INT, 0, &h->format_version));
+    POET_TRY(root_attr(file, path, "format_version", H5T_NATIVE_INT, 0, &h->format_version));
     if (h->format_version != POET_CHECKPOINT_FORMAT_VERSION)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: format_version is %d, this poet reads version %d", path,
                   h->format_version, POET_CHECKPOINT_FORMAT_VERSION);
-    POET_TRY(get_string(file, path, "/", "poet_version", &h->poet_version));
-    POET_TRY(get_attr(file, path, "/", "iteration", H5T_NATIVE_LONG, 0, &h->pos.iteration));
-    POET_TRY(get_attr(file, path, "/", "epoch", H5T_NATIVE_LONG, 0, &h->pos.epoch));
-    POET_TRY(get_attr(file, path, "/", "position", H5T_NATIVE_LONG, 0, &h->pos.position));
-    POET_TRY(get_attr(file, path, "/", "total_iterations", H5T_NATIVE_LONG, 0,
-                      &h->pos.total_iterations));
-    POET_TRY(get_attr(file, path, "/", "seed", H5T_NATIVE_UINT64, 0, &h->seed));
-    POET_TRY(get_attr(file, path, "/", "members", H5T_NATIVE_INT, 0, &h->members));
-    POET_TRY(get_attr(file, path, "/", "ranks_written", H5T_NATIVE_INT, 0, &h->ranks_written));
-    POET_TRY(get_attr(file, path, "/", "input_shape", H5T_NATIVE_INT, 3, h->input));
-    POET_TRY(get_string(file, path, "/", "config", &json));
+    POET_TRY(poet_h5_attr_read_string(file, "poet_version", &h->poet_version, POET_ERR_CHECKPOINT,
+                                      path, "/"));
+    POET_TRY(root_attr(file, path, "iteration", H5T_NATIVE_LONG, 0, &h->pos.iteration));
+    POET_TRY(root_attr(file, path, "epoch", H5T_NATIVE_LONG, 0, &h->pos.epoch));
+    POET_TRY(root_attr(file, path, "position", H5T_NATIVE_LONG, 0, &h->pos.position));
+    POET_TRY(root_attr(file, path, "total_iterations", H5T_NATIVE_LONG, 0,
+                       &h->pos.total_iterations));
+    POET_TRY(root_attr(file, path, "seed", H5T_NATIVE_UINT64, 0, &h->seed));
+    POET_TRY(root_attr(file, path, "members", H5T_NATIVE_INT, 0, &h->members));
+    POET_TRY(root_attr(file, path, "ranks_written", H5T_NATIVE_INT, 0, &h->ranks_written));
+    POET_TRY(root_attr(file, path, "input_shape", H5T_NATIVE_INT, 3, h->input));
+    POET_TRY(poet_h5_attr_read_string(file, "config", &json, POET_ERR_CHECKPOINT, path, "/"));
     POET_ALLOC(h->config, 1);
     char source[POET_PATH_MAX + 16];
     snprintf(source, sizeof source, "%s:config", path);
-    if (poet_config_parse(json, source, h->config) != POET_OK) {
-        char cause[1024];
-        snprintf(cause, sizeof cause, "%s", poet_error_message());
-        poet_error_clear();
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: stored config does not parse: %s", path, cause);
-    }
+    if (poet_config_parse(json, source, h->config) != POET_OK)
+        POET_TRY(recast(path, "stored config does not parse"));
     if (h->config->members != h->members)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute members is %d but the stored config has %d",
                   path, h->members, h->config->members);
+    POET_TRY(check_ranges(path, h));
 fail:
     free(json);
     if (st != POET_OK)
@@ -680,14 +697,36 @@ static poet_status check_ensemble(const char *path, const header *h, const poet_
     return POET_OK;
 }
 
+/* A member group's own attribute: arch_index must name the stored config's architecture of member
+ * j (a missing group is reported by open_tensor, by name). */
+static poet_status check_member(hid_t file, const char *path, const header *h, int j) {
+    poet_status st = POET_OK;
+    hid_t group = H5I_INVALID_HID;
+    char where[32];
+    int arch = -1;
+    snprintf(where, sizeof where, "/members/%04d", j);
+    if (H5Lexists(file, "/members", H5P_DEFAULT) <= 0 || H5Lexists(file, where, H5P_DEFAULT) <= 0)
+        return POET_OK;
+    POET_H5(group = H5Gopen2(file, where, H5P_DEFAULT));
+    POET_TRY(poet_h5_attr_read(group, "arch_index", H5T_NATIVE_INT, 0, &arch, POET_ERR_CHECKPOINT,
+                               path, where));
+    if (arch != h->config->member_arch[j])
+        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute arch_index of %s is %d, expected %d (the "
+                                       "stored config's)",
+                  path, where, arch, h->config->member_arch[j]);
+fail:
+    poet_h5_close(&group);
+    return st;
+}
+
 /* Opens dataset /members/<jjjj>/<kind>/<tensor>, checking each level exists and the shape is the
  * plan's, so a damaged file is reported by name rather than by an HDF5 stack. */
 static poet_status open_tensor(hid_t file, const char *path, int j, int kind,
                                const poet_tensor_info *t, hid_t *out) {
     poet_status st = POET_OK;
-    hid_t dset = -1, space = -1;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     char object[160];
-    *out = -1;
+    *out = H5I_INVALID_HID;
     int n = snprintf(object, sizeof object, "/members");
     const char *parts[3] = {NULL, KIND_GROUP[kind], t->name};
     for (int level = 0; level < 3; level++) {
@@ -729,12 +768,10 @@ static poet_status open_tensor(hid_t file, const char *path, int j, int kind,
                   ndims <= 8 ? got : "(more than 8 dimensions)", want);
     }
     *out = dset;
-    dset = -1;
+    dset = H5I_INVALID_HID;
 fail:
-    if (space >= 0)
-        H5Sclose(space);
-    if (dset >= 0)
-        H5Dclose(dset);
+    poet_h5_close(&space);
+    poet_h5_close(&dset);
     return st;
 }
 
@@ -743,7 +780,7 @@ fail:
 static poet_status read_tensor(hid_t file, const char *path, hid_t dxpl, int j, int kind,
                                const poet_tensor_info *t, float *data) {
     poet_status st = POET_OK;
-    hid_t dset = -1, space = -1;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     float none;
     POET_TRY(open_tensor(file, path, j, kind, t, &dset));
     POET_H5(space = H5Dget_space(dset));
@@ -751,10 +788,8 @@ static poet_status read_tensor(hid_t file, const char *path, hid_t dxpl, int j, 
         POET_H5(H5Sselect_none(space));
     POET_H5(H5Dread(dset, H5T_NATIVE_FLOAT, space, space, dxpl, data ? data : &none));
 fail:
-    if (space >= 0)
-        H5Sclose(space);
-    if (dset >= 0)
-        H5Dclose(dset);
+    poet_h5_close(&space);
+    poet_h5_close(&dset);
     return st;
 }
 
@@ -762,7 +797,7 @@ fail:
 static poet_status read_checksums(hid_t file, const char *path, hid_t dxpl, int members,
                                   uint32_t *crc) {
     poet_status st = POET_OK;
-    hid_t dset = -1, space = -1;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     htri_t exists = H5Lexists(file, "/checksums", H5P_DEFAULT);
     POET_H5(exists);
     if (!exists)
@@ -775,10 +810,8 @@ static poet_status read_checksums(hid_t file, const char *path, hid_t dxpl, int 
                   (long long)n, members);
     POET_H5(H5Dread(dset, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, dxpl, crc));
 fail:
-    if (space >= 0)
-        H5Sclose(space);
-    if (dset >= 0)
-        H5Dclose(dset);
+    poet_h5_close(&space);
+    poet_h5_close(&dset);
     return st;
 }
 
@@ -789,7 +822,7 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
                              const poet_ensemble *e, member_copies *mc, uint32_t *stored_crc,
                              poet_train_position *pos) {
     poet_status st = POET_OK;
-    hid_t fapl = -1, file = -1, dxpl = -1;
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
     header h = {0};
     POET_H5(fapl = H5Pcreate(H5P_FILE_ACCESS));
     POET_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
@@ -811,6 +844,7 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
         float *block = NULL;
         if (local < mc->n && e->local_ids[local] == j)
             block = mc->data + mc->offset[local++];
+        POET_TRY(check_member(file, path, &h, j));
         for (int k = 0; k < KINDS; k++)
             for (int t = 0; t < plan->n_tensors; t++) {
                 const poet_tensor_info *ti = &plan->tensors[t];
@@ -822,18 +856,16 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
     *pos = h.pos;
 fail:
     header_free(&h);
-    if (dxpl >= 0)
-        H5Pclose(dxpl);
-    if (file >= 0)
-        H5Fclose(file);
-    if (fapl >= 0)
-        H5Pclose(fapl);
+    poet_h5_close(&dxpl);
+    poet_h5_close(&file);
+    poet_h5_close(&fapl);
     return as_checkpoint_error(st, path);
 }
 
-/* Rank-local: every owned member's recomputed checksum must be the stored one. */
-static poet_status verify_local(const char *path, const poet_ensemble *e, member_copies *mc,
-                                const uint32_t *stored) {
+/* Rank-local: every owned member's recomputed checksum must be the stored one, and every value
+ * finite. */
+static poet_status verify_local(const char *path, const poet_config *cfg, const poet_ensemble *e,
+                                member_copies *mc, const uint32_t *stored) {
     for (int i = 0; i < mc->n; i++) {
         int j = e->local_ids[i];
         uint32_t crc = checksum_floats(mc->data + mc->offset[i], mc->offset[i + 1] - mc->offset[i]);
@@ -842,6 +874,10 @@ static poet_status verify_local(const char *path, const poet_ensemble *e, member
                                   "%s: member %d checksum mismatch: stored 0x%08x, computed 0x%08x "
                                   "(corrupt data)",
                                   path, j, (unsigned)stored[j], (unsigned)crc);
+        poet_status finite = check_finite(&e->plans[cfg->member_arch[j]], mc->data + mc->offset[i],
+                                          j, POET_ERR_CHECKPOINT, path, "");
+        if (finite != POET_OK)
+            return finite;
     }
     return POET_OK;
 }
@@ -852,7 +888,7 @@ poet_status poet_checkpoint_read(MPI_Comm comm, const char *path, const poet_con
     member_copies mc = {0};
     uint32_t *stored = NULL;
     poet_train_position read_pos = {0};
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    poet_h5_quiet();
 
     st = copies_alloc(cfg, e, &mc);
     if (st == POET_OK) {
@@ -863,7 +899,7 @@ poet_status poet_checkpoint_read(MPI_Comm comm, const char *path, const poet_con
     POET_TRY(poet_error_agree(comm, st));
     st = read_file(comm, path, cfg, e, &mc, stored, &read_pos);
     if (st == POET_OK)
-        st = verify_local(path, e, &mc, stored);
+        st = verify_local(path, cfg, e, &mc, stored);
     POET_TRY(poet_error_agree(comm, st));
 
     /* Only now, with every rank's members verified, does the ensemble change. */
@@ -883,7 +919,14 @@ fail:
  * Resuming
  * ------------------------------------------------------------------------------------------- */
 
-/* Rank 0: the files to try, best first: the one `latest` names, then every ckpt-*.h5 newest first. */
+/* Whether `latest` holds a plain file name, so that it can only name a file inside the checkpoint
+ * directory: no directory part, not absolute, not "." or "..". */
+static int plain_name(const char *name) {
+    return name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* Rank 0: the files to try, best first: the one `latest` names (when it is a plain file name), then
+ * every ckpt-*.h5 newest first. */
 static poet_status list_candidates(const char *dir, char (**out)[POET_PATH_MAX], int *count) {
     poet_status st = POET_OK;
     listed_file *files = NULL;
@@ -902,12 +945,14 @@ static poet_status list_candidates(const char *dir, char (**out)[POET_PATH_MAX],
     }
     POET_TRY(list_checkpoints(dir, &files, &n));
     POET_ALLOC(cand, n + 1);
-    if (latest[0]) {
-        if (latest[0] == '/')
-            snprintf(cand[total++], POET_PATH_MAX, "%s", latest);
-        else if (join_path(cand[total], POET_PATH_MAX, dir, latest, "") == POET_OK)
-            total++;
+    if (latest[0] && !plain_name(latest)) {
+        fprintf(stderr, "poet: warning: %s names '%s', not a file name inside the checkpoint "
+                        "directory; ignored\n",
+                latest_path, latest);
+        latest[0] = '\0';
     }
+    if (latest[0] && join_path(cand[total], POET_PATH_MAX, dir, latest, "") == POET_OK)
+        total++;
     for (int i = 0; i < n; i++) {
         if (latest[0] && strcmp(files[i].name, latest) == 0)
             continue;
@@ -936,10 +981,11 @@ poet_status poet_checkpoint_resume(MPI_Comm comm, const poet_config *cfg, poet_e
                                    size_t path_size) {
     poet_status st = POET_OK;
     char(*cand)[POET_PATH_MAX] = NULL;
-    int n = 0, rank;
+    int n = 0, rank, rejected = 0; /* rank 0: files that exist but do not verify */
     *found = 0;
     POET_MPI(MPI_Comm_rank(comm, &rank));
-    POET_TRY(poet_error_agree(comm, rank == 0 ? list_candidates(cfg->checkpoint_dir, &cand, &n) : POET_OK));
+    POET_TRY(poet_error_agree(comm, rank == 0 ? list_candidates(cfg->checkpoint_dir, &cand, &n)
+                                              : POET_OK));
     POET_MPI(MPI_Bcast(&n, 1, MPI_INT, 0, comm));
     for (int i = 0; i < n; i++) {
         char path[POET_PATH_MAX];
@@ -956,11 +1002,22 @@ poet_status poet_checkpoint_resume(MPI_Comm comm, const poet_config *cfg, poet_e
         }
         if (read != POET_ERR_CHECKPOINT)
             POET_TRY(read);
-        if (rank == 0)
+        if (rank == 0) {
+            struct stat sb;
+            rejected += stat(path, &sb) == 0;
             fprintf(stderr, "poet: skipping %s: %s\n", path,
                     reason_without_path(poet_error_message(), path));
+        }
         poet_error_clear();
     }
+    /* Checkpoints that all fail to verify are not "no checkpoint": starting afresh would overwrite
+     * the run's log and, in time, its checkpoints. The user decides what to do with them. */
+    if (!*found && rank == 0 && rejected)
+        st = poet_error_set(POET_ERR_CHECKPOINT,
+                            "%s: none of the %d checkpoint file(s) there verifies (each reported "
+                            "above); move them aside to start afresh",
+                            cfg->checkpoint_dir, rejected);
+    POET_TRY(poet_error_agree(comm, st));
 fail:
     free(cand);
     return st;
@@ -970,7 +1027,8 @@ fail:
  * Inspecting
  * ------------------------------------------------------------------------------------------- */
 
-/* One member's stored tensors (member layout) and their recomputed checksum. */
+/* One member's stored tensors (member layout) and their recomputed checksum; fails when one holds a
+ * non-finite value. */
 static poet_status inspect_member(hid_t file, const char *path, const poet_arch_plan *plan, int j,
                                   float *block, uint32_t *crc) {
     poet_status st = POET_OK;
@@ -981,19 +1039,20 @@ static poet_status inspect_member(hid_t file, const char *path, const poet_arch_
                                  block + k * plan->param_count + ti->offset));
         }
     *crc = checksum_floats(block, KINDS * plan->param_count);
+    POET_TRY(check_finite(plan, block, j, POET_ERR_CHECKPOINT, path, ""));
 fail:
     return as_checkpoint_error(st, path);
 }
 
 poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
     poet_status st = POET_OK;
-    hid_t file = -1;
+    hid_t file = H5I_INVALID_HID;
     header h = {0};
     uint32_t *stored = NULL;
     float *block = NULL;
     poet_arch_plan *plans = NULL;
     int bad = 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    poet_h5_quiet();
     file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); /* serial: the default (sec2) driver */
     if (file < 0)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open as HDF5 (missing, truncated or not a "
@@ -1027,13 +1086,15 @@ poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
         char describe[DESCRIBE_MAX];
         uint32_t crc = 0;
         poet_arch_describe(&c->archs[c->member_arch[j]], describe, sizeof describe);
-        poet_status got = inspect_member(file, path, plan, j, block, &crc);
+        poet_status got = as_checkpoint_error(check_member(file, path, &h, j), path);
+        if (got == POET_OK)
+            got = inspect_member(file, path, plan, j, block, &crc);
         if (got != POET_OK && got != POET_ERR_CHECKPOINT)
             POET_TRY(got);
         int ok = got == POET_OK && crc == stored[j];
         bad += !ok;
         char computed[16] = "-";
-        if (got == POET_OK)
+        if (crc || got == POET_OK)
             snprintf(computed, sizeof computed, "0x%08x", (unsigned)crc);
         fprintf(out, "%04d   %-10zu 0x%08x %-10s %-6s %s", j, plan->param_count, (unsigned)stored[j],
                 computed, ok ? "OK" : "BAD", describe);
@@ -1049,7 +1110,6 @@ fail:
     free(block);
     free(stored);
     header_free(&h);
-    if (file >= 0)
-        H5Fclose(file);
+    poet_h5_close(&file);
     return st;
 }

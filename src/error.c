@@ -1,7 +1,6 @@
 /* error.c — the one recorded error message (MPI's side: mpierror.c; oneDNN's: dnnlerror.c). */
 #include "poet/error.h"
 
-#include <hdf5.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,19 +61,4 @@ const char *poet_status_name(poet_status status) {
     case POET_STOPPED: return "stopped";
     }
     return "unknown error";
-}
-
-/* Walks HDF5's error stack and keeps the innermost description: the most specific cause. */
-static herr_t keep_innermost(unsigned n, const H5E_error2_t *err, void *data) {
-    char *out = data;
-    if (n == 0 && err->desc && err->desc[0]) /* walking upward, entry 0 is the most specific */
-        snprintf(out, 256, "%s (in %s)", err->desc, err->func_name ? err->func_name : "?");
-    return 0;
-}
-
-const char *poet_hdf5_error_string(void) {
-    static char text[256];
-    snprintf(text, sizeof text, "no HDF5 error description");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, text);
-    return text;
 }

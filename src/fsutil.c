@@ -1,10 +1,12 @@
-/* fsutil.c — mkdir -p and dirname without modifying the caller's strings. */
+/* fsutil.c — mkdir -p and dirname without modifying the caller's strings; free space and the
+ * cause of a failed write. */
 #include "poet/fsutil.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "poet/config.h"
 
@@ -40,4 +42,32 @@ void poet_fs_dirname(const char *path, char *out, size_t size) {
     }
     size_t len = slash == path ? 1 : (size_t)(slash - path);
     snprintf(out, size, "%.*s", (int)len, path);
+}
+
+long long poet_fs_free_bytes(const char *path) {
+    struct statvfs vfs;
+    char dir[POET_PATH_MAX];
+    if (statvfs(path, &vfs) != 0) { /* a file not created yet: ask its directory */
+        poet_fs_dirname(path, dir, sizeof dir);
+        if (statvfs(dir, &vfs) != 0)
+            return -1;
+    }
+    return (long long)vfs.f_bavail * (long long)vfs.f_frsize;
+}
+
+const char *poet_fs_write_cause(const char *path, int err, const char *fallback) {
+    if (err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS || err == EFBIG)
+        return strerror(err);
+    long long left = poet_fs_free_bytes(path);
+    if (left >= 0 && left < 65536)
+        return strerror(ENOSPC);
+    return fallback;
+}
+
+poet_status poet_fs_check_room(const char *path, const char *what) {
+    long long left = poet_fs_free_bytes(path);
+    if (left >= 0 && left < 65536)
+        return poet_error_set(POET_ERR_IO, "%s: cannot write %s: %s (%lld bytes left)", path, what,
+                              strerror(ENOSPC), left);
+    return POET_OK;
 }

@@ -14,14 +14,17 @@
  */
 #include "poet/losslog.h"
 
-#include <hdf5.h>
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "poet/mpierror.h"
+#include "poet/fsutil.h"
+#include "poet/h5util.h"
 
 #define LOSSLOG_FORMAT_VERSION 1
 
@@ -61,11 +64,10 @@ struct poet_losslog {
     double *local_loss;          /* [capacity, n_local], columns in ascending global id order */
     int eval_buffered, eval_capacity;
     poet_eval_result *evals;     /* [eval_capacity] */
+    int failed; /* a write failed: nothing more is written, rows already flushed stay as they are */
 };
 
 /* ---- small HDF5 helpers ---------------------------------------------------------------------- */
-
-static int is_ours(hid_t id) { return id > 0; }
 
 static void layout_init(log_layout *ds) {
     for (int c = 0; c < N_ITER_COLS; c++)
@@ -76,20 +78,14 @@ static void layout_init(log_layout *ds) {
     ds->rows = ds->eval_rows = 0;
 }
 
-static void close_dataset(hid_t *d) {
-    if (is_ours(*d))
-        H5Dclose(*d);
-    *d = H5I_INVALID_HID;
-}
-
 static void layout_close(log_layout *ds) {
     for (int c = 0; c < N_ITER_COLS; c++)
-        close_dataset(&ds->iter[c]);
+        poet_h5_close(&ds->iter[c]);
     for (int c = 0; c < N_EVAL_COLS; c++)
-        close_dataset(&ds->eval[c]);
-    close_dataset(&ds->member_loss);
-    close_dataset(&ds->member_accuracy);
-    close_dataset(&ds->member_nll);
+        poet_h5_close(&ds->eval[c]);
+    poet_h5_close(&ds->member_loss);
+    poet_h5_close(&ds->member_accuracy);
+    poet_h5_close(&ds->member_nll);
 }
 
 /* Rows per chunk: about 128 KiB of doubles per chunk, between 16 and 1024 rows. */
@@ -114,16 +110,14 @@ static poet_status create_dataset(hid_t parent, const char *name, hid_t type, in
         POET_FAIL(POET_ERR_HDF5, "%s: cannot create dataset %s: %s", path, name,
                   poet_hdf5_error_string());
 fail:
-    if (is_ours(dcpl))
-        H5Pclose(dcpl);
-    if (is_ours(space))
-        H5Sclose(space);
+    poet_h5_close(&dcpl);
+    poet_h5_close(&space);
     return st;
 }
 
 /* Opens an existing dataset and checks its rank and column count; returns its row count. */
 static poet_status open_dataset(hid_t parent, const char *group, const char *name, int width,
-                                const char *path, hid_t *out, hsize_t *rows) {
+                                const char *path, hid_t *out, hsize_t *rows, int *foreign) {
     poet_status st = POET_OK;
     hid_t space = H5I_INVALID_HID;
     hsize_t dims[2] = {0, 0};
@@ -138,15 +132,16 @@ static poet_status open_dataset(hid_t parent, const char *group, const char *nam
         POET_FAIL(POET_ERR_DATA, "%s: /%s/%s: expected %d dimension(s), found %d", path, group,
                   name, want, got);
     H5Sget_simple_extent_dims(space, dims, NULL);
-    if (width > 0 && dims[1] != (hsize_t)width)
+    if (width > 0 && dims[1] != (hsize_t)width) {
+        *foreign = 1;
         POET_FAIL(POET_ERR_DATA,
                   "%s: /%s/%s has %llu member columns but this run has %d members; the log "
                   "belongs to another ensemble",
                   path, group, name, (unsigned long long)dims[1], width);
+    }
     *rows = dims[0];
 fail:
-    if (is_ours(space))
-        H5Sclose(space);
+    poet_h5_close(&space);
     return st;
 }
 
@@ -158,52 +153,6 @@ static poet_status set_rows(hid_t d, hsize_t rows, int width, const char *path) 
                   (unsigned long long)rows, poet_hdf5_error_string());
 fail:
     return st;
-}
-
-/* A root attribute, replaced when it exists (a resumed run refreshes them). */
-static poet_status write_attribute(hid_t file, const char *name, hid_t type, const void *value,
-                                   const char *path) {
-    poet_status st = POET_OK;
-    hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
-    if (H5Aexists(file, name) > 0)
-        POET_H5(H5Adelete(file, name));
-    POET_H5(space = H5Screate(H5S_SCALAR));
-    attr = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (attr < 0 || H5Awrite(attr, type, value) < 0)
-        POET_FAIL(POET_ERR_HDF5, "%s: cannot write attribute %s: %s", path, name,
-                  poet_hdf5_error_string());
-fail:
-    if (is_ours(attr))
-        H5Aclose(attr);
-    if (is_ours(space))
-        H5Sclose(space);
-    return st;
-}
-
-static poet_status write_string_attribute(hid_t file, const char *name, const char *value,
-                                          const char *path) {
-    poet_status st = POET_OK;
-    hid_t type = H5I_INVALID_HID;
-    /* Variable-length UTF-8: h5py reads it as str, h5dump prints it as text. */
-    POET_H5(type = H5Tcopy(H5T_C_S1));
-    POET_H5(H5Tset_size(type, H5T_VARIABLE));
-    POET_H5(H5Tset_cset(type, H5T_CSET_UTF8));
-    POET_TRY(write_attribute(file, name, type, &value, path));
-fail:
-    if (is_ours(type))
-        H5Tclose(type);
-    return st;
-}
-
-static poet_status write_int_attribute(hid_t file, const char *name, long long value,
-                                       const char *path) {
-    int64_t v = value;
-    return write_attribute(file, name, H5T_NATIVE_INT64, &v, path);
-}
-
-static poet_status write_double_attribute(hid_t file, const char *name, double value,
-                                          const char *path) {
-    return write_attribute(file, name, H5T_NATIVE_DOUBLE, &value, path);
 }
 
 /* ---- layout ---------------------------------------------------------------------------------- */
@@ -228,16 +177,16 @@ static poet_status layout_create(hid_t file, int members, const char *path, log_
     POET_TRY(create_dataset(evals, "member_nll", H5T_NATIVE_DOUBLE, members, path,
                             &ds->member_nll));
 fail:
-    if (is_ours(evals))
-        H5Gclose(evals);
-    if (is_ours(iters))
-        H5Gclose(iters);
+    poet_h5_close(&evals);
+    poet_h5_close(&iters);
     return st;
 }
 
 /* Opens every dataset of an existing log. T (E) is the rows every iteration (evaluation) dataset
- * has: a flush cut short could leave them uneven, and only the common prefix is complete. */
-static poet_status layout_open(hid_t file, int members, const char *path, log_layout *ds) {
+ * has: a flush cut short could leave them uneven, and only the common prefix is complete. A log of
+ * another ensemble (other member count) fails with *foreign set; any other failure means damage. */
+static poet_status layout_open(hid_t file, int members, const char *path, log_layout *ds,
+                               int *foreign) {
     poet_status st = POET_OK;
     hid_t iters = H5I_INVALID_HID, evals = H5I_INVALID_HID;
     hsize_t rows = 0;
@@ -251,7 +200,7 @@ static poet_status layout_open(hid_t file, int members, const char *path, log_la
         int matrix = c == N_ITER_COLS;
         POET_TRY(open_dataset(iters, "iterations", matrix ? "member_loss" : ITER_NAMES[c],
                               matrix ? members : 0, path, matrix ? &ds->member_loss : &ds->iter[c],
-                              &rows));
+                              &rows, foreign));
         ds->rows = c == 0 || rows < ds->rows ? rows : ds->rows;
     }
     for (int c = 0; c < N_EVAL_COLS + 2; c++) {
@@ -259,14 +208,13 @@ static poet_status layout_open(hid_t file, int members, const char *path, log_la
                            : c == N_EVAL_COLS ? "member_accuracy" : "member_nll";
         hid_t *d = c < N_EVAL_COLS ? &ds->eval[c]
                    : c == N_EVAL_COLS ? &ds->member_accuracy : &ds->member_nll;
-        POET_TRY(open_dataset(evals, "eval", name, c < N_EVAL_COLS ? 0 : members, path, d, &rows));
+        POET_TRY(open_dataset(evals, "eval", name, c < N_EVAL_COLS ? 0 : members, path, d, &rows,
+                              foreign));
         ds->eval_rows = c == 0 || rows < ds->eval_rows ? rows : ds->eval_rows;
     }
 fail:
-    if (is_ours(evals))
-        H5Gclose(evals);
-    if (is_ours(iters))
-        H5Gclose(iters);
+    poet_h5_close(&evals);
+    poet_h5_close(&iters);
     return st;
 }
 
@@ -292,7 +240,7 @@ fail:
 /* Leading rows of the int64 column `d` ([rows]) below `limit` (or equal to it, when `inclusive`).
  * Rows are appended in iteration order, so that prefix is exactly what a resumed run keeps. */
 static poet_status kept_prefix(hid_t d, hsize_t rows, long limit, int inclusive, const char *path,
-                               hsize_t *kept) {
+                               hsize_t *kept, long *last) {
     poet_status st = POET_OK;
     int64_t *values = NULL; /* [rows] */
     hid_t file_space = H5I_INVALID_HID, mem_space = H5I_INVALID_HID;
@@ -309,11 +257,10 @@ static poet_status kept_prefix(hid_t d, hsize_t rows, long limit, int inclusive,
             count++;
     }
     *kept = count;
+    *last = count ? (long)values[count - 1] : -1;
 fail:
-    if (is_ours(mem_space))
-        H5Sclose(mem_space);
-    if (is_ours(file_space))
-        H5Sclose(file_space);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
     free(values);
     return st;
 }
@@ -321,33 +268,64 @@ fail:
 /* Iteration rows at or past first_iteration are dropped (the resumed run writes them again);
  * evaluation rows *past* it too. An evaluation at exactly first_iteration measured the checkpointed
  * weights (train.c evaluates before it checkpoints) and the resumed run does not repeat it, so it
- * stays. Serial: see the top of the file. */
-static poet_status truncate_for_resume(const char *path, int members, long first_iteration) {
+ * stays. A log whose rows end elsewhere than just before first_iteration does not match the
+ * checkpoint: that is worth a warning (the rows are kept), not a refusal. Any failure other than a
+ * log of another ensemble sets *damaged. Serial: see the top of the file. */
+static poet_status truncate_for_resume(const char *path, int members, long first_iteration,
+                                       int *damaged) {
     poet_status st = POET_OK;
     hid_t file = H5I_INVALID_HID;
     log_layout ds;
     hsize_t keep = 0, keep_eval = 0;
+    long last = -1, last_eval = -1;
+    int foreign = 0;
     layout_init(&ds);
     file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (file < 0)
         POET_FAIL(POET_ERR_DATA, "%s: cannot reopen the loss log to resume it (damaged or not "
                                  "HDF5?): %s",
                   path, poet_hdf5_error_string());
-    POET_TRY(layout_open(file, members, path, &ds));
-    POET_TRY(kept_prefix(ds.iter[COL_ITERATION], ds.rows, first_iteration, 0, path, &keep));
-    POET_TRY(kept_prefix(ds.eval[EV_ITERATION], ds.eval_rows, first_iteration, 1, path,
-                         &keep_eval));
+    POET_TRY(layout_open(file, members, path, &ds, &foreign));
+    POET_TRY(kept_prefix(ds.iter[COL_ITERATION], ds.rows, first_iteration, 0, path, &keep, &last));
+    POET_TRY(kept_prefix(ds.eval[EV_ITERATION], ds.eval_rows, first_iteration, 1, path, &keep_eval,
+                         &last_eval));
+    if (last != first_iteration - 1)
+        fprintf(stderr,
+                "poet: warning: %s: the log's iterations end at %ld but the checkpoint resumes at "
+                "iteration %ld: the log does not match the checkpoint (rows kept as they are)\n",
+                path, last, first_iteration);
     POET_TRY(layout_set_rows(&ds, keep, keep_eval, members, path));
 fail:
     layout_close(&ds);
-    if (is_ours(file) && H5Fclose(file) < 0 && st == POET_OK)
+    if (poet_h5_close(&file) < 0 && st == POET_OK)
         st = poet_error_set(POET_ERR_HDF5, "%s: cannot close the loss log after truncating it: %s",
                             path, poet_hdf5_error_string());
+    *damaged = st != POET_OK && !foreign;
     return st;
 }
 
+/* Rank 0: renames a damaged log to the first free <path>.damaged-<n>, so that nothing in it is lost
+ * and a new log can take its place. */
+static poet_status move_aside(const char *path, char *moved, size_t size) {
+    struct stat sb;
+    for (int n = 1; n < 10000; n++) {
+        if (snprintf(moved, size, "%s.damaged-%d", path, n) >= (int)size)
+            break;
+        if (stat(moved, &sb) != 0 && errno == ENOENT) {
+            if (rename(path, moved) != 0)
+                return poet_error_set(POET_ERR_IO, "%s: cannot move the damaged loss log aside to "
+                                                   "%s: %s",
+                                      path, moved, strerror(errno));
+            return POET_OK;
+        }
+    }
+    return poet_error_set(POET_ERR_IO, "%s: no free name to move the damaged loss log aside", path);
+}
+
 /* Rank 0 prepares a resumed log (or finds none); every rank learns the outcome, and on failure
- * rank 0's status and message, so that all ranks fail alike. */
+ * rank 0's status and message, so that all ranks fail alike. A damaged log (not HDF5, truncated,
+ * datasets missing or unreadable) is moved aside with a warning and a new log continues from
+ * first_iteration; a log of another ensemble stays an error. */
 static poet_status prepare_resume(poet_losslog *log, long first_iteration, int *exists) {
     poet_status st = POET_OK;
     struct {
@@ -356,9 +334,22 @@ static poet_status prepare_resume(poet_losslog *log, long first_iteration, int *
     } outcome = {0, POET_OK, ""};
     if (log->rank == 0) {
         struct stat sb;
+        int damaged = 0;
         outcome.exists = stat(log->path, &sb) == 0;
         if (outcome.exists)
-            outcome.status = truncate_for_resume(log->path, log->members, first_iteration);
+            outcome.status =
+                truncate_for_resume(log->path, log->members, first_iteration, &damaged);
+        if (damaged) {
+            char moved[POET_PATH_MAX + 32], reason[sizeof outcome.message];
+            snprintf(reason, sizeof reason, "%s", poet_error_message());
+            poet_error_clear();
+            outcome.status = move_aside(log->path, moved, sizeof moved);
+            outcome.exists = 0;
+            if (outcome.status == POET_OK)
+                fprintf(stderr, "poet: warning: the loss log is damaged (%s); moved it aside to %s "
+                                "and starting a new log at iteration %ld\n",
+                        reason, moved, first_iteration);
+        }
         if (outcome.status != POET_OK)
             snprintf(outcome.message, sizeof outcome.message, "%s", poet_error_message());
     }
@@ -367,6 +358,19 @@ static poet_status prepare_resume(poet_losslog *log, long first_iteration, int *
         POET_FAIL((poet_status)outcome.status, "%s", outcome.message);
     *exists = outcome.exists;
 fail:
+    return st;
+}
+
+/* Every rank's outcome of one collective write (`err`: errno right after it). A full disk fails
+ * only some ranks; all agree before any goes on to the next collective call, and fail together
+ * with one I/O error naming the log and the cause. A failed log stays failed (see poet_losslog). */
+static poet_status agree_write(poet_losslog *log, herr_t written, int err, const char *what) {
+    poet_status st = POET_OK;
+    if (written < 0)
+        st = poet_error_set(POET_ERR_IO, "%s: cannot write %s: %s", log->path, what,
+                            poet_fs_write_cause(log->path, err, poet_hdf5_error_string()));
+    st = poet_error_agree(log->comm, st);
+    log->failed = log->failed || st != POET_OK;
     return st;
 }
 
@@ -389,19 +393,22 @@ static poet_status write_root_attributes(poet_losslog *log, const poet_config *c
     json = poet_config_to_json(cfg);
     if (!json)
         POET_FAIL(POET_ERR_NOMEM, "%s: cannot serialise the config for the log", log->path);
-    POET_TRY(write_string_attribute(log->file, "config", json, log->path));
-    POET_TRY(write_string_attribute(log->file, "poet_version", POET_VERSION, log->path));
-    POET_TRY(write_int_attribute(log->file, "format_version", LOSSLOG_FORMAT_VERSION, log->path));
-    POET_TRY(write_int_attribute(log->file, "members", cfg->members, log->path));
-    POET_TRY(write_int_attribute(log->file, "ranks", ranks, log->path));
-    POET_TRY(write_int_attribute(log->file, "batch_size", cfg->batch_size, log->path));
-    POET_TRY(write_double_attribute(log->file, "lr", cfg->lr, log->path));
-    POET_TRY(write_string_attribute(log->file, "tree", poet_tree_kind_name(cfg->tree), log->path));
-    POET_TRY(write_int_attribute(log->file, "arity", cfg->arity, log->path));
-    POET_TRY(write_string_attribute(log->file, "overlap", poet_overlap_mode_name(cfg->overlap),
-                                    log->path));
-    POET_TRY(write_string_attribute(log->file, "run_name", cfg->run_name, log->path));
-    POET_TRY(write_string_attribute(log->file, created ? "created" : "resumed", now, log->path));
+    /* Integers as H5T_NATIVE_INT64 (stored as 64-bit little-endian): what readers expect. */
+    hid_t f = log->file;
+    const char *path = log->path;
+    POET_TRY(poet_h5_attr_write_string(f, "config", json, path));
+    POET_TRY(poet_h5_attr_write_string(f, "poet_version", POET_VERSION, path));
+    POET_TRY(poet_h5_attr_write_int(f, "format_version", H5T_NATIVE_INT64, LOSSLOG_FORMAT_VERSION,
+                                    path));
+    POET_TRY(poet_h5_attr_write_int(f, "members", H5T_NATIVE_INT64, cfg->members, path));
+    POET_TRY(poet_h5_attr_write_int(f, "ranks", H5T_NATIVE_INT64, ranks, path));
+    POET_TRY(poet_h5_attr_write_int(f, "batch_size", H5T_NATIVE_INT64, cfg->batch_size, path));
+    POET_TRY(poet_h5_attr_write_double(f, "lr", cfg->lr, path));
+    POET_TRY(poet_h5_attr_write_string(f, "tree", poet_tree_kind_name(cfg->tree), path));
+    POET_TRY(poet_h5_attr_write_int(f, "arity", H5T_NATIVE_INT64, cfg->arity, path));
+    POET_TRY(poet_h5_attr_write_string(f, "overlap", poet_overlap_mode_name(cfg->overlap), path));
+    POET_TRY(poet_h5_attr_write_string(f, "run_name", cfg->run_name, path));
+    POET_TRY(poet_h5_attr_write_string(f, created ? "created" : "resumed", now, path));
 fail:
     free(json);
     return st;
@@ -420,8 +427,7 @@ static poet_status open_file(poet_losslog *log, int exists) {
         POET_FAIL(exists ? POET_ERR_DATA : POET_ERR_IO, "%s: cannot %s the loss log: %s", log->path,
                   exists ? "reopen (to resume)" : "create", poet_hdf5_error_string());
 fail:
-    if (is_ours(fapl))
-        H5Pclose(fapl);
+    poet_h5_close(&fapl);
     return st;
 }
 
@@ -447,10 +453,9 @@ poet_status poet_losslog_open(MPI_Comm comm, const char *path, const poet_config
                               const poet_ensemble *e, long first_iteration, poet_losslog **out) {
     poet_status st = POET_OK;
     poet_losslog *log = NULL;
-    int exists = 0, ranks = 1;
+    int exists = 0, ranks = 1, foreign = 0;
     *out = NULL;
-    /* Our messages say what failed; HDF5's own stack printing would add pages of noise. */
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    poet_h5_quiet();
     POET_ALLOC(log, 1);
     log->file = log->dxpl = H5I_INVALID_HID;
     layout_init(&log->ds);
@@ -470,11 +475,16 @@ poet_status poet_losslog_open(MPI_Comm comm, const char *path, const poet_config
         POET_TRY(prepare_resume(log, first_iteration, &exists));
     POET_TRY(open_file(log, exists));
     if (exists)
-        POET_TRY(layout_open(log->file, log->members, log->path, &log->ds));
+        POET_TRY(layout_open(log->file, log->members, log->path, &log->ds, &foreign));
     else
         POET_TRY(layout_create(log->file, log->members, log->path, &log->ds));
     POET_TRY(write_root_attributes(log, cfg, ranks, !exists));
-    POET_H5(H5Fflush(log->file, H5F_SCOPE_GLOBAL));
+    poet_h5_watch_arm("opening the loss log", log->path, NULL);
+    errno = 0;
+    herr_t flushed = H5Fflush(log->file, H5F_SCOPE_GLOBAL);
+    st = agree_write(log, flushed, errno, "the log's metadata");
+    poet_h5_watch_disarm();
+    POET_TRY(st);
     *out = log;
     return POET_OK;
 fail:
@@ -502,14 +512,12 @@ static poet_status write_column(poet_losslog *log, hid_t d, hid_t type, hsize_t 
         POET_H5(H5Sselect_none(file_space));
         POET_H5(H5Sselect_none(mem_space));
     }
-    if (H5Dwrite(d, type, mem_space, file_space, log->dxpl, values) < 0)
-        POET_FAIL(POET_ERR_HDF5, "%s: cannot write %llu log rows: %s", log->path,
-                  (unsigned long long)n, poet_hdf5_error_string());
+    errno = 0;
+    herr_t written = H5Dwrite(d, type, mem_space, file_space, log->dxpl, values);
+    POET_TRY(agree_write(log, written, errno, "log rows"));
 fail:
-    if (is_ours(mem_space))
-        H5Sclose(mem_space);
-    if (is_ours(file_space))
-        H5Sclose(file_space);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
     return st;
 }
 
@@ -535,14 +543,12 @@ static poet_status write_columns(poet_losslog *log, hid_t d, hsize_t start, hsiz
         POET_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_OR, offset, NULL, block, NULL));
         i += run;
     }
-    if (H5Dwrite(d, H5T_NATIVE_DOUBLE, mem_space, file_space, log->dxpl, values) < 0)
-        POET_FAIL(POET_ERR_HDF5, "%s: cannot write %llu rows of member columns: %s", log->path,
-                  (unsigned long long)n, poet_hdf5_error_string());
+    errno = 0;
+    herr_t written = H5Dwrite(d, H5T_NATIVE_DOUBLE, mem_space, file_space, log->dxpl, values);
+    POET_TRY(agree_write(log, written, errno, "member columns"));
 fail:
-    if (is_ours(mem_space))
-        H5Sclose(mem_space);
-    if (is_ours(file_space))
-        H5Sclose(file_space);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
     return st;
 }
 
@@ -643,9 +649,13 @@ fail:
 poet_status poet_losslog_flush(poet_losslog *log) {
     poet_status st = POET_OK;
     double *scratch = NULL; /* [max(n, eval n)] one column at a time */
+    if (log->failed)
+        return poet_error_set(POET_ERR_IO, "%s: an earlier write to the loss log failed",
+                              log->path);
     POET_TRY(check_same_rows(log));
     if (log->buffered == 0 && log->eval_buffered == 0)
         return POET_OK;
+    poet_h5_watch_arm("writing the loss log", log->path, NULL);
     POET_ALLOC(scratch, log->buffered > log->eval_buffered ? log->buffered : log->eval_buffered);
     if (log->buffered)
         POET_TRY(flush_iterations(log, scratch));
@@ -653,8 +663,15 @@ poet_status poet_losslog_flush(poet_losslog *log) {
         POET_TRY(flush_evals(log, scratch));
     /* Global flush: the superblock, object headers and chunk indexes on disk now describe every
      * row written, so a run killed before the next flush leaves a readable log. */
-    POET_H5(H5Fflush(log->file, H5F_SCOPE_GLOBAL));
+    st = poet_error_agree(log->comm, log->rank == 0 ? poet_fs_check_room(log->path, "log rows")
+                                                    : POET_OK);
+    log->failed = log->failed || st != POET_OK;
+    POET_TRY(st);
+    errno = 0;
+    herr_t flushed = H5Fflush(log->file, H5F_SCOPE_GLOBAL);
+    POET_TRY(agree_write(log, flushed, errno, "the log's metadata"));
 fail:
+    poet_h5_watch_disarm();
     free(scratch);
     return st;
 }
@@ -690,14 +707,17 @@ poet_status poet_losslog_close(poet_losslog *log) {
     poet_status st = POET_OK;
     if (!log)
         return POET_OK;
-    if (is_ours(log->file) && (log->buffered || log->eval_buffered))
+    if (log->file > 0 && !log->failed && (log->buffered || log->eval_buffered))
         st = poet_losslog_flush(log);
+    poet_h5_watch_arm("closing the loss log", log->path, NULL);
     layout_close(&log->ds);
-    if (is_ours(log->file) && H5Fclose(log->file) < 0 && st == POET_OK)
-        st = poet_error_set(POET_ERR_HDF5, "%s: cannot close the loss log: %s", log->path,
-                            poet_hdf5_error_string());
-    if (is_ours(log->dxpl))
-        H5Pclose(log->dxpl);
+    errno = 0;
+    if (poet_h5_close(&log->file) < 0 && st == POET_OK)
+        st = poet_error_set(POET_ERR_IO, "%s: cannot close the loss log: %s", log->path,
+                            poet_fs_write_cause(log->path, errno, poet_hdf5_error_string()));
+    poet_h5_watch_disarm();
+    poet_h5_close(&log->dxpl);
+    st = poet_error_agree(log->comm, st); /* closing is collective: every rank gets here */
     free(log->recs);
     free(log->local_loss);
     free(log->evals);

@@ -6,12 +6,13 @@
 #include "poet/report.h"
 
 #include <errno.h>
-#include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "poet/h5util.h"
 
 #define FORMAT_VERSION_UNDERSTOOD 1
 
@@ -59,12 +60,9 @@ static poet_status read_rows(const log_file *lf, const char *group, const char *
         POET_FAIL(POET_ERR_DATA, "%s: cannot read /%s (damaged file?): %s", lf->path, full,
                   poet_hdf5_error_string());
 fail:
-    if (mem_space > 0)
-        H5Sclose(mem_space);
-    if (file_space > 0)
-        H5Sclose(file_space);
-    if (d > 0)
-        H5Dclose(d);
+    poet_h5_close(&mem_space);
+    poet_h5_close(&file_space);
+    poet_h5_close(&d);
     return st;
 }
 
@@ -88,63 +86,39 @@ static poet_status dataset_shape(const log_file *lf, const char *group, const ch
     *rows = dims[0];
     *cols = ndims == 2 ? dims[1] : 1;
 fail:
-    if (space > 0)
-        H5Sclose(space);
-    if (d > 0)
-        H5Dclose(d);
+    poet_h5_close(&space);
+    poet_h5_close(&d);
     return st;
 }
 
+/* The run's identity is optional (older or foreign logs), so an attribute that is absent, of
+ * another kind or unreadable leaves the default. Reading one records no message: a failed read's
+ * message is dropped (nothing else is recorded while a log loads; the first failure ends it). */
+
 /* A root attribute as text (variable- or fixed-length string); "" when absent or not a string. */
 static void read_string_attribute(hid_t file, const char *name, char *out, size_t size) {
-    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, mem = H5I_INVALID_HID;
+    char *text = NULL;
     out[0] = '\0';
-    if (H5Aexists(file, name) <= 0 || (attr = H5Aopen(file, name, H5P_DEFAULT)) < 0)
+    if (poet_h5_attr_class(file, name) != H5T_STRING)
         return;
-    type = H5Aget_type(attr);
-    if (type >= 0 && H5Tget_class(type) == H5T_STRING) {
-        /* HDF5 converts between string sizes but not between character sets. */
-        H5T_cset_t cset = H5Tget_cset(type);
-        if (H5Tis_variable_str(type) > 0) {
-            char *text = NULL;
-            mem = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mem, H5T_VARIABLE);
-            H5Tset_cset(mem, cset);
-            if (H5Aread(attr, mem, &text) >= 0 && text) {
-                snprintf(out, size, "%s", text);
-                H5free_memory(text);
-            }
-        } else {
-            size_t n = H5Tget_size(type);
-            char *text = calloc(n + 1, 1);
-            mem = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mem, n + 1);
-            H5Tset_cset(mem, cset);
-            if (text && H5Aread(attr, mem, text) >= 0)
-                snprintf(out, size, "%s", text);
-            free(text);
-        }
-    }
-    if (mem > 0)
-        H5Tclose(mem);
-    if (type > 0)
-        H5Tclose(type);
-    H5Aclose(attr);
+    if (poet_h5_attr_read_string(file, name, &text, POET_ERR_DATA, "log", "/") == POET_OK)
+        snprintf(out, size, "%s", text);
+    else
+        poet_error_clear();
+    free(text);
 }
 
 /* A numeric root attribute converted to double; `fallback` when absent or not a number. */
 static double read_number_attribute(hid_t file, const char *name, double fallback) {
-    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID;
     double value = fallback;
-    if (H5Aexists(file, name) <= 0 || (attr = H5Aopen(file, name, H5P_DEFAULT)) < 0)
+    H5T_class_t cls = poet_h5_attr_class(file, name);
+    if (cls != H5T_INTEGER && cls != H5T_FLOAT)
         return fallback;
-    type = H5Aget_type(attr);
-    H5T_class_t cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
-    if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && H5Aread(attr, H5T_NATIVE_DOUBLE, &value) < 0)
+    if (poet_h5_attr_read(file, name, H5T_NATIVE_DOUBLE, 0, &value, POET_ERR_DATA, "log", "/") !=
+        POET_OK) {
+        poet_error_clear();
         value = fallback;
-    if (type > 0)
-        H5Tclose(type);
-    H5Aclose(attr);
+    }
     return value;
 }
 
@@ -302,7 +276,7 @@ poet_status poet_report_load(const char *path, poet_report_summary *out) {
     hsize_t rows = 0, members = 0, evals = 0;
     memset(out, 0, sizeof *out);
     snprintf(out->path, sizeof out->path, "%s", path);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* failures become our one-line messages */
+    poet_h5_quiet();
     if (stat(path, &sb) != 0)
         POET_FAIL(POET_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode))
@@ -322,8 +296,7 @@ poet_status poet_report_load(const char *path, poet_report_summary *out) {
     POET_TRY(summarise_iterations(&lf, (long)rows, (long)members, out));
     POET_TRY(summarise_evals(&lf, (long)evals, out));
 fail:
-    if (lf.file > 0)
-        H5Fclose(lf.file);
+    poet_h5_close(&lf.file);
     return st;
 }
 

@@ -357,17 +357,19 @@ fail:
     return st;
 }
 
-static poet_status resume(trainer *t) {
+/* Loads the checkpoint to resume from, if any; every rank learns the same outcome. `path` receives
+ * the checkpoint's file name ("" without one). */
+static poet_status resume(trainer *t, char *path, size_t size) {
     poet_status st = POET_OK;
     poet_train_position pos = {0};
-    char path[POET_PATH_MAX] = "";
     int found = 0;
+    path[0] = '\0';
     if (t->opt->resume_from) {
         POET_TRY(poet_checkpoint_read(t->comm, t->opt->resume_from, t->cfg, &t->ens, &pos));
-        snprintf(path, sizeof path, "%s", t->opt->resume_from);
+        snprintf(path, size, "%s", t->opt->resume_from);
         found = 1;
     } else if (t->opt->resume) {
-        POET_TRY(poet_checkpoint_resume(t->comm, t->cfg, &t->ens, &pos, &found, path, sizeof path));
+        POET_TRY(poet_checkpoint_resume(t->comm, t->cfg, &t->ens, &pos, &found, path, size));
     }
     t->start = found ? pos.iteration : 0;
     if (t->rank == 0 && !t->opt->quiet && (t->opt->resume || t->opt->resume_from))
@@ -376,6 +378,19 @@ static poet_status resume(trainer *t) {
                path, t->start);
 fail:
     return st;
+}
+
+/* Training only: a checkpoint past this run's end (the config's iterations or epochs were lowered)
+ * cannot be continued; every rank sees the same numbers, so all fail alike. Checked before the log
+ * is opened, so a refused checkpoint changes nothing. */
+static poet_status check_resume_point(trainer *t, const char *path) {
+    poet_status st = POET_OK;
+    if (t->start > t->total)
+        st = poet_error_set(POET_ERR_CHECKPOINT,
+                            "%s: checkpoint is at iteration %ld, past this run's %ld iterations "
+                            "(training.iterations or training.epochs lowered?)",
+                            path, t->start, t->total);
+    return poet_error_agree(t->comm, st);
 }
 
 /* Writes "iteration loss(hex float)" so tests can compare trajectories bit for bit. */
@@ -490,6 +505,7 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
                            poet_train_summary *summary) {
     poet_status st = POET_OK;
     trainer t;
+    char resumed_from[POET_PATH_MAX];
     memset(&t, 0, sizeof t);
     memset(summary, 0, sizeof *summary);
     t.comm = comm;
@@ -508,7 +524,18 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     }
     POET_TRY(poet_error_agree(comm, load_data(&t)));
     POET_TRY(poet_error_agree(comm, setup(&t)));
-    POET_TRY(resume(&t));
+    POET_TRY(resume(&t, resumed_from, sizeof resumed_from));
+    POET_TRY(check_resume_point(&t, resumed_from));
+    if (resumed_from[0] && t.start == t.total) {
+        /* A finished run: evaluating, logging or checkpointing again would only repeat its end. */
+        if (t.rank == 0)
+            printf("poet: the run is already finished: %s is at iteration %ld of %ld; nothing to "
+                   "do\n",
+                   resumed_from, t.start, t.total);
+        summary->iterations_done = t.start;
+        st = measure_ranks(&t, summary);
+        goto fail;
+    }
     if (opt->trajectory && t.rank == 0 && !(t.trajectory = fopen(opt->trajectory, "a")))
         st = poet_error_set(POET_ERR_IO, "%s: cannot open trajectory file", opt->trajectory);
     POET_TRY(poet_error_agree(comm, st));
@@ -545,6 +572,7 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     trainer t;
     poet_train_options opt = {0};
     poet_train_summary summary;
+    char path[POET_PATH_MAX];
     memset(&t, 0, sizeof t);
     opt.quiet = 1;
     opt.resume = 1;
@@ -558,7 +586,7 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     MPI_Comm_size(comm, &t.ranks);
     POET_TRY(poet_error_agree(comm, load_data(&t)));
     POET_TRY(poet_error_agree(comm, setup(&t)));
-    POET_TRY(resume(&t));
+    POET_TRY(resume(&t, path, sizeof path));
     if (t.start == 0 && !checkpoint_path) {
         st = poet_error_set(POET_ERR_CHECKPOINT, "%s: no checkpoint to evaluate in %s",
                             cfg->source, cfg->checkpoint_dir);

@@ -5,11 +5,15 @@
  *   test_checkpoint             the whole suite, in ./ckpt-test-p<ranks>
  *   test_checkpoint write DIR   writes the elastic fixture DIR/ckpt-00000007.h5
  *   test_checkpoint read DIR    resumes from DIR with this rank count and checks the pattern
+ *   test_checkpoint nonfinite DIR  a NaN or infinity in parameters or momentum: never written
+ *                               (numerical error naming member and tensor), never read or
+ *                               inspected as good even when its checksum matches
  */
 #define _XOPEN_SOURCE 700
 
 #include <ftw.h>
 #include <hdf5.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -604,6 +608,104 @@ static void elastic_read(const char *dir) {
     poet_ensemble_destroy(&r);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Non-finite weights
+ * ------------------------------------------------------------------------------------------- */
+
+static const poet_tensor_info *tensor_named(const poet_ensemble *e, int j, const char *name) {
+    const poet_arch_plan *plan = &e->plans[e->cfg->member_arch[j]];
+    for (int t = 0; t < plan->n_tensors; t++)
+        if (strcmp(plan->tensors[t].name, name) == 0)
+            return &plan->tensors[t];
+    fprintf(stderr, "FAIL no tensor %s\n", name);
+    exit(1);
+}
+
+/* The pattern `salt` everywhere, but member j's value `at` (in member layout) is `value`. */
+static void fill_with(poet_ensemble *e, long salt, int j, size_t at, float value) {
+    fill(e, salt);
+    for (int i = 0; i < e->n_local; i++)
+        if (e->local_ids[i] == j) {
+            float *block = pattern_block(e, salt, j);
+            block[at] = value;
+            poet_ensemble_member_set(e, i, e->params, block);
+            poet_ensemble_member_set(e, i, e->velocity, block + member_params(e, j));
+            free(block);
+        }
+}
+
+/* Rank 0 sets element `at` of dataset `dset` to `value` and /checksums[j] to `crc`: a file whose
+ * checksums agree with its non-finite contents. */
+static void poke(const char *path, const char *dset, hsize_t at, float value, int j, uint32_t crc) {
+    if (rank == 0) {
+        hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        hsize_t one = 1, where[2] = {at, (hsize_t)j};
+        hid_t mem = H5Screate_simple(1, &one, NULL);
+        for (int k = 0; k < 2; k++) {
+            hid_t d = H5Dopen2(file, k ? "/checksums" : dset, H5P_DEFAULT);
+            hid_t space = H5Dget_space(d);
+            H5Sselect_elements(space, H5S_SELECT_SET, 1, &where[k]);
+            herr_t w = k ? H5Dwrite(d, H5T_NATIVE_UINT32, mem, space, H5P_DEFAULT, &crc)
+                         : H5Dwrite(d, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, &value);
+            TEST_CHECK(w >= 0, "cannot write %s in %s", k ? "/checksums" : dset, path);
+            H5Sclose(space);
+            H5Dclose(d);
+        }
+        H5Sclose(mem);
+        H5Fclose(file);
+    }
+    MPI_Barrier(comm);
+}
+
+static void nonfinite(const char *dir) {
+    char path[POET_PATH_MAX], bad[POET_PATH_MAX], before[4096], after[4096];
+    poet_ensemble e, r;
+    poet_train_position pos = {400, 2, 0, 1000}, got = {0};
+    remove_tree(dir);
+    make_config(&cfg, dir, 1);
+    create(&cfg, &e);
+    create(&cfg, &r);
+    TEST_OK(write_at(&cfg, &e, 300, path));
+    snapshot(dir, before, sizeof before);
+
+    /* Never written: a NaN in momentum, an infinity in parameters (on whichever rank owns them). */
+    size_t n2 = member_params(&e, 2), n4 = member_params(&e, 4);
+    fill_with(&e, 400, 2, n2 + tensor_named(&e, 2, "fc1.weight")->offset + 5, NAN);
+    expect_error(poet_checkpoint_write(comm, &cfg, &e, &pos, path, sizeof path), POET_ERR_NUMERIC,
+                 "ckpt-00000400.h5: member 2 momentum/fc1.weight holds a non-finite value (nan at "
+                 "element 5); checkpoint not written",
+                 "NaN momentum");
+    fill_with(&e, 400, 4, tensor_named(&e, 4, "conv1.bias")->offset, INFINITY);
+    expect_error(poet_checkpoint_write(comm, &cfg, &e, &pos, path, sizeof path), POET_ERR_NUMERIC,
+                 "member 4 params/conv1.bias holds a non-finite value (inf at element 0)",
+                 "infinite parameter");
+    (void)n4;
+    snapshot(dir, after, sizeof after);
+    TEST_CHECK(strcmp(before, after) == 0, "refused writes changed the directory:\n  before %s\n"
+               "  after  %s", before, after);
+
+    /* A file holding a NaN with a matching checksum: refused by read and by inspect. */
+    join(bad, dir, "nan-with-good-checksum.h5");
+    if (rank == 0) {
+        char cmd[3 * POET_PATH_MAX];
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, bad);
+        TEST_CHECK(system(cmd) == 0, "cannot copy %s", path);
+    }
+    const poet_tensor_info *bias = tensor_named(&e, 1, "fc2.bias");
+    float *block = pattern_block(&e, 300, 1);
+    block[bias->offset + 3] = NAN;
+    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)block,
+                                   (uInt)(2 * member_params(&e, 1) * sizeof(float)));
+    free(block);
+    poke(bad, "/members/0001/params/fc2.bias", 3, NAN, 1, crc);
+    expect_error(poet_checkpoint_read(comm, bad, &cfg, &r, &got), POET_ERR_CHECKPOINT,
+                 "nan-with-good-checksum.h5: member 1 params/fc2.bias holds a non-finite value",
+                 "NaN in a stored tensor");
+    check_inspect(bad, POET_ERR_CHECKPOINT, M - 1, 1);
+    poet_ensemble_destroy(&r);
+    poet_ensemble_destroy(&e);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
@@ -613,10 +715,12 @@ int main(int argc, char **argv) {
         elastic_write(argv[2]);
     else if (argc == 3 && strcmp(argv[1], "read") == 0)
         elastic_read(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "nonfinite") == 0)
+        nonfinite(argv[2]);
     else if (argc == 1)
         suite();
     else {
-        fprintf(stderr, "usage: %s [write DIR | read DIR]\n", argv[0]);
+        fprintf(stderr, "usage: %s [write DIR | read DIR | nonfinite DIR]\n", argv[0]);
         test_failures++;
     }
     /* One verdict for all ranks. */

@@ -86,15 +86,4 @@ const char *poet_status_name(poet_status status);
                       __LINE__, alloc_count_, sizeof(*(ptr)));                                     \
     } while (0)
 
-/* HDF5: `expr` returns herr_t or hid_t; negative is failure. */
-#define POET_H5(expr)                                                                              \
-    do {                                                                                           \
-        if ((long long)(expr) < 0)                                                                 \
-            POET_FAIL(POET_ERR_HDF5, "%s:%d: HDF5 call %s failed: %s", __FILE__, __LINE__, #expr,  \
-                      poet_hdf5_error_string());                                                   \
-    } while (0)
-
-/* The libraries' own error strings (defined in error.c; each library is linked into poet). */
-const char *poet_hdf5_error_string(void);
-
 #endif
