@@ -17,11 +17,14 @@
 /* A pool's stride defaults to its kernel (PyTorch's stride=None); the config may leave it 0. */
 static int pool_stride(const poet_layer_spec *s) { return s->stride > 0 ? s->stride : s->kernel; }
 
-/* Appends one parameter tensor to the plan; returns its index. Sizes were checked by the caller. */
-static int add_tensor(poet_arch_plan *plan, const char *prefix, int number, const char *suffix,
-                      int ndims, const int64_t *dims, int fan_in) {
-    int t = plan->n_tensors++;
-    poet_tensor_info *info = &plan->tensors[t];
+/* Appends one parameter tensor (or, `state`, one state tensor) to the plan; returns its index.
+ * Sizes were checked by the caller. */
+static int append_tensor(poet_arch_plan *plan, int state, const char *prefix, int number,
+                         const char *suffix, int ndims, const int64_t *dims, int fan_in,
+                         poet_init_kind init) {
+    int t = state ? plan->n_states++ : plan->n_tensors++;
+    poet_tensor_info *info = state ? &plan->states[t] : &plan->tensors[t];
+    size_t *count = state ? &plan->state_count : &plan->param_count;
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "%s%d.%s", prefix, number, suffix);
     info->ndims = ndims;
@@ -30,10 +33,20 @@ static int add_tensor(poet_arch_plan *plan, const char *prefix, int number, cons
         info->dims[d] = dims[d];
         info->count *= (size_t)dims[d];
     }
-    info->offset = plan->param_count;
+    info->offset = *count;
     info->fan_in = fan_in;
-    plan->param_count += info->count;
+    info->init = init;
+    *count += info->count;
     return t;
+}
+
+static int add_tensor(poet_arch_plan *plan, const char *prefix, int number, const char *suffix,
+                      int ndims, const int64_t *dims, int fan_in) {
+    return append_tensor(plan, 0, prefix, number, suffix, ndims, dims, fan_in, POET_INIT_UNIFORM);
+}
+
+int poet_arch_has_params(poet_layer_kind kind) {
+    return kind == POET_LAYER_CONV || kind == POET_LAYER_LINEAR || kind == POET_LAYER_BATCHNORM;
 }
 
 /* Output size of a sliding window along one axis, or a message when the kernel does not fit. */
@@ -84,6 +97,7 @@ static poet_status check_spec(const char *where, int index, const poet_layer_spe
                       where, index, poet_layer_kind_name(s->kind), s->padding, s->kernel);
         break;
     case POET_LAYER_RELU: break;
+    case POET_LAYER_BATCHNORM: break;
     case POET_LAYER_ADD:
         if (s->n_inputs < 2 || s->n_inputs > POET_MAX_INPUTS)
             POET_FAIL(POET_ERR_CONFIG, "%s[%d].inputs: add expects 2 to %d inputs, got %d", where,
@@ -98,7 +112,8 @@ fail:
 
 /* Resolves one layer: kernel, stride, padding, output shape and its parameter tensors. */
 static poet_status plan_layer(const char *where, int index, const poet_layer_spec *s,
-                              poet_shape in, int *n_conv, int *n_fc, poet_arch_plan *plan) {
+                              poet_shape in, int *n_conv, int *n_fc, int *n_bn,
+                              poet_arch_plan *plan) {
     poet_status st = POET_OK;
     poet_layer_plan *lp = &plan->layers[index];
     memset(lp, 0, sizeof *lp);
@@ -108,6 +123,7 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
     lp->kernel_h = lp->kernel_w = 1;
     lp->stride = 1;
     lp->weight_tensor = -1;
+    lp->state_tensor = -1;
     POET_TRY(check_spec(where, index, s));
 
     switch (s->kind) {
@@ -159,6 +175,24 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
                                 &lp->out.h, &lp->out.w));
         }
         break;
+    case POET_LAYER_BATCHNORM: {
+        /* Per channel over batch and pixels: a linear layer's features would want BatchNorm1d. */
+        int from = s->n_inputs > 0 ? s->inputs[0] : index - 1;
+        if (from >= 0 && plan->layers[from].kind == POET_LAYER_LINEAR)
+            POET_FAIL(POET_ERR_CONFIG,
+                      "%s[%d]: batchnorm expects channels x height x width (a conv's or pool's "
+                      "output), got layer %d's, a linear layer's features",
+                      where, index, from);
+        int64_t dims[1] = {in.c};
+        ++*n_bn;
+        lp->weight_tensor =
+            append_tensor(plan, 0, "bn", *n_bn, "weight", 1, dims, 1, POET_INIT_ONES);
+        append_tensor(plan, 0, "bn", *n_bn, "bias", 1, dims, 1, POET_INIT_ZEROS);
+        lp->state_tensor =
+            append_tensor(plan, 1, "bn", *n_bn, "running_mean", 1, dims, 1, POET_INIT_ZEROS);
+        append_tensor(plan, 1, "bn", *n_bn, "running_var", 1, dims, 1, POET_INIT_ONES);
+        break;
+    }
     case POET_LAYER_RELU:
     case POET_LAYER_ADD: break;
     }
@@ -213,6 +247,7 @@ static double layer_flops(const poet_layer_plan *lp) {
     case POET_LAYER_MAX_POOL: return out_elems * lp->kernel_h * lp->kernel_w;
     case POET_LAYER_RELU: return out_elems;
     case POET_LAYER_ADD: return out_elems * (lp->n_inputs - 1);
+    case POET_LAYER_BATCHNORM: return 4 * out_elems; /* statistics, then a multiply-add */
     }
     return 0;
 }
@@ -231,12 +266,12 @@ poet_status poet_arch_plan_build(const poet_arch *arch, poet_shape input, int cl
                   input.w);
 
     poet_shape shape = input;
-    int n_conv = 0, n_fc = 0;
+    int n_conv = 0, n_fc = 0, n_bn = 0;
     for (int i = 0; i < arch->n_layers; i++) {
         poet_layer_plan inputs = {0};
         poet_shape in = input;
         POET_TRY(plan_inputs(where, i, &arch->layers[i], plan, &inputs, &in));
-        POET_TRY(plan_layer(where, i, &arch->layers[i], in, &n_conv, &n_fc, plan));
+        POET_TRY(plan_layer(where, i, &arch->layers[i], in, &n_conv, &n_fc, &n_bn, plan));
         plan->layers[i].n_inputs = inputs.n_inputs;
         memcpy(plan->layers[i].inputs, inputs.inputs, sizeof inputs.inputs);
         plan->n_layers = i + 1;
@@ -260,6 +295,11 @@ void poet_arch_init_member(const poet_arch_plan *plan, uint64_t seed, int member
     for (int t = 0; t < plan->n_tensors; t++) {
         const poet_tensor_info *info = &plan->tensors[t];
         double bound = 1.0 / sqrt((double)info->fan_in);
+        if (info->init != POET_INIT_UNIFORM) {
+            for (size_t i = 0; i < info->count; i++)
+                params[info->offset + i] = info->init == POET_INIT_ONES ? 1.f : 0.f;
+            continue;
+        }
         for (size_t i = 0; i < info->count; i++) {
             size_t e = info->offset + i;
             double u = poet_rng_uniform(seed, POET_STREAM_INIT, base + e);
@@ -273,6 +313,14 @@ int poet_arch_is_chain(const poet_arch_plan *plan) {
         if (plan->layers[l].n_inputs != 1 || plan->layers[l].inputs[0] != l - 1)
             return 0;
     return 1;
+}
+
+void poet_arch_init_state(const poet_arch_plan *plan, float *state) {
+    for (int t = 0; t < plan->n_states; t++) {
+        const poet_tensor_info *info = &plan->states[t];
+        for (size_t i = 0; i < info->count; i++)
+            state[info->offset + i] = info->init == POET_INIT_ONES ? 1.f : 0.f;
+    }
 }
 
 static int spec_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
@@ -293,7 +341,8 @@ static int spec_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
         return a->kernel == b->kernel && pool_stride(a) == pool_stride(b) &&
                a->padding == b->padding;
     case POET_LAYER_RELU:
-    case POET_LAYER_ADD: return 1;
+    case POET_LAYER_ADD:
+    case POET_LAYER_BATCHNORM: return 1;
     }
     return 0;
 }
@@ -330,6 +379,7 @@ static void describe_layer(const poet_layer_spec *s, char *buf, size_t size) {
                      pool_stride(s));
         break;
     case POET_LAYER_RELU: snprintf(buf, size, "relu"); break;
+    case POET_LAYER_BATCHNORM: snprintf(buf, size, "batchnorm"); break;
     case POET_LAYER_ADD: {
         int n = snprintf(buf, size, "add(");
         for (int k = 0; k < s->n_inputs && n > 0 && (size_t)n < size; k++)

@@ -107,8 +107,8 @@ static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", NULL};
 static const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
 static const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
 static const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
-static const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool", "max_pool",
-                                          "linear", "add",  NULL};
+static const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool",  "max_pool",
+                                          "linear", "add",  "batchnorm", NULL};
 
 const char *poet_tree_kind_name(poet_tree_kind kind) {
     return (unsigned)kind <= POET_TREE_MPI ? TREE_NAMES[kind] : "unknown";
@@ -119,7 +119,7 @@ const char *poet_overlap_mode_name(poet_overlap_mode mode) {
 }
 
 const char *poet_layer_kind_name(poet_layer_kind kind) {
-    return (unsigned)kind <= POET_LAYER_ADD ? LAYER_NAMES[kind] : "unknown";
+    return (unsigned)kind <= POET_LAYER_BATCHNORM ? LAYER_NAMES[kind] : "unknown";
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ static const char *const OUTPUT_KEYS[] = {"run_name",
 static const char *const GROUP_KEYS[] = {"count", "architecture", NULL};
 static const char *const CONV_KEYS[] = {"type",    "out_channels", "kernel", "stride",
                                         "padding", "id",           "input",  NULL};
-static const char *const RELU_KEYS[] = {"type", "id", "input", NULL};
+static const char *const RELU_KEYS[] = {"type", "id", "input", NULL}; /* batchnorm's too */
 static const char *const POOL_KEYS[] = {"type",   "kernel", "stride", "padding",
                                         "global", "id",     "input",  NULL};
 static const char *const LINEAR_KEYS[] = {"type", "out_features", "id", "input", NULL};
@@ -568,7 +568,10 @@ static poet_status parse_layer(const char *src, const char *path, const cJSON *i
         POET_TRY(opt_int(src, path, item, "stride", 1, INT_MAX, &spec->stride));
         POET_TRY(opt_int(src, path, item, "padding", 0, INT_MAX, &spec->padding));
         break;
-    case POET_LAYER_RELU: POET_TRY(check_object(src, path, item, RELU_KEYS, "layer object")); break;
+    case POET_LAYER_RELU:
+    case POET_LAYER_BATCHNORM:
+        POET_TRY(check_object(src, path, item, RELU_KEYS, "layer object"));
+        break;
     case POET_LAYER_AVG_POOL:
     case POET_LAYER_MAX_POOL:
         POET_TRY(check_object(src, path, item, POOL_KEYS, "layer object"));
@@ -1097,7 +1100,8 @@ static cJSON *arch_json(builder *b, const poet_arch *arch, int classes) {
             break;
         case POET_LAYER_LINEAR: put_int(b, layer, "out_features", s->out); break;
         case POET_LAYER_RELU:
-        case POET_LAYER_ADD: break;
+        case POET_LAYER_ADD:
+        case POET_LAYER_BATCHNORM: break;
         }
         if (s->id[0])
             put_string(b, layer, "id", s->id);

@@ -255,6 +255,10 @@ static poet_status check_plan(const poet_arch_plan *plan, int members, int batch
         if (!read || lp->n_inputs < 1 || lp->n_inputs > POET_MAX_INPUTS)
             return poet_error_set(POET_ERR_INTERNAL, "net.c: layer %d has %d inputs and %s read", l,
                                   lp->n_inputs, read ? "is" : "is not");
+        if (lp->kind == POET_LAYER_BATCHNORM)
+            return poet_error_set(POET_ERR_CONFIG,
+                                  "model.architecture[%d]: batchnorm is not run by the stack yet",
+                                  l);
         for (int k = 0; k < lp->n_inputs; k++)
             if (lp->inputs[k] >= l || lp->inputs[k] < (lp->kind == POET_LAYER_ADD ? 0 : -1))
                 return poet_error_set(POET_ERR_INTERNAL, "net.c: layer %d reads layer %d", l,

@@ -12,6 +12,11 @@
  * A network is a graph: layer l reads act[inputs[k] + 1] (act[0] = the images); add sums its
  * inputs. Backward gives each input its share of dL/d(input) by adding into that input's grad, so
  * an output read by several layers receives the sum of their gradients.
+ *
+ * Batch normalisation (PyTorch's BatchNorm2d, eps 1e-5, momentum 0.1): per channel c over batch
+ * and pixels (n = B·H·W values), train mode y = w·(x − μ)/sqrt(σ² + eps) + b with the batch's
+ * mean μ and biased variance σ², then running_mean ← 0.9·running_mean + 0.1·μ and
+ * running_var ← 0.9·running_var + 0.1·σ²·n/(n − 1); eval mode uses the running statistics.
  */
 #include "poet/reference.h"
 
@@ -26,7 +31,19 @@ struct poet_ref_cache {
     double *grad[POET_MAX_LAYERS + 1]; /* dL/d act[l], same shapes */
     long *argmax[POET_MAX_LAYERS];     /* max_pool: [B, C, OH, OW] flat input index of the winner */
     double *scratch;                   /* one layer's dL/d(input) before it is added to its grad */
+    double *xhat[POET_MAX_LAYERS];     /* batchnorm: the normalised input, [B, C, H, W] */
+    double *inv_std[POET_MAX_LAYERS];  /* batchnorm: 1/sqrt(σ² + eps) used, [C] */
+    double *state;                     /* member state (running statistics), or NULL */
+    int train;                         /* batchnorm mode */
 };
+
+#define BN_EPS 1e-5
+#define BN_MOMENTUM 0.1
+
+void poet_ref_set_state(poet_ref_cache *cache, double *state, int train) {
+    cache->state = state;
+    cache->train = train;
+}
 
 static size_t shape_count(poet_shape s) { return (size_t)s.c * (size_t)s.h * (size_t)s.w; }
 
@@ -50,6 +67,13 @@ poet_ref_cache *poet_ref_cache_create(const poet_arch_plan *plan, int batch) {
     if (!cache->scratch)
         goto fail;
     for (int l = 0; l < plan->n_layers; l++) {
+        if (plan->layers[l].kind == POET_LAYER_BATCHNORM) {
+            size_t n = (size_t)batch * shape_count(plan->layers[l].out);
+            cache->xhat[l] = calloc(n ? n : 1, sizeof(double));
+            cache->inv_std[l] = calloc((size_t)plan->layers[l].out.c, sizeof(double));
+            if (!cache->xhat[l] || !cache->inv_std[l])
+                goto fail;
+        }
         if (plan->layers[l].kind != POET_LAYER_MAX_POOL)
             continue;
         size_t n = (size_t)batch * shape_count(plan->layers[l].out);
@@ -70,8 +94,11 @@ void poet_ref_cache_destroy(poet_ref_cache *cache) {
         free(cache->act[l]);
         free(cache->grad[l]);
     }
-    for (int l = 0; l < cache->n_layers; l++)
+    for (int l = 0; l < cache->n_layers; l++) {
         free(cache->argmax[l]);
+        free(cache->xhat[l]);
+        free(cache->inv_std[l]);
+    }
     free(cache->scratch);
     free(cache);
 }
@@ -251,6 +278,72 @@ static void linear_backward(const poet_layer_plan *lp, const double *w, int batc
         }
 }
 
+/* ---- batch normalisation, per channel c over n = B·H·W values ---- */
+
+static void batchnorm_forward(const poet_layer_plan *lp, const double *w, const double *bias,
+                              int batch, const double *x, double *y, double *xhat,
+                              double *inv_std, double *running_mean, double *running_var,
+                              int train) {
+    int C = lp->in.c;
+    size_t HW = (size_t)lp->in.h * lp->in.w, n = (size_t)batch * HW;
+    for (int c = 0; c < C; c++) {
+        double mean = running_mean[c], var = running_var[c];
+        if (train) {
+            double sum = 0, sq = 0;
+            for (int b = 0; b < batch; b++)
+                for (size_t p = 0; p < HW; p++)
+                    sum += x[((size_t)b * C + c) * HW + p];
+            mean = sum / (double)n;
+            for (int b = 0; b < batch; b++)
+                for (size_t p = 0; p < HW; p++) {
+                    double d = x[((size_t)b * C + c) * HW + p] - mean;
+                    sq += d * d;
+                }
+            var = sq / (double)n;
+            running_mean[c] = (1 - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * mean;
+            double unbiased = n > 1 ? sq / (double)(n - 1) : var;
+            running_var[c] = (1 - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * unbiased;
+        }
+        inv_std[c] = 1 / sqrt(var + BN_EPS);
+        for (int b = 0; b < batch; b++)
+            for (size_t p = 0; p < HW; p++) {
+                size_t i = ((size_t)b * C + c) * HW + p;
+                xhat[i] = (x[i] - mean) * inv_std[c];
+                y[i] = w[c] * xhat[i] + bias[c];
+            }
+    }
+}
+
+/* Train mode: μ and σ² depend on every x, so dx_i = inv_std/n · (n·g_i − Σg − x̂_i·Σ g·x̂) with
+ * g = dy·w. Eval mode: the statistics are constants, dx = dy·w·inv_std. */
+static void batchnorm_backward(const poet_layer_plan *lp, const double *w, int batch,
+                               const double *dy, const double *xhat, const double *inv_std,
+                               int train, double *dw, double *dbias, double *dx) {
+    int C = lp->in.c;
+    size_t HW = (size_t)lp->in.h * lp->in.w, n = (size_t)batch * HW;
+    for (int c = 0; c < C; c++) {
+        double sum_dy = 0, sum_dy_xhat = 0;
+        for (int b = 0; b < batch; b++)
+            for (size_t p = 0; p < HW; p++) {
+                size_t i = ((size_t)b * C + c) * HW + p;
+                sum_dy += dy[i];
+                sum_dy_xhat += dy[i] * xhat[i];
+            }
+        dw[c] = sum_dy_xhat;
+        dbias[c] = sum_dy;
+        if (!dx)
+            continue;
+        for (int b = 0; b < batch; b++)
+            for (size_t p = 0; p < HW; p++) {
+                size_t i = ((size_t)b * C + c) * HW + p;
+                double g = dy[i] * w[c];
+                dx[i] = train ? inv_std[c] / (double)n *
+                                    ((double)n * g - w[c] * sum_dy - xhat[i] * w[c] * sum_dy_xhat)
+                              : g * inv_std[c];
+            }
+    }
+}
+
 /* ---- the whole member ---- */
 
 void poet_ref_forward(const poet_arch_plan *plan, const double *params, int batch, const double *x,
@@ -271,6 +364,13 @@ void poet_ref_forward(const poet_arch_plan *plan, const double *params, int batc
         case POET_LAYER_AVG_POOL: avg_pool_forward(lp, batch, in, out); break;
         case POET_LAYER_MAX_POOL: max_pool_forward(lp, batch, in, out, cache->argmax[l]); break;
         case POET_LAYER_LINEAR: linear_forward(lp, w, bias, batch, in, out); break;
+        case POET_LAYER_BATCHNORM: {
+            double *rm = cache->state + plan->states[lp->state_tensor].offset;
+            double *rv = cache->state + plan->states[lp->state_tensor + 1].offset;
+            batchnorm_forward(lp, w, bias, batch, in, out, cache->xhat[l], cache->inv_std[l], rm,
+                              rv, cache->train);
+            break;
+        }
         case POET_LAYER_ADD: {
             size_t n = (size_t)batch * shape_count(lp->out);
             memcpy(out, in, n * sizeof *out);
@@ -335,6 +435,10 @@ void poet_ref_backward(const poet_arch_plan *plan, const double *params, int bat
         case POET_LAYER_MAX_POOL:
             if (dxl)
                 max_pool_backward(lp, batch, dy, cache->argmax[l], dxl);
+            break;
+        case POET_LAYER_BATCHNORM:
+            batchnorm_backward(lp, w, batch, dy, cache->xhat[l], cache->inv_std[l], cache->train, dw,
+                               dbias, dxl);
             break;
         case POET_LAYER_ADD: break;
         }

@@ -269,7 +269,7 @@ static const struct {
     {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3}, "
      "{\"type\": \"gelu\"}]}}",
      "configs/x.json: model.architecture[1].type: expected one of \"conv\", \"relu\", "
-     "\"avg_pool\", \"max_pool\", \"linear\", \"add\", got \"gelu\""},
+     "\"avg_pool\", \"max_pool\", \"linear\", \"add\", \"batchnorm\", got \"gelu\""},
     {"{\"training\": {\"epochs\": 2.5}}",
      "configs/x.json: training.epochs: expected integer >= 1, got 2.5"},
     {"{\"model\": {\"members\": 3, \"placement\": [0, 1]}}",

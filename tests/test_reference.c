@@ -163,6 +163,9 @@ static void check_range(const char *what, const fd_problem *p, double *params, d
     test_compare_f64(what, got, want, n, ATOL, RTOL);
 }
 
+/* Batch normalisation's mode in gradcheck: train (batch statistics) or eval (running ones). */
+static int bn_train = 1;
+
 static void gradcheck(const char *name, const poet_arch *a, poet_shape in, int classes,
                       int use_joint) {
     const int batch = 3;
@@ -180,6 +183,12 @@ static void gradcheck(const char *name, const poet_arch *a, poet_shape in, int c
     fill_uniform(r, nk, 200000, -1, 1);
     poet_ref_cache *cache = poet_ref_cache_create(&plan, batch);
     TEST_CHECK(cache != NULL, "cache");
+    /* Running statistics away from 0 and 1, so eval mode is not the identity. */
+    double *state = xmalloc((plan.state_count + 1) * sizeof(double));
+    for (int t = 0; t < plan.n_states; t++)
+        fill_uniform(state + plan.states[t].offset, plan.states[t].count, 300000 + 1000 * t,
+                     t % 2 ? 0.5 : -0.5, t % 2 ? 1.5 : 0.5);
+    poet_ref_set_state(cache, state, bn_train);
 
     fd_problem p = {&plan, batch, x, r, use_joint ? labels : NULL, logits, cache};
     poet_ref_forward(&plan, params, batch, x, logits, cache);
@@ -208,6 +217,7 @@ static void gradcheck(const char *name, const poet_arch *a, poet_shape in, int c
                "%s: parameter gradients differ when dx is not asked for", name);
 
     poet_ref_cache_destroy(cache);
+    free(state);
     free(params);
     free(dparams);
     free(dparams2);
@@ -266,6 +276,69 @@ static void test_networks(void) {
     poet_arch ap = make_arch(10, proj_block);
     gradcheck("residual projection", &ap, (poet_shape){1, 7, 7}, 4, 0);
     gradcheck("residual projection", &ap, (poet_shape){3, 8, 6}, 4, 1);
+
+    /* Batch normalisation in a residual block with a projection, train and eval mode. */
+    poet_layer_spec bn_block[] = {conv(3, 3, 1, 1),
+                                  batchnorm(),
+                                  relu(),
+                                  conv(4, 3, 2, 1),
+                                  batchnorm(),
+                                  relu(),
+                                  conv(4, 3, 1, 1),
+                                  batchnorm(),
+                                  from(conv(4, 1, 2, 0), 2),
+                                  batchnorm(),
+                                  add_of(7, 9),
+                                  relu(),
+                                  global_pool(POET_LAYER_AVG_POOL),
+                                  linear(3)};
+    poet_arch ab = make_arch(14, bn_block);
+    for (bn_train = 1; bn_train >= 0; bn_train--) {
+        const char *name = bn_train ? "batchnorm block (train)" : "batchnorm block (eval)";
+        gradcheck(name, &ab, (poet_shape){1, 6, 6}, 3, 0);
+        gradcheck(name, &ab, (poet_shape){3, 5, 5}, 3, 1);
+    }
+    bn_train = 1;
+}
+
+/* PyTorch's running statistics over two steps, by hand: one channel, two images of 1x2 pixels,
+ * weight 1, bias 0, then a 1x1 convolution (weight 1, bias 0) and global average pooling.
+ * Step 1: x = {1, 2, 3, 4}: μ = 2.5, σ² = 1.25 (biased), 5/3 (unbiased):
+ *   running_mean = 0.9·0 + 0.1·2.5 = 0.25, running_var = 0.9·1 + 0.1·5/3 = 1.0666…
+ * Step 2: x = {0, 0, 2, 2}: μ = 1, σ² = 1, 4/3:
+ *   running_mean = 0.9·0.25 + 0.1·1 = 0.325, running_var = 0.9·1.0666… + 0.1·4/3 = 1.0933…
+ * Eval then gives image 1 ({1, 2}): mean of (x − 0.325)/sqrt(1.0933… + 1e-5). */
+static void test_hand_batchnorm(void) {
+    poet_layer_spec l[] = {batchnorm(), conv(1, 1, 1, 0), global_pool(POET_LAYER_AVG_POOL)};
+    poet_arch a = make_arch(3, l);
+    poet_arch_plan plan;
+    build(&a, (poet_shape){1, 1, 2}, 1, &plan);
+    TEST_CHECK(plan.state_count == 2 && strcmp(plan.states[0].name, "bn1.running_mean") == 0 &&
+                   strcmp(plan.states[1].name, "bn1.running_var") == 0 &&
+                   strcmp(plan.tensors[0].name, "bn1.weight") == 0,
+               "batchnorm tensors");
+    double params[] = {1, 0, 1, 0}; /* bn weight, bias; conv weight, bias */
+    double state[] = {0, 1}, logits[2];
+    double x1[] = {1, 2, 3, 4}, x2[] = {0, 0, 2, 2};
+    poet_ref_cache *cache = poet_ref_cache_create(&plan, 2);
+    poet_ref_set_state(cache, state, 1);
+    poet_ref_forward(&plan, params, 2, x1, logits, cache);
+    TEST_CHECK(fabs(state[0] - 0.25) < 1e-15 && fabs(state[1] - (0.9 + 0.5 / 3)) < 1e-15,
+               "step 1 running stats %.17g %.17g", state[0], state[1]);
+    double want = (1.5 - 2.5) / sqrt(1.25 + 1e-5); /* image 1: mean of x̂ over {1, 2} */
+    TEST_CHECK(fabs(logits[0] - want) < 1e-12, "step 1 logit %.17g, expected %.17g", logits[0],
+               want);
+    poet_ref_forward(&plan, params, 2, x2, logits, cache);
+    double rv = 0.9 * (0.9 + 0.5 / 3) + 0.4 / 3;
+    TEST_CHECK(fabs(state[0] - 0.325) < 1e-15 && fabs(state[1] - rv) < 1e-15,
+               "step 2 running stats %.17g %.17g", state[0], state[1]);
+    poet_ref_set_state(cache, state, 0);
+    poet_ref_forward(&plan, params, 2, x1, logits, cache);
+    want = (1.5 - 0.325) / sqrt(rv + 1e-5);
+    TEST_CHECK(fabs(logits[0] - want) < 1e-12, "eval logit %.17g, expected %.17g", logits[0],
+               want);
+    TEST_CHECK(state[0] == 0.325, "eval leaves the running statistics alone");
+    poet_ref_cache_destroy(cache);
 }
 
 /* The add layer by hand: two branches of one conv each, summed. */
@@ -348,6 +421,7 @@ static void test_joint_loss(int members) {
 
 int main(void) {
     test_hand_add();
+    test_hand_batchnorm();
     test_hand_conv_avg();
     test_hand_pools();
     test_hand_linear();

@@ -85,6 +85,7 @@ poet_layer_spec pool(poet_layer_kind kind, int kernel, int stride, int padding) 
 }
 poet_layer_spec global_pool(poet_layer_kind kind) { return spec(kind, 0, 0, 0, 0, 1); }
 poet_layer_spec linear(int out) { return spec(POET_LAYER_LINEAR, out, 0, 0, 0, 0); }
+poet_layer_spec batchnorm(void) { return spec(POET_LAYER_BATCHNORM, 0, 0, 0, 0, 0); }
 poet_layer_spec from(poet_layer_spec s, int input) {
     s.n_inputs = 1;
     s.inputs[0] = input;

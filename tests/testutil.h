@@ -49,6 +49,7 @@ poet_layer_spec relu(void);
 poet_layer_spec pool(poet_layer_kind kind, int kernel, int stride, int padding);
 poet_layer_spec global_pool(poet_layer_kind kind);
 poet_layer_spec linear(int out);
+poet_layer_spec batchnorm(void);
 poet_layer_spec from(poet_layer_spec s, int input); /* reads layer `input` instead */
 poet_layer_spec add_of(int a, int b);                /* add of layers a and b */
 

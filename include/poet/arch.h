@@ -8,8 +8,13 @@
  * "Member layout": one member's parameters are its tensors one after another, in layer order, each
  * in PyTorch's layout: conv weight OIHW then bias O; linear weight [out, in] then bias [out], where
  * `in` flattens the input as C·H·W in that order (PyTorch's flatten of NCHW).
- * Tensor names are PyTorch-style: conv<i>.weight, conv<i>.bias, fc<i>.weight, fc<i>.bias (1-based,
- * counted per kind).
+ * Tensor names are PyTorch-style: conv<i>.weight, conv<i>.bias, fc<i>.weight, fc<i>.bias,
+ * bn<i>.weight, bn<i>.bias (1-based, counted per kind).
+ *
+ * "Member state": what a member keeps besides its parameters, not trained by gradients: batch
+ * normalisation's running statistics, bn<i>.running_mean and bn<i>.running_var, one after another
+ * in layer order like the parameters. PyTorch's num_batches_tracked is one counter per member
+ * (every batchnorm layer counts the same training forwards); checkpoints write it per layer.
  */
 #ifndef POET_ARCH_H
 #define POET_ARCH_H
@@ -32,7 +37,15 @@ typedef struct {
     int kernel_h, kernel_w;  /* resolved: global pooling and linear use the whole input */
     int stride, padding;
     int weight_tensor;       /* index of the weight in poet_arch_plan.tensors, bias is +1; -1 none */
+    int state_tensor;        /* batchnorm: running_mean in poet_arch_plan.states, var +1; -1 none */
 } poet_layer_plan;
+
+/* How a tensor starts: PyTorch's defaults for its layer. */
+typedef enum {
+    POET_INIT_UNIFORM, /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)): conv and linear weights and biases */
+    POET_INIT_ONES,    /* batchnorm weight, running_var */
+    POET_INIT_ZEROS    /* batchnorm bias, running_mean */
+} poet_init_kind;
 
 typedef struct {
     char name[32];        /* "conv1.weight" */
@@ -41,6 +54,7 @@ typedef struct {
     size_t count;         /* elements */
     size_t offset;        /* first element in member layout */
     int fan_in;           /* for PyTorch's default init bound 1/sqrt(fan_in) */
+    poet_init_kind init;
 } poet_tensor_info;
 
 typedef struct {
@@ -51,6 +65,9 @@ typedef struct {
     int n_tensors;
     poet_tensor_info tensors[2 * POET_MAX_LAYERS];
     size_t param_count;   /* per member */
+    int n_states;
+    poet_tensor_info states[2 * POET_MAX_LAYERS]; /* member state (offsets in state layout) */
+    size_t state_count;   /* per member */
     double forward_flops; /* per image, multiply-adds counted as 2 */
 } poet_arch_plan;
 
@@ -64,6 +81,12 @@ poet_status poet_arch_plan_build(const poet_arch *arch, poet_shape input, int cl
  * from (seed, POET_STREAM_INIT) at a counter that depends only on the global member index, so a
  * member's initial weights do not depend on ranks, placement or fusion. Writes member layout. */
 void poet_arch_init_member(const poet_arch_plan *plan, uint64_t seed, int member, float *params);
+
+/* A member's initial state (running means 0, variances 1), in member state layout. */
+void poet_arch_init_state(const poet_arch_plan *plan, float *state);
+
+/* 1 when layer kind `kind` has parameters (conv, linear, batchnorm). */
+int poet_arch_has_params(poet_layer_kind kind);
 
 /* 1 when every layer reads only the layer before it (no add, no named inputs). */
 int poet_arch_is_chain(const poet_arch_plan *plan);

@@ -26,7 +26,8 @@ typedef enum {
     POET_LAYER_AVG_POOL, /* kernel, stride (default = kernel), padding; global = whole input */
     POET_LAYER_MAX_POOL,
     POET_LAYER_LINEAR,   /* out; flattens its input (C·H·W, PyTorch order); weight [out, in] */
-    POET_LAYER_ADD       /* the element-wise sum of 2..POET_MAX_INPUTS inputs of one shape */
+    POET_LAYER_ADD,      /* the element-wise sum of 2..POET_MAX_INPUTS inputs of one shape */
+    POET_LAYER_BATCHNORM /* PyTorch's BatchNorm2d: weight, bias C; running mean, variance C */
 } poet_layer_kind;
 
 typedef struct {

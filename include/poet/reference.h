@@ -17,6 +17,13 @@ typedef struct poet_ref_cache poet_ref_cache;
 poet_ref_cache *poet_ref_cache_create(const poet_arch_plan *plan, int batch);
 void poet_ref_cache_destroy(poet_ref_cache *cache);
 
+/* Batch normalisation's mode and running statistics for the next forward and backward: `train` = 1
+ * normalises with the batch's statistics (biased variance) and updates the running statistics in
+ * `state` (PyTorch: momentum 0.1, unbiased variance); 0 normalises with them. `state` is member
+ * state layout (arch.h), NULL when the plan has no batchnorm. Both default to 0 / NULL: a plan
+ * with batchnorm needs a state. */
+void poet_ref_set_state(poet_ref_cache *cache, double *state, int train);
+
 /* x: [B, C, H, W]; logits: [B, K]. */
 void poet_ref_forward(const poet_arch_plan *plan, const double *params, int batch, const double *x,
                       double *logits, poet_ref_cache *cache);
