@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
 
     int threads = omp_get_max_threads();
     for (int a = 0; a < 2 && st == POET_OK; a++) {
-        poet_stack_options opt = {v[a].algorithm, threads};
+        poet_stack_options opt = {v[a].algorithm, threads, NULL};
         st = poet_stack_create(&plan, G, B, 1, &opt, params, grads, &v[a].stack);
     }
     const char *only = argc > 4 ? argv[4] : NULL;

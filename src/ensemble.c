@@ -47,7 +47,7 @@ static poet_status plan_stacks(poet_ensemble *e) {
     poet_status st = POET_OK;
     POET_ALLOC(e->stacks, e->n_local);
     e->n_stacks = 0;
-    size_t offset = 0;
+    size_t offset = 0, state_offset = 0;
     for (int i = 0; i < e->n_local;) {
         int arch = e->cfg->member_arch[e->local_ids[i]];
         int g = 1;
@@ -59,9 +59,12 @@ static poet_status plan_stacks(poet_ensemble *e) {
         s->members = g;
         s->param_offset = offset;
         offset += (size_t)g * e->plans[arch].param_count;
+        s->state_offset = state_offset;
+        state_offset += (size_t)g * e->plans[arch].state_count;
         i += g;
     }
     e->n_params = offset;
+    e->n_state = state_offset;
 fail:
     return st;
 }
@@ -77,8 +80,11 @@ static poet_status init_weights(poet_ensemble *e) {
     POET_ALLOC(member, largest);
     for (int i = 0; i < e->n_local; i++) {
         int id = e->local_ids[i];
-        poet_arch_init_member(&e->plans[e->cfg->member_arch[id]], e->cfg->seed, id, member);
+        const poet_arch_plan *plan = &e->plans[e->cfg->member_arch[id]];
+        poet_arch_init_member(plan, e->cfg->seed, id, member);
         poet_ensemble_member_set(e, i, e->params, member);
+        poet_arch_init_state(plan, member); /* state_count <= param_count: 2C of a BN's 2C */
+        poet_ensemble_state_set(e, i, member);
     }
 fail:
     free(member);
@@ -95,7 +101,7 @@ static poet_status create_stack_primitives(poet_ensemble *e, poet_member_stack *
     /* config.h numbers model.convolution as net.h does: 0 gemm, 1 onednn; training.threads 0
      * leaves the count to OpenMP's default, which the command line sets (src/main.c). */
     poet_stack_options opt = {e->cfg->convolution == 1 ? POET_CONV_ONEDNN : POET_CONV_GEMM,
-                              e->cfg->threads};
+                              e->cfg->threads, e->state + s->state_offset};
     for (int slot = 0; slot < train_slots; slot++)
         POET_TRY(poet_stack_create(plan, s->members, e->batch, 1, &opt, p, g, &s->train[slot]));
     POET_TRY(poet_stack_create(plan, s->members, e->eval_batch, 0, &opt, p, g, &s->eval));
@@ -127,6 +133,8 @@ poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, po
     POET_ALLOC(e->params, e->n_params);
     POET_ALLOC(e->grads, e->n_params);
     POET_ALLOC(e->velocity, e->n_params);
+    POET_ALLOC(e->state, e->n_state + 1);
+    POET_ALLOC(e->batches_tracked, e->n_local);
     POET_ALLOC(e->member_loss, e->n_local);
     POET_ALLOC(e->member_correct, e->n_local);
     for (int s = 0; s < e->n_stacks; s++)
@@ -151,6 +159,8 @@ void poet_ensemble_destroy(poet_ensemble *e) {
     free(e->params);
     free(e->grads);
     free(e->velocity);
+    free(e->state);
+    free(e->batches_tracked);
     free(e->member_loss);
     free(e->member_correct);
     memset(e, 0, sizeof *e);
@@ -166,6 +176,8 @@ poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *image
         POET_TRY(poet_stack_forward(ms->train[slot], images, ms->logits));
         for (int g = 0; g < ms->members; g++) {
             int local = ms->first_local + g;
+            if (e->plans[ms->arch].state_count > 0)
+                e->batches_tracked[local]++;
             double loss;
             long correct;
             POET_TRY(poet_loss_add_fixed(fixed_sum, ms->logits + (size_t)g * K, row, e->batch, K,
@@ -236,4 +248,18 @@ void poet_ensemble_member_set(poet_ensemble *e, int local, float *buffer, const 
     int g;
     const poet_member_stack *ms = poet_ensemble_stack_of(e, local, &g);
     poet_stack_member_set(&e->plans[ms->arch], ms->members, buffer + ms->param_offset, g, member);
+}
+
+void poet_ensemble_state_get(const poet_ensemble *e, int local, float *member_state) {
+    int g;
+    const poet_member_stack *ms = poet_ensemble_stack_of(e, local, &g);
+    poet_stack_state_get(&e->plans[ms->arch], ms->members, e->state + ms->state_offset, g,
+                         member_state);
+}
+
+void poet_ensemble_state_set(poet_ensemble *e, int local, const float *member_state) {
+    int g;
+    const poet_member_stack *ms = poet_ensemble_stack_of(e, local, &g);
+    poet_stack_state_set(&e->plans[ms->arch], ms->members, e->state + ms->state_offset, g,
+                         member_state);
 }

@@ -54,7 +54,9 @@ static poet_status layers_create(poet_stack *s) {
         /* dL/d(input) only where the input depends on weights: past the first weight layer. An
          * add passes its gradient on as it is and computes none. */
         layer->needs_dsrc = s->training && layer->input >= s->first_w && lp->kind != POET_LAYER_ADD;
-        if (is_weight_layer(lp->kind)) {
+        if (lp->kind == POET_LAYER_BATCHNORM) /* its one backward primitive computes it anyway */
+            layer->needs_dsrc = s->training;
+        if (poet_arch_has_params(lp->kind)) {
             const poet_tensor_info *tw = &s->plan.tensors[lp->weight_tensor];
             layer->w_offset = tw->offset;
             layer->w_count = tw->count;
@@ -101,11 +103,43 @@ static poet_status layers_create(poet_stack *s) {
         case POET_LAYER_ADD:
             POET_TRY(net_add_create(s, l));
             break;
+        case POET_LAYER_BATCHNORM:
+            POET_TRY(net_batchnorm_create(s, l, in_md));
+            break;
         default:
             POET_FAIL(POET_ERR_INTERNAL, "net.c: layer %d has unknown kind %d", l, lp->kind);
         }
     }
     net_fold_relus(s);
+fail:
+    return st;
+}
+
+/* [C] plain views for a batchnorm layer's parameters, gradients and statistics. */
+static poet_status batchnorm_unit_create(poet_stack *s, int g, int l) {
+    poet_status st = POET_OK;
+    net_layer *layer = &s->layers[l];
+    net_unit *u = unit(s, g, l);
+    const poet_layer_plan *lp = &s->plan.layers[l];
+    dnnl_memory_desc_t c_md;
+    dnnl_dims_t dims = {lp->out.c};
+    POET_DNNL(dnnl_memory_desc_init_by_tag(&c_md, 1, dims, dnnl_f32, dnnl_x));
+    size_t w_at = (size_t)s->G * layer->w_offset + (size_t)g * layer->w_count;
+    size_t b_at = (size_t)s->G * layer->b_offset + (size_t)g * layer->b_count;
+    POET_TRY(net_memory_new(s, &c_md, s->params + w_at, &u->user_w));
+    POET_TRY(net_memory_new(s, &c_md, s->params + b_at, &u->user_b));
+    if (s->training) {
+        POET_TRY(net_memory_new(s, &c_md, s->grads + w_at, &u->grad_w));
+        POET_TRY(net_memory_new(s, &c_md, s->grads + b_at, &u->grad_b));
+        POET_TRY(net_memory_new(s, &c_md, NULL, &u->bn_mean));
+        POET_TRY(net_memory_new(s, &c_md, NULL, &u->bn_var));
+    } else {
+        const poet_tensor_info *rm = &s->plan.states[lp->state_tensor];
+        POET_TRY(net_memory_new(s, &c_md, s->state + (size_t)s->G * rm->offset + g * rm->count,
+                                &u->bn_mean));
+        POET_TRY(net_memory_new(s, &c_md, s->state + (size_t)s->G * rm[1].offset + g * rm[1].count,
+                                &u->bn_var));
+    }
 fail:
     return st;
 }
@@ -130,6 +164,8 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
         if (dnnl_memory_desc_get_size(&layer->ws_md) > 0)
             POET_TRY(net_memory_new(s, &layer->ws_md, NULL, &u->workspace));
     }
+    if (layer->kind == POET_LAYER_BATCHNORM)
+        return batchnorm_unit_create(s, g, l);
     if (!is_weight_layer(layer->kind))
         return POET_OK;
     if (layer->gemm) {
@@ -187,6 +223,13 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
             POET_TRY(net_floats_new(&x->chunk_ddst,
                                     poet_gemmconv_rows(&chunk) * (size_t)layer->shape.out_c));
     }
+    if (layer->kind == POET_LAYER_BATCHNORM && s->training) {
+        dnnl_memory_desc_t c_md;
+        dnnl_dims_t dims = {s->plan.layers[l].out.c};
+        POET_DNNL(dnnl_memory_desc_init_by_tag(&c_md, 1, dims, dnnl_f32, dnnl_x));
+        POET_TRY(net_memory_new(s, &c_md, lane->acc, &x->acc_w));
+        POET_TRY(net_memory_new(s, &c_md, lane->acc + layer->w_count, &x->acc_b));
+    }
     if (is_weight_layer(layer->kind) && s->training) {
         dnnl_memory_desc_t w_plain, b_md;
         POET_TRY(net_weight_mds(&s->plan.layers[l], dnnl_oihw, &w_plain, &b_md));
@@ -202,7 +245,7 @@ static size_t largest_layer_params(const poet_arch_plan *plan) {
     size_t most = 0;
     for (int l = 0; l < plan->n_layers; l++) {
         int t = plan->layers[l].weight_tensor;
-        if (is_weight_layer(plan->layers[l].kind) &&
+        if (poet_arch_has_params(plan->layers[l].kind) &&
             plan->tensors[t].count + plan->tensors[t + 1].count > most)
             most = plan->tensors[t].count + plan->tensors[t + 1].count;
     }
@@ -240,7 +283,7 @@ fail:
 static poet_status check_plan(const poet_arch_plan *plan, int members, int batch, int *first_w) {
     *first_w = -1;
     for (int l = plan->n_layers - 1; l >= 0; l--)
-        if (is_weight_layer(plan->layers[l].kind))
+        if (poet_arch_has_params(plan->layers[l].kind))
             *first_w = l;
     if (members < 1 || batch < 1)
         return poet_error_set(POET_ERR_INTERNAL,
@@ -255,10 +298,6 @@ static poet_status check_plan(const poet_arch_plan *plan, int members, int batch
         if (!read || lp->n_inputs < 1 || lp->n_inputs > POET_MAX_INPUTS)
             return poet_error_set(POET_ERR_INTERNAL, "net.c: layer %d has %d inputs and %s read", l,
                                   lp->n_inputs, read ? "is" : "is not");
-        if (lp->kind == POET_LAYER_BATCHNORM)
-            return poet_error_set(POET_ERR_CONFIG,
-                                  "model.architecture[%d]: batchnorm is not run by the stack yet",
-                                  l);
         for (int k = 0; k < lp->n_inputs; k++)
             if (lp->inputs[k] >= l || lp->inputs[k] < (lp->kind == POET_LAYER_ADD ? 0 : -1))
                 return poet_error_set(POET_ERR_INTERNAL, "net.c: layer %d reads layer %d", l,
@@ -275,7 +314,7 @@ static poet_status check_plan(const poet_arch_plan *plan, int members, int batch
                               out->h, out->w, plan->classes);
     for (int l = 0; l < plan->n_layers; l++) {
         int t = plan->layers[l].weight_tensor;
-        if (is_weight_layer(plan->layers[l].kind) && (t < 0 || t + 1 >= plan->n_tensors))
+        if (poet_arch_has_params(plan->layers[l].kind) && (t < 0 || t + 1 >= plan->n_tensors))
             return poet_error_set(POET_ERR_INTERNAL, "net.c: layer %d has weight tensor %d of %d",
                                   l, t, plan->n_tensors);
     }
@@ -320,7 +359,7 @@ poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch
                               poet_stack **out) {
     poet_status st = POET_OK;
     poet_stack *s = NULL;
-    poet_stack_options defaults = {POET_CONV_GEMM, 0};
+    poet_stack_options defaults = {POET_CONV_GEMM, 0, NULL};
     const poet_stack_options *opt = options ? options : &defaults;
     int first_w, threads = opt->threads > 0 ? opt->threads : omp_get_max_threads();
     int omp_default = omp_get_max_threads();
@@ -340,6 +379,9 @@ poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch
     s->first_w = first_w;
     s->params = params;
     s->grads = grads;
+    s->state = opt->state;
+    if (plan->state_count > 0 && !s->state)
+        POET_FAIL(POET_ERR_INTERNAL, "net.c: the plan has batchnorm: the stack needs a state");
     /* oneDNN sizes its kernels' work split by the thread count at creation. */
     omp_set_num_threads(1);
     st = stack_build(s);
@@ -354,8 +396,8 @@ fail:
 }
 
 static void unit_destroy(net_unit *u) {
-    dnnl_memory_t *mems[] = {&u->dst,    &u->workspace, &u->src_copy, &u->user_w,
-                             &u->user_b, &u->w_copy,    &u->grad_w,   &u->grad_b};
+    dnnl_memory_t *mems[] = {&u->dst,    &u->workspace, &u->src_copy, &u->user_w,  &u->user_b,
+                             &u->w_copy, &u->grad_w,    &u->grad_b,   &u->bn_mean, &u->bn_var};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         net_memory_free(mems[i]);
     free(u->w_gemm);
@@ -555,6 +597,10 @@ static poet_status member_backward(poet_stack *s, const net_lane *lane, int g, i
             NET_PASS(gradient_sum(s, lane, l, fault));
         if (s->layers[l].by_chain || s->layers[l].kind == POET_LAYER_ADD)
             continue;
+        if (s->layers[l].kind == POET_LAYER_BATCHNORM) {
+            NET_PASS(net_batchnorm_backward(s, lane, g, l, accumulate, fault));
+            continue;
+        }
         if (s->layers[l].gemm) {
             NET_PASS(net_chain_backward(s, lane, g, l, accumulate, fault));
             l = s->layers[l].chain_first;
@@ -658,6 +704,25 @@ fail:
 }
 
 /* ---- member views ---------------------------------------------------------------------------- */
+
+void poet_stack_state_get(const poet_arch_plan *plan, int members, const float *stack_buf, int g,
+                          float *member_buf) {
+    for (int t = 0; t < plan->n_states; t++) {
+        const poet_tensor_info *ti = &plan->states[t];
+        memcpy(member_buf + ti->offset,
+               stack_buf + (size_t)members * ti->offset + (size_t)g * ti->count,
+               ti->count * sizeof(float));
+    }
+}
+
+void poet_stack_state_set(const poet_arch_plan *plan, int members, float *stack_buf, int g,
+                          const float *member_buf) {
+    for (int t = 0; t < plan->n_states; t++) {
+        const poet_tensor_info *ti = &plan->states[t];
+        memcpy(stack_buf + (size_t)members * ti->offset + (size_t)g * ti->count,
+               member_buf + ti->offset, ti->count * sizeof(float));
+    }
+}
 
 void poet_stack_member_get(const poet_arch_plan *plan, int members, const float *stack_buf, int g,
                            float *member_buf) {

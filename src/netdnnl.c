@@ -93,8 +93,8 @@ void net_op_destroy(net_op *op) {
 /* Executes `op` on `lane` with `args` plus the lane's scratchpad for it. */
 dnnl_status_t net_op_run(const net_lane *lane, const net_op *op, int nargs,
                          const dnnl_exec_arg_t *args) {
-    dnnl_exec_arg_t all[8];
-    if (nargs > 7)
+    dnnl_exec_arg_t all[12];
+    if (nargs > 11)
         return dnnl_invalid_arguments;
     memcpy(all, args, (size_t)nargs * sizeof *args);
     if (op->pad >= 0)
@@ -478,6 +478,80 @@ fail:
     return st;
 }
 
+#define BN_EPS 1e-5f /* PyTorch's BatchNorm2d defaults */
+#define BN_MOMENTUM 0.1
+
+/* Batch normalisation in its producer's layout: a training stack normalises with the batch's
+ * statistics (oneDNN computes the mean and the biased variance), an inference stack with the
+ * running statistics (global stats); one backward primitive gives dL/d(input), dL/dweight and
+ * dL/dbias. */
+poet_status net_batchnorm_create(poet_stack *s, int l, const dnnl_memory_desc_t *in_md) {
+    poet_status st = POET_OK;
+    net_layer *layer = &s->layers[l];
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_batch_normalization_desc_t desc, bdesc;
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (s->training ? 0 : dnnl_use_global_stats);
+    dnnl_prop_kind_t prop = s->training ? dnnl_forward_training : dnnl_forward_inference;
+    layer->src_md = *in_md;
+    POET_DNNL(dnnl_batch_normalization_forward_desc_init(&desc, prop, in_md, BN_EPS, flags));
+    POET_TRY(primitive_desc(s, &desc, NULL, NULL, &pd, l, "batch normalisation"));
+    POET_TRY(net_op_create(s, pd, &layer->fwd));
+    layer->dst_md = *query(pd, dnnl_query_dst_md);
+    if (s->training) {
+        POET_DNNL(dnnl_batch_normalization_backward_desc_init(&bdesc, dnnl_backward, &layer->dst_md,
+                                                              in_md, BN_EPS, flags));
+        POET_TRY(elementwise_backward(s, l, &bdesc, pd, "batch normalisation backward"));
+    }
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* After a training forward of member g's batchnorm layer l: its running statistics move towards
+ * the batch's, as PyTorch's do (running_var with the unbiased variance, n/(n − 1) × biased). */
+static void batchnorm_update(poet_stack *s, int g, int l) {
+    const poet_layer_plan *lp = &s->plan.layers[l];
+    const poet_tensor_info *rm = &s->plan.states[lp->state_tensor], *rv = rm + 1;
+    float *mean = s->state + (size_t)s->G * rm->offset + (size_t)g * rm->count;
+    float *var = s->state + (size_t)s->G * rv->offset + (size_t)g * rv->count;
+    const float *batch_mean = memory_data(unit(s, g, l)->bn_mean);
+    const float *batch_var = memory_data(unit(s, g, l)->bn_var);
+    double n = (double)s->B * lp->in.h * lp->in.w, unbias = n > 1 ? n / (n - 1) : 1;
+    for (int c = 0; c < lp->in.c; c++) {
+        mean[c] = (float)((1 - BN_MOMENTUM) * mean[c] + BN_MOMENTUM * batch_mean[c]);
+        var[c] = (float)((1 - BN_MOMENTUM) * var[c] + BN_MOMENTUM * unbias * batch_var[c]);
+    }
+}
+
+/* Backward of member g's batchnorm layer l: dL/d(input) into the lane's dsrc, dL/dweight and
+ * dL/dbias into its grads (or added to them). */
+poet_status net_batchnorm_backward(poet_stack *s, const net_lane *lane, int g, int l,
+                                   int accumulate, net_fault *fault) {
+    net_layer *layer = &s->layers[l];
+    net_unit *u = unit(s, g, l);
+    const net_scratch *x = &lane->layers[l];
+    dnnl_memory_t dnext = net_layer_dnext(s, lane, l);
+    NET_DNNL(fault, net_refresh(lane, &layer->ddst_reorder, dnext, x->ddst_copy),
+             "gradient reorder");
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, net_layer_src(s, g, l)},
+        {DNNL_ARG_MEAN, u->bn_mean},
+        {DNNL_ARG_VARIANCE, u->bn_var},
+        {DNNL_ARG_DIFF_DST, via(&layer->ddst_reorder, dnext, x->ddst_copy)},
+        {DNNL_ARG_SCALE, u->user_w},
+        {DNNL_ARG_SHIFT, u->user_b}, /* oneDNN 2.6 asks for it with dnnl_use_shift */
+        {DNNL_ARG_DIFF_SRC, x->dsrc},
+        {DNNL_ARG_DIFF_SCALE, accumulate ? x->acc_w : u->grad_w},
+        {DNNL_ARG_DIFF_SHIFT, accumulate ? x->acc_b : u->grad_b}};
+    NET_DNNL(fault, net_op_run(lane, &layer->bwd, 9, args), "batch normalisation backward");
+    if (accumulate) {
+        NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
+        net_accumulate_into(s, lane, g, layer);
+    }
+    return POET_OK;
+}
+
 /* The layout dL/d(output of l) arrives in: the dlogits for the last layer, the lane's dsum when
  * several layers read l, an add reader's own gradient, else its one reader's dL/d(input). */
 static const dnnl_memory_desc_t *gradient_md(const poet_stack *s, int l,
@@ -595,6 +669,20 @@ poet_status net_dnnl_forward(poet_stack *s, const net_lane *lane, int g, int a, 
                              net_fault *fault) {
     net_layer *layer = &s->layers[l];
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
+    if (layer->kind == POET_LAYER_BATCHNORM) {
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, net_layer_input(s, a, l)},
+                                  {DNNL_ARG_DST, act->dst},
+                                  {DNNL_ARG_SCALE, u->user_w},
+                                  {DNNL_ARG_SHIFT, u->user_b},
+                                  {DNNL_ARG_MEAN, u->bn_mean},
+                                  {DNNL_ARG_VARIANCE, u->bn_var}};
+        NET_DNNL(fault, net_op_run(lane, &layer->fwd, 6, args), "batch normalisation");
+        if (s->training) {
+            NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
+            batchnorm_update(s, g, l);
+        }
+        return POET_OK;
+    }
     if (layer->kind == POET_LAYER_ADD) {
         dnnl_exec_arg_t args[POET_MAX_INPUTS + 1];
         int n = s->plan.layers[l].n_inputs;

@@ -140,6 +140,9 @@ typedef struct {
     /* gemm, chain_pool with a relu, training: where the chain's output was > 0, one byte per
      * element (a quarter of the output it replaces), the relu's mask for backward */
     unsigned char *relu_mask;
+    /* batchnorm: the batch's mean and biased variance [C] from forward (training), or views of
+     * the member's running statistics in the stack's state (inference) */
+    dnnl_memory_t bn_mean, bn_var;
 } net_unit;
 
 /* What failed in a member's run inside a parallel region. poet_error_set keeps one process-wide
@@ -159,6 +162,7 @@ struct poet_stack {
     int conv_gemm; /* convolutions as im2col + sgemm (poet_stack_options.convolution) */
     int first_w;   /* index of the first weight layer */
     float *params, *grads;
+    float *state; /* G * plan.state_count, stack layout (poet_stack_options.state) */
 
     dnnl_engine_t engine;
     dnnl_primitive_attr_t attr;      /* user-managed scratchpad for every primitive */
@@ -261,6 +265,9 @@ poet_status net_conv_create(poet_stack *s, int l, const dnnl_memory_desc_t *in_m
 poet_status net_relu_create(poet_stack *s, int l, const dnnl_memory_desc_t *producer_md);
 poet_status net_pool_create(poet_stack *s, int l, const dnnl_memory_desc_t *producer_md);
 poet_status net_add_create(poet_stack *s, int l);
+poet_status net_batchnorm_create(poet_stack *s, int l, const dnnl_memory_desc_t *in_md);
+poet_status net_batchnorm_backward(poet_stack *s, const net_lane *lane, int g, int l,
+                                   int accumulate, net_fault *fault);
 poet_status net_backward_reorders(poet_stack *s);
 poet_status net_output_create(poet_stack *s);
 poet_status net_relu_attr_create(poet_stack *s);

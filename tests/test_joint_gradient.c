@@ -81,7 +81,7 @@ static void run(int M) {
         labels[b] = (uint8_t)poet_rng_u64(3, POET_STREAM_TEST, 1000000 + b) % K;
 
     /* (a) multiple graphs: member j's params/grads in its own buffer. */
-    const poet_stack_options one_thread = {POET_CONV_GEMM, 1};
+    const poet_stack_options one_thread = {POET_CONV_GEMM, 1, NULL};
     float *sep_params = xmalloc((size_t)M * n_params * sizeof(float));
     float *sep_grads = xmalloc((size_t)M * n_params * sizeof(float));
     float *sep_logits = xmalloc((size_t)M * B * K * sizeof(float));
@@ -121,7 +121,7 @@ static void run(int M) {
     float par_grad[B * K];
     double loss_par;
     poet_stack *par = NULL;
-    const poet_stack_options two_threads = {POET_CONV_GEMM, 2};
+    const poet_stack_options two_threads = {POET_CONV_GEMM, 2, NULL};
     TEST_OK(poet_stack_create(&plan, M, B, 1, &two_threads, fused_params, par_grads, &par));
     TEST_OK(poet_stack_forward(par, images, par_logits));
     for (int j = 0; j < M; j++)

@@ -32,7 +32,7 @@ typedef struct {
     poet_shape input;
     int classes;
     int n_layers;
-    poet_layer_spec layers[12];
+    poet_layer_spec layers[16];
 } net_case;
 
 /* Uniform floats in [lo, hi) from the test stream, starting at `counter`. */
@@ -95,6 +95,31 @@ static void run_case(const net_case *nc, const poet_stack_options *opt, int G, i
         poet_arch_init_member(&plan, 1234, 3 * g + 1, member);
         poet_stack_member_set(&plan, G, params, g, member);
     }
+    /* Batch normalisation: running statistics away from 0 and 1, different for every member;
+     * its weight and bias away from PyTorch's 1 and 0 too, so their gradients mean something. */
+    size_t n_state = plan.state_count;
+    float *state = xmalloc(((size_t)G * n_state + 1) * sizeof *state);
+    float *member_state = xmalloc((n_state + 1) * sizeof *member_state);
+    double *state_d = xmalloc((n_state + 1) * sizeof *state_d);
+    double *state_ref = xmalloc(((size_t)G * n_state + 1) * sizeof *state_ref);
+    for (int g = 0; g < G; g++) {
+        for (int t = 0; t < plan.n_states; t++)
+            fill_f32(member_state + plan.states[t].offset, plan.states[t].count,
+                     (2u << 30) + 1000u * (unsigned)(t + 100 * g), t % 2 ? 0.5 : -0.5,
+                     t % 2 ? 1.5 : 0.5);
+        poet_stack_state_set(&plan, G, state, g, member_state);
+        poet_stack_member_get(&plan, G, params, g, member);
+        for (int l = 0; l < plan.n_layers; l++)
+            if (plan.layers[l].kind == POET_LAYER_BATCHNORM) {
+                const poet_tensor_info *w = &plan.tensors[plan.layers[l].weight_tensor];
+                fill_f32(member + w->offset, 2 * w->count, (3u << 30) + 1000u * (unsigned)l,
+                         -1.0, 1.0);
+            }
+        poet_stack_member_set(&plan, G, params, g, member);
+    }
+    poet_stack_options with_state = *opt;
+    with_state.state = n_state ? state : NULL;
+    opt = &with_state;
     fill_f32(images, (size_t)B * n_img, 0, -1.0, 2.0);
     to_f64(images, images_d, (size_t)B * n_img);
     /* The real gradient is (q̄ - p)/(M·B): of order 1/B. */
@@ -112,7 +137,21 @@ static void run_case(const net_case *nc, const poet_stack_options *opt, int G, i
     for (int g = 0; g < G; g++) {
         poet_stack_member_get(&plan, G, params, g, member);
         to_f64(member, member_d, n_params);
+        /* The reference starts from the running statistics the stack started from. */
+        for (int t = 0; t < plan.n_states; t++)
+            fill_f32(member_state + plan.states[t].offset, plan.states[t].count,
+                     (2u << 30) + 1000u * (unsigned)(t + 100 * g), t % 2 ? 0.5 : -0.5,
+                     t % 2 ? 1.5 : 0.5);
+        to_f64(member_state, state_ref + (size_t)g * n_state, n_state);
+        poet_ref_set_state(cache, state_ref + (size_t)g * n_state, 1);
         poet_ref_forward(&plan, member_d, B, images_d, ref_logits, cache);
+        if (n_state) { /* the training forward moved the running statistics like PyTorch's */
+            poet_stack_state_get(&plan, G, state, g, member_state);
+            char what[64];
+            snprintf(what, sizeof what, "  running stats m%d", g);
+            test_compare_f32(what, member_state, state_ref + (size_t)g * n_state, n_state, ATOL,
+                             RTOL);
+        }
         for (int b = 0; b < B; b++)
             memcpy(member_logits + (size_t)b * K, logits + ((size_t)b * G + g) * K,
                    (size_t)K * sizeof(float));
@@ -137,9 +176,25 @@ static void run_case(const net_case *nc, const poet_stack_options *opt, int G, i
     TEST_OK(poet_stack_forward(inference, images, logits_inf));
     double *logits_d = xmalloc((size_t)B * G * K * sizeof *logits_d);
     to_f64(logits, logits_d, (size_t)B * G * K);
-    test_compare_f32("  inference logits vs training", logits_inf, logits_d, (size_t)B * G * K,
-                     1e-6, 1e-6);
+    if (!n_state) {
+        test_compare_f32("  inference logits vs training", logits_inf, logits_d,
+                         (size_t)B * G * K, 1e-6, 1e-6);
+    } else { /* eval mode: the running statistics, against the reference in eval mode */
+        for (int g = 0; g < G; g++) {
+            poet_stack_member_get(&plan, G, params, g, member);
+            to_f64(member, member_d, n_params);
+            poet_ref_set_state(cache, state_ref + (size_t)g * n_state, 0);
+            poet_ref_forward(&plan, member_d, B, images_d, ref_logits, cache);
+            for (int b = 0; b < B; b++)
+                memcpy(member_logits + (size_t)b * K, logits_inf + ((size_t)b * G + g) * K,
+                       (size_t)K * sizeof(float));
+            char label[64];
+            snprintf(label, sizeof label, "  eval-mode logits m%d", g);
+            test_compare_f32(label, member_logits, ref_logits, (size_t)B * K, ATOL, RTOL);
+        }
+    }
     free(logits_d);
+    free(state), free(member_state), free(state_d), free(state_ref);
 
     poet_ref_cache_destroy(cache);
     poet_stack_destroy(inference);
@@ -310,6 +365,20 @@ int main(void) {
          {conv(8, 3, 1, 1), relu(), conv(16, 3, 2, 1), relu(), conv(16, 3, 1, 1),
           from(conv(16, 1, 2, 0), 1), add_of(4, 5), relu(), global_pool(POET_LAYER_AVG_POOL),
           linear(5)}},
+        {"batchnorm residual block, identity shortcut, 1 channel",
+         {1, 8, 8},
+         4,
+         12,
+         {conv(4, 3, 1, 1), batchnorm(), relu(), conv(4, 3, 1, 1), batchnorm(), relu(),
+          conv(4, 3, 1, 1), batchnorm(), add_of(2, 7), relu(), global_pool(POET_LAYER_AVG_POOL),
+          linear(4)}},
+        {"batchnorm residual block, 1x1 strided projection, 3 channels",
+         {3, 9, 9},
+         5,
+         14,
+         {conv(8, 3, 1, 1), batchnorm(), relu(), conv(16, 3, 2, 1), batchnorm(), relu(),
+          conv(16, 3, 1, 1), batchnorm(), from(conv(16, 1, 2, 0), 2), batchnorm(), add_of(7, 9),
+          relu(), global_pool(POET_LAYER_AVG_POOL), linear(5)}},
     };
     const net_case chunky = {"two 3x3 convolutions, padding 1",
                              {1, 16, 16},
@@ -326,7 +395,7 @@ int main(void) {
                            "im2col + sgemm, portable code only", "oneDNN primitives"};
     for (int a = 0; a < 3; a++) {
         printf("== convolutions as %s\n", names[a]);
-        const poet_stack_options opt = {algorithms[a], 1};
+        const poet_stack_options opt = {algorithms[a], 1, NULL};
         poet_cpu_set_avx512(avx512[a]);
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
             for (int gi = 0; gi < 2; gi++)
@@ -340,7 +409,7 @@ int main(void) {
         run_case(&chunky, &opt, 2, 40);
         member_round_trip(&cases[1]);
     }
-    const poet_stack_options gemm = {POET_CONV_GEMM, 1};
+    const poet_stack_options gemm = {POET_CONV_GEMM, 1, NULL};
     backward_uses_forward_parameters(&cases[0], &gemm, 3, 20);
     backward_uses_forward_parameters(&chunky, &gemm, 2, 9);
     error_paths();

@@ -24,6 +24,7 @@ typedef struct {
     int first_local;     /* index of its first member among the rank's members */
     int members;         /* G */
     size_t param_offset; /* where its stack-layout parameters start in the rank's buffers */
+    size_t state_offset; /* where its stack-layout state starts in the rank's state buffer */
     poet_stack *train[POET_TRAIN_SLOTS]; /* training stacks, one per micro-batch in flight (activations) */
     poet_stack *eval;    /* inference stack for evaluation batches */
     float *logits;       /* [B_train, G·K] scratch */
@@ -47,6 +48,10 @@ typedef struct {
     float *params;                       /* every owned member's parameters, stack layout per stack */
     float *grads;
     float *velocity;
+    size_t n_state;                      /* floats of member state (batchnorm's running stats) */
+    float *state;                        /* every owned member's state, stack layout per stack */
+    int64_t *batches_tracked;            /* [n_local] training forwards (PyTorch's
+                                          * num_batches_tracked, when the member has batchnorm) */
     double *member_loss;                 /* [n_local] last batch's own losses (sum over rows) */
     long *member_correct;                /* [n_local] */
 } poet_ensemble;
@@ -84,5 +89,9 @@ const poet_member_stack *poet_ensemble_stack_of(const poet_ensemble *e, int loca
 /* Copy local member i's parameters or momentum between the rank's buffer and member layout. */
 void poet_ensemble_member_get(const poet_ensemble *e, int local, const float *buffer, float *member);
 void poet_ensemble_member_set(poet_ensemble *e, int local, float *buffer, const float *member);
+
+/* Copy local member i's state (member state layout, arch.h) out of or into the rank's buffer. */
+void poet_ensemble_state_get(const poet_ensemble *e, int local, float *member_state);
+void poet_ensemble_state_set(poet_ensemble *e, int local, const float *member_state);
 
 #endif

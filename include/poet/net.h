@@ -41,6 +41,12 @@ typedef struct {
     poet_convolution convolution; /* default POET_CONV_GEMM */
     int threads; /* OpenMP threads the stack runs members on, up to min(threads, G); 0: OpenMP's
                   * default at creation (omp_get_max_threads(): OMP_NUM_THREADS, or the cores) */
+    /* The members' state (batch normalisation's running statistics): G * plan->state_count
+     * floats in stack layout, like the parameters; must stay valid while the stack lives. A
+     * training stack's forward normalises with the batch's statistics and updates these (each
+     * member its own, PyTorch's momentum 0.1 and unbiased variance); an inference stack
+     * normalises with them. NULL when the plan has no batchnorm. */
+    float *state;
 } poet_stack_options;
 
 /* `params` and `grads` point to G * plan->param_count floats each, in stack layout; they must stay
@@ -62,6 +68,12 @@ poet_status poet_stack_forward(poet_stack *stack, const float *images, float *lo
  * Computes every parameter gradient into `grads` (overwriting, or adding when `accumulate`).
  * Needs the preceding forward of the same batch. */
 poet_status poet_stack_backward(poet_stack *stack, const float *dlogits, int accumulate);
+
+/* Copy one member's state between stack layout and member state layout (arch.h). */
+void poet_stack_state_get(const poet_arch_plan *plan, int members, const float *stack_buf, int g,
+                          float *member_buf);
+void poet_stack_state_set(const poet_arch_plan *plan, int members, float *stack_buf, int g,
+                          const float *member_buf);
 
 /* Copy one member's parameters between stack layout and member layout. */
 void poet_stack_member_get(const poet_arch_plan *plan, int members, const float *stack_buf, int g,
