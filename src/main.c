@@ -1,7 +1,6 @@
 /* main.c — the `poet` command line: parses arguments, runs a subcommand, turns its status into a
  * one-line message and an exit code. The only place that decides to exit or abort. */
 #define _DEFAULT_SOURCE /* gethostname */
-#include <cjson/cJSON.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,92 +53,9 @@ typedef struct {
     const char *items[MAX_OVERRIDES];
 } overrides;
 
-static char *read_text_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (cap - len < 2) {
-            char *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf)
-        buf[len] = '\0';
-    return buf;
-}
-
-/* Sets the dotted KEY inside `root` to VALUE, creating objects on the way. */
-static poet_status apply_override(cJSON *root, const char *item) {
-    const char *eq = strchr(item, '=');
-    if (!eq || eq == item)
-        return poet_error_set(POET_ERR_USAGE, "--set: expected KEY=VALUE, got '%s'", item);
-    char key[256];
-    size_t klen = (size_t)(eq - item);
-    if (klen >= sizeof key)
-        return poet_error_set(POET_ERR_USAGE, "--set: key too long in '%s'", item);
-    memcpy(key, item, klen);
-    key[klen] = '\0';
-    cJSON *value = cJSON_Parse(eq + 1);
-    if (!value)
-        value = cJSON_CreateString(eq + 1);
-    cJSON *node = root;
-    char *part = key, *dot;
-    while ((dot = strchr(part, '.'))) {
-        *dot = '\0';
-        cJSON *next = cJSON_GetObjectItemCaseSensitive(node, part);
-        if (!next) {
-            next = cJSON_CreateObject();
-            cJSON_AddItemToObject(node, part, next);
-        }
-        if (!cJSON_IsObject(next)) {
-            cJSON_Delete(value);
-            return poet_error_set(POET_ERR_USAGE, "--set %s: '%s' is not an object", item, part);
-        }
-        node = next;
-        part = dot + 1;
-    }
-    if (cJSON_GetObjectItemCaseSensitive(node, part))
-        cJSON_ReplaceItemInObjectCaseSensitive(node, part, value);
-    else
-        cJSON_AddItemToObject(node, part, value);
-    return POET_OK;
-}
-
 /* Loads CONFIG with the overrides applied; errors still name the file and the key. */
 static poet_status load_config(const char *path, const overrides *ov, poet_config *cfg) {
-    if (ov->n == 0)
-        return poet_config_load(path, cfg);
-    char *text = read_text_file(path);
-    if (!text)
-        return poet_config_load(path, cfg); /* reports the unreadable file */
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return poet_config_load(path, cfg); /* reports the JSON error with its line */
-    }
-    poet_status st = POET_OK;
-    for (int i = 0; i < ov->n && st == POET_OK; i++)
-        st = apply_override(root, ov->items[i]);
-    char *merged = st == POET_OK ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    if (st == POET_OK)
-        st = merged ? poet_config_parse(merged, path, cfg)
-                    : poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
-    free(merged);
-    return st;
+    return poet_config_load_overrides(path, ov->n, ov->items, cfg);
 }
 
 /* Takes `--set KEY=VALUE` at argv[*i]; returns 1 when it did. */

@@ -4,8 +4,10 @@ set(POET $<TARGET_FILE:poet>)
 set(TINY ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json)
 set(FMNIST ${POET_DATA_DIR})
 
+# Every error case ends in seconds; the timeout keeps a hang (a rank left waiting) from blocking ctest.
 function(poet_cli_error name code text)
   poet_add_test(cli_${name} ${EXPECT} ${code} "${text}" ${ARGN})
+  set_tests_properties(cli_${name} PROPERTIES TIMEOUT 120)
 endfunction()
 
 poet_add_test(cli_help ${POET} --help)
@@ -85,3 +87,37 @@ poet_add_test(cli_mpi_checkpoint_dir_unwritable ${EXPECT} 5
               --set output.log_file=\"${CMAKE_CURRENT_BINARY_DIR}/cli_unwritable.h5\"
               --set output.checkpoint_dir=\"${TINY}/ckpt\")
 set_tests_properties(cli_mpi_checkpoint_dir_unwritable PROPERTIES PROCESSORS 2)
+
+# --set never weakens the checks: the file must be complete JSON on its own (issue 17, item 3), and a
+# VALUE is one whole JSON value or a bare word (a string), never the valid beginning of something.
+# The checkpoint directory is fresh, so a regression (the run going ahead) trains one iteration.
+set(BAD_CONFIGS ${CMAKE_CURRENT_SOURCE_DIR}/configs/bad)
+set(SET_DIR --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_set_checks\")
+poet_cli_error(set_file_trailing_garbage 3 "trailing-garbage.json: invalid JSON near line 2"
+               ${POET} train ${BAD_CONFIGS}/trailing-garbage.json --set training.lr=0.1 ${SET_DIR})
+poet_cli_error(set_file_two_objects 3 "two-objects.json: invalid JSON near line 2"
+               ${POET} train ${BAD_CONFIGS}/two-objects.json --set training.lr=0.1 ${SET_DIR})
+poet_cli_error(set_file_nul_byte 3 "nul-byte.json: invalid JSON near line 1: the file contains a NUL byte"
+               ${POET} train ${BAD_CONFIGS}/nul-byte.json --set training.lr=0.1 ${SET_DIR})
+poet_cli_error(set_number_garbage 3
+               "--set training.iterations=7abc: VALUE is not one complete JSON value (unexpected text at 'abc')"
+               ${POET} train ${TINY} --set training.iterations=7abc ${SET_DIR})
+poet_cli_error(set_two_dots 3
+               "--set training.lr=0.1.5: VALUE is not one complete JSON value (unexpected text at '.5')"
+               ${POET} train ${TINY} --set training.lr=0.1.5 --set training.iterations=1 ${SET_DIR})
+poet_cli_error(set_unclosed_string 3 "--set output.run_name=\"tiny: VALUE is not one complete JSON value (unexpected"
+               ${POET} train ${TINY} --set output.run_name=\"tiny --set training.iterations=1 ${SET_DIR})
+poet_cli_error(set_bare_word_string 3 "training.iterations: expected integer >= 0, got \"seven\""
+               ${POET} train ${TINY} --set training.iterations=seven ${SET_DIR})
+
+# Normalisation constants that would make non-finite or absurd inputs (issue 17, item 4), and a
+# tree arity beyond what the reduce tree supports (item 8), are config errors naming the key.
+poet_cli_error(config_mean_huge 3 "data.mean: expected number in [-1, 2], got 1e+308"
+               ${POET} train ${TINY} --set data.mean=1e308 --set training.iterations=1 ${SET_DIR})
+poet_cli_error(config_std_tiny 3 "data.std: expected number in [0.001, 1000], got 1e-300"
+               ${POET} train ${TINY} --set data.std=1e-300 --set training.iterations=1 ${SET_DIR})
+poet_cli_error(config_std_negative 3 "data.std: expected number in [0.001, 1000], got -1"
+               ${POET} train ${TINY} --set data.std=-1 --set training.iterations=1 ${SET_DIR})
+poet_cli_error(config_arity_huge 3 "distributed.arity: expected integer between 2 and 64, got 2147483647"
+               ${POET} train ${TINY} --set distributed.tree=kary --set distributed.arity=2147483647
+               --set training.iterations=1 ${SET_DIR})
