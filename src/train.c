@@ -86,6 +86,11 @@ static poet_status load_data(trainer *t) {
     const poet_config *c = t->cfg;
     POET_TRY(poet_data_load(c->train_images, c->train_labels, c->classes, c->mean, c->std, &t->train));
     POET_TRY(poet_data_load(c->test_images, c->test_labels, c->classes, c->mean, c->std, &t->test));
+    /* The training images fix the network's input; evaluation forwards test images through it. */
+    char input_from[POET_PATH_MAX + 32];
+    snprintf(input_from, sizeof input_from, "the training images, %s", c->train_images);
+    POET_TRY(poet_data_check_shape(&t->test, t->train.channels, t->train.height, t->train.width,
+                                   input_from));
     POET_TRY(poet_batcher_init(&t->batcher, &t->train, c->seed, c->shuffle, c->batch_size));
 fail:
     return st;
