@@ -12,6 +12,7 @@
 #include "poet/error.h"
 #include "poet/net.h"
 #include "poet/report.h"
+#include "poet/rundir.h"
 #include "poet/train.h"
 
 static const char usage_text[] =
@@ -20,10 +21,11 @@ static const char usage_text[] =
     "Product-Of-Experts Ensemble Trainer: trains an ensemble of conv nets jointly across MPI ranks.\n"
     "\n"
     "commands:\n"
-    "  train CONFIG [--set KEY=VALUE ...] [--resume | --resume-from FILE] [--quiet]\n"
-    "        [--trajectory FILE] [--stop-after N]\n"
+    "  train CONFIG [--set KEY=VALUE ...] [--resume | --resume-from FILE | --overwrite]\n"
+    "        [--quiet] [--trajectory FILE] [--stop-after N]\n"
     "        train the ensemble described by the JSON file CONFIG (run under mpirun for several\n"
-    "        ranks). --resume continues from the newest checkpoint that verifies.\n"
+    "        ranks). --resume continues from the newest checkpoint that verifies; --overwrite\n"
+    "        starts over in a checkpoint directory that holds an earlier run's files.\n"
     "  eval CONFIG [--set KEY=VALUE ...] [--checkpoint FILE]\n"
     "        evaluate a checkpoint (default: the newest good one) on the test set\n"
     "  inspect FILE\n"
@@ -35,9 +37,10 @@ static const char usage_text[] =
     "--set KEY=VALUE overrides one config key, e.g. --set training.iterations=50\n"
     "        --set distributed.tree='\"kary\"' (VALUE is JSON; a bare word is taken as a string)\n"
     "\n"
-    "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O, 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
-    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a\n"
-    "            checkpoint (requeue and run again with --resume). See docs/cli.md.\n";
+    "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O (also: checkpoint directory in use or\n"
+    "            holding another run's files), 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint, 11 numerical,\n"
+    "            12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a checkpoint (requeue\n"
+    "            and run again with --resume). See docs/cli.md.\n";
 
 typedef struct {
     MPI_Comm comm;
@@ -146,12 +149,15 @@ static int cmd_train(const world *w, int argc, char **argv) {
     poet_train_options opt = {0};
     overrides ov = {0};
     const char *config_path = NULL;
+    int overwrite = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (take_override(argc, argv, &i, &ov))
             continue;
         if (!strcmp(a, "--resume"))
             opt.resume = 1;
+        else if (!strcmp(a, "--overwrite"))
+            overwrite = 1;
         else if (!strcmp(a, "--resume-from") && i + 1 < argc)
             opt.resume_from = argv[++i];
         else if (!strcmp(a, "--quiet"))
@@ -173,14 +179,30 @@ static int cmd_train(const world *w, int argc, char **argv) {
     }
     if (!config_path)
         return usage_error(w, "train: missing CONFIG%s", "");
+    if (opt.resume && opt.resume_from)
+        return usage_error(w, "train: --resume and --resume-from %s exclude each other (--resume "
+                              "takes the newest good checkpoint, --resume-from that file)",
+                           opt.resume_from);
+    if (overwrite && (opt.resume || opt.resume_from))
+        return usage_error(w, "train: --overwrite starts over, %s continues: give one of them",
+                           opt.resume ? "--resume" : "--resume-from");
     poet_config *cfg = calloc(1, sizeof *cfg);
     poet_train_summary *summary = calloc(1, sizeof *summary);
+    poet_rundir *lock = NULL;
+    poet_rundir_mode mode = opt.resume || opt.resume_from ? POET_RUNDIR_RESUME
+                            : overwrite                   ? POET_RUNDIR_OVERWRITE
+                                                          : POET_RUNDIR_FRESH;
     poet_status st = cfg && summary ? load_config(config_path, &ov, cfg) : POET_ERR_NOMEM;
     if (st == POET_OK) {
         choose_threads(w, cfg);
+        /* Handlers first: a stop signal while the lock is taken ends the run through the clean
+         * path (checkpoint, exit 75, lock released) instead of killing it with the lock held. */
         poet_train_install_signal_handlers();
-        st = poet_train_run(w->comm, cfg, &opt, summary);
+        st = poet_rundir_acquire(w->comm, cfg, mode, opt.quiet, &lock);
     }
+    if (st == POET_OK)
+        st = poet_train_run(w->comm, cfg, &opt, summary);
+    poet_rundir_release(lock); /* on every path, before an error may end the job with MPI_Abort */
     if (st == POET_OK && w->rank == 0 && !opt.quiet)
         print_summary(cfg, summary, w->size);
     if (st == POET_STOPPED && w->rank == 0)

@@ -121,3 +121,9 @@ poet_cli_error(config_std_negative 3 "data.std: expected number in [0.001, 1000]
 poet_cli_error(config_arity_huge 3 "distributed.arity: expected integer between 2 and 64, got 2147483647"
                ${POET} train ${TINY} --set distributed.tree=kary --set distributed.arity=2147483647
                --set training.iterations=1 ${SET_DIR})
+
+# One run per checkpoint directory: the lock, stale locks, --overwrite, fresh runs into another
+# run's files, contradicting options (issue 17, items 7 and 8).
+poet_add_test(cli_checkpoint_dir_lock bash ${CMAKE_CURRENT_SOURCE_DIR}/test_rundir.sh ${POET}
+              ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/cli_rundir ${TINY})
+set_tests_properties(cli_checkpoint_dir_lock PROPERTIES TIMEOUT 400 PROCESSORS 3)
