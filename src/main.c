@@ -134,6 +134,10 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
         total += s->phase_seconds[p];
     printf("memory: peak resident %.1f MiB on rank 0, %.1f MiB on the largest rank\n",
            s->peak_rss_mib, s->peak_rss_mib_max);
+    /* A line of its own: bench/run.sh reads the one above. */
+    printf("memory estimate (before training, docs/config.md): %.1f MiB on rank 0, %.1f MiB on "
+           "the largest rank\n",
+           s->memory_estimate_mib, s->memory_estimate_mib_max);
     printf("profile (rank 0):");
     for (int p = 0; p < POET_PHASES; p++)
         printf(" %s %.1f%%", names[p], total > 0 ? 100 * s->phase_seconds[p] / total : 0.0);

@@ -34,24 +34,33 @@ poet_cli_error(config_unknown_key 3 "training.batchsize: unknown key, did you me
 poet_cli_error(config_bad_tree 3 "distributed.tree: expected"
                ${POET} train ${TINY} --set distributed.tree=ring)
 
+# Every run that gets past its config holds the lock of its checkpoint directory (docs/cli.md), so
+# tests that may run at the same time use directories of their own.
+
 poet_cli_error(data_missing 4 "/nonexistent/train.gz: cannot open"
-               ${POET} train ${TINY} --set data.train_images=/nonexistent/train.gz)
+               ${POET} train ${TINY} --set data.train_images=/nonexistent/train.gz
+               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_data_missing\")
 poet_cli_error(data_bad_magic 4 "bad magic"
-               ${POET} train ${TINY} --set data.train_images=${FMNIST}/train-labels-idx1-ubyte.gz)
+               ${POET} train ${TINY} --set data.train_images=${FMNIST}/train-labels-idx1-ubyte.gz
+               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_data_bad_magic\")
 poet_cli_error(data_count_mismatch 4 "labels but"
-               ${POET} train ${TINY} --set data.train_labels=${FMNIST}/t10k-labels-idx1-ubyte.gz)
+               ${POET} train ${TINY} --set data.train_labels=${FMNIST}/t10k-labels-idx1-ubyte.gz
+               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_data_count_mismatch\")
 poet_cli_error(data_label_range 4 "is >= classes"
-               ${POET} train ${TINY} --set data.classes=5 --set model.architecture=reference)
+               ${POET} train ${TINY} --set data.classes=5 --set model.architecture=reference
+               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_data_label_range\")
 
 # Several ranks: errors every rank shares are printed once; a rank that fails alone stops them all.
 poet_cli_error(mpi_more_ranks_than_members 3 "4 members cannot be spread over 5 ranks"
-               ${MPIEXEC_EXECUTABLE} -np 5 --oversubscribe ${POET} train ${TINY})
+               ${MPIEXEC_EXECUTABLE} -np 5 --oversubscribe ${POET} train ${TINY}
+               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_mpi_more_ranks_than_members\")
 poet_cli_error(mpi_data_missing 4 "cannot open"
                ${MPIEXEC_EXECUTABLE} -np 2 --oversubscribe ${POET} train ${TINY}
-               --set data.test_images=/nonexistent/t10k.gz)
+               --set data.test_images=/nonexistent/t10k.gz
+               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_mpi_data_missing\")
 poet_add_test(cli_mpi_rank_failure ${EXPECT} nz "rank 2/3" env POET_FAULT_RANK=2 POET_FAULT_ITERATION=5
               ${MPIEXEC_EXECUTABLE} -np 3 --oversubscribe ${POET} train ${TINY}
-              --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_fault\")
+              --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_fault\" --overwrite)
 # "within seconds": the failing rank's message and every rank's exit, long before the 50 iterations.
 set_tests_properties(cli_mpi_rank_failure PROPERTIES TIMEOUT 60)
 
@@ -127,3 +136,18 @@ poet_cli_error(config_arity_huge 3 "distributed.arity: expected integer between 
 poet_add_test(cli_checkpoint_dir_lock bash ${CMAKE_CURRENT_SOURCE_DIR}/test_rundir.sh ${POET}
               ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/cli_rundir ${TINY})
 set_tests_properties(cli_checkpoint_dir_lock PROPERTIES TIMEOUT 400 PROCESSORS 3)
+
+# A network far beyond the node's memory (16 members of 784M parameters, ~150 GiB) is refused before
+# any allocation, naming the key that raises the limit; the limit key itself works; the summary
+# prints the estimate (issue 17, item 8).
+poet_cli_error(memory_beyond_node 3 "distributed.memory_limit_gib: rank 0 needs an estimated"
+               ${POET} train ${CMAKE_CURRENT_SOURCE_DIR}/configs/too-big.json
+               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_too_big\")
+poet_cli_error(memory_limit_key 3 "but has 0.0 GiB, the 0.01 GiB distributed.memory_limit_gib allows"
+               ${MPIEXEC_EXECUTABLE} -np 2 --oversubscribe ${POET} train ${TINY}
+               --set distributed.memory_limit_gib=0.01
+               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_memory_limit_key\")
+poet_add_test(cli_memory_summary ${POET} train ${TINY} --set training.iterations=2 --overwrite
+              --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_memory_summary\")
+set_tests_properties(cli_memory_summary PROPERTIES TIMEOUT 120 PASS_REGULAR_EXPRESSION
+                     "memory estimate \\(before training, docs/config.md\\): [0-9.]+ MiB on rank 0")
