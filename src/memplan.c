@@ -35,9 +35,17 @@ poet_status poet_memplan_check(MPI_Comm comm, const poet_config *cfg, poet_shape
     POET_ALLOC(owner, POET_MAX_MEMBERS);
     POET_ALLOC(arch_plans, cfg->n_archs);
     POET_TRY(poet_placement(cfg, ranks, owner));
-    for (int a = 0; a < cfg->n_archs; a++)
-        POET_TRY(poet_arch_plan_build(&cfg->archs[a], input, cfg->classes, "model.architecture",
-                                      &arch_plans[a]));
+    for (int a = 0; a < cfg->n_archs; a++) {
+        st = poet_arch_plan_build(&cfg->archs[a], input, cfg->classes, "model.architecture",
+                                  &arch_plans[a]);
+        if (st != POET_OK) { /* the first place a network meets the data's shape: say where */
+            char cause[512];
+            snprintf(cause, sizeof cause, "%s", poet_error_message());
+            poet_error_clear();
+            POET_FAIL(st, "%s: %s (the network's input is %dx%dx%d, the training images %s)",
+                      cfg->source, cause, input.c, input.h, input.w, cfg->train_images);
+        }
+    }
     for (int j = 0; j < cfg->members; j++)
         if (owner[j] == rank) {
             plan->members_bytes +=

@@ -21,14 +21,16 @@ images train27.idx 80 27 28
 images test28.idx 40 28 28; labels test.lbl 40
 images test27.idx 40 27 28
 images test29.idx 40 29 28
+images tiny4.idx 80 4 4
 
 fails=0
-# expect NAME TEXT POET-ARGS...: exit 4 and TEXT on stderr, within 60 s.
+# expect NAME TEXT POET-ARGS...: exit 4 (or $want) and TEXT on stderr, within 60 s.
+want=4
 expect() {
   local name=$1 text=$2; shift 2
   "$@" >"$name.out" 2>"$name.err"
   local code=$?
-  if [ $code = 4 ] && grep -qF -- "$text" "$name.err"; then
+  if [ $code = "$want" ] && grep -qF -- "$text" "$name.err"; then
     echo "ok   $name: $(head -1 "$name.err")"
   else
     echo "FAIL $name: exit $code, stderr:"; cat "$name.err"; fails=$((fails + 1))
@@ -62,5 +64,11 @@ if run 1 train "$tiny" $common $(data train28.idx test28.idx) >good.out 2>&1; th
 else
   echo "FAIL: the matching run failed:"; cat good.out; fails=$((fails + 1))
 fi
+# Images the network cannot take at all (4x4 through the reference network's two stride-2
+# convolutions): a config error naming the key, the network's input and the file that fixed it.
+want=3
+# shellcheck disable=SC2046
+expect "train_too_small_for_network" "model.architecture[2]: kernel 3 does not fit input 1x1 (padding 0) of this conv layer: use a smaller kernel or more padding (the network's input is 1x4x4, the training images tiny4.idx)" \
+  run 1 train "$tiny" $common --set output.checkpoint_dir=\"ckpt4\" --set model.architecture=reference $(data tiny4.idx tiny4.idx | sed 's/test.lbl/train.lbl/')
 [ $fails = 0 ] && echo "all shape checks passed" && exit 0
 exit 1
