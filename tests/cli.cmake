@@ -21,6 +21,10 @@ poet_cli_error(train_no_config 2 "poet: train: missing CONFIG" ${POET} train)
 poet_cli_error(train_bad_option 2 "unknown or incomplete option '--bogus'" ${POET} train ${TINY} --bogus)
 poet_cli_error(train_two_configs 2 "more than one config file" ${POET} train ${TINY} ${TINY})
 poet_cli_error(stop_after_bad 2 "--stop-after: expected an integer >= 1, got 'x'" ${POET} train ${TINY} --stop-after x)
+poet_cli_error(resume_and_resume_from 2 "train: --resume and --resume-from ckpt.h5 exclude each other"
+               ${POET} train ${TINY} --resume --resume-from ckpt.h5)
+poet_cli_error(overwrite_and_resume 2 "train: --overwrite starts over, --resume continues"
+               ${POET} train ${TINY} --resume --overwrite)
 poet_cli_error(set_malformed 2 "--set: expected KEY=VALUE, got 'training.lr'" ${POET} train ${TINY} --set training.lr)
 poet_cli_error(inspect_no_file 2 "inspect: expected exactly one checkpoint FILE" ${POET} inspect)
 poet_cli_error(report_no_log 2 "report: expected at least one LOG.h5" ${POET} report)
