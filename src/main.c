@@ -37,10 +37,10 @@ static const char usage_text[] =
     "--set KEY=VALUE overrides one config key, e.g. --set training.iterations=50\n"
     "        --set distributed.tree='\"kary\"' (VALUE is JSON; a bare word is taken as a string)\n"
     "\n"
-    "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O (also: checkpoint directory in use or\n"
-    "            holding another run's files), 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint, 11 numerical,\n"
-    "            12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a checkpoint (requeue\n"
-    "            and run again with --resume). See docs/cli.md.\n";
+    "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O (also: checkpoint directory in\n"
+    "            use or holding another run's files), 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
+    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a\n"
+    "            checkpoint (requeue and run again with --resume). See docs/cli.md.\n";
 
 typedef struct {
     MPI_Comm comm;

@@ -56,16 +56,17 @@ poet_status poet_memplan_check(MPI_Comm comm, const poet_config *cfg, poet_shape
     plan->total_bytes = plan->members_bytes + plan->data_bytes;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     double node = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
-    plan->limit_bytes = cfg->memory_limit_gib > 0 ? cfg->memory_limit_gib * GIB
-                                                  : node / plan->local_ranks;
+    plan->limit_bytes =
+        cfg->memory_limit_gib > 0 ? cfg->memory_limit_gib * GIB : node / plan->local_ranks;
     if (plan->limit_bytes > 0 && plan->total_bytes > plan->limit_bytes) {
         char limit[160];
         if (cfg->memory_limit_gib > 0)
             snprintf(limit, sizeof limit, "the %.3g GiB distributed.memory_limit_gib allows",
                      cfg->memory_limit_gib);
         else
-            snprintf(limit, sizeof limit, "its share of the node: %.1f GiB of memory over %d rank(s)",
-                     node / GIB, plan->local_ranks);
+            snprintf(limit, sizeof limit,
+                     "its share of the node: %.1f GiB of memory over %d rank(s)", node / GIB,
+                     plan->local_ranks);
         POET_FAIL(POET_ERR_CONFIG,
                   "%s: distributed.memory_limit_gib: rank %d needs an estimated %.1f GiB (%d "
                   "member(s): %.1f GiB for parameters, gradients, momentum, activations and "

@@ -23,9 +23,9 @@
 #define LISTED_MAX 3    /* earlier files named in the refusal message */
 
 struct poet_rundir {
-    int held;                       /* rank 0 made the lock file */
-    char path[POET_PATH_MAX + 16];  /* <checkpoint_dir>/poet.lock */
-    char text[LOCK_TEXT_MAX];       /* its content, to remove only our own */
+    int held;                      /* rank 0 made the lock file */
+    char path[POET_PATH_MAX + 16]; /* <checkpoint_dir>/poet.lock */
+    char text[LOCK_TEXT_MAX];      /* its content, to remove only our own */
 };
 
 /* The holder as the lock file names it. */
@@ -170,8 +170,9 @@ static poet_status take_lock(poet_rundir *r) {
         }
         take_over(r->path, text, &other);
     }
-    return poet_error_set(POET_ERR_IO, "%s: could not take the lock after %d attempts (other runs "
-                                       "keep taking it)",
+    return poet_error_set(POET_ERR_IO,
+                          "%s: could not take the lock after %d attempts (other runs "
+                          "keep taking it)",
                           r->path, TAKE_ATTEMPTS);
 }
 
@@ -217,8 +218,8 @@ static poet_status check_earlier_run(const poet_config *cfg, poet_rundir_mode mo
     }
     if (stat(log, &sb) == 0 && S_ISREG(sb.st_mode)) {
         if (found < LISTED_MAX)
-            snprintf(listed + strlen(listed), sizeof listed - strlen(listed), "%sthe loss log %.120s",
-                     found ? ", " : "", log);
+            snprintf(listed + strlen(listed), sizeof listed - strlen(listed),
+                     "%sthe loss log %.120s", found ? ", " : "", log);
         found++;
         if (mode == POET_RUNDIR_OVERWRITE) {
             if (unlink(log) != 0)
@@ -252,9 +253,8 @@ poet_status poet_rundir_acquire(MPI_Comm comm, const poet_config *cfg, poet_rund
         st = poet_error_set(POET_ERR_NOMEM, "out of memory for the checkpoint directory's lock");
     if (st == POET_OK && rank == 0) {
         st = poet_fs_make_dirs(cfg->checkpoint_dir, "checkpoint directory");
-        if (st == POET_OK &&
-            snprintf(r->path, sizeof r->path, "%s/%s", cfg->checkpoint_dir, POET_LOCK_NAME) >=
-                (int)sizeof r->path)
+        if (st == POET_OK && snprintf(r->path, sizeof r->path, "%s/%s", cfg->checkpoint_dir,
+                                      POET_LOCK_NAME) >= (int)sizeof r->path)
             st = poet_error_set(POET_ERR_IO, "%s: checkpoint directory path too long",
                                 cfg->checkpoint_dir);
         if (st == POET_OK)

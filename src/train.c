@@ -107,7 +107,8 @@ static poet_status setup(trainer *t) {
     t->total = poet_config_total_iterations(c, t->train.count);
     /* Data sets (float pixels, byte labels) and the two batch buffers are held already or soon. */
     double image_bytes = t->image_size * sizeof(float) + 1;
-    double data_bytes = ((double)t->train.count + t->test.count + 2.0 * c->batch_size) * image_bytes;
+    double data_bytes =
+        ((double)t->train.count + t->test.count + 2.0 * c->batch_size) * image_bytes;
     POET_TRY(poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes,
                                 &t->memory));
     POET_TRY(poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));

@@ -430,7 +430,8 @@ static void test_bad_configs(void) {
  * ---------------------------------------------------------------------------------------------- */
 
 static const char *EXPLICIT =
-    "{\"data\": {\"mean\": -0.123456789012345678, \"std\": 0.00123456789012345678, \"shuffle\": false, \"classes\": "
+    "{\"data\": {\"mean\": -0.123456789012345678, \"std\": 0.00123456789012345678, "
+    "\"shuffle\": false, \"classes\": "
     "7,"
     "            \"train_images\": \"a \\\"quoted\\\" path\"},"
     " \"model\": {\"members\": [{\"count\": 2},"

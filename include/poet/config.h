@@ -93,7 +93,7 @@ typedef struct {
     int arity;           /* kary tree arity k >= 2 (binary: 2) */
     poet_overlap_mode overlap;
     int chunks;          /* exact overlap: micro-batches per batch */
-    double memory_limit_gib; /* per-rank memory the estimate may reach; 0 = node memory / its ranks */
+    double memory_limit_gib; /* most memory a rank's estimate may need; 0 = node's / its ranks */
 
     /* output */
     char run_name[POET_NAME_MAX];

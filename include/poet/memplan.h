@@ -20,8 +20,8 @@ typedef struct {
     double members_bytes; /* the rank's members: parameters, activations, workspace */
     double data_bytes;    /* data sets and batch buffers, as the caller counted them */
     double total_bytes;
-    double limit_bytes;   /* what the rank may use */
-    int local_ranks;      /* ranks on this node */
+    double limit_bytes; /* what the rank may use */
+    int local_ranks;    /* ranks on this node */
 } poet_memplan;
 
 /* Collective over comm (every rank must call it: it counts the ranks on each node). Estimates this

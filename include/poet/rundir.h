@@ -25,9 +25,9 @@
 #define POET_LOCK_NAME "poet.lock"
 
 typedef enum {
-    POET_RUNDIR_FRESH,     /* a new run: another run's files are an error */
-    POET_RUNDIR_RESUME,    /* --resume / --resume-from: the files are this run's own */
-    POET_RUNDIR_OVERWRITE  /* --overwrite: another run's files are removed once the lock is held */
+    POET_RUNDIR_FRESH,    /* a new run: another run's files are an error */
+    POET_RUNDIR_RESUME,   /* --resume / --resume-from: the files are this run's own */
+    POET_RUNDIR_OVERWRITE /* --overwrite: another run's files are removed once the lock is held */
 } poet_rundir_mode;
 
 typedef struct poet_rundir poet_rundir;
