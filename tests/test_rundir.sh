@@ -78,6 +78,14 @@ echo "host=elsewhere-$host pid=$$ slurm_job=4242 restart=-" >"$lock"
 run foreign_p3 3 "$work/busy" --set training.iterations=12 --resume
 expect foreign_p3 5 "in use by another run (host elsewhere-$host, pid $$, Slurm job 4242)"
 [ -f "$lock" ] && ok "the foreign lock is left alone" || bad "the foreign lock was removed"
+# An earlier run of this same Slurm job (requeued: another SLURM_RESTART_COUNT) is gone, wherever
+# it ran; a lock of this job with the same restart count (a concurrent step) is not.
+echo "host=elsewhere-$host pid=$$ slurm_job=777 restart=0" >"$lock"
+SLURM_JOB_ID=777 SLURM_RESTART_COUNT=1 run requeued 1 "$work/busy" --set training.iterations=12 --resume
+expect requeued 0 "taking over the lock of a run that is gone (host elsewhere-$host, pid $$, Slurm job 777)"
+echo "host=elsewhere-$host pid=$$ slurm_job=777 restart=1" >"$lock"
+SLURM_JOB_ID=777 SLURM_RESTART_COUNT=1 run same_step 1 "$work/busy" --set training.iterations=14 --resume
+expect same_step 5 "in use by another run (host elsewhere-$host, pid $$, Slurm job 777)"
 rm -f "$lock"
 
 # 5. Contradicting options.
