@@ -92,9 +92,25 @@ static int holder_is_gone(const holder *h, const holder *me) {
 
 /* Creates the lock with `text`: written whole under a private name first, then linked. Returns 1
  * when made, 0 when a lock exists, -1 on another error (recorded). */
-static int try_link(const char *lock, const char *text) {
-    char mine[POET_PATH_MAX + 64];
-    snprintf(mine, sizeof mine, "%s.%ld", lock, (long)getpid());
+/* Where hard links are not supported: O_CREAT|O_EXCL, then the text (a reader may briefly see the
+ * lock empty; it then reports an unreadable lock rather than take it). */
+static int try_exclusive(const char *lock, const char *text) {
+    int fd = open(lock, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0 && errno == EEXIST)
+        return 0;
+    size_t len = strlen(text);
+    if (fd < 0 || write(fd, text, len) != (ssize_t)len || close(fd) != 0) {
+        poet_error_set(POET_ERR_IO, "cannot create lock %s: %s", lock, strerror(errno));
+        if (fd >= 0)
+            unlink(lock);
+        return -1;
+    }
+    return 1;
+}
+
+static int try_link(const char *lock, const char *text, const char *host) {
+    char mine[POET_PATH_MAX + 300];
+    snprintf(mine, sizeof mine, "%s.%.200s.%ld", lock, host, (long)getpid());
     int fd = open(mine, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         poet_error_set(POET_ERR_IO, "cannot create lock %s: %s", mine, strerror(errno));
@@ -114,10 +130,12 @@ static int try_link(const char *lock, const char *text) {
         made = 1;
     else if (errno == EEXIST)
         made = 0;
+    else if (errno == EPERM || errno == ENOTSUP || errno == EOPNOTSUPP || errno == ENOSYS)
+        made = -2; /* no hard links on this file system */
     else
         poet_error_set(POET_ERR_IO, "cannot create lock %s: %s", lock, strerror(errno));
     unlink(mine);
-    return made;
+    return made == -2 ? try_exclusive(lock, text) : made;
 }
 
 /* Moves a stale lock out of the way, unless another process replaced it since it was read (then
@@ -144,7 +162,7 @@ static poet_status take_lock(poet_rundir *r) {
     this_process(&me);
     holder_text(&me, r->text, sizeof r->text);
     for (int attempt = 0; attempt < TAKE_ATTEMPTS; attempt++) {
-        int made = try_link(r->path, r->text);
+        int made = try_link(r->path, r->text, me.host);
         if (made < 0)
             return POET_ERR_IO;
         if (made) {

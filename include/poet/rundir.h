@@ -5,10 +5,11 @@
  *   host=<hostname> pid=<pid> slurm_job=<SLURM_JOB_ID or -> restart=<SLURM_RESTART_COUNT or ->
  * made atomically (written whole under a private name, then hard-linked to poet.lock, which fails
  * when the name exists — the O_CREAT|O_EXCL guarantee, without a moment where the lock exists but
- * is still empty). A second run is refused with a message naming the holder. A lock left by a
- * process that is gone is taken over with a warning: on the same host when kill(pid, 0) says
- * ESRCH, and on any host when it names this Slurm job with another SLURM_RESTART_COUNT (an earlier
- * incarnation of a requeued job, killed before it could remove its lock).
+ * is still empty; where the file system has no hard links, O_CREAT|O_EXCL directly). A second run
+ * is refused with a message naming the holder. A lock left by a process that is gone is taken over
+ * with a warning: on the same host when kill(pid, 0) says ESRCH, and on any host when it names this
+ * Slurm job with another SLURM_RESTART_COUNT (an earlier incarnation of a requeued job, killed
+ * before it could remove its lock).
  *
  * Holding the lock, a fresh run (neither --resume nor --resume-from) refuses a directory that holds
  * another run's checkpoints (ckpt-*, latest) or loss log, unless --overwrite says to remove them;
