@@ -46,12 +46,16 @@ poet_status poet_memplan_check(MPI_Comm comm, const poet_config *cfg, poet_shape
                       cfg->source, cause, input.c, input.h, input.w, cfg->train_images);
         }
     }
+    double workspace = 0; /* shared by the rank's members: the largest one counts */
     for (int j = 0; j < cfg->members; j++)
         if (owner[j] == rank) {
-            plan->members_bytes +=
-                poet_arch_member_bytes(&arch_plans[cfg->member_arch[j]], rows, slots, eval_rows);
+            const poet_arch_plan *p = &arch_plans[cfg->member_arch[j]];
+            double w = poet_arch_workspace_bytes(p, rows > eval_rows ? rows : eval_rows);
+            plan->members_bytes += poet_arch_member_bytes(p, rows, slots, eval_rows);
+            workspace = w > workspace ? w : workspace;
             members++;
         }
+    plan->members_bytes += workspace;
     plan->data_bytes = data_bytes;
     plan->total_bytes = plan->members_bytes + plan->data_bytes;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
