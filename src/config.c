@@ -135,8 +135,8 @@ static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "itera
                                             "momentum",   "weight_decay", "nesterov",   "schedule",
                                             "step_size",  "gamma",        "min_lr",     "seed",
                                             "threads",    "log_every",    "eval_every", NULL};
-static const char *const DISTRIBUTED_KEYS[] = {"tree", "arity", "overlap", "chunks",
-                                               "memory_limit_gib", NULL};
+static const char *const DISTRIBUTED_KEYS[] = {
+    "tree", "arity", "overlap", "chunks", "memory_limit_gib", NULL};
 static const char *const OUTPUT_KEYS[] = {"run_name",
                                           "checkpoint_dir",
                                           "checkpoint_every",
@@ -990,6 +990,27 @@ static poet_status apply_override(cJSON *root, const char *item) {
     return POET_OK;
 }
 
+/* A message about a key that a --set item gave says so: "<file>: <key>: ... (from --set ITEM)".
+ * The last item for that key is the one that counts. */
+static void name_override(poet_status st, const char *path, int n, const char *const *overrides) {
+    char message[1024], prefix[KEY_PATH_MAX + 8];
+    snprintf(message, sizeof message, "%s", poet_error_message());
+    size_t skip = strlen(path) + 2; /* "<file>: " */
+    if (strncmp(message, path, strlen(path)) != 0 || strlen(message) < skip)
+        return;
+    for (int i = n - 1; i >= 0; i--) {
+        const char *eq = strchr(overrides[i], '=');
+        if (!eq || (size_t)(eq - overrides[i]) >= KEY_PATH_MAX)
+            continue;
+        snprintf(prefix, sizeof prefix, "%.*s:", (int)(eq - overrides[i]), overrides[i]);
+        if (strncmp(message + skip, prefix, strlen(prefix)) == 0) {
+            poet_error_clear();
+            poet_error_set(st, "%s (from --set %s)", message, overrides[i]);
+            return;
+        }
+    }
+}
+
 poet_status poet_config_load_overrides(const char *path, int n, const char *const *overrides,
                                        poet_config *cfg) {
     poet_status st = POET_OK;
@@ -1005,7 +1026,9 @@ poet_status poet_config_load_overrides(const char *path, int n, const char *cons
         POET_TRY(parse_root(path, root, cfg)); /* names what the top level should be */
     for (int i = 0; i < n; i++)
         POET_TRY(apply_override(root, overrides[i]));
-    POET_TRY(parse_root(path, root, cfg));
+    st = parse_root(path, root, cfg);
+    if (st != POET_OK)
+        name_override(st, path, n, overrides);
 fail:
     cJSON_Delete(root);
     free(text);

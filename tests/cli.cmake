@@ -155,3 +155,7 @@ poet_add_test(cli_memory_summary ${POET} train ${TINY} --set training.iterations
               --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_memory_summary\")
 set_tests_properties(cli_memory_summary PROPERTIES TIMEOUT 120 PASS_REGULAR_EXPRESSION
                      "memory estimate \\(before training, docs/config.md\\): [0-9.]+ MiB on rank 0")
+# A key given by --set is named as such in its error.
+poet_cli_error(set_names_item 3
+               "training.batch_size: expected integer >= 1, got -5 (from --set training.batch_size=-5)"
+               ${POET} train ${TINY} --set training.lr=0.1 --set training.batch_size=-5)
