@@ -62,6 +62,18 @@ poet_status poet_arch_plan_build(const poet_arch *arch, poet_shape input, int cl
  * member's initial weights do not depend on ranks, placement or fusion. Writes member layout. */
 void poet_arch_init_member(const poet_arch_plan *plan, uint64_t seed, int member, float *params);
 
+/* Estimated bytes one member of `plan` needs on its rank: parameters ×3 (weights, gradients,
+ * momentum), the layers' kept activations (relus run in place) and their gradients for `rows` rows
+ * in each of `slots` micro-batches in flight, and the activations without gradients for
+ * `eval_rows` evaluation rows; 4-byte floats. A documented approximation (docs/config.md, "Memory
+ * estimate") used to refuse networks that cannot fit, not to predict the peak; a double, so absurd
+ * networks do not overflow. */
+double poet_arch_member_bytes(const poet_arch_plan *plan, int rows, int slots, int eval_rows);
+
+/* Bytes of the largest convolution's im2col matrix for `rows` images: the workspace a rank's
+ * members share (one per rank in the estimate). */
+double poet_arch_workspace_bytes(const poet_arch_plan *plan, int rows);
+
 /* Two architectures are equal when every layer spec is equal (names aside). */
 int poet_arch_equal(const poet_arch *a, const poet_arch *b);
 
