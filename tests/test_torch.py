@@ -9,6 +9,7 @@ Cases (each trains its own small run of CONFIG, 50 iterations, in WORKDIR, fresh
               and NLL (within NLL_TOL), ensemble and every member.
   scratch     PyTorch-initialised members -> from-torch -> `poet train --resume-from` trains (the
               loss falls) and its checkpoint verifies; --iteration N is where poet resumes.
+  errors      bad input files and arguments: exit 1 and one line naming the problem.
   step        one torch.optim.SGD step with the exported optimizer state gives poet's next
               checkpoint (params, momentum and gradient within STEP_TOL), from a trained state
               (weight decay and Nesterov on) and from PyTorch-initialised members.
@@ -341,8 +342,57 @@ def case_step(c):
     print("ok: one torch.optim.SGD step matches poet's within %g" % STEP_TOL)
 
 
+def case_errors(c):
+    """Bad input: exit status 1 and one line naming the file and what is wrong."""
+    ckdir, _ = c.train("run", "training.iterations=2")
+    ckpt = os.path.join(ckdir, "ckpt-00000002.h5")
+    corrupt = c.path("corrupt.h5")
+    shutil.copy(ckpt, corrupt)
+    with h5py.File(corrupt, "r+") as f:
+        f["members/0002/momentum/fc1.bias"][3] += 1.0
+    with open(c.config) as f:
+        config_text = f.read()
+    good = [m.state_dict() for m in fresh_members(config_text, 3)]
+    wrong_shape = [dict(sd) for sd in good]
+    wrong_shape[1]["fc1.weight"] = torch.zeros(20, 41)
+    doubled = [dict(sd) for sd in good]
+    doubled[0]["conv2.bias"] = doubled[0]["conv2.bias"].double()
+    files = {}
+    for name, saved in (("no-config", {"members": good}), ("three", {"members": good[:3]}),
+                        ("shape", {"members": wrong_shape, "config": config_text}),
+                        ("double", {"members": doubled, "config": config_text}),
+                        ("list", [1, 2])):
+        files[name] = c.path(name + ".pt")
+        torch.save(saved, files[name])
+    out = c.path("out.h5")
+    for args, message in (
+            (["to-torch", c.path("missing.h5")], "missing.h5: cannot open checkpoint: No such file"),
+            (["to-torch", c.config], "tiny.json: cannot open as HDF5"),
+            (["to-torch", corrupt], "corrupt.h5: member 2 checksum mismatch"),
+            (["from-torch", c.config, "-o", out], "tiny.json: cannot load as a PyTorch file"),
+            (["from-torch", files["no-config"], "-o", out], "no config: give --config"),
+            (["from-torch", files["three"], "-o", out, "--config", c.config],
+             "3 members given, the config has 4"),
+            (["from-torch", files["shape"], "-o", out],
+             "member 1: params fc1.weight has shape (20, 41), expected (20, 40)"),
+            (["from-torch", files["double"], "-o", out],
+             "member 0 conv2.bias has dtype float64: poet stores float32"),
+            (["from-torch", files["list"], "-o", out], "expected a dict with \"members\""),
+            (["from-torch", files["shape"], "-o", out, "--config", c.path("nope.json")],
+             "nope.json: cannot read config")):
+        p = subprocess.run([sys.executable, TOOL] + args, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        lines = p.stderr.strip().splitlines()
+        check(p.returncode == 1 and len(lines) == 1 and message in lines[0],
+              "%s: exit %d, stderr %r; expected exit 1 and one line with %r"
+              % (" ".join(args), p.returncode, p.stderr, message))
+        check(not os.path.exists(out) and not os.path.exists(out + ".tmp"),
+              "a failed from-torch left %s behind" % out)
+        print("ok: %s -> %s" % (args[0], lines[0]))
+
+
 CASES = {"round_trip": case_round_trip, "eval": case_eval, "scratch": case_scratch,
-         "step": case_step}
+         "step": case_step, "errors": case_errors}
 
 
 def main():

@@ -3,7 +3,7 @@
 # PyTorch-initialised members trained by poet, one SGD step vs poet's. Each case trains its own
 # small run; all are skipped (exit 77) when python3-torch is not importable.
 set(TORCH_TEST /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_torch.py)
-foreach(case round_trip eval scratch step round_trip:layers eval:layers)
+foreach(case round_trip eval scratch step errors round_trip:layers eval:layers)
   string(REPLACE ":" ";" parts ${case})
   list(GET parts 0 what)
   set(config tiny)
@@ -14,5 +14,5 @@ foreach(case round_trip eval scratch step round_trip:layers eval:layers)
   endif()
   poet_add_test(${name} ${TORCH_TEST} ${what} $<TARGET_FILE:poet>
                 ${CMAKE_CURRENT_BINARY_DIR}/torch/${name} ${CMAKE_CURRENT_SOURCE_DIR}/configs/${config}.json)
-  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 480)
 endforeach()

@@ -96,20 +96,27 @@ def _layer_spec(layer, where):
     poet_arch_equal says the layers are (a pool's stride defaults to its kernel)."""
     if not isinstance(layer, dict) or "type" not in layer:
         raise PoetTorchError("%s: expected a layer object with a \"type\"" % where)
+
+    def num(key, default=None):
+        value = layer.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise PoetTorchError("%s.%s: expected an integer, got %s"
+                                 % (where, key, json.dumps(value)))
+        return value
+
     kind = layer["type"]
     if kind == "conv":
-        return ("conv", int(layer["out_channels"]), int(layer["kernel"]),
-                int(layer.get("stride", 1)), int(layer.get("padding", 0)))
+        return ("conv", num("out_channels"), num("kernel"), num("stride", 1), num("padding", 0))
     if kind == "relu":
         return ("relu",)
     if kind in ("avg_pool", "max_pool"):
         if layer.get("global", False):
             return (kind, "global")
-        kernel = int(layer["kernel"])
-        return (kind, kernel, int(layer.get("stride", kernel)), int(layer.get("padding", 0)))
+        kernel = num("kernel")
+        return (kind, kernel, num("stride", kernel), num("padding", 0))
     if kind == "linear":
-        return ("linear", int(layer["out_features"]))
-    raise PoetTorchError("%s: unknown layer type %r" % (where, kind))
+        return ("linear", num("out_features"))
+    raise PoetTorchError("%s.type: unknown layer type %s" % (where, json.dumps(kind)))
 
 
 def _arch(item, classes, where):
@@ -118,6 +125,17 @@ def _arch(item, classes, where):
     if not isinstance(item, list) or not item:
         raise PoetTorchError("%s: expected \"reference\" or a non-empty array of layers" % where)
     return [_layer_spec(layer, "%s[%d]" % (where, i)) for i, layer in enumerate(item)]
+
+
+def parse_config(text, source):
+    """Config JSON text as a dict; `source` names it in the message of a PoetTorchError."""
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise PoetTorchError("%s: config does not parse as JSON: %s" % (source, e))
+    if not isinstance(config, dict):
+        raise PoetTorchError("%s: config is not a JSON object" % source)
+    return config
 
 
 def member_archs(config):
@@ -135,12 +153,17 @@ def member_archs(config):
 
     if isinstance(members, list) and members:
         for g, group in enumerate(members):
-            where = "model.members[%d].architecture" % g
-            a = intern(_arch(group.get("architecture"), classes, where))
-            member_arch += [a] * int(group["count"])
-    else:
+            where = "model.members[%d]" % g
+            if not isinstance(group, dict) or not isinstance(group.get("count"), int):
+                raise PoetTorchError("%s: expected {\"count\": N, \"architecture\": ...}" % where)
+            a = intern(_arch(group.get("architecture"), classes, where + ".architecture"))
+            member_arch += [a] * group["count"]
+    elif isinstance(members, int) and not isinstance(members, bool) and members > 0:
         a = intern(_arch(model.get("architecture"), classes, "model.architecture"))
-        member_arch = [a] * int(members)
+        member_arch = [a] * members
+    else:
+        raise PoetTorchError("model.members: expected an integer >= 1 or an array of groups, got %s"
+                             % json.dumps(members))
     return archs, member_arch
 
 
@@ -244,7 +267,7 @@ def build_member(arch, input_shape, classes):
 def build_ensemble(config, input_shape):
     """Fresh PyTorch-initialised members for a config (a dict or JSON text)."""
     if isinstance(config, str):
-        config = json.loads(config)
+        config = parse_config(config, "config")
     archs, member_arch = member_archs(config)
     classes = int(config_get(config, "data.classes"))
     return [build_member(archs[a], input_shape, classes) for a in member_arch]
@@ -419,10 +442,14 @@ def read_checkpoint(path, verify=True):
     "input_shape", "members": [{"params", "momentum": OrderedDict name -> float32 array}],
     "archs", "member_arch", "checksums"}. Checks what poet checks (format version, shapes,
     checksums) and raises PoetTorchError naming the file."""
+    if not os.path.isfile(path):
+        raise PoetTorchError("%s: cannot open checkpoint: %s" % (
+            path, "No such file or directory" if not os.path.exists(path) else "not a file"))
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise PoetTorchError("%s: cannot open as HDF5: %s" % (path, e))
+        raise PoetTorchError("%s: cannot open as HDF5 (truncated or not a checkpoint): %s"
+                             % (path, e))
     with f:
         if "format_version" not in f.attrs:
             raise PoetTorchError("%s: not a poet checkpoint (no format_version attribute)" % path)
@@ -435,11 +462,11 @@ def read_checkpoint(path, verify=True):
         attrs = collections.OrderedDict()
         attrs["/"] = _attrs(f)
         config_text = attrs["/"]["config"]
+        config = parse_config(config_text, path)
         try:
-            config = json.loads(config_text)
-        except ValueError as e:
-            raise PoetTorchError("%s: stored config does not parse: %s" % (path, e))
-        archs, member_arch = member_archs(config)
+            archs, member_arch = member_archs(config)
+        except PoetTorchError as e:
+            raise PoetTorchError("%s: stored config: %s" % (path, e))
         classes = int(config_get(config, "data.classes"))
         input_shape = [int(v) for v in f.attrs["input_shape"]]
         M = int(f.attrs["members"])
@@ -582,7 +609,7 @@ def write_checkpoint(path, config_text, members, root_attrs, extra_attrs=None):
     """Writes a checkpoint poet reads: `members` is [(params, momentum)], each an ordered mapping
     name -> float32 array in the member's plan order; `root_attrs` has every ROOT_ATTRS entry;
     `extra_attrs` maps an HDF5 object path to further attributes to restore."""
-    config = json.loads(config_text)
+    config = parse_config(config_text, path)
     archs, member_arch = member_archs(config)
     classes = int(config_get(config, "data.classes"))
     if len(members) != len(member_arch):
@@ -590,7 +617,22 @@ def write_checkpoint(path, config_text, members, root_attrs, extra_attrs=None):
                                                                       len(member_arch)))
     extra_attrs = extra_attrs or {}
     tmp = path + ".tmp"
-    with h5py.File(tmp, "w") as f:
+    try:
+        _write_file(tmp, config_text, members, root_attrs, extra_attrs, archs, member_arch,
+                    classes)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def _write_file(tmp, config_text, members, root_attrs, extra_attrs, archs, member_arch, classes):
+    try:
+        f = h5py.File(tmp, "w")
+    except OSError as e:
+        raise PoetTorchError("%s: cannot create: %s" % (tmp, e))
+    with f:
         types = dict(ROOT_ATTRS)
         for name, _ in ROOT_ATTRS:
             _put_attr(f, name, root_attrs[name], None if types[name] == "str" else types[name])
@@ -622,13 +664,15 @@ def write_checkpoint(path, config_text, members, root_attrs, extra_attrs=None):
                     _write_tensor(kg, name, data[name])
             crcs.append(checksum(params, momentum, tensors))
         f.create_dataset("checksums", data=np.array(crcs, dtype="<u4"), dtype="<u4")
-    os.replace(tmp, path)
 
 
-def _as_float32(tensor):
-    a = tensor.detach().cpu().numpy()
+def _as_float32(tensor, what):
+    """A torch tensor (or numpy array) as float32 numpy, refusing other dtypes: poet stores float32
+    and a silent conversion would not be bitwise."""
+    a = tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
     if a.dtype != np.float32:
-        raise PoetTorchError("tensor of dtype %s: poet stores float32" % a.dtype)
+        raise PoetTorchError("%s has dtype %s: poet stores float32 (convert with .float())"
+                             % (what, a.dtype))
     return a
 
 
@@ -642,7 +686,7 @@ def from_torch(saved, path, iteration=None, config_text=None):
     config_text = config_text if config_text is not None else saved.get("config")
     if not isinstance(config_text, str):
         raise PoetTorchError("no config: give --config CONFIG.json or save \"config\" (JSON text)")
-    config = json.loads(config_text)
+    config = parse_config(config_text, "config")
     archs, member_arch = member_archs(config)
     classes = int(config_get(config, "data.classes"))
     poet_attrs = saved.get("poet_attrs") or {}
@@ -669,17 +713,29 @@ def from_torch(saved, path, iteration=None, config_text=None):
                 buffers[int(index)] = st["momentum_buffer"]
     members, index = [], 0
     for j, state in enumerate(states):
+        if hasattr(state, "state_dict"):  # an nn.Module saved whole
+            state = state.state_dict()
         _, tensors = plan(archs[member_arch[j]], input_shape, classes)
         params, momentum = collections.OrderedDict(), collections.OrderedDict()
         for name, shape in tensors:
             if name not in state:
                 raise PoetTorchError("member %d: state_dict has no %s (has %s)"
                                      % (j, name, ", ".join(state)))
-            params[name] = _as_float32(state[name])
-            momentum[name] = (_as_float32(buffers[index]) if index in buffers
-                              else np.zeros(shape, dtype=np.float32))
+            params[name] = _as_float32(state[name], "member %d %s" % (j, name))
+            if index in buffers:
+                momentum[name] = _as_float32(buffers[index], "momentum buffer %d (member %d %s)"
+                                             % (index, j, name))
+                if momentum[name].shape != shape:
+                    raise PoetTorchError("momentum buffer %d has shape %s, member %d %s has %s: "
+                                         "the optimizer's parameters must be the members' in order"
+                                         % (index, momentum[name].shape, j, name, shape))
+            else:
+                momentum[name] = np.zeros(shape, dtype=np.float32)
             index += 1
         members.append((params, momentum))
+    if buffers and max(buffers) >= index:
+        raise PoetTorchError("the optimizer state has a buffer for parameter %d, the members have %d"
+                             % (max(buffers), index))
     if group is not None:
         for key, ours in (("momentum", "training.momentum"), ("weight_decay",
                                                                "training.weight_decay"),
@@ -763,16 +819,16 @@ def _cmd_from_torch(args):
     torch = _torch()
     try:
         saved = torch.load(args.input, map_location="cpu")
-    except (OSError, RuntimeError, EOFError) as e:
+    except Exception as e:  # torch.load raises whatever unpickling the bytes raises
         raise PoetTorchError("%s: cannot load as a PyTorch file: %s" % (args.input, e))
     config_text = None
     if args.config:
         try:
             with open(args.config) as f:
                 config_text = f.read()
-            json.loads(config_text)
-        except (OSError, ValueError) as e:
-            raise PoetTorchError("%s: cannot read config: %s" % (args.config, e))
+        except OSError as e:
+            raise PoetTorchError("%s: cannot read config: %s" % (args.config, e.strerror))
+        parse_config(config_text, args.config)
     root = from_torch(saved, args.output, args.iteration, config_text)
     print("%s: %d members at iteration %d -> %s" % (args.input, int(root["members"]),
                                                    int(root["iteration"]), args.output))
@@ -781,8 +837,11 @@ def _cmd_from_torch(args):
 def _cmd_eval(args):
     members, config = load_ensemble(args.checkpoint)
     if args.config:
-        with open(args.config) as f:
-            config = json.load(f)
+        try:
+            with open(args.config) as f:
+                config = parse_config(f.read(), args.config)
+        except OSError as e:
+            raise PoetTorchError("%s: cannot read config: %s" % (args.config, e.strerror))
     acc, nll, per_member, n = evaluate(members, config, args.limit)
     print("%d test images" % n)
     print("ensemble: accuracy %.4f  nll %.4f" % (acc, nll))
