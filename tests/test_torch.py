@@ -9,6 +9,7 @@ Cases (each trains its own small run of CONFIG, 50 iterations, in WORKDIR, fresh
               and NLL (within NLL_TOL), ensemble and every member.
   scratch     PyTorch-initialised members -> from-torch -> `poet train --resume-from` trains (the
               loss falls) and its checkpoint verifies; --iteration N is where poet resumes.
+  sgd         PoetSGD (POET is tests/torch_sgd_step here) steps bit for bit like poet_sgd_step.
   errors      bad input files and arguments: exit 1 and one line naming the problem.
   step        one torch.optim.SGD step with the exported optimizer state gives poet's next
               checkpoint (params, momentum and gradient within STEP_TOL), from a trained state
@@ -391,8 +392,64 @@ def case_errors(c):
         print("ok: %s -> %s" % (args[0], lines[0]))
 
 
+def case_sgd(c):
+    """PoetSGD against poet's own poet_sgd_step (tests/torch_sgd_step.c, given as POET), bit for
+    bit; torch.optim.SGD's difference measured and bounded by 2·eps·(|p| + lr·|d|)."""
+    rng = np.random.default_rng(5)
+    n = 100003
+    p0 = (rng.standard_normal(n) * 0.3).astype(np.float32)
+    g0 = (rng.standard_normal(n) * 0.01).astype(np.float32)
+    v0 = (rng.standard_normal(n) * 0.02).astype(np.float32)
+    g0[:100], g0[100:200], p0[200:300] = 0.0, -0.0, 0.0  # signed zeros take every path too
+    path = c.path("sgd.bin")
+    for lr, mu, wd, nesterov in ((0.2, 0.9, 0.0, False), (0.05, 0.9, 5e-4, True),
+                                 (0.5, 0.0, 0.0, False), (0.1, 0.5, 1e-3, False)):
+        for first in (True, False):  # the first step (no momentum yet) and a later one
+            v_in = np.zeros(n, np.float32) if first else v0
+            np.concatenate([p0, g0, v_in]).tofile(path)
+            run([c.poet, repr(lr), repr(mu), repr(wd), str(int(nesterov)), path])
+            out = np.fromfile(path, dtype=np.float32)
+            poet_p, poet_v = out[:n], out[2 * n:]
+            for kind in ("PoetSGD", "SGD"):
+                t = torch.tensor(p0, requires_grad=True)
+                t.grad = torch.tensor(g0)
+                if kind == "PoetSGD":
+                    opt = poet_torch.poet_sgd([t], lr, mu, wd, nesterov)
+                else:
+                    opt = torch.optim.SGD([t], lr=lr, momentum=mu, weight_decay=wd,
+                                          nesterov=nesterov)
+                if not first:
+                    opt.state[t]["momentum_buffer"] = torch.tensor(v0)
+                opt.step()
+                tp = t.detach().numpy()
+                tv = opt.state[t]["momentum_buffer"].numpy() if mu else poet_v
+                differ = int((tp.view(np.int32) != poet_p.view(np.int32)).sum())
+                vdiffer = int((tv.view(np.int32) != poet_v.view(np.int32)).sum())
+                # PyTorch fuses p - lr·d (and g + wd·p, g + mu·v with Nesterov) into one
+                # rounding each where poet rounds every product: a forward-error bound of a few
+                # roundings of the magnitudes involved, eps·(|p| + lr·|d|) with |d| bounded by
+                # its terms' magnitudes, holds both.
+                eps = float(np.finfo(np.float32).eps)
+                G = np.abs(g0) + wd * np.abs(p0)
+                V = mu * np.abs(v_in) + G
+                D = G + mu * V if nesterov else V
+                bound = 2 * eps * (np.abs(p0) + lr * D) + 1e-45
+                worst = float((np.abs(tp - poet_p) / bound).max())
+                vworst = float((np.abs(tv - poet_v) / (2 * eps * V + 1e-45)).max())
+                print("lr %g mu %g wd %g nesterov %d %-5s %-7s: params differ in %5d of %d (%.2f "
+                      "of the bound), momentum in %5d (%.2f)"
+                      % (lr, mu, wd, nesterov, "first" if first else "later", kind, differ, n,
+                         worst, vdiffer, vworst))
+                if kind == "PoetSGD":
+                    check(differ == 0 and vdiffer == 0, "PoetSGD is not poet's step")
+                else:
+                    check(worst <= 1 and vworst <= 1, "torch.optim.SGD is further from poet's "
+                          "step than 2·eps·(|p| + lr·|d|)")
+    print("ok: PoetSGD steps are poet's bit for bit; torch.optim.SGD's within 2·eps·(|p| + lr·|d|)")
+
+
 CASES = {"round_trip": case_round_trip, "eval": case_eval, "scratch": case_scratch,
-         "step": case_step, "errors": case_errors}
+         "step": case_step, "errors": case_errors, "sgd": case_sgd}
 
 
 def main():

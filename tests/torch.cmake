@@ -16,3 +16,9 @@ foreach(case round_trip eval scratch step errors round_trip:layers eval:layers)
                 ${CMAKE_CURRENT_BINARY_DIR}/torch/${name} ${CMAKE_CURRENT_SOURCE_DIR}/configs/${config}.json)
   set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 480)
 endforeach()
+
+# PoetSGD against poet's own poet_sgd_step, bit for bit (the helper runs one step on a file).
+poet_test_executable(torch_sgd_step ${CMAKE_CURRENT_SOURCE_DIR}/torch_sgd_step.c)
+poet_add_test(torch_sgd ${TORCH_TEST} sgd $<TARGET_FILE:torch_sgd_step>
+              ${CMAKE_CURRENT_BINARY_DIR}/torch/torch_sgd ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json)
+set_tests_properties(torch_sgd PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)

@@ -300,19 +300,60 @@ def lr_at(config, iteration, total):
     return lr
 
 
-def make_optimizer(members, config, iteration=0, total=0, state=None):
+def make_optimizer(members, config, iteration=0, total=0, state=None, exact=False):
     """torch.optim.SGD over every member's parameters (member 0's first, each member's in
     parameters() order = checkpoint layer order), with poet's hyperparameters and the learning
-    rate of the step at `iteration`; `state` (an optimizer.state_dict()) is loaded when given."""
+    rate of the step at `iteration`; `state` (an optimizer.state_dict()) is loaded when given.
+    exact=True gives PoetSGD instead, whose steps round as poet's do (bitwise)."""
     torch = _torch()
     params = [p for m in members for p in m.parameters()]
-    opt = torch.optim.SGD(params, lr=lr_at(config, iteration, total),
-                          momentum=float(config_get(config, "training.momentum")),
-                          weight_decay=float(config_get(config, "training.weight_decay")),
-                          nesterov=bool(config_get(config, "training.nesterov")), dampening=0)
+    kind = poet_sgd if exact else torch.optim.SGD
+    extra = {} if exact else {"dampening": 0}
+    opt = kind(params, lr=lr_at(config, iteration, total),
+               momentum=float(config_get(config, "training.momentum")),
+               weight_decay=float(config_get(config, "training.weight_decay")),
+               nesterov=bool(config_get(config, "training.nesterov")), **extra)
     if state is not None:
         opt.load_state_dict(state)
     return opt
+
+
+def poet_sgd(params, lr, momentum=0.9, weight_decay=0.0, nesterov=False):
+    """PoetSGD: torch.optim.SGD with poet's rounding (see make_optimizer(exact=True))."""
+    torch = _torch()
+
+    class PoetSGD(torch.optim.SGD):
+        """torch.optim.SGD (same hyperparameters, same state_dict with "momentum_buffer") whose
+        step does src/optim.c's float operations in its order, each rounded on its own:
+            g = grad + wd·p;  v = μ·v + g;  p = p − lr·(nesterov ? g + μ·v : v)
+        torch.optim.SGD computes the same formulas but fuses p + (−lr)·v (and grad + wd·p, and
+        g + μ·v for Nesterov) into one multiply-add with a single rounding, so its steps differ
+        from poet's by an ulp in a few percent of the elements; this one's are poet's bit for
+        bit. A missing momentum buffer is zero, as in poet (v = μ·0 + g)."""
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            for group in self.param_groups:
+                lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state[p]
+                    if state.get("momentum_buffer") is None:
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                    v = state["momentum_buffer"]
+                    g = p.grad + p * wd  # two roundings, as poet's grads[i] + wd * params[i]
+                    v.mul_(mu).add_(g)   # add_ of alpha 1 is a plain add: mu*v rounded, then + g
+                    d = g + v * mu if group["nesterov"] else v
+                    p.sub_(d * lr)
+            return loss
+
+    return PoetSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                   dampening=0)
 
 
 _MASK = (1 << 64) - 1
