@@ -138,7 +138,8 @@ def case_round_trip(c):
     for d in diffs:
         print("DIFF", d)
     check(not diffs, "%d of %d objects differ" % (len(diffs), objects))
-    print("ok: all %d HDF5 groups and datasets, with their attributes, identical bit for bit" % objects)
+    print("ok: all %d HDF5 groups and datasets, with their attributes, identical bit for bit"
+          % objects)
     with h5py.File(ckpt, "r") as f:
         M = int(f.attrs["members"])
     out = run([c.poet, "inspect", back])
@@ -367,7 +368,8 @@ def case_errors(c):
         torch.save(saved, files[name])
     out = c.path("out.h5")
     for args, message in (
-            (["to-torch", c.path("missing.h5")], "missing.h5: cannot open checkpoint: No such file"),
+            (["to-torch", c.path("missing.h5")],
+             "missing.h5: cannot open checkpoint: No such file"),
             (["to-torch", c.config], "tiny.json: cannot open as HDF5"),
             (["to-torch", corrupt], "corrupt.h5: member 2 checksum mismatch"),
             (["from-torch", c.config, "-o", out], "tiny.json: cannot load as a PyTorch file"),

@@ -199,7 +199,8 @@ def plan(arch, input_shape, classes):
                 raise PoetTorchError("layer %d (%s): kernel %d does not fit input %dx%d"
                                      % (i, describe([s]), k, h, w))
             n_conv += 1
-            tensors += [("conv%d.weight" % n_conv, (out, c, k, k)), ("conv%d.bias" % n_conv, (out,))]
+            tensors += [("conv%d.weight" % n_conv, (out, c, k, k)),
+                        ("conv%d.bias" % n_conv, (out,))]
             c, h, w = out, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
         elif s[0] == "linear":
             n_fc += 1
@@ -552,7 +553,8 @@ def read_checkpoint(path, verify=True):
                     raise PoetTorchError("%s: member %d checksum mismatch: stored 0x%08x, computed "
                                          "0x%08x (corrupt data)" % (path, j, stored[j], crc))
             members.append(member)
-    return {"attrs": attrs, "config": config_text, "config_dict": config, "input_shape": input_shape,
+    return {"attrs": attrs, "config": config_text, "config_dict": config,
+            "input_shape": input_shape,
             "classes": classes, "members": members, "archs": archs, "member_arch": member_arch,
             "checksums": stored}
 
@@ -738,7 +740,8 @@ def from_torch(saved, path, iteration=None, config_text=None):
     input_shape = [int(v) for v in input_shape]
     states = saved["members"]
     if len(states) != len(member_arch):
-        raise PoetTorchError("%d members given, the config has %d" % (len(states), len(member_arch)))
+        raise PoetTorchError("%d members given, the config has %d"
+                             % (len(states), len(member_arch)))
 
     # Momentum: the optimizer's parameters are the members' parameters in order.
     opt = saved.get("optimizer")
@@ -775,8 +778,8 @@ def from_torch(saved, path, iteration=None, config_text=None):
             index += 1
         members.append((params, momentum))
     if buffers and max(buffers) >= index:
-        raise PoetTorchError("the optimizer state has a buffer for parameter %d, the members have %d"
-                             % (max(buffers), index))
+        raise PoetTorchError("the optimizer state has a buffer for parameter %d, the members "
+                             "have %d" % (max(buffers), index))
     if group is not None:
         for key, ours in (("momentum", "training.momentum"), ("weight_decay",
                                                                "training.weight_decay"),
@@ -809,7 +812,8 @@ def from_torch(saved, path, iteration=None, config_text=None):
                      ("iteration", iteration), ("epoch", iteration // per_epoch),
                      ("position", iteration % per_epoch), ("total_iterations", total),
                      ("seed", int(config_get(config, "training.seed"))), ("rng", RNG_DESCRIPTION),
-                     ("members", len(member_arch)), ("ranks_written", stored.get("ranks_written", 1)),
+                     ("members", len(member_arch)),
+                     ("ranks_written", stored.get("ranks_written", 1)),
                      ("input_shape", input_shape), ("config", config_text)])
     write_checkpoint(path, config_text, members, root, poet_attrs)
     return root
