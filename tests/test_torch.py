@@ -101,8 +101,8 @@ def describe_attr(obj, name):
 
 
 def hdf5_contents(path):
-    """{object path: description}: every group (attributes, link order, creation-order flags) and
-    dataset (attributes, dtype, shape, bytes) of a file."""
+    """{object path: description}: every group (members in iteration order, creation-order
+    flags, attributes in iteration order) and dataset (dtype, shape, bytes, attributes)."""
     out = {}
     with h5py.File(path, "r") as f:
         def visit(name, obj):
@@ -110,8 +110,9 @@ def hdf5_contents(path):
             if isinstance(obj, h5py.Dataset):
                 out[name] = ("dataset", str(obj.dtype), obj.shape, obj[()].tobytes(), attrs)
             else:
-                order = obj.id.get_create_plist().get_link_creation_order()
-                out[name] = ("group", list(obj), order, attrs)
+                plist = h5py.h5g.open(obj.id, b".").get_create_plist()  # the root too
+                order = (plist.get_link_creation_order(), plist.get_attr_creation_order())
+                out[name] = ("group", list(obj), order, list(obj.attrs), attrs)
         visit("/", f)
         f.visititems(visit)
     return out

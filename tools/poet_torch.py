@@ -469,6 +469,13 @@ def _attrs(obj):
     return out
 
 
+def _order_flags(group):
+    """(link, attribute) creation-order flags of a group. The root group is opened as a group:
+    the file's own creation plist does not report them."""
+    plist = h5py.h5g.open(group.id, b".").get_create_plist()
+    return (plist.get_link_creation_order(), plist.get_attr_creation_order())
+
+
 def checksum(params, momentum, tensors):
     """/checksums[j]: zlib CRC-32 of the member's params then momentum, each tensor in layer order,
     float32 little-endian C order (checksum_floats in src/checkpoint.c)."""
@@ -503,6 +510,7 @@ def read_checkpoint(path, verify=True):
                 raise PoetTorchError("%s: attribute %s of / is missing" % (path, name))
         attrs = collections.OrderedDict()
         attrs["/"] = _attrs(f)
+        layout = {"/": _order_flags(f)}
         config_text = attrs["/"]["config"]
         config = parse_config(config_text, path)
         try:
@@ -527,9 +535,11 @@ def read_checkpoint(path, verify=True):
             if gname not in f:
                 raise PoetTorchError("%s: group /%s is missing" % (path, gname))
             group = f[gname]
-            for obj_path in [gname] + ["%s/%s" % (gname, k) for k in KINDS]:
-                if obj_path in f and len(f[obj_path].attrs):
-                    attrs["/" + obj_path] = _attrs(f[obj_path])
+            for obj_path in ["members", gname] + ["%s/%s" % (gname, k) for k in KINDS]:
+                if obj_path in f:
+                    layout["/" + obj_path] = _order_flags(f[obj_path])
+                    if len(f[obj_path].attrs):
+                        attrs["/" + obj_path] = _attrs(f[obj_path])
             described = group.attrs.get("architecture")
             if described is not None and described != describe(arch):
                 raise PoetTorchError("%s: member %d architecture attribute %r differs from its "
@@ -553,7 +563,7 @@ def read_checkpoint(path, verify=True):
                     raise PoetTorchError("%s: member %d checksum mismatch: stored 0x%08x, computed "
                                          "0x%08x (corrupt data)" % (path, j, stored[j], crc))
             members.append(member)
-    return {"attrs": attrs, "config": config_text, "config_dict": config,
+    return {"attrs": attrs, "layout": layout, "config": config_text, "config_dict": config,
             "input_shape": input_shape,
             "classes": classes, "members": members, "archs": archs, "member_arch": member_arch,
             "checksums": stored}
@@ -604,7 +614,7 @@ def to_torch(path, verify=True):
             "input_shape": ck["input_shape"], "classes": ck["classes"],
             "architectures": [describe(m["arch"]) for m in ck["members"]],
             "members": [member.state_dict() for member in members],
-            "optimizer": opt.state_dict(), "poet_attrs": ck["attrs"]}
+            "optimizer": opt.state_dict(), "poet_attrs": ck["attrs"], "poet_layout": ck["layout"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -631,12 +641,32 @@ def _put_attr(obj, name, value, dtype=None):
     obj.attrs.create(name, value, dtype=value.dtype.newbyteorder("<"))
 
 
-def _tensor_group(parent, name):
-    """A group that tracks and indexes link creation order, like checkpoint.c's tensor groups, so
-    h5py and h5dump --sort_by=creation_order list the tensors in layer order."""
+# Creation-order flags (link order, attribute order) of each group as src/checkpoint.c makes them:
+# the tensor groups track and index link creation order, so h5py and h5dump --sort_by=creation_order
+# list tensors in layer order. A checkpoint read here records its own flags, which win.
+TRACKED = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
+
+
+def _default_layout(path):
+    return (TRACKED, 0) if path.rsplit("/", 1)[-1] in KINDS else (0, 0)
+
+
+def _group(parent, name, layout):
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
-    gcpl.set_link_creation_order(h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED)
+    gcpl.set_link_creation_order(layout[0])
+    gcpl.set_attr_creation_order(layout[1])
     return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl))
+
+
+def _put_attrs(obj, computed, stored):
+    """Writes `computed` (name -> (value, dtype or None)) and the other `stored` attributes; in
+    the stored order where there is one (it is the creation order when the group tracks it)."""
+    names = list(stored) + [n for n in computed if n not in stored]
+    for name in names:
+        if name in computed:
+            _put_attr(obj, name, *computed[name])
+        else:
+            _put_attr(obj, name, stored[name])
 
 
 def _write_tensor(group, name, array):
@@ -648,20 +678,20 @@ def _write_tensor(group, name, array):
     dset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
 
 
-def write_checkpoint(path, config_text, members, root_attrs, extra_attrs=None):
-    """Writes a checkpoint poet reads: `members` is [(params, momentum)], each an ordered mapping
-    name -> float32 array in the member's plan order; `root_attrs` has every ROOT_ATTRS entry;
-    `extra_attrs` maps an HDF5 object path to further attributes to restore."""
+def write_checkpoint(path, config_text, members, root_attrs, extra_attrs=None, layout=None):
+    """Writes a checkpoint poet reads: `members` is [(params, momentum)], each a mapping
+    name -> float32 array; `root_attrs` has every ROOT_ATTRS entry; `extra_attrs` maps an HDF5
+    object path to its other attributes (and their order) to restore; `layout` maps a group path
+    to its (link, attribute) creation-order flags (default: checkpoint.c's)."""
     config = parse_config(config_text, path)
     archs, member_arch = member_archs(config)
     classes = int(config_get(config, "data.classes"))
     if len(members) != len(member_arch):
         raise PoetTorchError("%d members given, the config has %d" % (len(members),
                                                                       len(member_arch)))
-    extra_attrs = extra_attrs or {}
     tmp = path + ".tmp"
     try:
-        _write_file(tmp, config_text, members, root_attrs, extra_attrs, archs, member_arch,
+        _write_file(tmp, members, root_attrs, extra_attrs or {}, layout or {}, archs, member_arch,
                     classes)
     except BaseException:
         if os.path.exists(tmp):
@@ -670,34 +700,35 @@ def write_checkpoint(path, config_text, members, root_attrs, extra_attrs=None):
     os.replace(tmp, path)
 
 
-def _write_file(tmp, config_text, members, root_attrs, extra_attrs, archs, member_arch, classes):
+def _write_file(tmp, members, root_attrs, extra_attrs, layout, archs, member_arch, classes):
+    def flags(path):
+        return tuple(layout.get(path, _default_layout(path)))
+
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_link_creation_order(flags("/")[0])
+    fcpl.set_attr_creation_order(flags("/")[1])
     try:
-        f = h5py.File(tmp, "w")
-    except OSError as e:
+        f = h5py.File(h5py.h5f.create(tmp.encode(), h5py.h5f.ACC_TRUNC, fcpl=fcpl))
+    except (OSError, ValueError) as e:
         raise PoetTorchError("%s: cannot create: %s" % (tmp, e))
     with f:
         types = dict(ROOT_ATTRS)
-        for name, _ in ROOT_ATTRS:
-            _put_attr(f, name, root_attrs[name], None if types[name] == "str" else types[name])
-        for name, value in extra_attrs.get("/", {}).items():
-            if name not in types:
-                _put_attr(f, name, value)
-        group_members = f.create_group("members")
+        _put_attrs(f, {name: (root_attrs[name], None if types[name] == "str" else types[name])
+                       for name, _ in ROOT_ATTRS}, extra_attrs.get("/", {}))
+        group_members = _group(f, "members", flags("/members"))
+        _put_attrs(group_members, {}, extra_attrs.get("/members", {}))
         crcs = []
         for j, (params, momentum) in enumerate(members):
             arch = archs[member_arch[j]]
             _, tensors = plan(arch, root_attrs["input_shape"], classes)
-            g = group_members.create_group("%04d" % j)
-            own = extra_attrs.get("/members/%04d" % j, {})
-            _put_attr(g, "architecture", describe(arch))
-            _put_attr(g, "arch_index", member_arch[j], "<i4")
-            for name, value in own.items():
-                if name not in ("architecture", "arch_index"):
-                    _put_attr(g, name, value)
+            gpath = "/members/%04d" % j
+            g = _group(group_members, "%04d" % j, flags(gpath))
+            _put_attrs(g, {"architecture": (describe(arch), None),
+                           "arch_index": (member_arch[j], "<i4")}, extra_attrs.get(gpath, {}))
             for kind, data in zip(KINDS, (params, momentum)):
-                kg = _tensor_group(g, kind)
-                for name, value in extra_attrs.get("/members/%04d/%s" % (j, kind), {}).items():
-                    _put_attr(kg, name, value)
+                kpath = "%s/%s" % (gpath, kind)
+                kg = _group(g, kind, flags(kpath))
+                _put_attrs(kg, {}, extra_attrs.get(kpath, {}))
                 for name, shape in tensors:
                     if name not in data:
                         raise PoetTorchError("member %d: no tensor %s (%s)" % (j, name, kind))
@@ -815,7 +846,7 @@ def from_torch(saved, path, iteration=None, config_text=None):
                      ("members", len(member_arch)),
                      ("ranks_written", stored.get("ranks_written", 1)),
                      ("input_shape", input_shape), ("config", config_text)])
-    write_checkpoint(path, config_text, members, root, poet_attrs)
+    write_checkpoint(path, config_text, members, root, poet_attrs, saved.get("poet_layout"))
     return root
 
 
