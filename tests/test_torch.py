@@ -244,7 +244,7 @@ def case_scratch(c):
     c.tool("from-torch", pt, "-o", at, "--config", c.config, "--iteration", "1520")
     with h5py.File(at, "r") as f:
         got = [int(f.attrs[k]) for k in ("iteration", "epoch", "position", "total_iterations")]
-    check(got == [1520, 1, 20, 50], "iteration/epoch/position/total are %s" % got)
+    check(got == [1520, 1, 20, 1520], "iteration/epoch/position/total are %s" % got)
     _, traj = c.train("at1520", "training.iterations=1530", resume_from=at)
     check([it for it, _ in traj] == list(range(1520, 1530)), "resumed at %s" % traj[:1])
     print("ok: --iteration 1520 is epoch 1, position 20, and poet trains iterations 1520..1529")

@@ -838,6 +838,12 @@ def from_torch(saved, path, iteration=None, config_text=None):
         total = int(config_get(config, "training.iterations"))
         if total <= 0:
             total = int(config_get(config, "training.epochs")) * per_epoch
+        if iteration > total:
+            # poet refuses a checkpoint whose iteration lies past its own total: the run this file
+            # starts is at least that long (the resuming run's config sets how much longer).
+            print("poet_torch: --iteration %d is past the config's %d iterations; the checkpoint "
+                  "records %d as its total" % (iteration, total, iteration), file=sys.stderr)
+            total = iteration
         root.update([("format_version", FORMAT_VERSION),
                      ("poet_version", stored.get("poet_version", _poet_version())),
                      ("iteration", iteration), ("epoch", iteration // per_epoch),
