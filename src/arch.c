@@ -287,6 +287,38 @@ fail:
     return st;
 }
 
+/* Floats per image of every layer's output that is kept: relus run in place on their producer's
+ * output (net.c folds them), so they add nothing. */
+static double kept_activations(const poet_arch_plan *plan) {
+    double floats = (double)plan->input.c * plan->input.h * plan->input.w;
+    for (int i = 0; i < plan->n_layers; i++) {
+        const poet_layer_plan *lp = &plan->layers[i];
+        if (lp->kind != POET_LAYER_RELU)
+            floats += (double)lp->out.c * lp->out.h * lp->out.w;
+    }
+    return floats;
+}
+
+double poet_arch_member_bytes(const poet_arch_plan *plan, int rows, int slots, int eval_rows) {
+    double activations = kept_activations(plan);
+    double floats = 3.0 * (double)plan->param_count            /* weights, grads, momentum */
+                    + (double)slots * rows * 2.0 * activations /* values and their gradients */
+                    + (double)eval_rows * activations;         /* inference: values only */
+    return floats * sizeof(float);
+}
+
+double poet_arch_workspace_bytes(const poet_arch_plan *plan, int rows) {
+    double largest = 0; /* floats per image of the largest convolution's unfolded input */
+    for (int i = 0; i < plan->n_layers; i++) {
+        const poet_layer_plan *lp = &plan->layers[i];
+        if (lp->kind == POET_LAYER_CONV) {
+            double cols = (double)lp->in.c * lp->kernel_h * lp->kernel_w * lp->out.h * lp->out.w;
+            largest = cols > largest ? cols : largest;
+        }
+    }
+    return largest * rows * sizeof(float);
+}
+
 /* Element e of member `member` is drawn at counter (member << 40) + e: 2^40 elements per member is
  * far beyond any network here, and the counter depends on nothing but the global member index and
  * the element's place in member layout, so any rank can initialise any member identically. */

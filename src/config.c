@@ -136,7 +136,8 @@ static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "itera
                                             "momentum",   "weight_decay", "nesterov",   "schedule",
                                             "step_size",  "gamma",        "min_lr",     "seed",
                                             "threads",    "log_every",    "eval_every", NULL};
-static const char *const DISTRIBUTED_KEYS[] = {"tree", "arity", "overlap", "chunks", NULL};
+static const char *const DISTRIBUTED_KEYS[] = {
+    "tree", "arity", "overlap", "chunks", "memory_limit_gib", NULL};
 static const char *const OUTPUT_KEYS[] = {"run_name",
                                           "checkpoint_dir",
                                           "checkpoint_every",
@@ -483,8 +484,11 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
     POET_TRY(opt_string(src, "data", data, "train_labels", 0, cfg->train_labels, POET_PATH_MAX));
     POET_TRY(opt_string(src, "data", data, "test_images", 0, cfg->test_images, POET_PATH_MAX));
     POET_TRY(opt_string(src, "data", data, "test_labels", 0, cfg->test_labels, POET_PATH_MAX));
-    POET_TRY(opt_number(src, "data", data, "mean", NAN, 0, NAN, 0, &cfg->mean));
-    POET_TRY(opt_number(src, "data", data, "std", 0.0, 1, NAN, 0, &cfg->std));
+    /* Pixels are x/255 in [0, 1] before (x - mean) / std: within these bounds every input stays
+     * within ±2000 (std 1/255 with mean 0 gives the raw 0..255 scale), so no constant can make
+     * inputs, and then weights, infinite. */
+    POET_TRY(opt_number(src, "data", data, "mean", POET_MEAN_MIN, 0, POET_MEAN_MAX, 0, &cfg->mean));
+    POET_TRY(opt_number(src, "data", data, "std", POET_STD_MIN, 0, POET_STD_MAX, 0, &cfg->std));
     POET_TRY(opt_bool(src, "data", data, "shuffle", &cfg->shuffle));
     POET_TRY(opt_int(src, "data", data, "classes", 2, 256, &cfg->classes));
 fail:
@@ -887,10 +891,12 @@ static poet_status parse_distributed(const char *src, const cJSON *d, poet_confi
         int tree = (int)cfg->tree, overlap = (int)cfg->overlap;
         POET_TRY(opt_enum(src, "distributed", d, "tree", TREE_NAMES, &tree));
         cfg->tree = (poet_tree_kind)tree;
-        POET_TRY(opt_int(src, "distributed", d, "arity", 2, INT_MAX, &cfg->arity));
+        POET_TRY(opt_int(src, "distributed", d, "arity", 2, POET_MAX_ARITY, &cfg->arity));
         POET_TRY(opt_enum(src, "distributed", d, "overlap", OVERLAP_NAMES, &overlap));
         cfg->overlap = (poet_overlap_mode)overlap;
         POET_TRY(opt_int(src, "distributed", d, "chunks", 1, 16, &cfg->chunks));
+        POET_TRY(opt_number(src, "distributed", d, "memory_limit_gib", 0.0, 0, NAN, 0,
+                            &cfg->memory_limit_gib));
     }
     if (cfg->tree == POET_TREE_BINARY)
         cfg->arity = 2;
@@ -969,6 +975,26 @@ static poet_status invalid_json(const char *src, const char *text, const char *e
                           at_end ? "(unexpected end of input)" : "");
 }
 
+/* Every section of a parsed JSON tree, in the order the header comment gives. */
+static poet_status parse_root(const char *src, const cJSON *root, poet_config *cfg) {
+    poet_status st = POET_OK;
+    POET_TRY(check_object(src, "", root, TOP_KEYS, "JSON object"));
+    POET_TRY(parse_data(src, cJSON_GetObjectItemCaseSensitive(root, "data"), cfg));
+    POET_TRY(parse_training(src, cJSON_GetObjectItemCaseSensitive(root, "training"), cfg));
+    POET_TRY(parse_model(src, cJSON_GetObjectItemCaseSensitive(root, "model"), cfg));
+    POET_TRY(parse_distributed(src, cJSON_GetObjectItemCaseSensitive(root, "distributed"), cfg));
+    POET_TRY(parse_output(src, cJSON_GetObjectItemCaseSensitive(root, "output"), cfg));
+fail:
+    return st;
+}
+
+/* The whole text as one JSON value: nothing but white space may follow it. */
+static poet_status parse_json(const char *src, const char *text, cJSON **root) {
+    const char *error_at = NULL;
+    *root = cJSON_ParseWithOpts(text, &error_at, 1);
+    return *root ? POET_OK : invalid_json(src, text, error_at);
+}
+
 poet_status poet_config_parse(const char *json_text, const char *source, poet_config *cfg) {
     poet_status st = POET_OK;
     cJSON *root = NULL;
@@ -977,24 +1003,16 @@ poet_status poet_config_parse(const char *json_text, const char *source, poet_co
     snprintf(cfg->source, POET_PATH_MAX, "%s", src);
     if (!json_text)
         POET_FAIL(POET_ERR_CONFIG, "%s: no config text", src);
-    const char *error_at = NULL;
-    root = cJSON_ParseWithOpts(json_text, &error_at, 1);
-    if (!root) {
-        st = invalid_json(src, json_text, error_at);
-        goto fail;
-    }
-    POET_TRY(check_object(src, "", root, TOP_KEYS, "JSON object"));
-    POET_TRY(parse_data(src, cJSON_GetObjectItemCaseSensitive(root, "data"), cfg));
-    POET_TRY(parse_training(src, cJSON_GetObjectItemCaseSensitive(root, "training"), cfg));
-    POET_TRY(parse_model(src, cJSON_GetObjectItemCaseSensitive(root, "model"), cfg));
-    POET_TRY(parse_distributed(src, cJSON_GetObjectItemCaseSensitive(root, "distributed"), cfg));
-    POET_TRY(parse_output(src, cJSON_GetObjectItemCaseSensitive(root, "output"), cfg));
+    POET_TRY(parse_json(src, json_text, &root));
+    POET_TRY(parse_root(src, root, cfg));
 fail:
     cJSON_Delete(root);
     return st;
 }
 
-poet_status poet_config_load(const char *path, poet_config *cfg) {
+/* The file's whole text, NUL-terminated; a NUL byte inside it is an error (the JSON would end
+ * there and the rest be ignored). */
+static poet_status read_config_text(const char *path, char **out) {
     poet_status st = POET_OK;
     char *text = NULL;
     size_t size = 0, capacity = 0;
@@ -1021,10 +1039,130 @@ poet_status poet_config_load(const char *path, poet_config *cfg) {
     if (strlen(text) != size)
         POET_FAIL(POET_ERR_CONFIG, "%s: invalid JSON near line 1: the file contains a NUL byte",
                   path);
-    POET_TRY(poet_config_parse(text, path, cfg));
+    *out = text;
+    text = NULL;
 fail:
     if (f)
         fclose(f);
+    free(text);
+    return st;
+}
+
+poet_status poet_config_load(const char *path, poet_config *cfg) {
+    return poet_config_load_overrides(path, 0, NULL, cfg);
+}
+
+/* The value of one --set item. Complete JSON is taken as it is; a bare word (one that cannot begin
+ * a JSON value other than true/false/null) is a string, as docs/cli.md promises. Text that begins
+ * like a number, string, array or object but is not one whole JSON value (7abc, 0.1.5, [1,2) is an
+ * error: reading only its valid beginning would silently train with another value. */
+static poet_status override_value(const char *item, const char *text, cJSON **out) {
+    const char *error_at = NULL;
+    *out = cJSON_ParseWithOpts(text, &error_at, 1);
+    if (*out)
+        return POET_OK;
+    const char *first = text;
+    while (isspace((unsigned char)*first))
+        first++;
+    if (!*first || !strchr("-0123456789\"[{", *first)) {
+        *out = cJSON_CreateString(text);
+        return *out ? POET_OK : poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
+    }
+    if (!error_at || error_at < text)
+        error_at = text;
+    return poet_error_set(POET_ERR_CONFIG,
+                          "--set %s: VALUE is not one complete JSON value (%s%.*s%s); quote a "
+                          "string as KEY='\"...\"'",
+                          item, *error_at ? "unexpected text at '" : "unexpected end",
+                          *error_at ? SNIPPET_MAX : 0, error_at, *error_at ? "'" : "");
+}
+
+/* Sets the dotted KEY of one --set KEY=VALUE inside `root`, creating objects on the way. */
+static poet_status apply_override(cJSON *root, const char *item) {
+    const char *eq = strchr(item, '=');
+    if (!eq || eq == item)
+        return poet_error_set(POET_ERR_USAGE, "--set: expected KEY=VALUE, got '%s'", item);
+    char key[256];
+    size_t klen = (size_t)(eq - item);
+    if (klen >= sizeof key)
+        return poet_error_set(POET_ERR_USAGE, "--set: key too long in '%s'", item);
+    memcpy(key, item, klen);
+    key[klen] = '\0';
+    cJSON *value = NULL;
+    poet_status st = override_value(item, eq + 1, &value);
+    if (st != POET_OK)
+        return st;
+    cJSON *node = root;
+    char *part = key, *dot;
+    while ((dot = strchr(part, '.'))) {
+        *dot = '\0';
+        cJSON *next = cJSON_GetObjectItemCaseSensitive(node, part);
+        if (!next) {
+            next = cJSON_CreateObject();
+            if (!next || !cJSON_AddItemToObject(node, part, next)) {
+                cJSON_Delete(next);
+                cJSON_Delete(value);
+                return poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
+            }
+        }
+        if (!cJSON_IsObject(next)) {
+            cJSON_Delete(value);
+            return poet_error_set(POET_ERR_USAGE, "--set %s: '%s' is not an object", item, part);
+        }
+        node = next;
+        part = dot + 1;
+    }
+    cJSON_bool placed = cJSON_GetObjectItemCaseSensitive(node, part)
+                            ? cJSON_ReplaceItemInObjectCaseSensitive(node, part, value)
+                            : cJSON_AddItemToObject(node, part, value);
+    if (!placed) {
+        cJSON_Delete(value);
+        return poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
+    }
+    return POET_OK;
+}
+
+/* A message about a key that a --set item gave says so: "<file>: <key>: ... (from --set ITEM)".
+ * The last item for that key is the one that counts. */
+static void name_override(poet_status st, const char *path, int n, const char *const *overrides) {
+    char message[1024], prefix[KEY_PATH_MAX + 8];
+    snprintf(message, sizeof message, "%s", poet_error_message());
+    size_t skip = strlen(path) + 2; /* "<file>: " */
+    if (strncmp(message, path, strlen(path)) != 0 || strlen(message) < skip)
+        return;
+    for (int i = n - 1; i >= 0; i--) {
+        const char *eq = strchr(overrides[i], '=');
+        if (!eq || (size_t)(eq - overrides[i]) >= KEY_PATH_MAX)
+            continue;
+        snprintf(prefix, sizeof prefix, "%.*s:", (int)(eq - overrides[i]), overrides[i]);
+        if (strncmp(message + skip, prefix, strlen(prefix)) == 0) {
+            poet_error_clear();
+            poet_error_set(st, "%s (from --set %s)", message, overrides[i]);
+            return;
+        }
+    }
+}
+
+poet_status poet_config_load_overrides(const char *path, int n, const char *const *overrides,
+                                       poet_config *cfg) {
+    poet_status st = POET_OK;
+    char *text = NULL;
+    cJSON *root = NULL;
+    poet_config_defaults(cfg);
+    snprintf(cfg->source, POET_PATH_MAX, "%s", path);
+    POET_TRY(read_config_text(path, &text));
+    /* The file is checked whole before any override touches it, so --set never hides an error in
+     * the file (trailing text, a second object). */
+    POET_TRY(parse_json(path, text, &root));
+    if (!cJSON_IsObject(root))
+        POET_TRY(parse_root(path, root, cfg)); /* names what the top level should be */
+    for (int i = 0; i < n; i++)
+        POET_TRY(apply_override(root, overrides[i]));
+    st = parse_root(path, root, cfg);
+    if (st != POET_OK)
+        name_override(st, path, n, overrides);
+fail:
+    cJSON_Delete(root);
     free(text);
     return st;
 }
@@ -1186,6 +1324,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_int(&b, d, "arity", cfg->arity);
     put_string(&b, d, "overlap", poet_overlap_mode_name(cfg->overlap));
     put_int(&b, d, "chunks", cfg->chunks);
+    put_number(&b, d, "memory_limit_gib", cfg->memory_limit_gib);
 
     cJSON *o = attach(&b, root, "output", cJSON_CreateObject());
     put_string(&b, o, "run_name", cfg->run_name);

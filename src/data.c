@@ -216,6 +216,17 @@ fail:
     return st;
 }
 
+poet_status poet_data_check_shape(const poet_dataset *ds, int channels, int height, int width,
+                                  const char *input_from) {
+    if (ds->channels == channels && ds->height == height && ds->width == width)
+        return POET_OK;
+    return poet_error_set(POET_ERR_DATA,
+                          "%s: images are %dx%dx%d (CxHxW) but the network's input is %dx%dx%d "
+                          "(%s)",
+                          ds->images_path, ds->channels, ds->height, ds->width, channels, height,
+                          width, input_from);
+}
+
 void poet_data_free(poet_dataset *ds) {
     if (!ds)
         return;

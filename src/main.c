@@ -1,7 +1,6 @@
 /* main.c — the `poet` command line: parses arguments, runs a subcommand, turns its status into a
  * one-line message and an exit code. The only place that decides to exit or abort. */
 #define _DEFAULT_SOURCE /* gethostname */
-#include <cjson/cJSON.h>
 #include <mpi.h>
 #include <omp.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include "poet/config.h"
 #include "poet/error.h"
 #include "poet/report.h"
+#include "poet/rundir.h"
 #include "poet/train.h"
 
 static const char usage_text[] =
@@ -21,10 +21,11 @@ static const char usage_text[] =
     "Product-Of-Experts Ensemble Trainer: trains an ensemble of conv nets jointly across MPI ranks.\n"
     "\n"
     "commands:\n"
-    "  train CONFIG [--set KEY=VALUE ...] [--resume | --resume-from FILE] [--quiet]\n"
-    "        [--trajectory FILE] [--stop-after N]\n"
+    "  train CONFIG [--set KEY=VALUE ...] [--resume | --resume-from FILE | --overwrite]\n"
+    "        [--quiet] [--trajectory FILE] [--stop-after N]\n"
     "        train the ensemble described by the JSON file CONFIG (run under mpirun for several\n"
-    "        ranks). --resume continues from the newest checkpoint that verifies.\n"
+    "        ranks). --resume continues from the newest checkpoint that verifies; --overwrite\n"
+    "        starts over in a checkpoint directory that holds an earlier run's files.\n"
     "  eval CONFIG [--set KEY=VALUE ...] [--checkpoint FILE]\n"
     "        evaluate a checkpoint (default: the newest good one) on the test set\n"
     "  inspect FILE\n"
@@ -36,7 +37,8 @@ static const char usage_text[] =
     "--set KEY=VALUE overrides one config key, e.g. --set training.iterations=50\n"
     "        --set distributed.tree='\"kary\"' (VALUE is JSON; a bare word is taken as a string)\n"
     "\n"
-    "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O, 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
+    "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O (also: checkpoint directory in\n"
+    "            use or holding another run's files), 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
     "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a\n"
     "            checkpoint (requeue and run again with --resume). See docs/cli.md.\n";
 
@@ -54,92 +56,9 @@ typedef struct {
     const char *items[MAX_OVERRIDES];
 } overrides;
 
-static char *read_text_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (cap - len < 2) {
-            char *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf)
-        buf[len] = '\0';
-    return buf;
-}
-
-/* Sets the dotted KEY inside `root` to VALUE, creating objects on the way. */
-static poet_status apply_override(cJSON *root, const char *item) {
-    const char *eq = strchr(item, '=');
-    if (!eq || eq == item)
-        return poet_error_set(POET_ERR_USAGE, "--set: expected KEY=VALUE, got '%s'", item);
-    char key[256];
-    size_t klen = (size_t)(eq - item);
-    if (klen >= sizeof key)
-        return poet_error_set(POET_ERR_USAGE, "--set: key too long in '%s'", item);
-    memcpy(key, item, klen);
-    key[klen] = '\0';
-    cJSON *value = cJSON_Parse(eq + 1);
-    if (!value)
-        value = cJSON_CreateString(eq + 1);
-    cJSON *node = root;
-    char *part = key, *dot;
-    while ((dot = strchr(part, '.'))) {
-        *dot = '\0';
-        cJSON *next = cJSON_GetObjectItemCaseSensitive(node, part);
-        if (!next) {
-            next = cJSON_CreateObject();
-            cJSON_AddItemToObject(node, part, next);
-        }
-        if (!cJSON_IsObject(next)) {
-            cJSON_Delete(value);
-            return poet_error_set(POET_ERR_USAGE, "--set %s: '%s' is not an object", item, part);
-        }
-        node = next;
-        part = dot + 1;
-    }
-    if (cJSON_GetObjectItemCaseSensitive(node, part))
-        cJSON_ReplaceItemInObjectCaseSensitive(node, part, value);
-    else
-        cJSON_AddItemToObject(node, part, value);
-    return POET_OK;
-}
-
 /* Loads CONFIG with the overrides applied; errors still name the file and the key. */
 static poet_status load_config(const char *path, const overrides *ov, poet_config *cfg) {
-    if (ov->n == 0)
-        return poet_config_load(path, cfg);
-    char *text = read_text_file(path);
-    if (!text)
-        return poet_config_load(path, cfg); /* reports the unreadable file */
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return poet_config_load(path, cfg); /* reports the JSON error with its line */
-    }
-    poet_status st = POET_OK;
-    for (int i = 0; i < ov->n && st == POET_OK; i++)
-        st = apply_override(root, ov->items[i]);
-    char *merged = st == POET_OK ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    if (st == POET_OK)
-        st = merged ? poet_config_parse(merged, path, cfg)
-                    : poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
-    free(merged);
-    return st;
+    return poet_config_load_overrides(path, ov->n, ov->items, cfg);
 }
 
 /* Takes `--set KEY=VALUE` at argv[*i]; returns 1 when it did. */
@@ -215,6 +134,10 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
         total += s->phase_seconds[p];
     printf("memory: peak resident %.1f MiB on rank 0, %.1f MiB on the largest rank\n",
            s->peak_rss_mib, s->peak_rss_mib_max);
+    /* A line of its own: bench/run.sh reads the one above. */
+    printf("memory estimate (before training, docs/config.md): %.1f MiB on rank 0, %.1f MiB on "
+           "the largest rank\n",
+           s->memory_estimate_mib, s->memory_estimate_mib_max);
     printf("profile (rank 0):");
     for (int p = 0; p < POET_PHASES; p++)
         printf(" %s %.1f%%", names[p], total > 0 ? 100 * s->phase_seconds[p] / total : 0.0);
@@ -230,12 +153,15 @@ static int cmd_train(const world *w, int argc, char **argv) {
     poet_train_options opt = {0};
     overrides ov = {0};
     const char *config_path = NULL;
+    int overwrite = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (take_override(argc, argv, &i, &ov))
             continue;
         if (!strcmp(a, "--resume"))
             opt.resume = 1;
+        else if (!strcmp(a, "--overwrite"))
+            overwrite = 1;
         else if (!strcmp(a, "--resume-from") && i + 1 < argc)
             opt.resume_from = argv[++i];
         else if (!strcmp(a, "--quiet"))
@@ -257,15 +183,31 @@ static int cmd_train(const world *w, int argc, char **argv) {
     }
     if (!config_path)
         return usage_error(w, "train: missing CONFIG%s", "");
+    if (opt.resume && opt.resume_from)
+        return usage_error(w, "train: --resume and --resume-from %s exclude each other (--resume "
+                              "takes the newest good checkpoint, --resume-from that file)",
+                           opt.resume_from);
+    if (overwrite && (opt.resume || opt.resume_from))
+        return usage_error(w, "train: --overwrite starts over, %s continues: give one of them",
+                           opt.resume ? "--resume" : "--resume-from");
     poet_config *cfg = calloc(1, sizeof *cfg);
     poet_train_summary *summary = calloc(1, sizeof *summary);
+    poet_rundir *lock = NULL;
+    poet_rundir_mode mode = opt.resume || opt.resume_from ? POET_RUNDIR_RESUME
+                            : overwrite                   ? POET_RUNDIR_OVERWRITE
+                                                          : POET_RUNDIR_FRESH;
     poet_status st = cfg && summary ? load_config(config_path, &ov, cfg) : POET_ERR_NOMEM;
     if (st == POET_OK) {
         choose_threads(w, cfg);
+        /* Handlers first: a stop signal while the lock is taken ends the run through the clean
+         * path (checkpoint, exit 75, lock released) instead of killing it with the lock held. */
         poet_train_install_signal_handlers();
-        st = poet_train_run(w->comm, cfg, &opt, summary);
+        st = poet_rundir_acquire(w->comm, cfg, mode, opt.quiet, &lock);
     }
-    if (st == POET_OK && w->rank == 0 && !opt.quiet)
+    if (st == POET_OK)
+        st = poet_train_run(w->comm, cfg, &opt, summary);
+    poet_rundir_release(lock); /* on every path, before an error may end the job with MPI_Abort */
+    if (st == POET_OK && w->rank == 0 && !opt.quiet && !summary->already_finished)
         print_summary(cfg, summary, w->size);
     if (st == POET_STOPPED && w->rank == 0)
         fprintf(stderr, "poet: stopped after iteration %ld with a checkpoint; resume with --resume "

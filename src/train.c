@@ -18,6 +18,7 @@
 #include "poet/loss.h"
 #include "poet/losslog.h"
 #include "poet/mpierror.h"
+#include "poet/memplan.h"
 #include "poet/net.h"
 #include "poet/optim.h"
 #include "poet/tree.h"
@@ -73,6 +74,7 @@ typedef struct {
     FILE *trajectory;
     double phase_mark;     /* when the current phase began */
     double phase_seconds[POET_PHASES];
+    poet_memplan memory;   /* the estimate checked before anything large is allocated */
 } trainer;
 
 /* Charges the time since the last mark to `phase` (profile in the summary and bench/). */
@@ -87,6 +89,11 @@ static poet_status load_data(trainer *t) {
     const poet_config *c = t->cfg;
     POET_TRY(poet_data_load(c->train_images, c->train_labels, c->classes, c->mean, c->std, &t->train));
     POET_TRY(poet_data_load(c->test_images, c->test_labels, c->classes, c->mean, c->std, &t->test));
+    /* The training images fix the network's input; evaluation forwards test images through it. */
+    char input_from[POET_PATH_MAX + 32];
+    snprintf(input_from, sizeof input_from, "the training images, %s", c->train_images);
+    POET_TRY(poet_data_check_shape(&t->test, t->train.channels, t->train.height, t->train.width,
+                                   input_from));
     POET_TRY(poet_batcher_init(&t->batcher, &t->train, c->seed, c->shuffle, c->batch_size));
 fail:
     return st;
@@ -99,6 +106,12 @@ static poet_status setup(trainer *t) {
     poet_shape input = {t->train.channels, t->train.height, t->train.width};
     t->image_size = (size_t)input.c * input.h * input.w;
     t->total = poet_config_total_iterations(c, t->train.count);
+    /* Data sets (float pixels, byte labels) and the two batch buffers are held already or soon. */
+    double image_bytes = t->image_size * sizeof(float) + 1;
+    double data_bytes =
+        ((double)t->train.count + t->test.count + 2.0 * c->batch_size) * image_bytes;
+    POET_TRY(poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes,
+                                &t->memory));
     POET_TRY(poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
     POET_TRY(poet_tree_create(t->comm, c->tree, c->arity, (size_t)t->rows * c->classes, slots,
                               &t->tree));
@@ -425,6 +438,10 @@ static poet_status measure_ranks(trainer *t, poet_train_summary *summary) {
     unsigned long long bytes = summary->bytes_per_iteration, least = 0, most = 0;
     POET_MPI(MPI_Allreduce(&bytes, &least, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, t->comm));
     POET_MPI(MPI_Allreduce(&bytes, &most, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, t->comm));
+    double estimate = t->memory.total_bytes / (1024.0 * 1024.0), estimate_max = 0;
+    POET_MPI(MPI_Allreduce(&estimate, &estimate_max, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+    summary->memory_estimate_mib = estimate;
+    summary->memory_estimate_mib_max = estimate_max;
     summary->bytes_per_iteration_min = least;
     summary->bytes_per_iteration_max = most;
 fail:
@@ -511,8 +528,8 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     t.comm = comm;
     t.cfg = cfg;
     t.opt = opt;
-    MPI_Comm_rank(comm, &t.rank);
-    MPI_Comm_size(comm, &t.ranks);
+    POET_MPI(MPI_Comm_rank(comm, &t.rank));
+    POET_MPI(MPI_Comm_size(comm, &t.ranks));
     t.fault_rank = getenv("POET_FAULT_RANK") ? atoi(getenv("POET_FAULT_RANK")) : -1;
     t.fault_iteration = getenv("POET_FAULT_ITERATION") ? atol(getenv("POET_FAULT_ITERATION")) : -1;
     t.chunks = cfg->overlap == POET_OVERLAP_STALE ? 1 : cfg->chunks;
@@ -533,6 +550,7 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
                    "do\n",
                    resumed_from, t.start, t.total);
         summary->iterations_done = t.start;
+        summary->already_finished = 1;
         st = measure_ranks(&t, summary);
         goto fail;
     }
@@ -582,8 +600,8 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     t.opt = &opt;
     t.chunks = 1;
     t.rows = cfg->batch_size;
-    MPI_Comm_rank(comm, &t.rank);
-    MPI_Comm_size(comm, &t.ranks);
+    POET_MPI(MPI_Comm_rank(comm, &t.rank));
+    POET_MPI(MPI_Comm_size(comm, &t.ranks));
     POET_TRY(poet_error_agree(comm, load_data(&t)));
     POET_TRY(poet_error_agree(comm, setup(&t)));
     POET_TRY(resume(&t, path, sizeof path));

@@ -6,3 +6,9 @@ poet_add_test(rng $<TARGET_FILE:test_rng>)
 # run only when POET_DATA_DIR holds the files.
 poet_test_executable(test_data ${CMAKE_CURRENT_SOURCE_DIR}/test_data.c)
 poet_add_test(data $<TARGET_FILE:test_data> ${POET_DATA_DIR})
+
+# Images of another shape than the network's input (fixed by the training images) are a data error
+# naming the file and both shapes, for train and eval on 1 and 3 ranks (issue 17, item 1).
+poet_add_test(data_shape_mismatch bash ${CMAKE_CURRENT_SOURCE_DIR}/test_shapes.sh
+              $<TARGET_FILE:poet> ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/data_shapes)
+set_tests_properties(data_shape_mismatch PROPERTIES TIMEOUT 300 PROCESSORS 3)

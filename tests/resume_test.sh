@@ -47,6 +47,14 @@ case $how in
 esac
 wait $launcher
 code=$?
+# After kill -9 of one rank, mpirun may exit while the other ranks are still being taken down;
+# they hold the checkpoint directory's lock until they are gone, so wait for them (as a user or a
+# requeued job would find them gone) before resuming.
+for _ in $(seq 1 300); do
+  alive=$(for p in $ranks_pids; do kill -0 "$p" 2>/dev/null && echo "$p"; done)
+  [ -z "$alive" ] && break
+  sleep 0.1
+done
 cat "$work/cut.out"
 stopped_at=$(wc -l <"$work/cut.traj")
 echo "interrupted ($how) after $stopped_at of $total iterations, exit code $code"

@@ -316,9 +316,24 @@ static void test_init(void) {
     free(other);
 }
 
+/* The memory estimate of the reference network on 28x28, counted by hand: 8470 parameters;
+ * per row 784 input + 3380 (conv1) + 1440 (conv2) + 40 (pool) + 20 + 10 (linear) = 5674 kept
+ * activations (relus run in place); conv2's im2col 20·9·36 = 6480 per row (conv1's: 1·9·169). */
+static void test_memory_estimate(void) {
+    poet_arch a = reference_arch(10);
+    poet_arch_plan plan;
+    TEST_OK(poet_arch_plan_build(&a, (poet_shape){1, 28, 28}, 10, "model.architecture", &plan));
+    double want = 4.0 * (3 * 8470 + 3 * 2 * 2 * 5674 + 5 * 5674);
+    double got = poet_arch_member_bytes(&plan, 2, 3, 5);
+    TEST_CHECK(got == want, "member bytes %.0f, expected %.0f", got, want);
+    got = poet_arch_workspace_bytes(&plan, 7);
+    TEST_CHECK(got == 4.0 * 7 * 6480, "workspace bytes %.0f, expected %.0f", got, 4.0 * 7 * 6480);
+}
+
 int main(void) {
     test_graph_plan();
     test_reference_plan();
+    test_memory_estimate();
     test_other_layers();
     test_errors();
     test_equal();

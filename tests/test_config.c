@@ -77,6 +77,7 @@ static const char *config_difference(const poet_config *a, const poet_config *b)
     SAME(eval_every);
     SAME(tree);
     SAME(arity);
+    SAME(memory_limit_gib);
     SAME(overlap);
     SAME(chunks);
     SAME_STR(run_name);
@@ -310,7 +311,16 @@ static const struct {
      "configs/x.json: distributed.chunks: expected integer between 1 and 16, got 17"},
     {"{\"data\": {\"classes\": 1}}",
      "configs/x.json: data.classes: expected integer between 2 and 256, got 1"},
-    {"{\"data\": {\"std\": 0}}", "configs/x.json: data.std: expected number > 0, got 0"},
+    {"{\"data\": {\"std\": 0}}",
+     "configs/x.json: data.std: expected number in [0.001, 1000], got 0"},
+    {"{\"data\": {\"std\": 1e-300}}",
+     "configs/x.json: data.std: expected number in [0.001, 1000], got 1e-300"},
+    {"{\"data\": {\"mean\": 1e308}}",
+     "configs/x.json: data.mean: expected number in [-1, 2], got 1e+308"},
+    {"{\"distributed\": {\"memory_limit_gib\": -1}}",
+     "configs/x.json: distributed.memory_limit_gib: expected number >= 0, got -1"},
+    {"{\"distributed\": {\"tree\": \"kary\", \"arity\": 2147483647}}",
+     "configs/x.json: distributed.arity: expected integer between 2 and 64, got 2147483647"},
     {"{\"data\": {\"shuffle\": 1}}", "configs/x.json: data.shuffle: expected true or false, got 1"},
     {"{\"data\": {\"train_images\": \"\"}}", "configs/x.json: data.train_images: expected "
                                              "non-empty string of at most 1023 bytes, got \"\""},
@@ -333,7 +343,7 @@ static const struct {
      "configs/x.json: distributed.overlap: expected one of \"none\", \"exact\", \"stale\", got "
      "\"partial\""},
     {"{\"distributed\": {\"tree\": \"kary\", \"arity\": 1}}",
-     "configs/x.json: distributed.arity: expected integer >= 2, got 1"},
+     "configs/x.json: distributed.arity: expected integer between 2 and 64, got 1"},
     {"{\"output\": {\"run_name\": \"my run\"}}",
      "configs/x.json: output.run_name: expected string of at most 127 letters, digits, '.', '_' "
      "and '-'"},
@@ -471,7 +481,8 @@ static void test_bad_configs(void) {
  * ---------------------------------------------------------------------------------------------- */
 
 static const char *EXPLICIT =
-    "{\"data\": {\"mean\": -0.123456789012345678, \"std\": 1e-7, \"shuffle\": false, \"classes\": "
+    "{\"data\": {\"mean\": -0.123456789012345678, \"std\": 0.00123456789012345678, "
+    "\"shuffle\": false, \"classes\": "
     "7,"
     "            \"train_images\": \"a \\\"quoted\\\" path\"},"
     " \"model\": {\"members\": [{\"count\": 2},"
@@ -490,7 +501,8 @@ static const char *EXPLICIT =
     "               \"schedule\": \"cosine\", \"step_size\": 77, \"gamma\": 0.5, \"min_lr\": 1e-5,"
     "               \"seed\": 9007199254740992, \"threads\": 3, \"log_every\": 0, "
     "               \"eval_every\": 7},"
-    " \"distributed\": {\"tree\": \"kary\", \"arity\": 4, \"overlap\": \"exact\", \"chunks\": 4},"
+    " \"distributed\": {\"tree\": \"kary\", \"arity\": 4, \"overlap\": \"exact\", \"chunks\": 4,"
+    "                 \"memory_limit_gib\": 1.5},"
     " \"output\": {\"run_name\": \"x.y_z-1\", \"checkpoint_dir\": \"/tmp/ck\", "
     "             \"checkpoint_every\": 9, \"checkpoint_keep\": 1, \"log_file\": \"l.h5\", "
     "             \"log_flush_every\": 2}}";

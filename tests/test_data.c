@@ -150,6 +150,19 @@ static void test_load(void) {
     TEST_CHECK(strcmp(ds.images_path, im_raw) == 0, "images_path '%s'", ds.images_path);
     TEST_CHECK(ds.pixels[0] == (float)(-MEAN / STD) && ds.pixels[1] == (float)((1 - MEAN) / STD),
                "0 and 255 map to %g and %g", ds.pixels[0], ds.pixels[1]);
+    /* Images of another shape than the network's input: one line naming file and both shapes. */
+    TEST_OK(poet_data_check_shape(&ds, 1, H, W, "the training images, t"));
+    poet_error_clear();
+    TEST_CHECK(poet_data_check_shape(&ds, 1, H + 1, W, "the training images, t") == POET_ERR_DATA,
+               "another height accepted");
+    char want[256];
+    snprintf(want, sizeof want,
+             "%s: images are 1x%dx%d (CxHxW) but the network's input is 1x%dx%d (the training "
+             "images, t)",
+             im_raw, H, W, H + 1, W);
+    TEST_CHECK(strcmp(poet_error_message(), want) == 0, "message '%s', expected '%s'",
+               poet_error_message(), want);
+    poet_error_clear();
     poet_data_free(&ds);
     TEST_CHECK(ds.pixels == NULL && ds.labels == NULL, "free leaves dangling pointers");
 

@@ -91,6 +91,18 @@ int poet_arch_has_params(poet_layer_kind kind);
 /* 1 when every layer reads only the layer before it (no add, no named inputs). */
 int poet_arch_is_chain(const poet_arch_plan *plan);
 
+/* Estimated bytes one member of `plan` needs on its rank: parameters ×3 (weights, gradients,
+ * momentum), the layers' kept activations (relus run in place) and their gradients for `rows` rows
+ * in each of `slots` micro-batches in flight, and the activations without gradients for
+ * `eval_rows` evaluation rows; 4-byte floats. A documented approximation (docs/config.md, "Memory
+ * estimate") used to refuse networks that cannot fit, not to predict the peak; a double, so absurd
+ * networks do not overflow. */
+double poet_arch_member_bytes(const poet_arch_plan *plan, int rows, int slots, int eval_rows);
+
+/* Bytes of the largest convolution's im2col matrix for `rows` images: the workspace a rank's
+ * members share (one per rank in the estimate). */
+double poet_arch_workspace_bytes(const poet_arch_plan *plan, int rows);
+
 /* Two architectures are equal when every layer spec and input is equal (names and ids aside). */
 int poet_arch_equal(const poet_arch *a, const poet_arch *b);
 

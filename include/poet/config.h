@@ -19,6 +19,12 @@
 #define POET_MAX_MEMBERS 1024
 #define POET_MAX_INPUTS 4 /* inputs of one add layer */
 #define POET_ID_MAX 32    /* a layer id's bytes, with the terminating NUL */
+#define POET_MAX_ARITY 64 /* the reduce tree's largest fan-in (distributed.arity) */
+/* data.mean and data.std bounds: (x/255 - mean)/std stays within ±2000 (docs/config.md). */
+#define POET_MEAN_MIN -1.0
+#define POET_MEAN_MAX 2.0
+#define POET_STD_MIN 0.001
+#define POET_STD_MAX 1000.0
 
 typedef enum {
     POET_LAYER_CONV,     /* convolution: out, kernel, stride, padding; weight OIHW, bias O */
@@ -96,6 +102,7 @@ typedef struct {
     int arity;           /* kary tree arity k >= 2 (binary: 2) */
     poet_overlap_mode overlap;
     int chunks;          /* exact overlap: micro-batches per batch */
+    double memory_limit_gib; /* most memory a rank's estimate may need; 0 = node's / its ranks */
 
     /* output */
     char run_name[POET_NAME_MAX];
@@ -114,6 +121,13 @@ poet_status poet_config_parse(const char *json_text, const char *source, poet_co
 
 /* Reads the file at `path` and parses it. */
 poet_status poet_config_load(const char *path, poet_config *cfg);
+
+/* The same with `n` command-line overrides "KEY=VALUE" (--set) applied in order before the checks,
+ * so they are checked exactly like keys in the file. The file must be valid JSON on its own, and
+ * every VALUE one complete JSON value or a bare word (taken as a string). A malformed item (no
+ * '=') is POET_ERR_USAGE, a bad VALUE POET_ERR_CONFIG naming the item. */
+poet_status poet_config_load_overrides(const char *path, int n, const char *const *overrides,
+                                       poet_config *cfg);
 
 /* The fully resolved config (defaults filled in) as JSON text; caller frees. Parsing it again gives
  * an equal config, which is how checkpoints store and compare it. */

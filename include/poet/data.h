@@ -26,6 +26,12 @@ typedef struct {
 poet_status poet_data_load(const char *images_path, const char *labels_path, int classes,
                            double mean, double std, poet_dataset *ds);
 
+/* Fails (POET_ERR_DATA, one line naming the file and both shapes) unless every image of `ds` is
+ * channels×height×width, the network's input; `input_from` says what fixed that input (e.g. "the
+ * training images, <path>"). Images of another size would be read past their end or in part. */
+poet_status poet_data_check_shape(const poet_dataset *ds, int channels, int height, int width,
+                                  const char *input_from);
+
 void poet_data_free(poet_dataset *ds);
 
 /* Iteration order over a data set for one run: epoch e visits the images in the order

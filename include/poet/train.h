@@ -45,8 +45,11 @@ typedef struct {
     double phase_seconds[POET_PHASES]; /* rank 0's time per phase over the training loop */
     double peak_rss_mib;      /* this rank's peak resident memory */
     double peak_rss_mib_max;  /* the largest over all ranks */
+    double memory_estimate_mib;     /* this rank's estimate before training (memplan.h) */
+    double memory_estimate_mib_max; /* the largest over all ranks */
     poet_eval_result eval;
     int evaluated;
+    int already_finished; /* --resume found the run complete and changed nothing */
 } poet_train_summary;
 
 /* Installs SIGTERM/SIGUSR1 handlers that only set a flag read at the next iteration. */
