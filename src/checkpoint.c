@@ -37,9 +37,23 @@
 #define LATEST_NAME "latest"
 #define DESCRIBE_MAX 512
 
-/* A member's two tensor sets, in this order in the file, in member buffers and in the checksum. */
-enum { KIND_PARAMS, KIND_MOMENTUM, KINDS };
-static const char *const KIND_GROUP[KINDS] = {"params", "momentum"};
+/* A member's tensor sets, in this order in the file, in member buffers and in the checksum: its
+ * parameters, their momentum, and its buffers (PyTorch's word: batch normalisation's running
+ * statistics, the member state of arch.h; no group when the member has none). */
+enum { KIND_PARAMS, KIND_MOMENTUM, KIND_BUFFERS, KINDS };
+static const char *const KIND_GROUP[KINDS] = {"params", "momentum", "buffers"};
+
+/* Kind k's tensors: the parameter tensors for params and momentum, the state tensors for buffers.
+ * A member's block is [params N][momentum N][buffers S]: kind k starts at k·N. */
+static int kind_count(const poet_arch_plan *plan, int k) {
+    return k == KIND_BUFFERS ? plan->n_states : plan->n_tensors;
+}
+static const poet_tensor_info *kind_tensor(const poet_arch_plan *plan, int k, int t) {
+    return k == KIND_BUFFERS ? &plan->states[t] : &plan->tensors[t];
+}
+static size_t block_count(const poet_arch_plan *plan) {
+    return 2 * plan->param_count + plan->state_count;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Error messages
@@ -88,7 +102,8 @@ static poet_status copies_alloc(const poet_config *cfg, const poet_ensemble *e, 
     mc->n = e->n_local;
     POET_ALLOC(mc->offset, e->n_local + 1);
     for (int i = 0; i < e->n_local; i++)
-        mc->offset[i + 1] = mc->offset[i] + KINDS * member_count(e, cfg, e->local_ids[i]);
+        mc->offset[i + 1] =
+            mc->offset[i] + block_count(&e->plans[cfg->member_arch[e->local_ids[i]]]);
     POET_ALLOC(mc->data, mc->offset[e->n_local]);
     POET_ALLOC(mc->crc, e->n_local);
     return POET_OK;
@@ -117,8 +132,8 @@ static uint32_t checksum_floats(const float *x, size_t n) {
 static poet_status check_finite(const poet_arch_plan *plan, const float *block, int j,
                                 poet_status status, const char *path, const char *consequence) {
     for (int k = 0; k < KINDS; k++)
-        for (int t = 0; t < plan->n_tensors; t++) {
-            const poet_tensor_info *ti = &plan->tensors[t];
+        for (int t = 0; t < kind_count(plan, k); t++) {
+            const poet_tensor_info *ti = kind_tensor(plan, k, t);
             const float *x = block + k * plan->param_count + ti->offset;
             for (size_t i = 0; i < ti->count; i++)
                 if (!isfinite(x[i]))
@@ -300,7 +315,8 @@ fail:
 /* Collective: /members/<jjjj>/ with its attributes and both tensor groups. `block` is the member's
  * [params N][momentum N] on its owner, NULL elsewhere. */
 static poet_status write_member(const writer *w, hid_t members, const poet_config *cfg,
-                                const poet_arch_plan *plan, int j, const float *block) {
+                                const poet_arch_plan *plan, int j, const float *block,
+                                long long batches_tracked) {
     poet_status st = POET_OK;
     hid_t group = H5I_INVALID_HID, kind_group = H5I_INVALID_HID;
     char name[16], where[64], describe[DESCRIBE_MAX];
@@ -310,11 +326,16 @@ static poet_status write_member(const writer *w, hid_t members, const poet_confi
     POET_H5(group = H5Gcreate2(members, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     POET_TRY(poet_h5_attr_write_string(group, "architecture", describe, w->path));
     POET_TRY(poet_h5_attr_write_int(group, "arch_index", H5T_STD_I32LE, arch, w->path));
+    if (plan->n_states > 0) /* PyTorch's num_batches_tracked: the same for every batchnorm */
+        POET_TRY(poet_h5_attr_write_int(group, "num_batches_tracked", H5T_STD_I64LE,
+                                        batches_tracked, w->path));
     for (int k = 0; k < KINDS; k++) {
+        if (kind_count(plan, k) == 0 && k == KIND_BUFFERS)
+            continue;
         POET_H5(kind_group = H5Gcreate2(group, KIND_GROUP[k], H5P_DEFAULT, w->gcpl, H5P_DEFAULT));
         snprintf(where, sizeof where, "/members/%s/%s", name, KIND_GROUP[k]);
-        for (int t = 0; t < plan->n_tensors; t++) {
-            const poet_tensor_info *ti = &plan->tensors[t];
+        for (int t = 0; t < kind_count(plan, k); t++) {
+            const poet_tensor_info *ti = kind_tensor(plan, k, t);
             const float *data = block ? block + k * plan->param_count + ti->offset : NULL;
             POET_TRY(write_tensor(w, kind_group, where, ti, data));
         }
@@ -398,7 +419,8 @@ static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config 
         const float *block = NULL;
         if (local < mc->n && e->local_ids[local] == j)
             block = mc->data + mc->offset[local++];
-        POET_TRY(write_member(&w, members, cfg, &e->plans[cfg->member_arch[j]], j, block));
+        POET_TRY(write_member(&w, members, cfg, &e->plans[cfg->member_arch[j]], j, block,
+                              (long long)e->batches_tracked));
     }
     POET_TRY(write_checksums(&w, file, e, cfg->members, mc));
     POET_TRY(poet_error_agree(comm, rank == 0 ? poet_fs_check_room(tmp, "the checkpoint")
@@ -499,9 +521,10 @@ static poet_status gather_local(const poet_config *cfg, const poet_ensemble *e, 
         float *block = mc->data + mc->offset[i];
         poet_ensemble_member_get(e, i, e->params, block);
         poet_ensemble_member_get(e, i, e->velocity, block + count);
+        poet_ensemble_state_get(e, i, block + 2 * count);
         POET_TRY(check_finite(&e->plans[cfg->member_arch[j]], block, j, POET_ERR_NUMERIC, path,
                               "; checkpoint not written"));
-        mc->crc[i] = checksum_floats(block, KINDS * count);
+        mc->crc[i] = checksum_floats(block, mc->offset[i + 1] - mc->offset[i]);
     }
 fail:
     return st;
@@ -515,7 +538,7 @@ static poet_status check_space(const poet_config *cfg, const poet_ensemble *e, c
                                const char *config_json) {
     long long need = 64 * 1024 + 2 * (long long)strlen(config_json);
     for (int j = 0; j < cfg->members; j++)
-        need += (long long)(KINDS * member_count(e, cfg, j) * sizeof(float)) + 8192;
+        need += (long long)(block_count(&e->plans[cfg->member_arch[j]]) * sizeof(float)) + 8192;
     const char *skip = getenv("POET_SKIP_SPACE_CHECK"); /* tests: run into a full disk instead */
     if (skip && strcmp(skip, "1") == 0)
         return POET_OK;
@@ -818,9 +841,23 @@ fail:
 /* Collective: checks the header against cfg and reads every owned member into `mc` and all the
  * stored checksums. All ranks open every dataset in the same order, so a damaged file fails on
  * all ranks at the same step. */
+/* The num_batches_tracked attribute of member j's group (members with batchnorm). */
+static poet_status read_tracked(hid_t file, const char *path, int j, long long *tracked) {
+    poet_status st = POET_OK;
+    hid_t group = H5I_INVALID_HID;
+    char where[32];
+    snprintf(where, sizeof where, "/members/%04d", j);
+    POET_H5(group = H5Gopen2(file, where, H5P_DEFAULT));
+    POET_TRY(poet_h5_attr_read(group, "num_batches_tracked", H5T_NATIVE_LLONG, 0, tracked,
+                               POET_ERR_CHECKPOINT, path, where));
+fail:
+    poet_h5_close(&group);
+    return st;
+}
+
 static poet_status read_file(MPI_Comm comm, const char *path, const poet_config *cfg,
                              const poet_ensemble *e, member_copies *mc, uint32_t *stored_crc,
-                             poet_train_position *pos) {
+                             poet_train_position *pos, long long *tracked) {
     poet_status st = POET_OK;
     hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
     header h = {0};
@@ -845,9 +882,11 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
         if (local < mc->n && e->local_ids[local] == j)
             block = mc->data + mc->offset[local++];
         POET_TRY(check_member(file, path, &h, j));
+        if (plan->n_states > 0 && *tracked < 0)
+            POET_TRY(read_tracked(file, path, j, tracked));
         for (int k = 0; k < KINDS; k++)
-            for (int t = 0; t < plan->n_tensors; t++) {
-                const poet_tensor_info *ti = &plan->tensors[t];
+            for (int t = 0; t < kind_count(plan, k); t++) {
+                const poet_tensor_info *ti = kind_tensor(plan, k, t);
                 float *data = block ? block + k * plan->param_count + ti->offset : NULL;
                 POET_TRY(read_tensor(file, path, dxpl, j, k, ti, data));
             }
@@ -897,7 +936,8 @@ poet_status poet_checkpoint_read(MPI_Comm comm, const char *path, const poet_con
             st = poet_error_set(POET_ERR_NOMEM, "out of memory reading checkpoint %s", path);
     }
     POET_TRY(poet_error_agree(comm, st));
-    st = read_file(comm, path, cfg, e, &mc, stored, &read_pos);
+    long long read_tracked = -1; /* -1: no member has batchnorm */
+    st = read_file(comm, path, cfg, e, &mc, stored, &read_pos, &read_tracked);
     if (st == POET_OK)
         st = verify_local(path, cfg, e, &mc, stored);
     POET_TRY(poet_error_agree(comm, st));
@@ -907,7 +947,10 @@ poet_status poet_checkpoint_read(MPI_Comm comm, const char *path, const poet_con
         size_t count = member_count(e, cfg, e->local_ids[i]);
         poet_ensemble_member_set(e, i, e->params, mc.data + mc.offset[i]);
         poet_ensemble_member_set(e, i, e->velocity, mc.data + mc.offset[i] + count);
+        poet_ensemble_state_set(e, i, mc.data + mc.offset[i] + 2 * count);
     }
+    if (read_tracked >= 0)
+        e->batches_tracked = read_tracked;
     *pos = read_pos;
 fail:
     free(stored);
@@ -1033,12 +1076,12 @@ static poet_status inspect_member(hid_t file, const char *path, const poet_arch_
                                   float *block, uint32_t *crc) {
     poet_status st = POET_OK;
     for (int k = 0; k < KINDS; k++)
-        for (int t = 0; t < plan->n_tensors; t++) {
-            const poet_tensor_info *ti = &plan->tensors[t];
+        for (int t = 0; t < kind_count(plan, k); t++) {
+            const poet_tensor_info *ti = kind_tensor(plan, k, t);
             POET_TRY(read_tensor(file, path, H5P_DEFAULT, j, k, ti,
                                  block + k * plan->param_count + ti->offset));
         }
-    *crc = checksum_floats(block, KINDS * plan->param_count);
+    *crc = checksum_floats(block, block_count(plan));
     POET_TRY(check_finite(plan, block, j, POET_ERR_CHECKPOINT, path, ""));
 fail:
     return as_checkpoint_error(st, path);
@@ -1072,10 +1115,10 @@ poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
     for (int a = 0; a < c->n_archs; a++) {
         if (poet_arch_plan_build(&c->archs[a], input, c->classes, "stored config", &plans[a]) != POET_OK)
             POET_TRY(recast(path, "stored architecture does not fit its input shape"));
-        if (plans[a].param_count > largest)
-            largest = plans[a].param_count;
+        if (block_count(&plans[a]) > largest)
+            largest = block_count(&plans[a]);
     }
-    POET_ALLOC(block, KINDS * largest);
+    POET_ALLOC(block, largest);
     POET_ALLOC(stored, c->members);
     POET_TRY(as_checkpoint_error(read_checksums(file, path, H5P_DEFAULT, c->members, stored), path));
 

@@ -134,7 +134,6 @@ poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, po
     POET_ALLOC(e->grads, e->n_params);
     POET_ALLOC(e->velocity, e->n_params);
     POET_ALLOC(e->state, e->n_state + 1);
-    POET_ALLOC(e->batches_tracked, e->n_local);
     POET_ALLOC(e->member_loss, e->n_local);
     POET_ALLOC(e->member_correct, e->n_local);
     for (int s = 0; s < e->n_stacks; s++)
@@ -160,7 +159,6 @@ void poet_ensemble_destroy(poet_ensemble *e) {
     free(e->grads);
     free(e->velocity);
     free(e->state);
-    free(e->batches_tracked);
     free(e->member_loss);
     free(e->member_correct);
     memset(e, 0, sizeof *e);
@@ -176,8 +174,6 @@ poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *image
         POET_TRY(poet_stack_forward(ms->train[slot], images, ms->logits));
         for (int g = 0; g < ms->members; g++) {
             int local = ms->first_local + g;
-            if (e->plans[ms->arch].state_count > 0)
-                e->batches_tracked[local]++;
             double loss;
             long correct;
             POET_TRY(poet_loss_add_fixed(fixed_sum, ms->logits + (size_t)g * K, row, e->batch, K,
@@ -187,6 +183,7 @@ poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *image
             e->member_correct[local] += correct;
         }
     }
+    e->batches_tracked++;
 fail:
     return st;
 }

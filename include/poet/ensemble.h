@@ -50,8 +50,8 @@ typedef struct {
     float *velocity;
     size_t n_state;                      /* floats of member state (batchnorm's running stats) */
     float *state;                        /* every owned member's state, stack layout per stack */
-    int64_t *batches_tracked;            /* [n_local] training forwards (PyTorch's
-                                          * num_batches_tracked, when the member has batchnorm) */
+    int64_t batches_tracked;             /* training forwards so far: PyTorch's num_batches_tracked,
+                                          * the same for every member with batchnorm, every rank */
     double *member_loss;                 /* [n_local] last batch's own losses (sum over rows) */
     long *member_correct;                /* [n_local] */
 } poet_ensemble;
