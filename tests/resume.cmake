@@ -25,3 +25,18 @@ foreach(case finished bad_checkpoint damaged_log)
                 ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json)
   set_tests_properties(resume_${case} PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)
 endforeach()
+
+# Batch normalisation's running statistics are state (issue 13): the resumed run's final
+# checkpoints, buffers included in each member's checksum, equal the uninterrupted run's.
+set(RESUME_BN_ARGS ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny-bn.json --set training.iterations=160
+                   --set output.checkpoint_every=20)
+foreach(case term:1:1 term:3:2 kill9:2:3)
+  string(REPLACE ":" ";" parts ${case})
+  list(GET parts 0 how)
+  list(GET parts 1 ranks)
+  list(GET parts 2 resume_ranks)
+  set(name resume_bn_${how}_p${ranks}_to_p${resume_ranks})
+  poet_add_test(${name} ${RESUME} ${how} ${ranks} ${resume_ranks}
+                ${CMAKE_CURRENT_BINARY_DIR}/resume/${name} ${RESUME_BN_ARGS})
+  set_tests_properties(${name} PROPERTIES PROCESSORS ${ranks} TIMEOUT 300)
+endforeach()

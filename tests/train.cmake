@@ -97,3 +97,30 @@ foreach(conv gemm onednn)
                                             FIXTURES_REQUIRED traj_residual_${conv} TIMEOUT 300)
   endforeach()
 endforeach()
+
+# Batch normalisation in a residual network (issue 13): each member's running statistics are its
+# own, and training normalises with the batch's statistics, so fused or not, 1..3 ranks, 1 or 2
+# threads and any tree still give one unfused rank's trajectory bit for bit.
+set(TINY_BN ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny-bn.json)
+poet_add_test(traj_bn_ref ${RUN_TRAIN} 1 ${CMAKE_CURRENT_BINARY_DIR}/traj/bn_ref -- ${TINY_BN})
+set_tests_properties(traj_bn_ref PROPERTIES FIXTURES_SETUP traj_bn)
+foreach(case 1:2:binary:gemm 2:1:kary:gemm 3:2:mpi:gemm 3:2:binary:onednn)
+  string(REPLACE ":" ";" parts ${case})
+  list(GET parts 0 ranks)
+  list(GET parts 1 threads)
+  list(GET parts 2 tree)
+  list(GET parts 3 conv)
+  set(name traj_bn_p${ranks}_t${threads}_${tree}_${conv})
+  set(ref ${CMAKE_CURRENT_BINARY_DIR}/traj/bn_ref/trajectory)
+  if(conv STREQUAL onednn) # the other algorithm rounds differently: its own unfused reference
+    set(ref ${CMAKE_CURRENT_BINARY_DIR}/traj/bn_onednn_ref/trajectory)
+  endif()
+  add_test(NAME ${name} COMMAND ${RUN_TRAIN} ${ranks} ${CMAKE_CURRENT_BINARY_DIR}/traj/${name}
+           --ref ${ref} -- ${TINY_BN} --set model.convolution=${conv} --set model.fused=true
+           --set training.threads=${threads} --set distributed.tree=${tree})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS ${ranks}
+                                          FIXTURES_REQUIRED traj_bn TIMEOUT 300)
+endforeach()
+poet_add_test(traj_bn_onednn_ref ${RUN_TRAIN} 1 ${CMAKE_CURRENT_BINARY_DIR}/traj/bn_onednn_ref --
+              ${TINY_BN} --set model.convolution=onednn)
+set_tests_properties(traj_bn_onednn_ref PROPERTIES FIXTURES_SETUP traj_bn)
