@@ -26,7 +26,10 @@ static int append_tensor(poet_arch_plan *plan, int state, const char *prefix, in
     poet_tensor_info *info = state ? &plan->states[t] : &plan->tensors[t];
     size_t *count = state ? &plan->state_count : &plan->param_count;
     memset(info, 0, sizeof *info);
-    snprintf(info->name, sizeof info->name, "%s%d.%s", prefix, number, suffix);
+    if (number < 0) /* prefix is the layer's id */
+        snprintf(info->name, sizeof info->name, "%s.%s", prefix, suffix);
+    else
+        snprintf(info->name, sizeof info->name, "%s%d.%s", prefix, number, suffix);
     info->ndims = ndims;
     info->count = 1;
     for (int d = 0; d < ndims; d++) {
@@ -141,8 +144,10 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
         int64_t wdims[4] = {s->out, in.c, s->kernel, s->kernel};
         int64_t bdims[1] = {s->out};
         ++*n_conv;
-        lp->weight_tensor = add_tensor(plan, "conv", *n_conv, "weight", 4, wdims, (int)fan_in);
-        add_tensor(plan, "conv", *n_conv, "bias", 1, bdims, (int)fan_in);
+        const char *prefix = s->id[0] ? s->id : "conv";
+        int number = s->id[0] ? -1 : *n_conv;
+        lp->weight_tensor = add_tensor(plan, prefix, number, "weight", 4, wdims, (int)fan_in);
+        add_tensor(plan, prefix, number, "bias", 1, bdims, (int)fan_in);
         break;
     }
     case POET_LAYER_LINEAR: {
@@ -157,8 +162,10 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
         int64_t wdims[2] = {s->out, fan_in};
         int64_t bdims[1] = {s->out};
         ++*n_fc;
-        lp->weight_tensor = add_tensor(plan, "fc", *n_fc, "weight", 2, wdims, (int)fan_in);
-        add_tensor(plan, "fc", *n_fc, "bias", 1, bdims, (int)fan_in);
+        const char *prefix = s->id[0] ? s->id : "fc";
+        int number = s->id[0] ? -1 : *n_fc;
+        lp->weight_tensor = add_tensor(plan, prefix, number, "weight", 2, wdims, (int)fan_in);
+        add_tensor(plan, prefix, number, "bias", 1, bdims, (int)fan_in);
         break;
     }
     case POET_LAYER_AVG_POOL:
@@ -185,12 +192,12 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
                       where, index, from);
         int64_t dims[1] = {in.c};
         ++*n_bn;
-        lp->weight_tensor =
-            append_tensor(plan, 0, "bn", *n_bn, "weight", 1, dims, 1, POET_INIT_ONES);
-        append_tensor(plan, 0, "bn", *n_bn, "bias", 1, dims, 1, POET_INIT_ZEROS);
-        lp->state_tensor =
-            append_tensor(plan, 1, "bn", *n_bn, "running_mean", 1, dims, 1, POET_INIT_ZEROS);
-        append_tensor(plan, 1, "bn", *n_bn, "running_var", 1, dims, 1, POET_INIT_ONES);
+        const char *p = s->id[0] ? s->id : "bn";
+        int k = s->id[0] ? -1 : *n_bn;
+        lp->weight_tensor = append_tensor(plan, 0, p, k, "weight", 1, dims, 1, POET_INIT_ONES);
+        append_tensor(plan, 0, p, k, "bias", 1, dims, 1, POET_INIT_ZEROS);
+        lp->state_tensor = append_tensor(plan, 1, p, k, "running_mean", 1, dims, 1, POET_INIT_ZEROS);
+        append_tensor(plan, 1, p, k, "running_var", 1, dims, 1, POET_INIT_ONES);
         break;
     }
     case POET_LAYER_RELU:
@@ -278,6 +285,19 @@ poet_status poet_arch_plan_build(const poet_arch *arch, poet_shape input, int cl
         shape = plan->layers[i].out;
         plan->forward_flops += layer_flops(&plan->layers[i]);
     }
+    /* Tensor names are checkpoint dataset names: an id such as "conv2" on another layer than the
+     * second convolution would give two tensors one name. */
+    for (int a = 0; a < plan->n_tensors + plan->n_states; a++)
+        for (int b = a + 1; b < plan->n_tensors + plan->n_states; b++) {
+            const char *na = a < plan->n_tensors ? plan->tensors[a].name
+                                                 : plan->states[a - plan->n_tensors].name;
+            const char *nb = b < plan->n_tensors ? plan->tensors[b].name
+                                                 : plan->states[b - plan->n_tensors].name;
+            if (strcmp(na, nb) == 0)
+                POET_FAIL(POET_ERR_CONFIG,
+                          "%s: two parameter tensors are named %s: give the layers other ids",
+                          where, na);
+        }
     if (shape.c != classes || shape.h != 1 || shape.w != 1)
         POET_FAIL(POET_ERR_CONFIG,
                   "%s: network ends with %dx%dx%d outputs, expected %d logits (end with a linear "
@@ -442,4 +462,113 @@ void poet_arch_describe(const poet_arch *arch, char *out, size_t size) {
             break;
         used += (size_t)n; /* snprintf truncated at size-1 when n is too large: loop ends */
     }
+}
+
+/* ---- built-in architectures ---- */
+
+/* Appends a layer reading layer `input` (-2: the previous one); returns its index, -1 when the
+ * architecture is full. */
+static int put(poet_arch *a, poet_layer_kind kind, int out, int kernel, int stride, int input,
+               const char *id) {
+    if (a->n_layers >= POET_MAX_LAYERS)
+        return -1;
+    int l = a->n_layers++;
+    poet_layer_spec *s = &a->layers[l];
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->out = out;
+    s->kernel = kernel;
+    s->stride = stride;
+    s->padding = kernel / 2;
+    if (kind == POET_LAYER_AVG_POOL)
+        s->global = 1;
+    if (id) { /* the built-ins' ids fit (put's callers: at most 28 bytes) */
+        size_t len = strlen(id);
+        len = len < sizeof s->id - 1 ? len : sizeof s->id - 1;
+        memcpy(s->id, id, len);
+        s->id[len] = '\0';
+    }
+    if (input != -2 && input != l - 1) {
+        s->n_inputs = 1;
+        s->inputs[0] = input;
+    }
+    return l;
+}
+
+static int put_add(poet_arch *a, int x, int y) {
+    int l = put(a, POET_LAYER_ADD, 0, 0, 0, -2, NULL);
+    if (l >= 0) {
+        a->layers[l].n_inputs = 2;
+        a->layers[l].inputs[0] = x;
+        a->layers[l].inputs[1] = y;
+    }
+    return l;
+}
+
+static void resnet(poet_arch *a, int n, int classes) {
+    char id[64]; /* at most 28 bytes used: "block3.layer.10.convShortcut" */
+    put(a, POET_LAYER_CONV, 16, 3, 1, -2, "conv1");
+    put(a, POET_LAYER_BATCHNORM, 0, 0, 0, -2, "bn1");
+    int x = put(a, POET_LAYER_RELU, 0, 0, 0, -2, NULL), channels = 16;
+    for (int s = 1; s <= 3; s++)
+        for (int b = 0; b < n; b++) {
+            int width = 16 << (s - 1), stride = s > 1 && b == 0 ? 2 : 1;
+#define ID(suffix) (snprintf(id, sizeof id, "layer%d.%d.%s", s, b, suffix), id)
+            put(a, POET_LAYER_CONV, width, 3, stride, x, ID("conv1"));
+            put(a, POET_LAYER_BATCHNORM, 0, 0, 0, -2, ID("bn1"));
+            put(a, POET_LAYER_RELU, 0, 0, 0, -2, NULL);
+            put(a, POET_LAYER_CONV, width, 3, 1, -2, ID("conv2"));
+            int y = put(a, POET_LAYER_BATCHNORM, 0, 0, 0, -2, ID("bn2")), shortcut = x;
+            if (stride != 1 || channels != width) {
+                put(a, POET_LAYER_CONV, width, 1, stride, x, ID("downsample.0"));
+                shortcut = put(a, POET_LAYER_BATCHNORM, 0, 0, 0, -2, ID("downsample.1"));
+            }
+#undef ID
+            put_add(a, y, shortcut);
+            x = put(a, POET_LAYER_RELU, 0, 0, 0, -2, NULL);
+            channels = width;
+        }
+    put(a, POET_LAYER_AVG_POOL, 0, 0, 0, -2, NULL);
+    put(a, POET_LAYER_LINEAR, classes, 0, 0, -2, "fc");
+}
+
+static void wide_resnet(poet_arch *a, int n, int k, int classes) {
+    char id[64]; /* at most 28 bytes used: "block3.layer.10.convShortcut" */
+    int x = put(a, POET_LAYER_CONV, 16, 3, 1, -2, "conv1"), channels = 16;
+    for (int s = 1; s <= 3; s++)
+        for (int b = 0; b < n; b++) {
+            int width = (16 * k) << (s - 1), stride = s > 1 && b == 0 ? 2 : 1;
+#define ID(suffix) (snprintf(id, sizeof id, "block%d.layer.%d.%s", s, b, suffix), id)
+            put(a, POET_LAYER_BATCHNORM, 0, 0, 0, x, ID("bn1"));
+            int o = put(a, POET_LAYER_RELU, 0, 0, 0, -2, NULL);
+            put(a, POET_LAYER_CONV, width, 3, stride, -2, ID("conv1"));
+            put(a, POET_LAYER_BATCHNORM, 0, 0, 0, -2, ID("bn2"));
+            put(a, POET_LAYER_RELU, 0, 0, 0, -2, NULL);
+            int y = put(a, POET_LAYER_CONV, width, 3, 1, -2, ID("conv2")), shortcut = x;
+            if (stride != 1 || channels != width)
+                shortcut = put(a, POET_LAYER_CONV, width, 1, stride, o, ID("convShortcut"));
+#undef ID
+            x = put_add(a, y, shortcut);
+            channels = width;
+        }
+    put(a, POET_LAYER_BATCHNORM, 0, 0, 0, -2, "bn1");
+    put(a, POET_LAYER_RELU, 0, 0, 0, -2, NULL);
+    put(a, POET_LAYER_AVG_POOL, 0, 0, 0, -2, NULL);
+    put(a, POET_LAYER_LINEAR, classes, 0, 0, -2, "fc");
+}
+
+int poet_arch_builtin(const char *name, int classes, poet_arch *arch) {
+    int depth = 0, k = 0, used = 0;
+    memset(arch, 0, sizeof *arch);
+    if (sscanf(name, "resnet-%d%n", &depth, &used) == 1 && name[used] == '\0' && depth >= 8 &&
+        (depth - 2) % 6 == 0 && 9 + 21 * ((depth - 2) / 6) <= POET_MAX_LAYERS)
+        resnet(arch, (depth - 2) / 6, classes);
+    else if (sscanf(name, "wrn-%d-%d%n", &depth, &k, &used) == 2 && name[used] == '\0' &&
+             depth >= 10 && (depth - 4) % 6 == 0 && k >= 1 && k <= 64 &&
+             7 + 24 * ((depth - 4) / 6) <= POET_MAX_LAYERS)
+        wide_resnet(arch, (depth - 4) / 6, k, classes);
+    else
+        return 0;
+    snprintf(arch->name, sizeof arch->name, "%s", name);
+    return 1;
 }

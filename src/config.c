@@ -685,12 +685,15 @@ static poet_status check_outputs_read(const char *src, const char *path, const p
 static poet_status parse_arch(const char *src, const char *path, const cJSON *item, int classes,
                               poet_arch *arch) {
     poet_status st = POET_OK;
-    const char *what = "\"reference\" or non-empty array of layer objects";
+    const char *what = "\"reference\", \"resnet-N\" (N = 6n+2, 8..68), \"wrn-N-k\" (N = 6n+4 >= "
+                       "10, k >= 1) or non-empty array of layer objects";
     const char *text = cJSON_GetStringValue(item);
     if (!item || (text && strcmp(text, "reference") == 0)) {
         poet_config_reference_arch(arch, classes);
         return POET_OK;
     }
+    if (text && poet_arch_builtin(text, classes, arch))
+        return POET_OK;
     if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) == 0)
         return bad_value(src, path, what, item);
     if (cJSON_GetArraySize(item) > POET_MAX_LAYERS) {
@@ -736,6 +739,12 @@ static int intern_arch(poet_config *cfg, const poet_arch *arch) {
     poet_arch reference;
     poet_config_reference_arch(&reference, cfg->classes);
     cfg->archs[a] = *arch;
+    poet_arch *builtin = malloc(sizeof *builtin);
+    int named = builtin && poet_arch_builtin(arch->name, cfg->classes, builtin) &&
+                poet_arch_equal(arch, builtin);
+    free(builtin);
+    if (named)
+        return a; /* keeps its name: "resnet-20" */
     memset(cfg->archs[a].name, 0, POET_NAME_MAX);
     if (poet_arch_equal(arch, &reference))
         snprintf(cfg->archs[a].name, POET_NAME_MAX, "reference");
@@ -1214,6 +1223,12 @@ static cJSON *arch_json(builder *b, const poet_arch *arch, int classes) {
     poet_config_reference_arch(&reference, classes);
     if (strcmp(arch->name, "reference") == 0 && poet_arch_equal(arch, &reference))
         return cJSON_CreateString("reference");
+    poet_arch *builtin = malloc(sizeof *builtin);
+    int named = builtin && poet_arch_builtin(arch->name, classes, builtin) &&
+                poet_arch_equal(arch, builtin);
+    free(builtin);
+    if (named)
+        return cJSON_CreateString(arch->name);
     cJSON *layers = cJSON_CreateArray();
     for (int i = 0; layers && i < arch->n_layers; i++) {
         const poet_layer_spec *s = &arch->layers[i];

@@ -571,8 +571,8 @@ static poet_status gradient_sum_create(poet_stack *s, int l, const dnnl_memory_d
     poet_status st = POET_OK;
     net_layer *layer = &s->layers[l];
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_memory_desc_t srcs[POET_MAX_LAYERS];
-    float scales[POET_MAX_LAYERS];
+    dnnl_memory_desc_t srcs[8];
+    float scales[8];
     int n = 0;
     if (layer->n_readers > 6) /* net_op_run takes 7 arguments: the readers' and the sum's */
         POET_FAIL(POET_ERR_CONFIG,

@@ -330,7 +330,56 @@ static void test_memory_estimate(void) {
     TEST_CHECK(got == 4.0 * 7 * 6480, "workspace bytes %.0f, expected %.0f", got, 4.0 * 7 * 6480);
 }
 
+/* The built-ins: parameter counts (He et al.: ResNet-20 0.27M; Zagoruyko and Komodakis:
+ * WRN-28-10 36.5M; ours add one bias per convolution output channel), PyTorch-style names. */
+static void test_builtins(void) {
+    static poet_arch a;
+    static poet_arch_plan plan;
+    static const struct {
+        const char *name;
+        size_t params, conv_biases;
+        int layers;
+    } cases[] = {{"resnet-8", 78378, 336, 30},
+                 {"resnet-20", 273258, 784, 72},
+                 {"resnet-56", 857898, 2128, 198},
+                 {"wrn-16-4", 2751146, 2256, 50},
+                 {"wrn-28-10", 36489290, 10096, 92}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        TEST_CHECK(poet_arch_builtin(cases[i].name, 10, &a), "%s is built in", cases[i].name);
+        TEST_OK(poet_arch_plan_build(&a, (poet_shape){3, 32, 32}, 10, "model.architecture", &plan));
+        TEST_CHECK(plan.param_count == cases[i].params && a.n_layers == cases[i].layers,
+                   "%s: %zu parameters, %d layers", cases[i].name, plan.param_count, a.n_layers);
+        TEST_CHECK(strcmp(a.name, cases[i].name) == 0, "%s: name %s", cases[i].name, a.name);
+    }
+    TEST_OK(poet_arch_builtin("resnet-20", 7, &a) ? POET_OK : POET_ERR_CONFIG);
+    TEST_OK(poet_arch_plan_build(&a, (poet_shape){1, 28, 28}, 7, "model.architecture", &plan));
+    const char *names[] = {"conv1.weight", "bn1.bias", "layer1.0.conv1.weight",
+                           "layer2.0.downsample.0.weight", "layer3.2.bn2.weight", "fc.weight"};
+    for (size_t n = 0; n < sizeof names / sizeof *names; n++) {
+        int found = 0;
+        for (int t = 0; t < plan.n_tensors; t++)
+            found |= strcmp(plan.tensors[t].name, names[n]) == 0;
+        TEST_CHECK(found, "resnet-20 has a tensor %s", names[n]);
+    }
+    TEST_CHECK(strcmp(plan.states[2].name, "layer1.0.bn1.running_mean") == 0, "state %s",
+               plan.states[2].name);
+    const char *bad[] = {"resnet-21", "resnet-7", "resnet-20x", "wrn-28", "wrn-27-10", "wrn-28-0",
+                         "resnet-110"};
+    for (size_t n = 0; n < sizeof bad / sizeof *bad; n++)
+        TEST_CHECK(!poet_arch_builtin(bad[n], 10, &a), "%s is not built in", bad[n]);
+    /* Ids name tensors: two layers whose tensors would share a name are refused. */
+    poet_layer_spec l[] = {conv(4, 3, 1, 1), conv(4, 3, 1, 1), global_pool(POET_LAYER_AVG_POOL),
+                           linear(10)};
+    snprintf(l[0].id, sizeof l[0].id, "conv2");
+    memset(&a, 0, sizeof a);
+    a.n_layers = 4;
+    memcpy(a.layers, l, sizeof l);
+    expect_error(&a, (poet_shape){1, 8, 8}, 10,
+                 "model.architecture: two parameter tensors are named conv2.weight", NULL);
+}
+
 int main(void) {
+    test_builtins();
     test_graph_plan();
     test_reference_plan();
     test_memory_estimate();

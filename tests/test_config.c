@@ -349,8 +349,12 @@ static const struct {
      "and '-'"},
     {"{\"output\": {\"checkpoint_keep\": 0}}",
      "configs/x.json: output.checkpoint_keep: expected integer >= 1, got 0"},
+    {"{\"model\": {\"architecture\": \"resnet-21\"}}",
+     "configs/x.json: model.architecture: expected \"reference\", \"resnet-N\" (N = 6n+2, 8..68), "
+     "\"wrn-N-k\" (N = 6n+4 >= 10, k >= 1) or non-empty array of layer objects, got \"resnet-21\""},
     {"{\"model\": {\"architecture\": \"tiny\"}}",
-     "configs/x.json: model.architecture: expected \"reference\" or non-empty array of layer "
+     "configs/x.json: model.architecture: expected \"reference\", \"resnet-N\" (N = 6n+2, 8..68), "
+     "\"wrn-N-k\" (N = 6n+4 >= 10, k >= 1) or non-empty array of layer "
      "objects, got \"tiny\""},
     {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4}]}}",
      "configs/x.json: model.architecture[0].kernel: expected integer >= 1, got nothing"},
@@ -571,6 +575,15 @@ static void test_round_trips(void) {
                    g[3].inputs[1] == 2,
                "residual graph spec");
     check_round_trip("residual graph", &cfg);
+
+    /* A built-in is written back by its name. */
+    TEST_OK(poet_config_parse("{\"model\": {\"members\": [{\"count\": 2, \"architecture\": "
+                              "\"resnet-20\"}, {\"count\": 1, \"architecture\": \"wrn-16-4\"}]}}",
+                              "builtins", &cfg));
+    TEST_CHECK(cfg.n_archs == 2 && strcmp(cfg.archs[0].name, "resnet-20") == 0 &&
+                   strcmp(cfg.archs[1].name, "wrn-16-4") == 0 && cfg.archs[0].n_layers == 72,
+               "built-in names %s %s", cfg.archs[0].name, cfg.archs[1].name);
+    check_round_trip("built-in architectures", &cfg);
 }
 
 static void test_total_iterations(void) {

@@ -48,7 +48,7 @@ typedef enum {
 } poet_init_kind;
 
 typedef struct {
-    char name[32];        /* "conv1.weight" */
+    char name[64];        /* "conv1.weight", "layer1.0.bn1.running_mean" */
     int ndims;
     int64_t dims[4];      /* PyTorch shape: OIHW, O, [out, in], [out] */
     size_t count;         /* elements */
@@ -102,6 +102,23 @@ double poet_arch_member_bytes(const poet_arch_plan *plan, int rows, int slots, i
 /* Bytes of the largest convolution's im2col matrix for `rows` images: the workspace a rank's
  * members share (one per rank in the estimate). */
 double poet_arch_workspace_bytes(const poet_arch_plan *plan, int rows);
+
+/* The named built-in architectures for K classes, any input shape (global average pooling before
+ * the classifier), tensors named as PyTorch's modules name them:
+ *   resnet-N  He et al.'s CIFAR ResNet, N = 6n + 2 (8..68): conv3x3(16)-BN-relu, 3 stages of n
+ *             basic blocks (conv3x3-BN-relu-conv3x3-BN, add, relu) of 16, 32, 64 channels, the
+ *             first block of stages 2 and 3 with stride 2 and a 1x1 strided convolution + BN on
+ *             its shortcut (option B), global average pooling, fc. Tensors conv1, bn1,
+ *             layer<s>.<b>.conv1/bn1/conv2/bn2, layer<s>.<b>.downsample.0/.1, fc.
+ *   wrn-N-k   Zagoruyko and Komodakis's Wide ResNet, N = 6n + 4 (10..), widening k >= 1:
+ *             conv3x3(16), 3 stages of n pre-activation blocks (BN-relu-conv3x3-BN-relu-conv3x3,
+ *             add) of 16k, 32k, 64k channels, a 1x1 convolution on the shortcut where the shape
+ *             changes (read after the block's first BN-relu), then BN-relu, global average
+ *             pooling, fc. Tensors conv1, block<s>.layer.<b>.bn1/conv1/bn2/conv2/convShortcut,
+ *             bn1, fc.
+ * Convolutions carry a bias (PyTorch's use bias=False before BN): C extra parameters each.
+ * Returns 1 and fills `arch` (named `name`) when `name` is one of these, else 0. */
+int poet_arch_builtin(const char *name, int classes, poet_arch *arch);
 
 /* Two architectures are equal when every layer spec and input is equal (names and ids aside). */
 int poet_arch_equal(const poet_arch *a, const poet_arch *b);

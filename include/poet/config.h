@@ -14,7 +14,7 @@
 
 #define POET_PATH_MAX 1024
 #define POET_NAME_MAX 128
-#define POET_MAX_LAYERS 32
+#define POET_MAX_LAYERS 256 /* resnet-56 has 198 */
 #define POET_MAX_ARCHS 16
 #define POET_MAX_MEMBERS 1024
 #define POET_MAX_INPUTS 4 /* inputs of one add layer */
