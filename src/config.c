@@ -80,6 +80,7 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->epochs = 1;
     cfg->lr = 0.5;
     cfg->momentum = 0.9;
+    cfg->decay_bn_bias = 1; /* PyTorch's SGD decays every parameter it is given */
     cfg->schedule = POET_LR_CONSTANT;
     cfg->step_size = 1000;
     cfg->gamma = 0.1;
@@ -135,7 +136,8 @@ static const char *const MODEL_KEYS[] = {"members", "architecture", "placement",
 static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "iterations", "lr",
                                             "momentum",   "weight_decay", "nesterov",   "schedule",
                                             "step_size",  "gamma",        "min_lr",     "seed",
-                                            "threads",    "log_every",    "eval_every", NULL};
+                                            "threads",    "log_every",    "eval_every",
+                                            "decay_bn_bias", NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
     "tree", "arity", "overlap", "chunks", "memory_limit_gib", NULL};
 static const char *const OUTPUT_KEYS[] = {"run_name",
@@ -868,6 +870,7 @@ static poet_status parse_training(const char *src, const cJSON *t, poet_config *
     POET_TRY(opt_number(src, "training", t, "momentum", 0.0, 0, 1.0, 1, &cfg->momentum));
     POET_TRY(opt_number(src, "training", t, "weight_decay", 0.0, 0, NAN, 0, &cfg->weight_decay));
     POET_TRY(opt_bool(src, "training", t, "nesterov", &cfg->nesterov));
+    POET_TRY(opt_bool(src, "training", t, "decay_bn_bias", &cfg->decay_bn_bias));
     int schedule = (int)cfg->schedule;
     POET_TRY(opt_enum(src, "training", t, "schedule", SCHEDULE_NAMES, &schedule));
     cfg->schedule = (poet_lr_schedule)schedule;
@@ -1325,6 +1328,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_number(&b, t, "momentum", cfg->momentum);
     put_number(&b, t, "weight_decay", cfg->weight_decay);
     put_bool(&b, t, "nesterov", cfg->nesterov);
+    put_bool(&b, t, "decay_bn_bias", cfg->decay_bn_bias);
     put_string(&b, t, "schedule", SCHEDULE_NAMES[cfg->schedule]);
     put_int(&b, t, "step_size", cfg->step_size);
     put_number(&b, t, "gamma", cfg->gamma);

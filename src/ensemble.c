@@ -198,7 +198,26 @@ fail:
 
 void poet_ensemble_step(poet_ensemble *e, double lr) {
     poet_sgd_step_params p = {lr, e->cfg->momentum, e->cfg->weight_decay, e->cfg->nesterov};
-    poet_sgd_step(e->params, e->grads, e->velocity, e->n_params, &p);
+    if (e->cfg->decay_bn_bias || e->cfg->weight_decay == 0) {
+        poet_sgd_step(e->params, e->grads, e->velocity, e->n_params, &p);
+        return;
+    }
+    /* Without decay on biases and batchnorm's weights (the 1-D tensors, as PyTorch users
+     * exclude them with parameter groups): tensor by tensor. The update is per element, so the
+     * decayed tensors get exactly the one-pass result. Stack layout: a tensor's G copies are
+     * contiguous. */
+    for (int s = 0; s < e->n_stacks; s++) {
+        const poet_member_stack *ms = &e->stacks[s];
+        const poet_arch_plan *plan = &e->plans[ms->arch];
+        for (int t = 0; t < plan->n_tensors; t++) {
+            const poet_tensor_info *ti = &plan->tensors[t];
+            size_t at = ms->param_offset + (size_t)ms->members * ti->offset;
+            poet_sgd_step_params q = p;
+            q.weight_decay = ti->ndims == 1 ? 0 : p.weight_decay;
+            poet_sgd_step(e->params + at, e->grads + at, e->velocity + at,
+                          (size_t)ms->members * ti->count, &q);
+        }
+    }
 }
 
 poet_status poet_ensemble_eval_forward(poet_ensemble *e, const float *images, int rows,

@@ -67,6 +67,7 @@ static const char *config_difference(const poet_config *a, const poet_config *b)
     SAME(momentum);
     SAME(weight_decay);
     SAME(nesterov);
+    SAME(decay_bn_bias);
     SAME(schedule);
     SAME(step_size);
     SAME(gamma);

@@ -124,3 +124,17 @@ endforeach()
 poet_add_test(traj_bn_onednn_ref ${RUN_TRAIN} 1 ${CMAKE_CURRENT_BINARY_DIR}/traj/bn_onednn_ref --
               ${TINY_BN} --set model.convolution=onednn)
 set_tests_properties(traj_bn_onednn_ref PROPERTIES FIXTURES_SETUP traj_bn)
+
+# training.decay_bn_bias = false updates tensor by tensor (no decay on 1-D tensors): the ranges in
+# stack layout must be right for stacks of one member and of two, so unfused on one rank and fused
+# on two ranks agree bit for bit.
+poet_add_test(traj_bn_nodecay_ref ${RUN_TRAIN} 1 ${CMAKE_CURRENT_BINARY_DIR}/traj/bn_nodecay_ref --
+              ${TINY_BN} --set training.weight_decay=0.05 --set training.decay_bn_bias=false)
+set_tests_properties(traj_bn_nodecay_ref PROPERTIES FIXTURES_SETUP traj_bn_nodecay)
+add_test(NAME traj_bn_nodecay_p2_fused COMMAND ${RUN_TRAIN} 2
+         ${CMAKE_CURRENT_BINARY_DIR}/traj/bn_nodecay_p2 --ref
+         ${CMAKE_CURRENT_BINARY_DIR}/traj/bn_nodecay_ref/trajectory -- ${TINY_BN}
+         --set training.weight_decay=0.05 --set training.decay_bn_bias=false
+         --set model.fused=true --set training.threads=1)
+set_tests_properties(traj_bn_nodecay_p2_fused PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS 2
+                                                  FIXTURES_REQUIRED traj_bn_nodecay TIMEOUT 300)

@@ -87,6 +87,7 @@ typedef struct {
     int epochs;
     long iterations;     /* total iterations; 0 = epochs * (train size / B) */
     double lr, momentum, weight_decay;
+    int decay_bn_bias; /* 0: no weight decay on biases and batchnorm weights (1-D tensors) */
     int nesterov;
     poet_lr_schedule schedule;
     long step_size;      /* step schedule: multiply lr by gamma every step_size iterations */
