@@ -313,7 +313,12 @@ static double kept_activations(const poet_arch_plan *plan) {
     double floats = (double)plan->input.c * plan->input.h * plan->input.w;
     for (int i = 0; i < plan->n_layers; i++) {
         const poet_layer_plan *lp = &plan->layers[i];
-        if (lp->kind != POET_LAYER_RELU)
+        /* A relu reading a conv or linear layer runs in place (a post-op); one after batchnorm
+         * or add has an output of its own. */
+        int in_place = lp->kind == POET_LAYER_RELU && lp->inputs[0] == i - 1 && i > 0 &&
+                       (plan->layers[i - 1].kind == POET_LAYER_CONV ||
+                        plan->layers[i - 1].kind == POET_LAYER_LINEAR);
+        if (!in_place)
             floats += (double)lp->out.c * lp->out.h * lp->out.w;
     }
     return floats;
