@@ -3,6 +3,7 @@
  *
  * usage: stack_time CONFIG [ITERATIONS [ROUNDS [ONLY]]]   defaults 30 iterations, 5 rounds
  *        ONLY = gemm or onednn times that algorithm alone (for profilers)
+ *        POET_BENCH_INPUT=CxHxW sets the image shape (default 1x28x28, Fashion-MNIST's)
  *
  * Builds one stack of all the config's members (the first member's architecture) with the config's
  * batch, PyTorch-initialised weights and random images, on OMP_NUM_THREADS threads (default: all
@@ -74,17 +75,28 @@ int main(int argc, char **argv) {
     poet_arch_plan plan;
     variant v[] = {{"gemm", POET_CONV_GEMM, NULL, 0, 0}, {"onednn", POET_CONV_ONEDNN, NULL, 0, 0}};
     float *params = NULL, *grads = NULL, *images = NULL, *logits = NULL, *dlogits = NULL;
+    poet_shape input = {1, 28, 28};
+    const char *shape = getenv("POET_BENCH_INPUT");
+    if (shape && (sscanf(shape, "%dx%dx%d", &input.c, &input.h, &input.w) != 3 || input.c < 1 ||
+                  input.h < 1 || input.w < 1)) {
+        fprintf(stderr, "stack_time: POET_BENCH_INPUT: expected CxHxW, got '%s'\n", shape);
+        free(cfg);
+        return 2;
+    }
     poet_status st = cfg ? poet_config_load(argv[1], cfg) : POET_ERR_NOMEM;
     if (st == POET_OK)
-        st = poet_arch_plan_build(&cfg->archs[cfg->member_arch[0]], (poet_shape){1, 28, 28},
-                                  cfg->classes, "model.architecture", &plan);
+        st = poet_arch_plan_build(&cfg->archs[cfg->member_arch[0]], input, cfg->classes,
+                                  "model.architecture", &plan);
     if (st != POET_OK) {
         fprintf(stderr, "stack_time: %s\n", poet_error_message());
         free(cfg);
         return st;
     }
     int G = cfg->members, B = cfg->batch_size, K = plan.classes;
-    size_t P = (size_t)G * plan.param_count, pixels = (size_t)B * 28 * 28;
+    size_t P = (size_t)G * plan.param_count;
+    size_t pixels = (size_t)B * input.c * input.h * input.w;
+    size_t S = (size_t)G * plan.state_count;
+    float *state = calloc(S + 1, sizeof *state);
     params = malloc(P * sizeof *params);
     grads = malloc(P * sizeof *grads);
     images = malloc(pixels * sizeof *images);
@@ -98,6 +110,9 @@ int main(int argc, char **argv) {
     for (int g = 0; g < G; g++) {
         poet_arch_init_member(&plan, 42, g, member);
         poet_stack_member_set(&plan, G, params, g, member);
+        poet_arch_init_state(&plan, member);
+        if (state)
+            poet_stack_state_set(&plan, G, state, g, member);
     }
     srand(1);
     for (size_t i = 0; i < pixels; i++)
@@ -107,7 +122,7 @@ int main(int argc, char **argv) {
 
     int threads = omp_get_max_threads();
     for (int a = 0; a < 2 && st == POET_OK; a++) {
-        poet_stack_options opt = {v[a].algorithm, threads, NULL};
+        poet_stack_options opt = {v[a].algorithm, threads, S ? state : NULL};
         st = poet_stack_create(&plan, G, B, 1, &opt, params, grads, &v[a].stack);
     }
     const char *only = argc > 4 ? argv[4] : NULL;
@@ -139,6 +154,7 @@ int main(int argc, char **argv) {
     free(logits);
     free(dlogits);
     free(member);
+    free(state);
     free(cfg);
     return st;
 }

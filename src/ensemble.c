@@ -122,6 +122,7 @@ poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, po
     e->batch = batch;
     e->eval_batch = eval_batch;
     e->input = input;
+    POET_ALLOC(e->plans, cfg->n_archs > 0 ? cfg->n_archs : 1);
     for (int a = 0; a < cfg->n_archs; a++)
         POET_TRY(poet_arch_plan_build(&cfg->archs[a], input, cfg->classes, "model.architecture",
                                       &e->plans[a]));
@@ -155,6 +156,7 @@ void poet_ensemble_destroy(poet_ensemble *e) {
         free(ms->eval_logits);
     }
     free(e->stacks);
+    free(e->plans);
     free(e->params);
     free(e->grads);
     free(e->velocity);

@@ -38,7 +38,8 @@ typedef struct {
     int batch;                           /* rows per training stack call (B, or B / chunks) */
     int eval_batch;
     poet_shape input;
-    poet_arch_plan plans[POET_MAX_ARCHS];
+    poet_arch_plan *plans;               /* [cfg->n_archs]; allocated: a plan of 256 layers is
+                                          * ~150 KB, too much for an ensemble on the stack */
     int member_rank[POET_MAX_MEMBERS];   /* owner of every member */
     int n_local;
     int local_ids[POET_MAX_MEMBERS];     /* global ids of this rank's members, ascending */

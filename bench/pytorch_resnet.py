@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""pytorch_resnet.py — PyTorch's side of the ResNet ensemble benchmark (issue 13).
+
+The same work as `POET_BENCH_INPUT=3x32x32 stack_time bench/resnet20-ensemble.json`: M ResNet-N
+members (He et al.'s CIFAR ResNet, option-B projections, convolutions with bias as poet's), one
+batch of B random 3x32x32 images, forward and backward of every member (the joint loss's gradient
+(q̄ − p)/(M·B) through the mean of the logits), fp32 on the CPU, in NCHW and in channels_last.
+Prints member-images/s per layout, best of ROUNDS rounds of ITERATIONS steps, and the peak RSS.
+
+usage: pytorch_resnet.py [--depth 20] [--members 4] [--batch 128] [--iterations 10] [--rounds 3]
+"""
+import argparse
+import resource
+import time
+
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class ResNet(nn.Module):
+    def __init__(self, depth, classes=10):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1)
+        self.bn1 = nn.BatchNorm2d(16)
+        layers, cin = [], 16
+        for s, width in enumerate((16, 32, 64)):
+            blocks = []
+            for b in range(n):
+                blocks.append(Block(cin, width, 2 if s > 0 and b == 0 else 1))
+                cin = width
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--members", type=int, default=4)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=3)
+    a = p.parse_args()
+    torch.manual_seed(0)
+    x = torch.randn(a.batch, 3, 32, 32)
+    y = torch.randint(0, 10, (a.batch,))
+    print("torch %s, %d threads, ResNet-%d x %d members, batch %d, 3x32x32"
+          % (torch.__version__, torch.get_num_threads(), a.depth, a.members, a.batch))
+    for layout in (torch.contiguous_format, torch.channels_last):
+        members = [ResNet(a.depth).to(memory_format=layout) for _ in range(a.members)]
+        xin = x.contiguous(memory_format=layout)
+
+        def step():
+            logits = torch.stack([m(xin) for m in members])  # [M, B, K]
+            loss = nn.functional.cross_entropy(logits.mean(0), y)
+            for m in members:
+                m.zero_grad(set_to_none=False)
+            loss.backward()
+
+        for _ in range(2):
+            step()
+        best = float("inf")
+        for _ in range(a.rounds):
+            t = time.perf_counter()
+            for _ in range(a.iterations):
+                step()
+            best = min(best, (time.perf_counter() - t) / a.iterations)
+        name = "channels_last" if layout == torch.channels_last else "NCHW"
+        print("pytorch_resnet %s %.2f ms/step %.0f member-images/s"
+              % (name, 1e3 * best, a.members * a.batch / best))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("peak RSS %.0f MiB (whole process, both layouts)" % rss)
+
+
+if __name__ == "__main__":
+    main()
