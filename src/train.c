@@ -179,9 +179,13 @@ static void root_loss(trainer *t, int slot, const uint8_t *labels, double *loss_
     float *grad = poet_tree_down_values(t->tree, slot);
     double loss;
     long ok;
-    poet_loss_fixed_to_mean(total + POET_TREE_HEADER, t->rows, c->classes, c->members, t->mean);
-    /* members × chunks as the divisor gives every micro-batch row (q̄ − p)/(M·B). */
-    poet_loss_joint(t->mean, labels, t->rows, c->classes, c->members * t->chunks, grad, &loss, &ok);
+    /* The mean is over the members in this iteration's mean (all of them without dropout). */
+    int kept = t->ens.kept_count[slot];
+    poet_loss_fixed_to_mean(total + POET_TREE_HEADER, t->rows, c->classes, kept, t->mean);
+    /* members × chunks as the divisor gives every micro-batch row (q̄ − p)/(M·B); beta weighs the
+     * joint term of a blend, whose own terms the members' ranks add (docs/objectives.md). */
+    poet_loss_joint_weighted(t->mean, labels, t->rows, c->classes, kept * t->chunks, c->beta, grad,
+                             &loss, &ok);
     *loss_sum += t->chunks == 1 ? loss : loss * t->rows / c->batch_size;
     *correct += ok;
     decision[POET_HDR_STOP] = total[POET_HDR_STOP];
@@ -209,6 +213,7 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
     for (int ch = 0; ch < t->chunks; ch++) {
+        poet_ensemble_draw(&t->ens, ch, it);
         forward_micro_batch(t, ch, t->images[0] + (size_t)ch * t->rows * t->image_size,
                             t->labels[0] + (size_t)ch * t->rows, local);
         lap(t, POET_PHASE_FORWARD);
@@ -265,6 +270,7 @@ static poet_status stale_launch(trainer *t, long it) {
         t->local = poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
+    poet_ensemble_draw(&t->ens, slot, it);
     forward_micro_batch(t, slot, t->images[slot], t->labels[slot], &t->local);
     lap(t, POET_PHASE_FORWARD);
     POET_TRY(poet_tree_reduce_start(t->tree, slot));
