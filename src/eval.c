@@ -108,13 +108,15 @@ static poet_status gather_members(MPI_Comm comm, const poet_ensemble *e, eval_sc
                               4300 + j % 1000, comm));
     }
     if (e->rank == 0) {
-        double acc_sum = 0;
+        double acc_sum = 0, nll_sum = 0;
         for (int j = 0; j < M; j++) {
             out->member_nll[j] = total[j] / N;
             out->member_accuracy[j] = total[M + j] / N;
             acc_sum += out->member_accuracy[j];
+            nll_sum += out->member_nll[j];
         }
         out->mean_member_accuracy = acc_sum / M;
+        out->mean_member_nll = nll_sum / M;
         out->disagreement = pairwise_disagreement(all, M, N, K);
     }
 fail:

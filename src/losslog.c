@@ -26,17 +26,18 @@
 #include "poet/fsutil.h"
 #include "poet/h5util.h"
 
-#define LOSSLOG_FORMAT_VERSION 1
+#define LOSSLOG_FORMAT_VERSION 2 /* 2: mean member loss and diversity columns */
 
-enum { COL_ITERATION, COL_LOSS, COL_ACCURACY, COL_LR, COL_SECONDS, COL_BYTES, N_ITER_COLS };
-static const char *const ITER_NAMES[N_ITER_COLS] = {"iteration", "loss",    "accuracy",
-                                                    "lr",        "seconds", "bytes"};
+enum { COL_ITERATION, COL_LOSS, COL_ACCURACY, COL_LR, COL_SECONDS, COL_BYTES, COL_MEAN_MEMBER,
+       COL_DIVERSITY, N_ITER_COLS };
+static const char *const ITER_NAMES[N_ITER_COLS] = {
+    "iteration", "loss", "accuracy", "lr", "seconds", "bytes", "mean_member_loss", "diversity"};
 
 enum { EV_ITERATION, EV_IMAGES, EV_NLL, EV_ACCURACY, EV_MEAN_MEMBER_ACCURACY, EV_DISAGREEMENT,
-       N_EVAL_COLS };
-static const char *const EVAL_NAMES[N_EVAL_COLS] = {"iteration",         "images",
-                                                    "ensemble_nll",      "ensemble_accuracy",
-                                                    "mean_member_accuracy", "disagreement"};
+       EV_MEAN_MEMBER_NLL, EV_DIVERSITY, N_EVAL_COLS };
+static const char *const EVAL_NAMES[N_EVAL_COLS] = {
+    "iteration",    "images",          "ensemble_nll", "ensemble_accuracy", "mean_member_accuracy",
+    "disagreement", "mean_member_nll", "diversity"};
 
 /* The open datasets of one log file and their rows. */
 typedef struct {
@@ -572,6 +573,12 @@ static poet_status flush_iterations(poet_losslog *log, double *scratch) {
     poet_status st = POET_OK;
     hsize_t n = (hsize_t)log->buffered, start = log->ds.rows;
     int64_t *ints = (int64_t *)scratch; /* same size as a double */
+    double *sums = NULL, *totals = NULL; /* [n] this rank's and every rank's kept member losses */
+    POET_ALLOC(sums, n);
+    POET_ALLOC(totals, n);
+    for (hsize_t r = 0; r < n; r++)
+        sums[r] = log->recs[r].kept_loss_sum;
+    POET_MPI(MPI_Reduce(sums, totals, (int)n, MPI_DOUBLE, MPI_SUM, 0, log->comm));
     for (int c = 0; c < N_ITER_COLS; c++)
         POET_TRY(set_rows(log->ds.iter[c], start + n, 0, log->path));
     POET_TRY(set_rows(log->ds.member_loss, start + n, log->members, log->path));
@@ -584,7 +591,9 @@ static poet_status flush_iterations(poet_losslog *log, double *scratch) {
             case COL_ACCURACY: scratch[r] = rec->accuracy; break;
             case COL_LR: scratch[r] = rec->lr; break;
             case COL_SECONDS: scratch[r] = rec->seconds; break;
-            default: scratch[r] = rec->bytes; break;
+            case COL_BYTES: scratch[r] = rec->bytes; break;
+            case COL_MEAN_MEMBER: scratch[r] = totals[r] / rec->kept; break;
+            default: scratch[r] = totals[r] / rec->kept - rec->loss; break;
             }
         }
         POET_TRY(write_column(log, log->ds.iter[c],
@@ -596,6 +605,8 @@ static poet_status flush_iterations(poet_losslog *log, double *scratch) {
     log->ds.rows = start + n;
     log->buffered = 0;
 fail:
+    free(sums);
+    free(totals);
     return st;
 }
 
@@ -620,7 +631,9 @@ static poet_status flush_evals(poet_losslog *log, double *scratch) {
             case EV_NLL: scratch[r] = res->ensemble_nll; break;
             case EV_ACCURACY: scratch[r] = res->ensemble_accuracy; break;
             case EV_MEAN_MEMBER_ACCURACY: scratch[r] = res->mean_member_accuracy; break;
-            default: scratch[r] = res->disagreement; break;
+            case EV_DISAGREEMENT: scratch[r] = res->disagreement; break;
+            case EV_MEAN_MEMBER_NLL: scratch[r] = res->mean_member_nll; break;
+            default: scratch[r] = res->mean_member_nll - res->ensemble_nll; break;
             }
         }
         hid_t type = c <= EV_IMAGES ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE;

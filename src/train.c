@@ -340,9 +340,9 @@ static void print_progress(const trainer *t, long it, const iteration_outcome *o
 
 static void print_eval(const poet_eval_result *r, int members) {
     printf("eval  iter %ld: ensemble accuracy %.4f  nll %.4f  | mean member accuracy %.4f  "
-           "disagreement %.4f\n",
+           "disagreement %.4f  | mean member nll %.4f  diversity %.4f\n",
            r->iteration, r->ensemble_accuracy, r->ensemble_nll, r->mean_member_accuracy,
-           r->disagreement);
+           r->disagreement, r->mean_member_nll, r->mean_member_nll - r->ensemble_nll);
     printf("      members:");
     for (int j = 0; j < members && j < 16; j++)
         printf(" %.3f", r->member_accuracy[j]);
@@ -423,7 +423,14 @@ static void record_trajectory(trainer *t, long it, double loss) {
 static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o, double seconds,
                                  uint64_t bytes) {
     poet_iteration_record rec = {it, o->loss, o->accuracy, poet_lr_at(t->cfg, it, t->total), seconds,
-                                 (double)bytes};
+                                 (double)bytes, 0, 0};
+    /* The members in this iteration's mean: micro-batches share the iteration's draw (slot 0); the
+     * stale mode keeps iteration it's in slot it % 2. */
+    int slot = t->cfg->overlap == POET_OVERLAP_STALE ? (int)(it % 2) : 0;
+    rec.kept = t->ens.kept_count[slot];
+    for (int i = 0; i < t->ens.n_local; i++)
+        if (t->ens.kept[slot][t->ens.local_ids[i]])
+            rec.kept_loss_sum += t->member_loss[i];
     return t->log ? poet_losslog_append(t->log, &rec, t->member_loss) : POET_OK;
 }
 

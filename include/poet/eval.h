@@ -20,6 +20,7 @@ typedef struct {
     double member_accuracy[POET_MAX_MEMBERS]; /* each member on its own, by global id */
     double member_nll[POET_MAX_MEMBERS];
     double mean_member_accuracy;
+    double mean_member_nll;  /* mean over members of member_nll; minus ensemble_nll: diversity */
     double disagreement;     /* mean over member pairs of the fraction of images they classify differently */
 } poet_eval_result;
 
