@@ -343,11 +343,31 @@ static void print_eval(const poet_eval_result *r, int members) {
            "disagreement %.4f  | mean member nll %.4f  diversity %.4f\n",
            r->iteration, r->ensemble_accuracy, r->ensemble_nll, r->mean_member_accuracy,
            r->disagreement, r->mean_member_nll, r->mean_member_nll - r->ensemble_nll);
+    printf("      calibration: ensemble brier %.4f  ece %.4f  | probability mean accuracy %.4f  "
+           "nll %.4f  brier %.4f  ece %.4f  | mean member brier %.4f  ece %.4f\n",
+           r->ensemble_brier, r->ensemble_ece, r->probmean_accuracy, r->probmean_nll,
+           r->probmean_brier, r->probmean_ece, r->mean_member_brier, r->mean_member_ece);
     printf("      members:");
     for (int j = 0; j < members && j < 16; j++)
         printf(" %.3f", r->member_accuracy[j]);
     printf("%s\n", members > 16 ? " ..." : "");
     fflush(stdout);
+}
+
+/* Member health: a member whose accuracy is at chance level has stopped learning (or never
+ * started); say which, once per evaluation, even with --quiet. */
+static void warn_members_at_chance(const poet_eval_result *r, int members) {
+    if (!r->members_at_chance)
+        return;
+    fprintf(stderr, "poet: warning: evaluation after %ld iterations: %d member(s) at chance level "
+                    "(accuracy <= %.4f on %ld images):",
+            r->iteration, r->members_at_chance, r->chance_threshold, r->images);
+    for (int j = 0, shown = 0; j < members && shown < 16; j++)
+        if (r->member_at_chance[j] > 0) {
+            fprintf(stderr, " member %d (%.4f)", j, r->member_accuracy[j]);
+            shown++;
+        }
+    fprintf(stderr, "%s\n", r->members_at_chance > 16 ? " ..." : "");
 }
 
 static poet_status evaluate(trainer *t, long iteration, poet_train_summary *summary) {
@@ -356,6 +376,8 @@ static poet_status evaluate(trainer *t, long iteration, poet_train_summary *summ
     summary->evaluated = 1;
     if (t->rank == 0 && !t->opt->quiet)
         print_eval(&summary->eval, t->cfg->members);
+    if (t->rank == 0)
+        warn_members_at_chance(&summary->eval, t->cfg->members);
     if (t->log)
         POET_TRY(poet_losslog_eval(t->log, &summary->eval));
 fail:
