@@ -79,3 +79,12 @@ obj_config_error(dropout_one "0, 1), got 1 (from --set training.member_dropout=1
                  member_dropout=1)
 obj_config_error(dropout_negative "0, 1), got -0.5 (from --set training.member_dropout=-0.5)"
                  member_dropout=-0.5)
+
+# Metrics ensemble papers report: accuracy, NLL, Brier, 15-bin ECE against hand-computed values.
+poet_test_executable(test_metrics ${CMAKE_CURRENT_SOURCE_DIR}/test_metrics.c)
+poet_add_test(metrics $<TARGET_FILE:test_metrics>)
+
+# poet eval: the calibration metrics, the same on any rank count.
+poet_add_test(obj_eval_ranks ${CMAKE_CURRENT_SOURCE_DIR}/eval_ranks.sh $<TARGET_FILE:poet>
+              ${MPIEXEC_EXECUTABLE} ${OBJ_DIR}/eval_ranks ${OBJ_TINY})
+set_tests_properties(obj_eval_ranks PROPERTIES PROCESSORS 3 TIMEOUT 300)
