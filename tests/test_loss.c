@@ -223,12 +223,29 @@ static void test_member_grad(void) {
     poet_loss_joint(mean, labels, B, K, 1, joint, &loss, &correct);
     poet_loss_member_grad(&logits[2][0][0], K, labels, B, K, 1, 1.0, own);
     TEST_CHECK(memcmp(joint, own, sizeof own) == 0, "own gradient differs from a 1-member joint");
+    /* Also for logits below 2^-8, whose float bits are finer than the 2^-32 grid (the own term
+     * rounds them as the fixed-point sum does; the float gradient rarely sees the difference). */
+    float tiny[B * K];
+    int64_t tiny_acc[B * K] = {0};
+    for (int i = 0; i < B * K; i++)
+        tiny[i] = (&logits[2][0][0])[i] * 1e-5f;
+    TEST_OK(poet_loss_add_fixed(tiny_acc, tiny, K, B, K, 2));
+    poet_loss_fixed_to_mean(tiny_acc, B, K, 1, mean);
+    poet_loss_joint(mean, labels, B, K, 1, joint, &loss, &correct);
+    poet_loss_member_grad(tiny, K, labels, B, K, 1, 1.0, own);
+    TEST_CHECK(memcmp(joint, own, sizeof own) == 0,
+               "own gradient of tiny logits differs from a 1-member joint");
+    poet_loss_member_grad(&logits[2][0][0], K, labels, B, K, 1, 1.0, own);
     poet_loss_member_grad(&logits[2][0][0], K, labels, B, K, 4, 0.75, own3);
     int off = 0;
     for (int i = 0; i < B * K; i++)
         off += fabsf(own3[i] - own[i] * 0.75f / 4) > 1e-7f * fabsf(own[i]) + 1e-12f;
     TEST_CHECK(off == 0, "%d entries of the weighted own gradient are not 0.75/4 of it", off);
     /* beta = 1 keeps poet_loss_joint's bits; beta = 0.5 halves them exactly. */
+    memset(acc, 0, sizeof acc);
+    TEST_OK(poet_loss_add_fixed(acc, &logits[2][0][0], K, B, K, 2));
+    poet_loss_fixed_to_mean(acc, B, K, 1, mean);
+    poet_loss_joint(mean, labels, B, K, 1, joint, &loss, &correct);
     float w1[B * K], w5[B * K];
     poet_loss_joint_weighted(mean, labels, B, K, 1, 1.0, w1, &loss, &correct);
     poet_loss_joint_weighted(mean, labels, B, K, 1, 0.5, w5, &loss, &correct);
