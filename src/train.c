@@ -75,6 +75,7 @@ typedef struct {
     double phase_mark;     /* when the current phase began */
     double phase_seconds[POET_PHASES];
     poet_memplan memory;   /* the estimate checked before anything large is allocated */
+    int evaluate_only;     /* poet eval: its member lines mark members at chance, no warning */
 } trainer;
 
 /* Charges the time since the last mark to `phase` (profile in the summary and bench/). */
@@ -376,7 +377,7 @@ static poet_status evaluate(trainer *t, long iteration, poet_train_summary *summ
     summary->evaluated = 1;
     if (t->rank == 0 && !t->opt->quiet)
         print_eval(&summary->eval, t->cfg->members);
-    if (t->rank == 0)
+    if (t->rank == 0 && !t->evaluate_only)
         warn_members_at_chance(&summary->eval, t->cfg->members);
     if (t->log)
         POET_TRY(poet_losslog_eval(t->log, &summary->eval));
@@ -635,6 +636,7 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     t.opt = &opt;
     t.chunks = 1;
     t.rows = cfg->batch_size;
+    t.evaluate_only = 1;
     POET_MPI(MPI_Comm_rank(comm, &t.rank));
     POET_MPI(MPI_Comm_size(comm, &t.ranks));
     POET_TRY(poet_error_agree(comm, load_data(&t)));
