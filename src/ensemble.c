@@ -51,7 +51,8 @@ static poet_status plan_stacks(poet_ensemble *e) {
     for (int i = 0; i < e->n_local;) {
         int arch = e->cfg->member_arch[e->local_ids[i]];
         int g = 1;
-        while (e->cfg->fused && !e->per_member && i + g < e->n_local && e->cfg->member_arch[e->local_ids[i + g]] == arch)
+        while (e->cfg->fused && !e->per_member && i + g < e->n_local &&
+               e->cfg->member_arch[e->local_ids[i + g]] == arch)
             g++;
         poet_member_stack *s = &e->stacks[e->n_stacks++];
         s->arch = arch;

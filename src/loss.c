@@ -75,7 +75,8 @@ static int argmax_row_f64(const double *row, int classes) {
 
 void poet_loss_joint(const double *mean_logits, const uint8_t *labels, int batch, int classes,
                      int members, float *grad, double *loss, long *correct) {
-    poet_loss_joint_weighted(mean_logits, labels, batch, classes, members, 1.0, grad, loss, correct);
+    poet_loss_joint_weighted(mean_logits, labels, batch, classes, members, 1.0, grad, loss,
+                             correct);
 }
 
 void poet_loss_joint_weighted(const double *mean_logits, const uint8_t *labels, int batch,

@@ -233,7 +233,8 @@ static poet_status summarise_iterations(const log_file *lf, long rows, long memb
     s->end_mean_member_loss = s->end_diversity = NAN;
     if (s->decomposed) {
         /* accuracy's buffer is read already: reuse it and smooth for the column's window. */
-        POET_TRY(read_rows(lf, "iterations", "mean_member_loss", H5T_NATIVE_DOUBLE, 0, rows, smooth));
+        POET_TRY(
+            read_rows(lf, "iterations", "mean_member_loss", H5T_NATIVE_DOUBLE, 0, rows, smooth));
         s->end_mean_member_loss = mean_of(smooth + rows - w, w);
         POET_TRY(read_rows(lf, "iterations", "diversity", H5T_NATIVE_DOUBLE, 0, rows, smooth));
         s->end_diversity = mean_of(smooth + rows - w, w);
@@ -274,7 +275,8 @@ static poet_status summarise_evals(const log_file *lf, long evals, poet_report_s
     POET_TRY(read_rows(lf, "eval", "disagreement", H5T_NATIVE_DOUBLE, last, 1,
                        &s->eval_disagreement));
     s->eval_mean_member_nll = s->eval_diversity = NAN;
-    if (has_object(lf->file, "eval", "mean_member_nll") && has_object(lf->file, "eval", "diversity")) {
+    if (has_object(lf->file, "eval", "mean_member_nll") &&
+        has_object(lf->file, "eval", "diversity")) {
         POET_TRY(read_rows(lf, "eval", "mean_member_nll", H5T_NATIVE_DOUBLE, last, 1,
                            &s->eval_mean_member_nll));
         POET_TRY(read_rows(lf, "eval", "diversity", H5T_NATIVE_DOUBLE, last, 1,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# eval_ranks.sh POET MPIEXEC WORKDIR CONFIG: trains CONFIG on one rank, then evaluates its checkpoint
-# with `poet eval` on 1 and on 3 ranks. Passes only when both print the same metrics, character for
-# character (sums are exact, so the rank count must not matter), including the calibration lines:
-# Brier, ECE, the probability-mean prediction and the diversity.
+# eval_ranks.sh POET MPIEXEC WORKDIR CONFIG: trains CONFIG on one rank, then evaluates its
+# checkpoint with `poet eval` on 1 and on 3 ranks. Passes only when both print the same metrics,
+# character for character (sums are exact, so the rank count must not matter), including the
+# calibration lines: Brier, ECE, the probability-mean prediction and the diversity. Also checks the
+# member-health warning of the training run and the log's marks.
 set -u
 poet=$1 mpiexec=$2 work=$3 config=$4
 rm -rf "$work" && mkdir -p "$work"
@@ -12,8 +13,9 @@ set_dir=(--set output.checkpoint_dir="\"$work/ckpt\"")
   { cat "$work/train.out"; fail "training failed"; }
 # Member health: tiny's 50 iterations leave members at chance level; the warning names them and
 # the log marks them (the count column agrees with the matrix).
-grep -E "^poet: warning: evaluation after 50 iterations: [0-9]+ member\(s\) at chance level .*member [0-9]+ \(0\.[0-9]+\)" \
-  "$work/train.out" || { cat "$work/train.out"; fail "no warning naming the members at chance"; }
+warning="^poet: warning: evaluation after 50 iterations: [0-9]+ member\(s\) at chance level"
+grep -E "$warning .*member [0-9]+ \(0\.[0-9]+\)" "$work/train.out" ||
+  { cat "$work/train.out"; fail "no warning naming the members at chance"; }
 /usr/bin/python3 - "$work/ckpt/log.h5" <<'PY' || fail "the log does not mark the members at chance"
 import sys, h5py
 with h5py.File(sys.argv[1], "r") as h:

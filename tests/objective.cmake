@@ -1,5 +1,6 @@
 # Objectives against learner collusion (issue 15, docs/objectives.md): the blend's ends are today's
-# joint training and separate one-member trainings; member dropout is bitwise across ranks and resume.
+# joint training and separate one-member trainings; member dropout is bitwise across ranks and
+# resume.
 set(OBJ_TINY ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json)
 set(OBJ_RUN ${CMAKE_CURRENT_SOURCE_DIR}/run_train.sh $<TARGET_FILE:poet> ${MPIEXEC_EXECUTABLE})
 set(OBJ_DIR ${CMAKE_CURRENT_BINARY_DIR}/objective)

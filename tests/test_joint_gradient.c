@@ -204,7 +204,8 @@ static void run(int M) {
     free(ref_dlogits), free(ref_grads), free(caches), free(fused_member), free(sep_d);
 }
 
-/* The blended gradient of M members for `beta`, as the trainer computes it, against the reference. */
+/* The blended gradient of M members for `beta`, as the trainer computes it, against the
+ * reference. */
 static void run_blend(int M, double beta) {
     poet_arch_plan plan;
     reference_plan(&plan);

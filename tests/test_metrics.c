@@ -38,13 +38,13 @@ static void test_hand(void) {
                       (0.14 + 0.78 + 0.1608 + 0.5078) / 4, 0.425};
     test_compare_f64("accuracy, nll, brier, ece (hand)", got, want, 4, 1e-12, 1e-12);
     TEST_CHECK(m.bin_count[10] == 2 && m.bin_count[7] == 1 && m.bin_count[6] == 1,
-               "bins: 10 holds %g, 7 %g, 6 %g; expected 2, 1, 1", m.bin_count[10],
-               m.bin_count[7], m.bin_count[6]);
+               "bins: 10 holds %g, 7 %g, 6 %g; expected 2, 1, 1", m.bin_count[10], m.bin_count[7],
+               m.bin_count[6]);
     poet_metrics_merge(&half1, &half2);
     TEST_CHECK(memcmp(&half1, &m, sizeof m) == 0 || fabs(poet_metrics_ece(&half1) - 0.425) < 1e-12,
                "merged halves differ from the whole");
-    test_compare_f64("merged halves' ece", (double[]){poet_metrics_ece(&half1)}, &want[3], 1,
-                     1e-12, 1e-12);
+    test_compare_f64("merged halves' ece", (double[]){poet_metrics_ece(&half1)}, &want[3], 1, 1e-12,
+                     1e-12);
     /* A perfectly calibrated, perfectly confident prediction: Brier 0, ECE 0. */
     poet_metrics sure;
     memset(&sure, 0, sizeof sure);
@@ -72,8 +72,9 @@ static void test_bins(void) {
         int bin;
     } cases[] = {{0.0, 0}, {0.01, 0}, {0.1, 1}, {0.5, 7}, {0.7, 10}, {0.99, 14}, {1.0, 14}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        TEST_CHECK(poet_metrics_bin(cases[i].c) == cases[i].bin, "confidence %g in bin %d, expected %d",
-                   cases[i].c, poet_metrics_bin(cases[i].c), cases[i].bin);
+        TEST_CHECK(poet_metrics_bin(cases[i].c) == cases[i].bin,
+                   "confidence %g in bin %d, expected %d", cases[i].c, poet_metrics_bin(cases[i].c),
+                   cases[i].bin);
     double t = poet_metrics_chance_threshold(10, 10000);
     test_compare_f64("chance threshold K=10 N=10000 (0.1 + 3·0.003)", &t, (double[]){0.109}, 1,
                      1e-12, 1e-12);
@@ -95,10 +96,11 @@ static void test_diversity_nonnegative(void) {
             labels[b] = (uint8_t)(poet_rng_u64(9, POET_STREAM_TEST, (uint64_t)t * 64 + b) % C);
         for (int j = 0; j < M; j++) {
             for (int i = 0; i < B * C; i++)
-                logits[j][i] = (float)((poet_rng_uniform(9, POET_STREAM_TEST,
-                                                         1000000 + ((uint64_t)t * M + j) * B * C + i) -
-                                        0.5) *
-                                       (t % 10 + 1) * 4);
+                logits[j][i] =
+                    (float)((poet_rng_uniform(9, POET_STREAM_TEST,
+                                              1000000 + ((uint64_t)t * M + j) * B * C + i) -
+                             0.5) *
+                            (t % 10 + 1) * 4);
             TEST_OK(poet_loss_add_fixed(acc, logits[j], C, B, C, j));
             double loss;
             poet_loss_member(logits[j], C, labels, B, C, &loss, &correct);

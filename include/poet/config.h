@@ -52,7 +52,11 @@ typedef enum { POET_OVERLAP_NONE, POET_OVERLAP_EXACT, POET_OVERLAP_STALE } poet_
 typedef enum { POET_LR_CONSTANT, POET_LR_STEP, POET_LR_COSINE } poet_lr_schedule;
 /* What the members are trained on (docs/objectives.md): the joint loss of the mean logits, each
  * member's own loss, or a blend of the two weighted by beta. */
-typedef enum { POET_OBJECTIVE_JOINT, POET_OBJECTIVE_INDEPENDENT, POET_OBJECTIVE_BLEND } poet_objective;
+typedef enum {
+    POET_OBJECTIVE_JOINT,
+    POET_OBJECTIVE_INDEPENDENT,
+    POET_OBJECTIVE_BLEND
+} poet_objective;
 
 typedef struct {
     char source[POET_PATH_MAX]; /* file the config came from (for messages) */

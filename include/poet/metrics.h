@@ -9,16 +9,17 @@
 
 #include <stdint.h>
 
-#define POET_ECE_BINS 15 /* equal-width confidence bins: bin b holds confidences in (b/15, (b+1)/15] */
+#define POET_ECE_BINS                                                                              \
+    15 /* equal-width confidence bins: bin b holds confidences in (b/15, (b+1)/15] */
 
 typedef struct {
-    double images;                      /* N */
-    double correct;                     /* argmax = label */
-    double nll;                         /* Σ −log p[label] */
-    double brier;                       /* Σ_n Σ_k (p_k − [k = label])² */
-    double bin_count[POET_ECE_BINS];    /* images whose confidence (max p) falls in the bin */
+    double images;                        /* N */
+    double correct;                       /* argmax = label */
+    double nll;                           /* Σ −log p[label] */
+    double brier;                         /* Σ_n Σ_k (p_k − [k = label])² */
+    double bin_count[POET_ECE_BINS];      /* images whose confidence (max p) falls in the bin */
     double bin_confidence[POET_ECE_BINS]; /* Σ confidence in the bin */
-    double bin_correct[POET_ECE_BINS];  /* Σ correct in the bin */
+    double bin_correct[POET_ECE_BINS];    /* Σ correct in the bin */
 } poet_metrics;
 
 #define POET_METRICS_DOUBLES ((int)(sizeof(poet_metrics) / sizeof(double)))
