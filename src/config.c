@@ -86,6 +86,8 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->gamma = 0.1;
     cfg->seed = 42;
     cfg->log_every = 20;
+    cfg->objective = POET_OBJECTIVE_JOINT;
+    cfg->beta = 1.0;
 
     cfg->tree = POET_TREE_BINARY;
     cfg->arity = 2;
@@ -107,6 +109,7 @@ long poet_config_total_iterations(const poet_config *cfg, long train_size) {
 static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", NULL};
 static const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
 static const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
+static const char *const OBJECTIVE_NAMES[] = {"joint", "independent", "blend", NULL};
 static const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
 static const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool",  "max_pool",
                                           "linear", "add",  "batchnorm", NULL};
@@ -137,7 +140,8 @@ static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "itera
                                             "momentum",   "weight_decay", "nesterov",   "schedule",
                                             "step_size",  "gamma",        "min_lr",     "seed",
                                             "threads",    "log_every",    "eval_every",
-                                            "decay_bn_bias", NULL};
+                                            "decay_bn_bias", "objective", "beta", "member_dropout",
+                                            NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
     "tree", "arity", "overlap", "chunks", "memory_limit_gib", NULL};
 static const char *const OUTPUT_KEYS[] = {"run_name",
@@ -891,6 +895,22 @@ static poet_status parse_training(const char *src, const cJSON *t, poet_config *
         return bad_value(src, "training.nesterov",
                          "false when training.momentum is 0 (Nesterov needs momentum > 0)",
                          cJSON_GetObjectItemCaseSensitive(t, "nesterov"));
+    int objective = (int)cfg->objective;
+    POET_TRY(opt_enum(src, "training", t, "objective", OBJECTIVE_NAMES, &objective));
+    cfg->objective = (poet_objective)objective;
+    /* beta only means something for a blend; joint and independent are its two ends. */
+    const cJSON *beta = cJSON_GetObjectItemCaseSensitive(t, "beta");
+    if (beta && cfg->objective != POET_OBJECTIVE_BLEND)
+        return bad_value(src, "training.beta", "no beta unless training.objective is \"blend\"",
+                         beta);
+    if (cfg->objective == POET_OBJECTIVE_BLEND && !beta)
+        return bad_value(src, "training.objective",
+                         "\"blend\" together with training.beta (a number in [0, 1])",
+                         cJSON_GetObjectItemCaseSensitive(t, "objective"));
+    cfg->beta = cfg->objective == POET_OBJECTIVE_JOINT ? 1.0 : 0.0;
+    POET_TRY(opt_number(src, "training", t, "beta", 0.0, 0, 1.0, 0, &cfg->beta));
+    POET_TRY(opt_number(src, "training", t, "member_dropout", 0.0, 0, 1.0, 1,
+                        &cfg->member_dropout));
 fail:
     return st;
 }
@@ -1337,6 +1357,10 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_int(&b, t, "threads", cfg->threads);
     put_int(&b, t, "log_every", cfg->log_every);
     put_int(&b, t, "eval_every", cfg->eval_every);
+    put_string(&b, t, "objective", OBJECTIVE_NAMES[cfg->objective]);
+    if (cfg->objective == POET_OBJECTIVE_BLEND)
+        put_number(&b, t, "beta", cfg->beta);
+    put_number(&b, t, "member_dropout", cfg->member_dropout);
 
     cJSON *d = attach(&b, root, "distributed", cJSON_CreateObject());
     put_string(&b, d, "tree", poet_tree_kind_name(cfg->tree));

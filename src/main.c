@@ -243,12 +243,18 @@ static int cmd_eval(const world *w, int argc, char **argv) {
     }
     if (st == POET_OK && w->rank == 0) {
         printf("iteration %ld, %ld test images\n", r->iteration, r->images);
-        printf("ensemble: accuracy %.4f  nll %.4f\n", r->ensemble_accuracy, r->ensemble_nll);
-        printf("members:  mean accuracy %.4f  disagreement %.4f\n", r->mean_member_accuracy,
-               r->disagreement);
+        printf("ensemble: accuracy %.4f  nll %.4f  brier %.4f  ece %.4f  (mean of logits)\n",
+               r->ensemble_accuracy, r->ensemble_nll, r->ensemble_brier, r->ensemble_ece);
+        printf("          accuracy %.4f  nll %.4f  brier %.4f  ece %.4f  (mean of probabilities)\n",
+               r->probmean_accuracy, r->probmean_nll, r->probmean_brier, r->probmean_ece);
+        printf("members:  mean accuracy %.4f  nll %.4f  brier %.4f  ece %.4f  disagreement %.4f  "
+               "diversity %.4f\n",
+               r->mean_member_accuracy, r->mean_member_nll, r->mean_member_brier,
+               r->mean_member_ece, r->disagreement, r->mean_member_nll - r->ensemble_nll);
         for (int j = 0; j < cfg->members; j++)
-            printf("  member %4d: accuracy %.4f  nll %.4f\n", j, r->member_accuracy[j],
-                   r->member_nll[j]);
+            printf("  member %4d: accuracy %.4f  nll %.4f  brier %.4f  ece %.4f%s\n", j,
+                   r->member_accuracy[j], r->member_nll[j], r->member_brier[j], r->member_ece[j],
+                   r->member_at_chance[j] > 0 ? "  (at chance level)" : "");
     }
     free(cfg);
     free(r);

@@ -75,6 +75,7 @@ typedef struct {
     double phase_mark;     /* when the current phase began */
     double phase_seconds[POET_PHASES];
     poet_memplan memory;   /* the estimate checked before anything large is allocated */
+    int evaluate_only;     /* poet eval: its member lines mark members at chance, no warning */
 } trainer;
 
 /* Charges the time since the last mark to `phase` (profile in the summary and bench/). */
@@ -179,9 +180,13 @@ static void root_loss(trainer *t, int slot, const uint8_t *labels, double *loss_
     float *grad = poet_tree_down_values(t->tree, slot);
     double loss;
     long ok;
-    poet_loss_fixed_to_mean(total + POET_TREE_HEADER, t->rows, c->classes, c->members, t->mean);
-    /* members × chunks as the divisor gives every micro-batch row (q̄ − p)/(M·B). */
-    poet_loss_joint(t->mean, labels, t->rows, c->classes, c->members * t->chunks, grad, &loss, &ok);
+    /* The mean is over the members in this iteration's mean (all of them without dropout). */
+    int kept = t->ens.kept_count[slot];
+    poet_loss_fixed_to_mean(total + POET_TREE_HEADER, t->rows, c->classes, kept, t->mean);
+    /* members × chunks as the divisor gives every micro-batch row (q̄ − p)/(M·B); beta weighs the
+     * joint term of a blend, whose own terms the members' ranks add (docs/objectives.md). */
+    poet_loss_joint_weighted(t->mean, labels, t->rows, c->classes, kept * t->chunks, c->beta, grad,
+                             &loss, &ok);
     *loss_sum += t->chunks == 1 ? loss : loss * t->rows / c->batch_size;
     *correct += ok;
     decision[POET_HDR_STOP] = total[POET_HDR_STOP];
@@ -209,6 +214,7 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
     for (int ch = 0; ch < t->chunks; ch++) {
+        poet_ensemble_draw(&t->ens, ch, it);
         forward_micro_batch(t, ch, t->images[0] + (size_t)ch * t->rows * t->image_size,
                             t->labels[0] + (size_t)ch * t->rows, local);
         lap(t, POET_PHASE_FORWARD);
@@ -265,6 +271,7 @@ static poet_status stale_launch(trainer *t, long it) {
         t->local = poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
+    poet_ensemble_draw(&t->ens, slot, it);
     forward_micro_batch(t, slot, t->images[slot], t->labels[slot], &t->local);
     lap(t, POET_PHASE_FORWARD);
     POET_TRY(poet_tree_reduce_start(t->tree, slot));
@@ -334,14 +341,34 @@ static void print_progress(const trainer *t, long it, const iteration_outcome *o
 
 static void print_eval(const poet_eval_result *r, int members) {
     printf("eval  iter %ld: ensemble accuracy %.4f  nll %.4f  | mean member accuracy %.4f  "
-           "disagreement %.4f\n",
+           "disagreement %.4f  | mean member nll %.4f  diversity %.4f\n",
            r->iteration, r->ensemble_accuracy, r->ensemble_nll, r->mean_member_accuracy,
-           r->disagreement);
+           r->disagreement, r->mean_member_nll, r->mean_member_nll - r->ensemble_nll);
+    printf("      calibration: ensemble brier %.4f  ece %.4f  | probability mean accuracy %.4f  "
+           "nll %.4f  brier %.4f  ece %.4f  | mean member brier %.4f  ece %.4f\n",
+           r->ensemble_brier, r->ensemble_ece, r->probmean_accuracy, r->probmean_nll,
+           r->probmean_brier, r->probmean_ece, r->mean_member_brier, r->mean_member_ece);
     printf("      members:");
     for (int j = 0; j < members && j < 16; j++)
         printf(" %.3f", r->member_accuracy[j]);
     printf("%s\n", members > 16 ? " ..." : "");
     fflush(stdout);
+}
+
+/* Member health: a member whose accuracy is at chance level has stopped learning (or never
+ * started); say which, once per evaluation, even with --quiet. */
+static void warn_members_at_chance(const poet_eval_result *r, int members) {
+    if (!r->members_at_chance)
+        return;
+    fprintf(stderr, "poet: warning: evaluation after %ld iterations: %d member(s) at chance level "
+                    "(accuracy <= %.4f on %ld images):",
+            r->iteration, r->members_at_chance, r->chance_threshold, r->images);
+    for (int j = 0, shown = 0; j < members && shown < 16; j++)
+        if (r->member_at_chance[j] > 0) {
+            fprintf(stderr, " member %d (%.4f)", j, r->member_accuracy[j]);
+            shown++;
+        }
+    fprintf(stderr, "%s\n", r->members_at_chance > 16 ? " ..." : "");
 }
 
 static poet_status evaluate(trainer *t, long iteration, poet_train_summary *summary) {
@@ -350,6 +377,8 @@ static poet_status evaluate(trainer *t, long iteration, poet_train_summary *summ
     summary->evaluated = 1;
     if (t->rank == 0 && !t->opt->quiet)
         print_eval(&summary->eval, t->cfg->members);
+    if (t->rank == 0 && !t->evaluate_only)
+        warn_members_at_chance(&summary->eval, t->cfg->members);
     if (t->log)
         POET_TRY(poet_losslog_eval(t->log, &summary->eval));
 fail:
@@ -417,7 +446,14 @@ static void record_trajectory(trainer *t, long it, double loss) {
 static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o, double seconds,
                                  uint64_t bytes) {
     poet_iteration_record rec = {it, o->loss, o->accuracy, poet_lr_at(t->cfg, it, t->total), seconds,
-                                 (double)bytes};
+                                 (double)bytes, 0, 0};
+    /* The members in this iteration's mean: micro-batches share the iteration's draw (slot 0); the
+     * stale mode keeps iteration it's in slot it % 2. */
+    int slot = t->cfg->overlap == POET_OVERLAP_STALE ? (int)(it % 2) : 0;
+    rec.kept = t->ens.kept_count[slot];
+    for (int i = 0; i < t->ens.n_local; i++)
+        if (t->ens.kept[slot][t->ens.local_ids[i]])
+            rec.kept_loss_sum += t->member_loss[i];
     return t->log ? poet_losslog_append(t->log, &rec, t->member_loss) : POET_OK;
 }
 
@@ -600,6 +636,7 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     t.opt = &opt;
     t.chunks = 1;
     t.rows = cfg->batch_size;
+    t.evaluate_only = 1;
     POET_MPI(MPI_Comm_rank(comm, &t.rank));
     POET_MPI(MPI_Comm_size(comm, &t.ranks));
     POET_TRY(poet_error_agree(comm, load_data(&t)));

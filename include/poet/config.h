@@ -59,6 +59,13 @@ typedef struct {
 typedef enum { POET_TREE_BINARY, POET_TREE_KARY, POET_TREE_MPI } poet_tree_kind;
 typedef enum { POET_OVERLAP_NONE, POET_OVERLAP_EXACT, POET_OVERLAP_STALE } poet_overlap_mode;
 typedef enum { POET_LR_CONSTANT, POET_LR_STEP, POET_LR_COSINE } poet_lr_schedule;
+/* What the members are trained on (docs/objectives.md): the joint loss of the mean logits, each
+ * member's own loss, or a blend of the two weighted by beta. */
+typedef enum {
+    POET_OBJECTIVE_JOINT,
+    POET_OBJECTIVE_INDEPENDENT,
+    POET_OBJECTIVE_BLEND
+} poet_objective;
 
 typedef struct {
     char source[POET_PATH_MAX]; /* file the config came from (for messages) */
@@ -97,6 +104,9 @@ typedef struct {
     int threads;         /* OMP threads per rank; 0 = cores / ranks on this node */
     int log_every;       /* progress line every N iterations (0 = never) */
     int eval_every;      /* test-set evaluation every N iterations (0 = only at the end) */
+    poet_objective objective;
+    double beta;         /* weight of the joint term: 1 joint, 0 independent, in between blend */
+    double member_dropout; /* probability that a member is left out of an iteration's mean */
 
     /* distributed */
     poet_tree_kind tree;
