@@ -138,6 +138,10 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
     printf("memory estimate (before training, docs/config.md): %.1f MiB on rank 0, %.1f MiB on "
            "the largest rank\n",
            s->memory_estimate_mib, s->memory_estimate_mib_max);
+    printf("data: %ld training and %ld test images of %dx%dx%d (CxHxW) held as %s, %.1f MiB per "
+           "rank with the batch buffers\n",
+           s->train_images, s->test_images, s->channels, s->height, s->width,
+           s->float_pixels ? "float32" : "uint8", s->data_mib);
     printf("profile (rank 0):");
     for (int p = 0; p < POET_PHASES; p++)
         printf(" %s %.1f%%", names[p], total > 0 ? 100 * s->phase_seconds[p] / total : 0.0);

@@ -87,8 +87,11 @@ static void lap(trainer *t, poet_phase phase) {
 static poet_status load_data(trainer *t) {
     poet_status st = POET_OK;
     const poet_config *c = t->cfg;
-    POET_TRY(poet_data_load(c->train_images, c->train_labels, c->classes, c->mean, c->std, &t->train));
-    POET_TRY(poet_data_load(c->test_images, c->test_labels, c->classes, c->mean, c->std, &t->test));
+    poet_data_spec spec;
+    poet_config_data_spec(c, 0, &spec);
+    POET_TRY(poet_data_load_spec(&spec, &t->train));
+    poet_config_data_spec(c, 1, &spec);
+    POET_TRY(poet_data_load_spec(&spec, &t->test));
     /* The training images fix the network's input; evaluation forwards test images through it. */
     char input_from[POET_PATH_MAX + 32];
     snprintf(input_from, sizeof input_from, "the training images, %s", c->train_images);
@@ -106,10 +109,9 @@ static poet_status setup(trainer *t) {
     poet_shape input = {t->train.channels, t->train.height, t->train.width};
     t->image_size = (size_t)input.c * input.h * input.w;
     t->total = poet_config_total_iterations(c, t->train.count);
-    /* Data sets (float pixels, byte labels) and the two batch buffers are held already or soon. */
-    double image_bytes = t->image_size * sizeof(float) + 1;
-    double data_bytes =
-        ((double)t->train.count + t->test.count + 2.0 * c->batch_size) * image_bytes;
+    /* Data sets (pixels as stored, byte labels) are held already, the two batch buffers soon. */
+    double data_bytes = poet_data_bytes(&t->train) + poet_data_bytes(&t->test) +
+                        2.0 * c->batch_size * (t->image_size * sizeof(float) + 1);
     POET_TRY(poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes,
                                 &t->memory));
     POET_TRY(poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
@@ -541,6 +543,13 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     }
     POET_TRY(poet_error_agree(comm, load_data(&t)));
     POET_TRY(poet_error_agree(comm, setup(&t)));
+    summary->data_mib = t.memory.data_bytes / (1024.0 * 1024.0);
+    summary->train_images = t.train.count;
+    summary->test_images = t.test.count;
+    summary->channels = t.train.channels;
+    summary->height = t.train.height;
+    summary->width = t.train.width;
+    summary->float_pixels = t.train.values != NULL;
     POET_TRY(resume(&t, resumed_from, sizeof resumed_from));
     POET_TRY(check_resume_point(&t, resumed_from));
     if (resumed_from[0] && t.start == t.total) {
