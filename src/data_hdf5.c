@@ -239,3 +239,46 @@ fail:
     poet_h5_close(&file);
     return st;
 }
+
+/* One dataset of `count` elements of `mem_type`, stored as `file_type`, shaped `dims`. */
+static poet_status write_dataset(hid_t file, const char *path, const char *name, hid_t file_type,
+                                 hid_t mem_type, int rank, const hsize_t *dims, const void *data,
+                                 hid_t *out) {
+    poet_status st = POET_OK;
+    hid_t space = H5I_INVALID_HID;
+    POET_H5(space = H5Screate_simple(rank, dims, NULL));
+    POET_H5(*out = H5Dcreate2(file, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT));
+    if (H5Dwrite(*out, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        POET_FAIL(POET_ERR_IO, "%s: writing %s failed: %s", path, name, poet_hdf5_error_string());
+fail:
+    poet_h5_close(&space);
+    return st;
+}
+
+poet_status poet_data_write_hdf5(const poet_dataset *ds, const char *path) {
+    poet_status st = POET_OK;
+    hid_t file = H5I_INVALID_HID, images = H5I_INVALID_HID, labels = H5I_INVALID_HID;
+    hsize_t dims[4] = {(hsize_t)ds->count, (hsize_t)ds->channels, (hsize_t)ds->height,
+                       (hsize_t)ds->width};
+    poet_h5_quiet();
+    file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0)
+        POET_FAIL(POET_ERR_IO, "%s: cannot create: %s", path, poet_hdf5_error_string());
+    if (ds->values)
+        POET_TRY(write_dataset(file, path, "images", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, dims,
+                               ds->values, &images));
+    else
+        POET_TRY(write_dataset(file, path, "images", H5T_STD_U8LE, H5T_NATIVE_UINT8, 4, dims,
+                               ds->pixels, &images));
+    POET_TRY(poet_h5_attr_write_string(images, "layout", "NCHW", path));
+    POET_TRY(write_dataset(file, path, "labels", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, dims,
+                           ds->labels, &labels));
+    POET_TRY(poet_h5_attr_write_string(file, "source", ds->images_path, path));
+fail:
+    poet_h5_close(&labels);
+    poet_h5_close(&images);
+    if (poet_h5_close(&file) < 0 && st == POET_OK)
+        st = poet_error_set(POET_ERR_IO, "%s: closing failed: %s", path, poet_hdf5_error_string());
+    return st;
+}

@@ -12,3 +12,15 @@ poet_add_test(data $<TARGET_FILE:test_data> ${POET_DATA_DIR})
 poet_add_test(data_shape_mismatch bash ${CMAKE_CURRENT_SOURCE_DIR}/test_shapes.sh
               $<TARGET_FILE:poet> ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/data_shapes)
 set_tests_properties(data_shape_mismatch PROPERTIES TIMEOUT 300 PROCESSORS 3)
+
+# CIFAR binary and HDF5 data sets written by the test in their exact formats: exact read-back,
+# per-channel normalisation, format inference and every error case (issue 14).
+poet_test_executable(test_data_formats ${CMAKE_CURRENT_SOURCE_DIR}/test_data_formats.c)
+poet_add_test(data_formats $<TARGET_FILE:test_data_formats>)
+set_tests_properties(data_formats PROPERTIES TIMEOUT 120)
+
+# The formats end to end: Fashion-MNIST converted to HDF5 trains bitwise as from IDX (1 and 3
+# ranks), a CIFAR-10 set and its HDF5 conversion train bitwise alike, and bad data exits 4.
+poet_add_test(data_e2e bash ${CMAKE_CURRENT_SOURCE_DIR}/test_data_e2e.sh $<TARGET_FILE:poet>
+              ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/data_e2e ${POET_DATA_DIR})
+set_tests_properties(data_e2e PROPERTIES TIMEOUT 600 PROCESSORS 3)

@@ -116,6 +116,11 @@ poet_status poet_data_read_hdf5(const poet_data_spec *spec, poet_dataset *ds);
 /* 1 when `path` starts with an IDX magic (raw or gzip). */
 int poet_data_is_idx(const char *path);
 
+/* Writes `ds` as an HDF5 data set (docs/data-format.md): "images" [N, C, H, W] uint8 (float32 for
+ * float images) with the attribute layout = "NCHW", "labels" [N] uint8, and the file attribute
+ * source naming where the images came from. The `poet convert` command. */
+poet_status poet_data_write_hdf5(const poet_dataset *ds, const char *path);
+
 /* Fails naming `path` when a label is >= classes (labels[i] for i < n; `where` names the set). */
 poet_status poet_data_check_labels(const uint8_t *labels, long n, int classes, const char *path);
 
