@@ -24,3 +24,13 @@ set_tests_properties(data_formats PROPERTIES TIMEOUT 120)
 poet_add_test(data_e2e bash ${CMAKE_CURRENT_SOURCE_DIR}/test_data_e2e.sh $<TARGET_FILE:poet>
               ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/data_e2e ${POET_DATA_DIR})
 set_tests_properties(data_e2e PROPERTIES TIMEOUT 600 PROCESSORS 3)
+
+# data.mean / data.std arrays: each element checked like the number, lengths must agree (exit 3).
+poet_cli_error(data_mean_element 3 "data.mean[1]: expected number in [-1, 2], got 7"
+               ${POET} train ${TINY} --set data.mean=[0.5,7,0.5] ${SET_DIR})
+poet_cli_error(data_std_length 3 "data.std: expected 3 values, one per channel as data.mean, got 2"
+               ${POET} train ${TINY} --set data.mean=[0.5,0.5,0.5] --set data.std=[1,1] ${SET_DIR})
+poet_cli_error(data_std_empty 3 "data.std: expected a number or an array of 1..16 numbers"
+               ${POET} train ${TINY} --set data.std=[] ${SET_DIR})
+poet_cli_error(data_layout_bad 3 "data.layout: expected one of \"auto\", \"NCHW\", \"NHWC\""
+               ${POET} train ${TINY} --set data.layout=CHW ${SET_DIR})
