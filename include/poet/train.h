@@ -53,6 +53,7 @@ typedef struct {
     int float_pixels;         /* 1: held as float32 (HDF5 float images), 0: as uint8 */
     poet_eval_result eval;
     int evaluated;
+    int already_finished; /* --resume found the run complete and changed nothing */
 } poet_train_summary;
 
 /* Installs SIGTERM/SIGUSR1 handlers that only set a flag read at the next iteration. */
