@@ -72,6 +72,7 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->classes = 10;
     snprintf(cfg->images_dataset, POET_NAME_MAX, "images");
     snprintf(cfg->labels_dataset, POET_NAME_MAX, "labels");
+    cfg->prefetch = 0;
 
     cfg->members = 10;
     cfg->n_archs = 1;
@@ -131,7 +132,7 @@ static const char *const TOP_KEYS[] = {"data", "model", "training", "distributed
 static const char *const DATA_KEYS[] = {
     "train_images", "train_labels", "test_images",    "test_labels",    "mean",   "std",
     "shuffle",      "classes",      "format",         "cifar_labels",   "layout", "images_dataset",
-    "labels_dataset", NULL};
+    "labels_dataset", "prefetch", NULL};
 static const char *const DATA_FORMATS[] = {"auto", "idx", "cifar", "hdf5", NULL};
 static const char *const CIFAR_LABELS[] = {"cifar10", "fine", "coarse", NULL};
 static const char *const LAYOUTS[] = {"auto", "NCHW", "NHWC", NULL};
@@ -551,6 +552,7 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
                         POET_NAME_MAX));
     POET_TRY(opt_string(src, "data", data, "labels_dataset", 0, cfg->labels_dataset,
                         POET_NAME_MAX));
+    POET_TRY(opt_int(src, "data", data, "prefetch", 0, 16, &cfg->prefetch));
 fail:
     return st;
 }
@@ -1240,6 +1242,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, data, "layout", LAYOUTS[cfg->layout]);
     put_string(&b, data, "images_dataset", cfg->images_dataset);
     put_string(&b, data, "labels_dataset", cfg->labels_dataset);
+    put_int(&b, data, "prefetch", cfg->prefetch);
 
     cJSON *model = attach(&b, root, "model", cJSON_CreateObject());
     put_members(&b, model, cfg);

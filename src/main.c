@@ -143,9 +143,10 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
            "the largest rank\n",
            s->memory_estimate_mib, s->memory_estimate_mib_max);
     printf("data: %ld training and %ld test images of %dx%dx%d (CxHxW) held as %s, %.1f MiB per "
-           "rank with the batch buffers\n",
+           "rank with the batch buffers; batches built %s (the profile's data: time waited)\n",
            s->train_images, s->test_images, s->channels, s->height, s->width,
-           s->float_pixels ? "float32" : "uint8", s->data_mib);
+           s->float_pixels ? "float32" : "uint8", s->data_mib,
+           cfg->prefetch ? "ahead by a prefetch thread" : "on the training thread");
     printf("profile (rank 0):");
     for (int p = 0; p < POET_PHASES; p++)
         printf(" %s %.1f%%", names[p], total > 0 ? 100 * s->phase_seconds[p] / total : 0.0);

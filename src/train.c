@@ -21,6 +21,7 @@
 #include "poet/memplan.h"
 #include "poet/net.h"
 #include "poet/optim.h"
+#include "poet/prefetch.h"
 #include "poet/tree.h"
 
 #define EVAL_BATCH 500
@@ -56,6 +57,7 @@ typedef struct {
     const poet_train_options *opt;
     poet_dataset train, test;
     poet_batcher batcher;
+    poet_prefetch *prefetch; /* the thread building batches ahead, or NULL (data.prefetch 0) */
     poet_ensemble ens;
     poet_tree *tree;
     poet_losslog *log;
@@ -128,6 +130,7 @@ fail:
 }
 
 static void teardown(trainer *t) {
+    poet_prefetch_stop(t->prefetch); /* before the batcher it uses goes */
     poet_tree_destroy(t->tree);
     poet_ensemble_destroy(&t->ens);
     poet_batcher_free(&t->batcher);
@@ -195,6 +198,14 @@ typedef struct {
     int stop, error;
 } iteration_outcome;
 
+/* Iteration `it`'s batch into images[slot]/labels[slot]: taken from the prefetch thread (which
+ * built it while earlier iterations computed), or built here. The same batch either way. */
+static poet_status next_batch(trainer *t, long it, int slot) {
+    if (t->prefetch)
+        return poet_prefetch_take(t->prefetch, it, &t->images[slot], &t->labels[slot], NULL);
+    return poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
+}
+
 /* One iteration with `chunks` micro-batches. With overlap, the reduction of micro-batch c travels
  * while c+1 is forwarded and earlier ones run backward; without, every exchange completes at once.
  * The arithmetic is identical either way. */
@@ -207,7 +218,7 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     long correct = 0;
     lap(t, POET_PHASE_OTHER); /* logging, evaluation, checkpoints since the last iteration */
     if (*local == POET_OK)
-        *local = poet_batcher_fill(&t->batcher, it, t->images[0], t->labels[0]);
+        *local = next_batch(t, it, 0);
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
     for (int ch = 0; ch < t->chunks; ch++) {
@@ -264,7 +275,7 @@ static poet_status stale_launch(trainer *t, long it) {
     poet_status st = POET_OK;
     int slot = (int)(it % 2);
     if (t->local == POET_OK)
-        t->local = poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
+        t->local = next_batch(t, it, slot);
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
     forward_micro_batch(t, slot, t->images[slot], t->labels[slot], &t->local);
@@ -567,6 +578,11 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         st = poet_error_set(POET_ERR_IO, "%s: cannot open trajectory file", opt->trajectory);
     POET_TRY(poet_error_agree(comm, st));
     POET_TRY(open_log(&t));
+    if (cfg->prefetch > 0)
+        POET_TRY(poet_error_agree(comm, poet_prefetch_start(&t.batcher, t.start, t.total,
+                                                            cfg->prefetch,
+                                                            (size_t)cfg->batch_size * t.image_size,
+                                                            cfg->batch_size, &t.prefetch)));
     summary->data_parallel_bytes_per_iteration = 0;
     {
         /* Data parallelism would all-reduce every parameter's gradient: a ring moves about 2·(P−1)/P

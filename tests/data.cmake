@@ -34,3 +34,29 @@ poet_cli_error(data_std_empty 3 "data.std: expected a number or an array of 1..1
                ${POET} train ${TINY} --set data.std=[] ${SET_DIR})
 poet_cli_error(data_layout_bad 3 "data.layout: expected one of \"auto\", \"NCHW\", \"NHWC\""
                ${POET} train ${TINY} --set data.layout=CHW ${SET_DIR})
+
+# Prefetch (data.prefetch): batches built by a separate thread give the run bit for bit, on 1 and
+# 3 ranks (against traj_ref, the run without prefetch), in the stale mode (two batches in flight),
+# and across a SIGTERM + resume (the thread blocks signals; the training thread stops cleanly).
+set(DATA_RUN_TRAIN ${CMAKE_CURRENT_SOURCE_DIR}/run_train.sh $<TARGET_FILE:poet> ${MPIEXEC_EXECUTABLE})
+set(DATA_TRAJ ${CMAKE_CURRENT_BINARY_DIR}/data_prefetch)
+foreach(ranks 1 3)
+  poet_add_test(data_prefetch_p${ranks} ${DATA_RUN_TRAIN} ${ranks} ${DATA_TRAJ}/p${ranks}
+                --ref ${CMAKE_CURRENT_BINARY_DIR}/traj/ref/trajectory --
+                ${TINY} --set data.prefetch=2 --set distributed.tree=kary --set distributed.arity=3)
+  set_tests_properties(data_prefetch_p${ranks} PROPERTIES PROCESSORS ${ranks} TIMEOUT 300
+                                                          FIXTURES_REQUIRED traj_ref)
+endforeach()
+poet_add_test(data_prefetch_stale_ref ${DATA_RUN_TRAIN} 2 ${DATA_TRAJ}/stale_ref --
+              ${TINY} --set distributed.overlap=stale)
+set_tests_properties(data_prefetch_stale_ref PROPERTIES FIXTURES_SETUP data_stale PROCESSORS 2
+                                                        TIMEOUT 300)
+poet_add_test(data_prefetch_stale ${DATA_RUN_TRAIN} 2 ${DATA_TRAJ}/stale
+              --ref ${DATA_TRAJ}/stale_ref/trajectory --
+              ${TINY} --set distributed.overlap=stale --set data.prefetch=3)
+set_tests_properties(data_prefetch_stale PROPERTIES FIXTURES_REQUIRED data_stale PROCESSORS 2
+                                                    TIMEOUT 300)
+poet_add_test(data_prefetch_resume ${CMAKE_CURRENT_SOURCE_DIR}/resume_test.sh $<TARGET_FILE:poet>
+              ${MPIEXEC_EXECUTABLE} term 2 2 ${DATA_TRAJ}/resume ${TINY} --set data.prefetch=2
+              --set training.iterations=240 --set output.checkpoint_every=30)
+set_tests_properties(data_prefetch_resume PROPERTIES PROCESSORS 2 TIMEOUT 600)

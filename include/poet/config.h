@@ -70,6 +70,7 @@ typedef struct {
     char images_dataset[POET_NAME_MAX]; /* HDF5 dataset names */
     char labels_dataset[POET_NAME_MAX];
     poet_data_layout layout;           /* HDF5 images: AUTO = the dataset's layout attribute */
+    int prefetch;                      /* batches a separate thread builds ahead; 0 = none */
 
     /* model */
     int members;                        /* M */
