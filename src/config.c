@@ -132,7 +132,8 @@ static const char *const TOP_KEYS[] = {"data", "model", "training", "distributed
 static const char *const DATA_KEYS[] = {
     "train_images", "train_labels", "test_images",    "test_labels",    "mean",   "std",
     "shuffle",      "classes",      "format",         "cifar_labels",   "layout", "images_dataset",
-    "labels_dataset", "prefetch", NULL};
+    "labels_dataset", "prefetch", "augment", NULL};
+static const char *const AUGMENT_KEYS[] = {"crop_padding", "flip", NULL};
 static const char *const DATA_FORMATS[] = {"auto", "idx", "cifar", "hdf5", NULL};
 static const char *const CIFAR_LABELS[] = {"cifar10", "fine", "coarse", NULL};
 static const char *const LAYOUTS[] = {"auto", "NCHW", "NHWC", NULL};
@@ -553,6 +554,13 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
     POET_TRY(opt_string(src, "data", data, "labels_dataset", 0, cfg->labels_dataset,
                         POET_NAME_MAX));
     POET_TRY(opt_int(src, "data", data, "prefetch", 0, 16, &cfg->prefetch));
+    const cJSON *augment = cJSON_GetObjectItemCaseSensitive(data, "augment");
+    if (augment) {
+        POET_TRY(check_object(src, "data.augment", augment, AUGMENT_KEYS, "object"));
+        POET_TRY(opt_int(src, "data.augment", augment, "crop_padding", 0, 1024,
+                         &cfg->augment_crop_padding));
+        POET_TRY(opt_bool(src, "data.augment", augment, "flip", &cfg->augment_flip));
+    }
 fail:
     return st;
 }
@@ -1243,6 +1251,9 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, data, "images_dataset", cfg->images_dataset);
     put_string(&b, data, "labels_dataset", cfg->labels_dataset);
     put_int(&b, data, "prefetch", cfg->prefetch);
+    cJSON *augment = attach(&b, data, "augment", cJSON_CreateObject());
+    put_int(&b, augment, "crop_padding", cfg->augment_crop_padding);
+    put_bool(&b, augment, "flip", cfg->augment_flip);
 
     cJSON *model = attach(&b, root, "model", cJSON_CreateObject());
     put_members(&b, model, cfg);

@@ -163,6 +163,42 @@ void poet_data_image(const poet_dataset *ds, long index, float *out) {
     }
 }
 
+void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip) {
+    b->crop_padding = crop_padding;
+    b->flip = flip != 0;
+}
+
+/* The image normalised whole, then each output pixel picked from it: a source pixel outside the
+ * image reads the normalised black pixel of its channel. */
+void poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding, int flip,
+                               uint64_t u, float *out) {
+    int P = crop_padding, H = ds->height, W = ds->width;
+    int oy = (int)(u % (uint64_t)(2 * P + 1)) - P, ox = (int)((u >> 16) % (uint64_t)(2 * P + 1)) - P;
+    int flipped = flip && ((u >> 32) & 1);
+    size_t hw = (size_t)H * W;
+    float stack_image[4096];
+    float *src = image_size(ds) <= 4096 ? stack_image : malloc(image_size(ds) * sizeof *src);
+    if (!src) { /* no memory for the copy: the image unaugmented rather than garbage */
+        poet_data_image(ds, index, out);
+        return;
+    }
+    poet_data_image(ds, index, src);
+    for (int c = 0; c < ds->channels; c++) {
+        int n = ds->n_norm == 1 ? 0 : c;
+        float black = ds->pixels ? ds->table[n][0] : (float)((0.0 - ds->mean[n]) / ds->std[n]);
+        const float *s = src + (size_t)c * hw;
+        float *o = out + (size_t)c * hw;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                int sy = y + oy, sx = (flipped ? W - 1 - x : x) + ox;
+                o[(size_t)y * W + x] =
+                    sy >= 0 && sy < H && sx >= 0 && sx < W ? s[(size_t)sy * W + sx] : black;
+            }
+    }
+    if (src != stack_image)
+        free(src);
+}
+
 poet_status poet_batcher_init(poet_batcher *b, const poet_dataset *ds, uint64_t seed, int shuffle,
                               int batch) {
     poet_status st = POET_OK;
@@ -214,7 +250,12 @@ poet_status poet_batcher_fill(poet_batcher *b, long iteration, float *images, ui
     size_t size = image_size(ds);
     for (int i = 0; i < b->batch; i++) {
         uint32_t idx = b->order[first + i];
-        if (images)
+        if (images && (b->crop_padding || b->flip))
+            poet_data_image_augmented(
+                ds, idx, b->crop_padding, b->flip,
+                poet_rng_u64(b->seed, POET_STREAM_AUGMENT, (uint64_t)epoch << 32 | idx),
+                images + (size_t)i * size);
+        else if (images)
             poet_data_image(ds, idx, images + (size_t)i * size);
         if (labels)
             labels[i] = ds->labels[idx];

@@ -100,6 +100,7 @@ static poet_status load_data(trainer *t) {
     POET_TRY(poet_data_check_shape(&t->test, t->train.channels, t->train.height, t->train.width,
                                    input_from));
     POET_TRY(poet_batcher_init(&t->batcher, &t->train, c->seed, c->shuffle, c->batch_size));
+    poet_batcher_set_augment(&t->batcher, c->augment_crop_padding, c->augment_flip);
 fail:
     return st;
 }

@@ -60,3 +60,24 @@ poet_add_test(data_prefetch_resume ${CMAKE_CURRENT_SOURCE_DIR}/resume_test.sh $<
               ${MPIEXEC_EXECUTABLE} term 2 2 ${DATA_TRAJ}/resume ${TINY} --set data.prefetch=2
               --set training.iterations=240 --set output.checkpoint_every=30)
 set_tests_properties(data_prefetch_resume PROPERTIES PROCESSORS 2 TIMEOUT 600)
+
+# Augmentation (data.augment: crop with zero padding, horizontal flip) drawn by (seed, epoch,
+# image): the same batches on 1, 2 and 3 ranks and across a SIGTERM + resume, bit for bit; and
+# it does change the run (the reference without augmentation differs).
+set(AUGMENT --set data.augment={\"crop_padding\":4,\"flip\":true})
+poet_add_test(data_augment_ref ${DATA_RUN_TRAIN} 1 ${DATA_TRAJ}/augment_ref -- ${TINY} ${AUGMENT})
+set_tests_properties(data_augment_ref PROPERTIES FIXTURES_SETUP data_augment TIMEOUT 300)
+foreach(ranks 2 3)
+  poet_add_test(data_augment_p${ranks} ${DATA_RUN_TRAIN} ${ranks} ${DATA_TRAJ}/augment_p${ranks}
+                --ref ${DATA_TRAJ}/augment_ref/trajectory -- ${TINY} ${AUGMENT}
+                --set data.prefetch=1)
+  set_tests_properties(data_augment_p${ranks} PROPERTIES PROCESSORS ${ranks} TIMEOUT 300
+                                                         FIXTURES_REQUIRED data_augment)
+endforeach()
+poet_add_test(data_augment_changes bash -c
+              "! cmp -s ${DATA_TRAJ}/augment_ref/trajectory ${CMAKE_CURRENT_BINARY_DIR}/traj/ref/trajectory")
+set_tests_properties(data_augment_changes PROPERTIES FIXTURES_REQUIRED "data_augment;traj_ref")
+poet_add_test(data_augment_resume ${CMAKE_CURRENT_SOURCE_DIR}/resume_test.sh $<TARGET_FILE:poet>
+              ${MPIEXEC_EXECUTABLE} term 3 2 ${DATA_TRAJ}/augment_resume ${TINY} ${AUGMENT}
+              --set training.iterations=240 --set output.checkpoint_every=30)
+set_tests_properties(data_augment_resume PROPERTIES PROCESSORS 3 TIMEOUT 600)

@@ -14,6 +14,7 @@
 #include "poet/data.h"
 #include "poet/error.h"
 #include "poet/h5util.h"
+#include "poet/rng.h"
 #include "testutil.h"
 
 static char dir[64];
@@ -374,6 +375,66 @@ static void test_hdf5(void) {
     poet_error_clear();
 }
 
+/* ---- augmentation --------------------------------------------------------------------------- */
+
+/* Batches with crop and flip equal the definition in data.h, computed here from the raw bytes. */
+static void test_augment(void) {
+    enum { P = 4, B = 5 };
+    poet_dataset ds;
+    poet_data_spec s = spec_of(POET_DATA_CIFAR, path_of("data_batch_*.bin"), 10);
+    s.n_norm = 3;
+    const double mean[3] = {0.4, 0.5, 0.6}, std[3] = {0.2, 0.3, 0.25};
+    memcpy(s.mean, mean, sizeof mean);
+    memcpy(s.std, std, sizeof std);
+    TEST_OK(poet_data_load_spec(&s, &ds));
+    poet_batcher b;
+    TEST_OK(poet_batcher_init(&b, &ds, 99, 1, B));
+    poet_batcher_set_augment(&b, P, 1);
+    float *got = xmalloc(sizeof *got * B * 3072);
+    uint8_t labels[B];
+    long wrong = 0, flips = 0, shifted = 0, draws = 0;
+    for (long t = 0; t < 6; t++) { /* epochs 0..5 (one batch per epoch of 5 images) */
+        TEST_OK(poet_batcher_fill(&b, t, got, labels));
+        uint32_t perm[5];
+        poet_rng_permutation(99, (uint64_t)t, perm, 5);
+        for (int i = 0; i < B; i++) {
+            long idx = perm[i];
+            uint64_t u = poet_rng_u64(99, POET_STREAM_AUGMENT, (uint64_t)t << 32 | (uint64_t)idx);
+            int oy = (int)(u % (2 * P + 1)) - P, ox = (int)((u >> 16) % (2 * P + 1)) - P;
+            int flip = (int)((u >> 32) & 1);
+            flips += flip;
+            shifted += oy != 0 || ox != 0;
+            draws++;
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < 32; y++)
+                    for (int x = 0; x < 32; x++) {
+                        int sy = y + oy, sx = (flip ? 31 - x : x) + ox;
+                        int byte = sy >= 0 && sy < 32 && sx >= 0 && sx < 32 ? pixel(idx, c, sy, sx)
+                                                                            : 0;
+                        float want = (float)((byte / 255.0 - mean[c]) / std[c]);
+                        wrong += got[((size_t)i * 3 + c) * 1024 + y * 32 + x] != want;
+                    }
+            wrong += labels[i] != (uint8_t)(idx % 10);
+        }
+    }
+    TEST_CHECK(wrong == 0, "%ld augmented values differ from the definition", wrong);
+    TEST_CHECK(flips > 0 && flips < draws && shifted > draws / 2,
+               "draws not varied: %ld flips and %ld shifts in %ld images", flips, shifted, draws);
+    /* Another batcher (another rank, or a resumed run) builds the same batch for iteration 4. */
+    poet_batcher other;
+    TEST_OK(poet_batcher_init(&other, &ds, 99, 1, B));
+    poet_batcher_set_augment(&other, P, 1);
+    float *again = xmalloc(sizeof *again * B * 3072);
+    TEST_OK(poet_batcher_fill(&b, 4, got, labels));
+    TEST_OK(poet_batcher_fill(&other, 4, again, labels));
+    TEST_CHECK(memcmp(got, again, sizeof *got * B * 3072) == 0, "two batchers differ");
+    poet_batcher_free(&other);
+    poet_batcher_free(&b);
+    free(got);
+    free(again);
+    poet_data_free(&ds);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "data_formats_%d", (int)getpid());
     if (mkdir(dir, 0755) != 0) {
@@ -382,6 +443,7 @@ int main(void) {
     }
     test_cifar();
     test_hdf5();
+    test_augment();
     int rc = test_finish("data_formats");
     if (rc == 0) {
         char cmd[128];

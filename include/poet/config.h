@@ -71,6 +71,8 @@ typedef struct {
     char labels_dataset[POET_NAME_MAX];
     poet_data_layout layout;           /* HDF5 images: AUTO = the dataset's layout attribute */
     int prefetch;                      /* batches a separate thread builds ahead; 0 = none */
+    int augment_crop_padding;          /* random crop after zero padding by this much; 0 = none */
+    int augment_flip;                  /* 1: random horizontal flip */
 
     /* model */
     int members;                        /* M */

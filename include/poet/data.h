@@ -94,13 +94,27 @@ typedef struct {
     long batches_per_epoch;
     long cached_epoch;       /* epoch whose permutation is in `order`, -1 none */
     uint32_t *order;         /* [N] */
+    int crop_padding, flip;  /* augmentation (poet_batcher_set_augment) */
 } poet_batcher;
 
 poet_status poet_batcher_init(poet_batcher *b, const poet_dataset *ds, uint64_t seed, int shuffle,
                               int batch);
 void poet_batcher_free(poet_batcher *b);
 
-/* Builds iteration t's batch: normalised images [B, C, H, W] and labels [B]. */
+/* Augmentation of training batches: image i of epoch e draws u = poet_rng_u64(seed,
+ * POET_STREAM_AUGMENT, e << 32 | i) and, with P = crop_padding, takes offsets
+ * oy = u % (2P+1) - P, ox = (u >> 16) % (2P+1) - P and (with flip) flips when bit 32 of u is set:
+ *   out[c][y][x] = in[c][y + oy][x' + ox],   x' = W-1-x when flipped, else x,
+ * where a position outside the image is a black pixel (byte 0 or float 0, then normalised: the
+ * zero padding of torchvision's RandomCrop before Normalize). So every rank builds the same batch
+ * for any iteration, whatever the rank count or a resume. */
+void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip);
+
+/* Writes image `index` augmented by the draw `u` (as above; crop_padding and flip of `b`). */
+void poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding, int flip,
+                               uint64_t u, float *out);
+
+/* Builds iteration t's batch: normalised (and augmented) images [B, C, H, W] and labels [B]. */
 poet_status poet_batcher_fill(poet_batcher *b, long iteration, float *images, uint8_t *labels);
 
 /* Normalised images [first, first + n) in file order (evaluation). */
