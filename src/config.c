@@ -132,7 +132,7 @@ static const char *const TOP_KEYS[] = {"data", "model", "training", "distributed
 static const char *const DATA_KEYS[] = {
     "train_images", "train_labels", "test_images",    "test_labels",    "mean",   "std",
     "shuffle",      "classes",      "format",         "cifar_labels",   "layout", "images_dataset",
-    "labels_dataset", "prefetch", "augment", NULL};
+    "labels_dataset", "prefetch", "augment", "validation", NULL};
 static const char *const AUGMENT_KEYS[] = {"crop_padding", "flip", NULL};
 static const char *const DATA_FORMATS[] = {"auto", "idx", "cifar", "hdf5", NULL};
 static const char *const CIFAR_LABELS[] = {"cifar10", "fine", "coarse", NULL};
@@ -554,6 +554,13 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
     POET_TRY(opt_string(src, "data", data, "labels_dataset", 0, cfg->labels_dataset,
                         POET_NAME_MAX));
     POET_TRY(opt_int(src, "data", data, "prefetch", 0, 16, &cfg->prefetch));
+    POET_TRY(opt_number(src, "data", data, "validation", 0, 0, 2147483647.0, 0,
+                        &cfg->validation));
+    if (cfg->validation >= 1 && cfg->validation != floor(cfg->validation))
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s: data.validation: expected a whole number of images or a fraction below 1, "
+                  "got %g",
+                  src, cfg->validation);
     const cJSON *augment = cJSON_GetObjectItemCaseSensitive(data, "augment");
     if (augment) {
         POET_TRY(check_object(src, "data.augment", augment, AUGMENT_KEYS, "object"));
@@ -563,6 +570,15 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
     }
 fail:
     return st;
+}
+
+long poet_config_validation_count(const poet_config *cfg, long n) {
+    if (cfg->validation <= 0)
+        return 0;
+    if (cfg->validation >= 1)
+        return (long)cfg->validation;
+    long count = (long)floor(cfg->validation * (double)n);
+    return count > 0 ? count : 1;
 }
 
 void poet_config_data_spec(const poet_config *cfg, int test, poet_data_spec *spec) {
@@ -1251,6 +1267,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, data, "images_dataset", cfg->images_dataset);
     put_string(&b, data, "labels_dataset", cfg->labels_dataset);
     put_int(&b, data, "prefetch", cfg->prefetch);
+    put_number(&b, data, "validation", cfg->validation);
     cJSON *augment = attach(&b, data, "augment", cJSON_CreateObject());
     put_int(&b, augment, "crop_padding", cfg->augment_crop_padding);
     put_bool(&b, augment, "flip", cfg->augment_flip);

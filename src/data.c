@@ -118,6 +118,78 @@ poet_status poet_data_load(const char *images_path, const char *labels_path, int
     return poet_data_load_spec(&spec, ds);
 }
 
+typedef struct {
+    uint64_t key;
+    uint32_t index;
+} keyed;
+
+static int by_key(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Copies the images of `all` whose flag equals `want` into `out`, in file order. */
+static poet_status take_images(const poet_dataset *all, const uint8_t *in_val, int want, long n,
+                               poet_dataset *out) {
+    poet_status st = POET_OK;
+    size_t size = image_size(all);
+    *out = *all;
+    out->pixels = NULL;
+    out->values = NULL;
+    out->labels = NULL;
+    out->count = n;
+    if (all->pixels)
+        POET_ALLOC(out->pixels, (size_t)n * size);
+    else
+        POET_ALLOC(out->values, (size_t)n * size);
+    POET_ALLOC(out->labels, n);
+    for (long i = 0, k = 0; i < all->count; i++) {
+        if (in_val[i] != want)
+            continue;
+        if (all->pixels)
+            memcpy(out->pixels + (size_t)k * size, all->pixels + (size_t)i * size, size);
+        else
+            memcpy(out->values + (size_t)k * size, all->values + (size_t)i * size,
+                   size * sizeof(float));
+        out->labels[k++] = all->labels[i];
+    }
+fail:
+    return st;
+}
+
+poet_status poet_data_split(poet_dataset *all, long n_val, uint64_t seed, poet_dataset *train,
+                            poet_dataset *val) {
+    poet_status st = POET_OK;
+    keyed *keys = NULL;
+    uint8_t *in_val = NULL;
+    memset(train, 0, sizeof *train);
+    memset(val, 0, sizeof *val);
+    if (n_val < 1 || n_val >= all->count)
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s: data.validation: expected 1..%ld images held out of the %ld, got %ld",
+                  all->images_path, all->count - 1, all->count, n_val);
+    POET_ALLOC(keys, all->count);
+    POET_ALLOC(in_val, all->count);
+    for (long i = 0; i < all->count; i++)
+        keys[i] = (keyed){poet_rng_u64(seed, POET_STREAM_VALIDATION, (uint64_t)i), (uint32_t)i};
+    qsort(keys, (size_t)all->count, sizeof *keys, by_key);
+    for (long i = 0; i < n_val; i++)
+        in_val[keys[i].index] = 1;
+    POET_TRY(take_images(all, in_val, 0, all->count - n_val, train));
+    POET_TRY(take_images(all, in_val, 1, n_val, val));
+    poet_data_free(all);
+fail:
+    if (st != POET_OK) {
+        poet_data_free(train);
+        poet_data_free(val);
+    }
+    free(keys);
+    free(in_val);
+    return st;
+}
+
 poet_status poet_data_check_shape(const poet_dataset *ds, int channels, int height, int width,
                                   const char *input_from) {
     if (ds->channels == channels && ds->height == height && ds->width == width)

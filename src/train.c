@@ -56,6 +56,7 @@ typedef struct {
     const poet_config *cfg;
     const poet_train_options *opt;
     poet_dataset train, test;
+    poet_dataset val;        /* held out of the training set (data.validation), or empty */
     poet_batcher batcher;
     poet_prefetch *prefetch; /* the thread building batches ahead, or NULL (data.prefetch 0) */
     poet_ensemble ens;
@@ -92,6 +93,11 @@ static poet_status load_data(trainer *t) {
     poet_data_spec spec;
     poet_config_data_spec(c, 0, &spec);
     POET_TRY(poet_data_load_spec(&spec, &t->train));
+    long n_val = poet_config_validation_count(c, t->train.count);
+    if (n_val > 0) {
+        poet_dataset all = t->train;
+        POET_TRY(poet_data_split(&all, n_val, c->seed, &t->train, &t->val));
+    }
     poet_config_data_spec(c, 1, &spec);
     POET_TRY(poet_data_load_spec(&spec, &t->test));
     /* The training images fix the network's input; evaluation forwards test images through it. */
@@ -113,7 +119,8 @@ static poet_status setup(trainer *t) {
     t->image_size = (size_t)input.c * input.h * input.w;
     t->total = poet_config_total_iterations(c, t->train.count);
     /* Data sets (pixels as stored, byte labels) are held already, the two batch buffers soon. */
-    double data_bytes = poet_data_bytes(&t->train) + poet_data_bytes(&t->test) +
+    double data_bytes = poet_data_bytes(&t->train) + poet_data_bytes(&t->val) +
+                        poet_data_bytes(&t->test) +
                         2.0 * c->batch_size * (t->image_size * sizeof(float) + 1);
     POET_TRY(poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes,
                                 &t->memory));
@@ -136,6 +143,7 @@ static void teardown(trainer *t) {
     poet_ensemble_destroy(&t->ens);
     poet_batcher_free(&t->batcher);
     poet_data_free(&t->train);
+    poet_data_free(&t->val);
     poet_data_free(&t->test);
     for (int i = 0; i < 2; i++) {
         free(t->images[i]);
@@ -346,10 +354,10 @@ static void print_progress(const trainer *t, long it, const iteration_outcome *o
     fflush(stdout);
 }
 
-static void print_eval(const poet_eval_result *r, int members) {
-    printf("eval  iter %ld: ensemble accuracy %.4f  nll %.4f  | mean member accuracy %.4f  "
+static void print_eval(const char *set, const poet_eval_result *r, int members) {
+    printf("%s iter %ld: ensemble accuracy %.4f  nll %.4f  | mean member accuracy %.4f  "
            "disagreement %.4f\n",
-           r->iteration, r->ensemble_accuracy, r->ensemble_nll, r->mean_member_accuracy,
+           set, r->iteration, r->ensemble_accuracy, r->ensemble_nll, r->mean_member_accuracy,
            r->disagreement);
     printf("      members:");
     for (int j = 0; j < members && j < 16; j++)
@@ -358,12 +366,15 @@ static void print_eval(const poet_eval_result *r, int members) {
     fflush(stdout);
 }
 
-static poet_status evaluate(trainer *t, long iteration, poet_train_summary *summary) {
+/* Periodic evaluations use the validation images when data.validation holds some out; the test
+ * set is used at the end of training (and by `poet eval`) only. */
+static poet_status evaluate(trainer *t, long iteration, int periodic, poet_train_summary *summary) {
     poet_status st = POET_OK;
-    POET_TRY(poet_eval_run(t->comm, &t->ens, &t->test, iteration, &summary->eval));
+    int val = periodic && t->val.count > 0;
+    POET_TRY(poet_eval_run(t->comm, &t->ens, val ? &t->val : &t->test, iteration, &summary->eval));
     summary->evaluated = 1;
     if (t->rank == 0 && !t->opt->quiet)
-        print_eval(&summary->eval, t->cfg->members);
+        print_eval(val ? "valid" : "eval ", &summary->eval, t->cfg->members);
     if (t->log)
         POET_TRY(poet_losslog_eval(t->log, &summary->eval));
 fail:
@@ -491,7 +502,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
             print_progress(t, it, &o, now_seconds() - started, it + 1 - t->start);
         long done = it + 1;
         if (c->eval_every && done % c->eval_every == 0 && done < t->total)
-            POET_TRY(evaluate(t, done, summary));
+            POET_TRY(evaluate(t, done, 1, summary));
         if (t->opt->stop_after && done == t->opt->stop_after)
             o.stop = 1; /* tests: behave exactly as if a signal had arrived */
         if (o.stop) {
@@ -509,7 +520,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
     summary->seconds = now_seconds() - started;
     if (it > t->start)
         summary->images_per_second = (double)(it - t->start) * c->batch_size / summary->seconds;
-    POET_TRY(evaluate(t, it, summary));
+    POET_TRY(evaluate(t, it, 0, summary));
     POET_TRY(checkpoint(t, it));
     POET_TRY(measure_ranks(t, summary));
 fail:
@@ -557,6 +568,7 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     POET_TRY(poet_error_agree(comm, setup(&t)));
     summary->data_mib = t.memory.data_bytes / (1024.0 * 1024.0);
     summary->train_images = t.train.count;
+    summary->validation_images = t.val.count;
     summary->test_images = t.test.count;
     summary->channels = t.train.channels;
     summary->height = t.train.height;
@@ -637,7 +649,7 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
         st = poet_error_agree(comm, st); /* every rank found none: one message, printed once */
         goto fail;
     }
-    POET_TRY(evaluate(&t, t.start, &summary));
+    POET_TRY(evaluate(&t, t.start, 0, &summary));
     *result = summary.eval;
 fail:
     teardown(&t);

@@ -81,3 +81,16 @@ poet_add_test(data_augment_resume ${CMAKE_CURRENT_SOURCE_DIR}/resume_test.sh $<T
               ${MPIEXEC_EXECUTABLE} term 3 2 ${DATA_TRAJ}/augment_resume ${TINY} ${AUGMENT}
               --set training.iterations=240 --set output.checkpoint_every=30)
 set_tests_properties(data_augment_resume PROPERTIES PROCESSORS 3 TIMEOUT 600)
+
+# Validation split (data.validation): periodic evaluations on images held out of the training set,
+# chosen from the seed alike on every rank: 1 and 3 ranks train bitwise alike.
+poet_add_test(data_validation_ref ${DATA_RUN_TRAIN} 1 ${DATA_TRAJ}/validation_ref --
+              ${TINY} --set data.validation=777 --set training.eval_every=20)
+set_tests_properties(data_validation_ref PROPERTIES FIXTURES_SETUP data_validation TIMEOUT 300)
+poet_add_test(data_validation_p3 ${DATA_RUN_TRAIN} 3 ${DATA_TRAJ}/validation_p3
+              --ref ${DATA_TRAJ}/validation_ref/trajectory --
+              ${TINY} --set data.validation=777 --set training.eval_every=20)
+set_tests_properties(data_validation_p3 PROPERTIES FIXTURES_REQUIRED data_validation PROCESSORS 3
+                                                   TIMEOUT 300)
+poet_cli_error(data_validation_bad 3 "data.validation: expected a whole number of images or a fraction below 1, got 2.5"
+               ${POET} train ${TINY} --set data.validation=2.5 ${SET_DIR})

@@ -60,7 +60,7 @@ cifar=(--set data.train_images="\"$work/data_batch_*.bin\"" --set data.test_imag
        --set data.mean='[0.49,0.48,0.45]' --set data.std='[0.25,0.24,0.26]'
        --set training.batch_size=20)
 train cifar 1 "${cifar[@]}"
-grep -q "^data: 100 training and 50 test images of 3x32x32 (CxHxW) held as uint8" "$work/cifar.out" ||
+grep -q "^data: 100 training, 0 validation and 50 test images of 3x32x32 (CxHxW) held as uint8" "$work/cifar.out" ||
   fail "the CIFAR run's summary does not state its data"
 "$poet" convert "$work/data_batch_*.bin" "$work/cifar-train.h5" || fail "convert CIFAR train"
 "$poet" convert --format cifar "$work/test_batch.bin" "$work/cifar-test.h5" || fail "convert CIFAR test"

@@ -435,6 +435,67 @@ static void test_augment(void) {
     poet_data_free(&ds);
 }
 
+/* ---- validation split ----------------------------------------------------------------------- */
+
+static void test_split(void) {
+    poet_dataset all, train, val, again_train, again_val;
+    poet_data_spec s = spec_of(POET_DATA_CIFAR, path_of("data_batch_*.bin"), 10);
+    TEST_OK(poet_data_load_spec(&s, &all));
+    TEST_OK(poet_data_split(&all, 2, 7, &train, &val));
+    TEST_CHECK(all.pixels == NULL, "the whole set was not freed");
+    TEST_CHECK(train.count == 3 && val.count == 2, "split %ld + %ld", train.count, val.count);
+    /* Image i is known by its first pixel (i * 7); by definition val = the 2 smallest keys. */
+    uint64_t key[5];
+    for (int i = 0; i < 5; i++)
+        key[i] = poet_rng_u64(7, POET_STREAM_VALIDATION, (uint64_t)i);
+    int seen[5] = {0}, in_val[5] = {0}, out_of_order = 0;
+    for (int v = 0; v < 2; v++) { /* the two smallest keys */
+        int best = -1;
+        for (int i = 0; i < 5; i++)
+            if (!in_val[i] && (best < 0 || key[i] < key[best]))
+                best = i;
+        in_val[best] = 1;
+    }
+    long prev = -1;
+    for (long k = 0; k < val.count; k++) {
+        int i = val.pixels[k * 3072] / 7;
+        seen[i]++;
+        out_of_order += i <= prev || !in_val[i] || val.labels[k] != i % 10;
+        prev = i;
+    }
+    prev = -1;
+    for (long k = 0; k < train.count; k++) {
+        int i = train.pixels[k * 3072] / 7;
+        seen[i]++;
+        out_of_order += i <= prev || in_val[i] || train.labels[k] != i % 10;
+        prev = i;
+    }
+    int not_once = 0;
+    for (int i = 0; i < 5; i++)
+        not_once += seen[i] != 1;
+    TEST_CHECK(not_once == 0 && out_of_order == 0,
+               "%d images not in exactly one part, %d misplaced (validation: the smallest keys, "
+               "both in file order)",
+               not_once, out_of_order);
+    /* Another rank splits the same way. */
+    TEST_OK(poet_data_load_spec(&s, &all));
+    TEST_OK(poet_data_split(&all, 2, 7, &again_train, &again_val));
+    TEST_CHECK(memcmp(again_val.pixels, val.pixels, 2 * 3072) == 0 &&
+                   memcmp(again_train.pixels, train.pixels, 3 * 3072) == 0,
+               "the split differs between two calls");
+    poet_data_free(&again_train);
+    poet_data_free(&again_val);
+    TEST_OK(poet_data_load_spec(&s, &all));
+    poet_error_clear();
+    TEST_CHECK(poet_data_split(&all, 5, 7, &again_train, &again_val) == POET_ERR_CONFIG &&
+                   strstr(poet_error_message(), "data.validation: expected 1..4 images"),
+               "holding out every image: %s", poet_error_message());
+    poet_data_free(&all);
+    poet_data_free(&train);
+    poet_data_free(&val);
+    poet_error_clear();
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "data_formats_%d", (int)getpid());
     if (mkdir(dir, 0755) != 0) {
@@ -444,6 +505,7 @@ int main(void) {
     test_cifar();
     test_hdf5();
     test_augment();
+    test_split();
     int rc = test_finish("data_formats");
     if (rc == 0) {
         char cmd[128];

@@ -73,6 +73,8 @@ typedef struct {
     int prefetch;                      /* batches a separate thread builds ahead; 0 = none */
     int augment_crop_padding;          /* random crop after zero padding by this much; 0 = none */
     int augment_flip;                  /* 1: random horizontal flip */
+    double validation;                 /* held out of the training set: a count >= 1, a fraction
+                                          in (0, 1), or 0 = none */
 
     /* model */
     int members;                        /* M */
@@ -142,6 +144,9 @@ void poet_config_reference_arch(poet_arch *arch, int classes);
 /* What poet_data_load_spec needs to load the training (test = 0) or test set of `cfg`; the
  * spec's strings point into `cfg`. */
 void poet_config_data_spec(const poet_config *cfg, int test, poet_data_spec *spec);
+
+/* The number of validation images held out of a training set of n (0 = none). */
+long poet_config_validation_count(const poet_config *cfg, long n);
 
 /* Number of iterations the run trains for, given the training set size. */
 long poet_config_total_iterations(const poet_config *cfg, long train_size);

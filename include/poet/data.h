@@ -73,6 +73,13 @@ const char *poet_data_format_name(poet_data_format format);
 poet_status poet_data_check_shape(const poet_dataset *ds, int channels, int height, int width,
                                   const char *input_from);
 
+/* Splits `all` into `train` and `val` (both in file order; `all` is freed): the n_val images with
+ * the smallest keys poet_rng_u64(seed, POET_STREAM_VALIDATION, i) (ties by index) form `val`, the
+ * rest `train`. A pure function of (seed, N, n_val): the same on every rank, disjoint. Fails
+ * (POET_ERR_CONFIG) unless 1 <= n_val < N. */
+poet_status poet_data_split(poet_dataset *all, long n_val, uint64_t seed, poet_dataset *train,
+                            poet_dataset *val);
+
 /* Bytes of memory the loaded set holds (pixels or values, labels). */
 double poet_data_bytes(const poet_dataset *ds);
 
