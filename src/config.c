@@ -73,6 +73,7 @@ void poet_config_defaults(poet_config *cfg) {
     snprintf(cfg->images_dataset, POET_NAME_MAX, "images");
     snprintf(cfg->labels_dataset, POET_NAME_MAX, "labels");
     cfg->prefetch = 0;
+    cfg->in_memory = 1;
 
     cfg->members = 10;
     cfg->n_archs = 1;
@@ -132,7 +133,7 @@ static const char *const TOP_KEYS[] = {"data", "model", "training", "distributed
 static const char *const DATA_KEYS[] = {
     "train_images", "train_labels", "test_images",    "test_labels",    "mean",   "std",
     "shuffle",      "classes",      "format",         "cifar_labels",   "layout", "images_dataset",
-    "labels_dataset", "prefetch", "augment", "validation", NULL};
+    "labels_dataset", "prefetch", "augment", "validation", "in_memory", NULL};
 static const char *const AUGMENT_KEYS[] = {"crop_padding", "flip", NULL};
 static const char *const DATA_FORMATS[] = {"auto", "idx", "cifar", "hdf5", NULL};
 static const char *const CIFAR_LABELS[] = {"cifar10", "fine", "coarse", NULL};
@@ -561,6 +562,13 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
                   "%s: data.validation: expected a whole number of images or a fraction below 1, "
                   "got %g",
                   src, cfg->validation);
+    POET_TRY(opt_bool(src, "data", data, "in_memory", &cfg->in_memory));
+    /* A streamed file is read through HDF5, which this build may not let two threads use. */
+    if (!cfg->in_memory && (cfg->prefetch > 0 || cfg->validation > 0))
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s: data.in_memory: false needs data.prefetch 0 and no data.validation (got "
+                  "prefetch %d, validation %g)",
+                  src, cfg->prefetch, cfg->validation);
     const cJSON *augment = cJSON_GetObjectItemCaseSensitive(data, "augment");
     if (augment) {
         POET_TRY(check_object(src, "data.augment", augment, AUGMENT_KEYS, "object"));
@@ -599,6 +607,7 @@ void poet_config_data_spec(const poet_config *cfg, int test, poet_data_spec *spe
     spec->images_dataset = cfg->images_dataset;
     spec->labels_dataset = cfg->labels_dataset;
     spec->layout = cfg->layout;
+    spec->streamed = !cfg->in_memory;
 }
 
 /* A required integer key of a layer or group object. */
@@ -1268,6 +1277,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, data, "labels_dataset", cfg->labels_dataset);
     put_int(&b, data, "prefetch", cfg->prefetch);
     put_number(&b, data, "validation", cfg->validation);
+    put_bool(&b, data, "in_memory", cfg->in_memory);
     cJSON *augment = attach(&b, data, "augment", cJSON_CreateObject());
     put_int(&b, augment, "crop_padding", cfg->augment_crop_padding);
     put_bool(&b, augment, "flip", cfg->augment_flip);

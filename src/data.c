@@ -87,6 +87,11 @@ poet_status poet_data_load_spec(const poet_data_spec *spec, poet_dataset *ds) {
     poet_data_format format = spec->format;
     if (format == POET_DATA_AUTO)
         POET_TRY(poet_data_infer(spec->images, &format));
+    if (spec->streamed && format != POET_DATA_HDF5)
+        POET_FAIL(POET_ERR_DATA,
+                  "%s: data.in_memory false reads images from an HDF5 file, this is %s (convert "
+                  "it with poet convert)",
+                  spec->images, poet_data_format_name(format));
     if (format == POET_DATA_IDX)
         POET_TRY(poet_data_read_idx(spec, ds));
     else if (format == POET_DATA_CIFAR)
@@ -212,27 +217,42 @@ void poet_data_free(poet_dataset *ds) {
     free(ds->pixels);
     free(ds->values);
     free(ds->labels);
+    if (ds->stream)
+        poet_data_hdf5_close(ds->stream);
     memset(ds, 0, sizeof *ds);
 }
 
 /* Bytes go through their channel's table; float images get (v - mean)/std computed the same way
- * (in double, rounded once to float). */
-void poet_data_image(const poet_dataset *ds, long index, float *out) {
+ * (in double, rounded once to float). A streamed image is read from the file first. */
+poet_status poet_data_image(const poet_dataset *ds, long index, float *out) {
     size_t hw = (size_t)ds->height * ds->width, size = image_size(ds);
+    const uint8_t *bytes = ds->pixels ? ds->pixels + (size_t)index * size : NULL;
+    const float *floats = ds->values ? ds->values + (size_t)index * size : NULL;
+    if (ds->stream) {
+        const void *raw;
+        poet_status st = poet_data_hdf5_fetch(ds, index, &raw);
+        if (st != POET_OK)
+            return st;
+        if (ds->stream_float)
+            floats = raw;
+        else
+            bytes = raw;
+    }
     for (int c = 0; c < ds->channels; c++) {
         int n = ds->n_norm == 1 ? 0 : c;
         float *o = out + (size_t)c * hw;
-        if (ds->pixels) {
-            const uint8_t *p = ds->pixels + (size_t)index * size + (size_t)c * hw;
+        if (bytes) {
+            const uint8_t *p = bytes + (size_t)c * hw;
             const float *table = ds->table[n];
             for (size_t i = 0; i < hw; i++)
                 o[i] = table[p[i]];
         } else {
-            const float *v = ds->values + (size_t)index * size + (size_t)c * hw;
+            const float *v = floats + (size_t)c * hw;
             for (size_t i = 0; i < hw; i++)
                 o[i] = (float)(((double)v[i] - ds->mean[n]) / ds->std[n]);
         }
     }
+    return POET_OK;
 }
 
 void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip) {
@@ -242,22 +262,21 @@ void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip) {
 
 /* The image normalised whole, then each output pixel picked from it: a source pixel outside the
  * image reads the normalised black pixel of its channel. */
-void poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding, int flip,
-                               uint64_t u, float *out) {
+poet_status poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding,
+                                      int flip, uint64_t u, float *out) {
     int P = crop_padding, H = ds->height, W = ds->width;
     int oy = (int)(u % (uint64_t)(2 * P + 1)) - P, ox = (int)((u >> 16) % (uint64_t)(2 * P + 1)) - P;
     int flipped = flip && ((u >> 32) & 1);
     size_t hw = (size_t)H * W;
     float stack_image[4096];
     float *src = image_size(ds) <= 4096 ? stack_image : malloc(image_size(ds) * sizeof *src);
-    if (!src) { /* no memory for the copy: the image unaugmented rather than garbage */
-        poet_data_image(ds, index, out);
-        return;
-    }
-    poet_data_image(ds, index, src);
-    for (int c = 0; c < ds->channels; c++) {
+    if (!src)
+        return poet_error_set(POET_ERR_NOMEM, "out of memory augmenting an image of %zu floats",
+                              image_size(ds));
+    poet_status st = poet_data_image(ds, index, src);
+    for (int c = 0; st == POET_OK && c < ds->channels; c++) {
         int n = ds->n_norm == 1 ? 0 : c;
-        float black = ds->pixels ? ds->table[n][0] : (float)((0.0 - ds->mean[n]) / ds->std[n]);
+        float black = !ds->values && !ds->stream_float ? ds->table[n][0] : (float)((0.0 - ds->mean[n]) / ds->std[n]);
         const float *s = src + (size_t)c * hw;
         float *o = out + (size_t)c * hw;
         for (int y = 0; y < H; y++)
@@ -269,6 +288,7 @@ void poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padd
     }
     if (src != stack_image)
         free(src);
+    return st;
 }
 
 poet_status poet_batcher_init(poet_batcher *b, const poet_dataset *ds, uint64_t seed, int shuffle,
@@ -323,12 +343,12 @@ poet_status poet_batcher_fill(poet_batcher *b, long iteration, float *images, ui
     for (int i = 0; i < b->batch; i++) {
         uint32_t idx = b->order[first + i];
         if (images && (b->crop_padding || b->flip))
-            poet_data_image_augmented(
+            POET_TRY(poet_data_image_augmented(
                 ds, idx, b->crop_padding, b->flip,
                 poet_rng_u64(b->seed, POET_STREAM_AUGMENT, (uint64_t)epoch << 32 | idx),
-                images + (size_t)i * size);
+                images + (size_t)i * size));
         else if (images)
-            poet_data_image(ds, idx, images + (size_t)i * size);
+            POET_TRY(poet_data_image(ds, idx, images + (size_t)i * size));
         if (labels)
             labels[i] = ds->labels[idx];
     }
@@ -337,10 +357,14 @@ fail:
 }
 
 /* Precondition: 0 <= first and first + n <= ds->count (evaluation walks the set in file order). */
-void poet_data_slice(const poet_dataset *ds, long first, long n, float *images, uint8_t *labels) {
+poet_status poet_data_slice(const poet_dataset *ds, long first, long n, float *images,
+                            uint8_t *labels) {
+    poet_status st = POET_OK;
     size_t size = image_size(ds);
     for (long i = 0; images && i < n; i++)
-        poet_data_image(ds, first + i, images + (size_t)i * size);
+        POET_TRY(poet_data_image(ds, first + i, images + (size_t)i * size));
     if (labels)
         memcpy(labels, ds->labels + first, (size_t)n);
+fail:
+    return st;
 }

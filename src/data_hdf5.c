@@ -192,6 +192,33 @@ fail:
     return st;
 }
 
+/* A streamed set keeps its file and image dataset open; one image is read at a time. */
+typedef struct {
+    hid_t file;
+    image_source s;
+    void *raw, *scratch; /* one image as [C, H, W]; as stored (NHWC) before the transpose */
+} h5_stream;
+
+void poet_data_hdf5_close(void *stream) {
+    h5_stream *h = stream;
+    if (!h)
+        return;
+    poet_h5_close(&h->s.type);
+    poet_h5_close(&h->s.space);
+    poet_h5_close(&h->s.dset);
+    poet_h5_close(&h->file);
+    free(h->raw);
+    free(h->scratch);
+    free(h);
+}
+
+poet_status poet_data_hdf5_fetch(const poet_dataset *ds, long index, const void **raw) {
+    h5_stream *h = ds->stream;
+    poet_status st = read_block(&h->s, ds, index, 1, h->scratch, h->raw);
+    *raw = h->raw;
+    return st;
+}
+
 poet_status poet_data_read_hdf5(const poet_data_spec *spec, poet_dataset *ds) {
     poet_status st = POET_OK;
     const char *path = spec->images;
@@ -214,6 +241,19 @@ poet_status poet_data_read_hdf5(const poet_data_spec *spec, poet_dataset *ds) {
     POET_TRY(open_images(file, spec, &s, ds));
     size_t size = (size_t)ds->channels * ds->height * ds->width;
     size_t elem = s.is_float ? sizeof(float) : 1;
+    if (spec->streamed) {
+        h5_stream *h = NULL;
+        POET_TRY(read_labels(file, path, spec, ds));
+        POET_ALLOC(h, 1);
+        ds->stream = h;
+        ds->stream_float = s.is_float;
+        h->file = file;
+        h->s = s;
+        file = s.dset = s.space = s.type = H5I_INVALID_HID; /* the stream holds them now */
+        POET_ALLOC(h->raw, size * elem);
+        POET_ALLOC(h->scratch, size * elem);
+        goto fail; /* nothing more to read now; poet_data_free closes the stream */
+    }
     if (s.is_float)
         POET_ALLOC(ds->values, (size_t)ds->count * size);
     else

@@ -142,9 +142,10 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
     printf("memory estimate (before training, docs/config.md): %.1f MiB on rank 0, %.1f MiB on "
            "the largest rank\n",
            s->memory_estimate_mib, s->memory_estimate_mib_max);
-    printf("data: %ld training, %ld validation and %ld test images of %dx%dx%d (CxHxW) held as %s, %.1f MiB per "
+    printf("data: %ld training, %ld validation and %ld test images of %dx%dx%d (CxHxW) %s %s, %.1f MiB per "
            "rank with the batch buffers; batches built %s (the profile's data: time waited)\n",
            s->train_images, s->validation_images, s->test_images, s->channels, s->height, s->width,
+           s->streamed ? "read per batch from HDF5 as" : "held as",
            s->float_pixels ? "float32" : "uint8", s->data_mib,
            cfg->prefetch ? "ahead by a prefetch thread" : "on the training thread");
     printf("profile (rank 0):");

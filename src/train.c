@@ -573,7 +573,8 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     summary->channels = t.train.channels;
     summary->height = t.train.height;
     summary->width = t.train.width;
-    summary->float_pixels = t.train.values != NULL;
+    summary->float_pixels = t.train.values != NULL || t.train.stream_float;
+    summary->streamed = t.train.stream != NULL;
     POET_TRY(resume(&t, resumed_from, sizeof resumed_from));
     POET_TRY(check_resume_point(&t, resumed_from));
     if (resumed_from[0] && t.start == t.total) {

@@ -37,8 +37,12 @@ h5=(--set data.train_images="\"$work/fm-train.h5\"" --set data.test_images="\"$w
 train fm-idx 1
 train fm-h5 1 "${h5[@]}"
 train fm-h5-p3 3 "${h5[@]}" --set data.format='"hdf5"'
+train fm-stream 2 "${h5[@]}" --set data.in_memory=false
 same fm-idx fm-h5
 same fm-idx fm-h5-p3
+same fm-idx fm-stream
+grep -q "^data: 60000 training, 0 validation and 10000 test images of 1x28x28 (CxHxW) read per batch" \
+  "$work/fm-stream.out" || fail "the streamed run's summary does not say so"
 
 # 2. CIFAR-10 binary: 2 training files of 60 and 40 images, a test file of 50.
 python3 - "$work" <<'PY'
@@ -88,6 +92,12 @@ ee="$here/expect_error.sh"
 "$ee" 3 "data.format: expected one of \"auto\", \"idx\", \"cifar\", \"hdf5\"" \
   "$poet" train "$here/configs/tiny.json" --set data.format='"png"' || fail "bad format"
 "$ee" 2 "convert: expected IMAGES [LABELS] OUT.h5" "$poet" convert x.h5 || fail "convert usage"
+"$ee" 4 "data.in_memory false reads images from an HDF5 file, this is idx" \
+  "$poet" train "$here/configs/tiny.json" --set data.in_memory=false \
+  --set output.checkpoint_dir="\"$work/e6\"" || fail "streamed IDX"
+"$ee" 3 "data.in_memory: false needs data.prefetch 0" \
+  "$poet" train "$here/configs/tiny.json" --set data.in_memory=false --set data.prefetch=1 ||
+  fail "streamed with prefetch"
 
 [ $fails = 0 ] && echo "data_e2e: all passed" && exit 0
 echo "data_e2e: $fails failure(s)"

@@ -277,6 +277,20 @@ static void test_hdf5(void) {
     s.layout = POET_LAYOUT_AUTO; /* 32x32x3: the last axis is few, so NHWC is told apart */
     TEST_OK(poet_data_load_spec(&s, &ds));
     check_exact(&ds, 6, "HDF5 NHWC uint8 (told from the shape)", 0, 10);
+    /* Streamed (data.in_memory false): the same normalised images, read from the file. */
+    poet_dataset streamed;
+    s.streamed = 1;
+    TEST_OK(poet_data_load_spec(&s, &streamed));
+    TEST_CHECK(streamed.stream && !streamed.pixels && memcmp(streamed.labels, ds.labels, 6) == 0,
+               "streamed set holds its pixels or other labels");
+    float *mem = xmalloc(sizeof *mem * 6 * 3072), *str = xmalloc(sizeof *str * 6 * 3072);
+    TEST_OK(poet_data_slice(&ds, 0, 6, mem, NULL));
+    TEST_OK(poet_data_slice(&streamed, 0, 6, str, NULL));
+    TEST_CHECK(memcmp(mem, str, sizeof *mem * 6 * 3072) == 0, "streamed images differ");
+    free(mem);
+    free(str);
+    poet_data_free(&streamed);
+    s.streamed = 0;
     poet_data_free(&ds);
 
     /* float32 images on the x/255 scale normalise as the bytes would (within float rounding). */

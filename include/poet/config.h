@@ -73,6 +73,7 @@ typedef struct {
     int prefetch;                      /* batches a separate thread builds ahead; 0 = none */
     int augment_crop_padding;          /* random crop after zero padding by this much; 0 = none */
     int augment_flip;                  /* 1: random horizontal flip */
+    int in_memory;                     /* 0: HDF5 images read from the file as batches need them */
     double validation;                 /* held out of the training set: a count >= 1, a fraction
                                           in (0, 1), or 0 = none */
 

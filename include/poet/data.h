@@ -34,6 +34,7 @@ typedef struct {
     const char *images_dataset;  /* HDF5 dataset names ("images", "labels") */
     const char *labels_dataset;
     poet_data_layout layout;
+    int streamed;                /* HDF5 only: images read from the file when a batch needs them */
 } poet_data_spec;
 
 typedef struct {
@@ -44,6 +45,8 @@ typedef struct {
     uint8_t *pixels;     /* [N, C, H, W] bytes as stored, or NULL for float images */
     float *values;       /* [N, C, H, W] float32 images (HDF5), on the x/255 scale, or NULL */
     uint8_t *labels;     /* [N] */
+    void *stream;        /* streamed HDF5 images (pixels and values NULL): the open file */
+    int stream_float;    /* the streamed images are float32 */
     int classes;         /* K: every label is < K */
     int n_norm;          /* 1 or channels */
     double mean[POET_DATA_MAX_CHANNELS], std[POET_DATA_MAX_CHANNELS];
@@ -85,8 +88,9 @@ double poet_data_bytes(const poet_dataset *ds);
 
 void poet_data_free(poet_dataset *ds);
 
-/* Writes image `index`, normalised, as C·H·W floats. */
-void poet_data_image(const poet_dataset *ds, long index, float *out);
+/* Writes image `index`, normalised, as C·H·W floats. Fails only for a streamed set whose file
+ * cannot be read (one thread at a time may read a streamed set). */
+poet_status poet_data_image(const poet_dataset *ds, long index, float *out);
 
 /* Iteration order over a data set for one run: epoch e visits the images in the order
  * poet_rng_permutation(seed, e) (or file order without shuffle); a batch is B consecutive entries
@@ -118,14 +122,15 @@ void poet_batcher_free(poet_batcher *b);
 void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip);
 
 /* Writes image `index` augmented by the draw `u` (as above; crop_padding and flip of `b`). */
-void poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding, int flip,
+poet_status poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding, int flip,
                                uint64_t u, float *out);
 
 /* Builds iteration t's batch: normalised (and augmented) images [B, C, H, W] and labels [B]. */
 poet_status poet_batcher_fill(poet_batcher *b, long iteration, float *images, uint8_t *labels);
 
 /* Normalised images [first, first + n) in file order (evaluation). */
-void poet_data_slice(const poet_dataset *ds, long first, long n, float *images, uint8_t *labels);
+poet_status poet_data_slice(const poet_dataset *ds, long first, long n, float *images,
+                            uint8_t *labels);
 
 /* ---- format readers (data_idx.c, data_cifar.c, data_hdf5.c) ----------------------------------
  * Each fills count, channels, height, width, pixels or values and labels of `ds` (checking labels
@@ -136,6 +141,11 @@ poet_status poet_data_read_hdf5(const poet_data_spec *spec, poet_dataset *ds);
 
 /* 1 when `path` starts with an IDX magic (raw or gzip). */
 int poet_data_is_idx(const char *path);
+
+/* Streamed HDF5 sets: image `index` as stored ([C, H, W] bytes or floats) in a buffer of the
+ * stream's, valid until the next call; and closing the stream (poet_data_free does). */
+poet_status poet_data_hdf5_fetch(const poet_dataset *ds, long index, const void **raw);
+void poet_data_hdf5_close(void *stream);
 
 /* Writes `ds` as an HDF5 data set (docs/data-format.md): "images" [N, C, H, W] uint8 (float32 for
  * float images) with the attribute layout = "NCHW", "labels" [N] uint8, and the file attribute

@@ -51,6 +51,7 @@ typedef struct {
     long train_images, validation_images, test_images;
     int channels, height, width; /* the images' shape, C×H×W */
     int float_pixels;         /* 1: held as float32 (HDF5 float images), 0: as uint8 */
+    int streamed;             /* 1: training images read from their HDF5 file per batch */
     poet_eval_result eval;
     int evaluated;
     int already_finished; /* --resume found the run complete and changed nothing */
