@@ -265,7 +265,8 @@ void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip) {
 poet_status poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding,
                                       int flip, uint64_t u, float *out) {
     int P = crop_padding, H = ds->height, W = ds->width;
-    int oy = (int)(u % (uint64_t)(2 * P + 1)) - P, ox = (int)((u >> 16) % (uint64_t)(2 * P + 1)) - P;
+    uint64_t side = (uint64_t)(2 * P + 1);
+    int oy = (int)(u % side) - P, ox = (int)((u >> 16) % side) - P;
     int flipped = flip && ((u >> 32) & 1);
     size_t hw = (size_t)H * W;
     float stack_image[4096];
@@ -276,7 +277,8 @@ poet_status poet_data_image_augmented(const poet_dataset *ds, long index, int cr
     poet_status st = poet_data_image(ds, index, src);
     for (int c = 0; st == POET_OK && c < ds->channels; c++) {
         int n = ds->n_norm == 1 ? 0 : c;
-        float black = !ds->values && !ds->stream_float ? ds->table[n][0] : (float)((0.0 - ds->mean[n]) / ds->std[n]);
+        float black = !ds->values && !ds->stream_float ? ds->table[n][0]
+                                                       : (float)((0.0 - ds->mean[n]) / ds->std[n]);
         const float *s = src + (size_t)c * hw;
         float *o = out + (size_t)c * hw;
         for (int y = 0; y < H; y++)

@@ -31,8 +31,8 @@ static poet_status open_dataset(hid_t file, const char *path, const char *name, 
     poet_status st = POET_OK;
     htri_t there = H5Lexists(file, name, H5P_DEFAULT);
     if (there <= 0 || H5Oexists_by_name(file, name, H5P_DEFAULT) <= 0)
-        POET_FAIL(POET_ERR_DATA, "%s: no dataset \"%s\" (set %s to the dataset's name)", path,
-                  name, key);
+        POET_FAIL(POET_ERR_DATA, "%s: no dataset \"%s\" (set %s to the dataset's name)", path, name,
+                  key);
     *dset = H5Dopen2(file, name, H5P_DEFAULT);
     if (*dset < 0)
         POET_FAIL(POET_ERR_DATA, "%s: \"%s\" is not a dataset (%s)", path, name, key);
@@ -52,8 +52,8 @@ static poet_status layout_of(const poet_data_spec *spec, image_source *s) {
         return POET_OK;
     }
     if (poet_h5_attr_class(s->dset, "layout") == H5T_STRING) {
-        POET_TRY(poet_h5_attr_read_string(s->dset, "layout", &attr, POET_ERR_DATA, s->path,
-                                          s->name));
+        POET_TRY(
+            poet_h5_attr_read_string(s->dset, "layout", &attr, POET_ERR_DATA, s->path, s->name));
         if (strcmp(attr, "NCHW") != 0 && strcmp(attr, "NHWC") != 0)
             POET_FAIL(POET_ERR_DATA,
                       "%s: attribute layout of %s is \"%s\", expected \"NCHW\" or \"NHWC\"",
@@ -67,9 +67,8 @@ static poet_status layout_of(const poet_data_spec *spec, image_source *s) {
         POET_FAIL(POET_ERR_DATA,
                   "%s: cannot tell whether %s [%llu, %llu, %llu, %llu] is NCHW or NHWC: give it a "
                   "string attribute layout or set data.layout",
-                  s->path, s->name, (unsigned long long)s->dims[0],
-                  (unsigned long long)s->dims[1], (unsigned long long)s->dims[2],
-                  (unsigned long long)s->dims[3]);
+                  s->path, s->name, (unsigned long long)s->dims[0], (unsigned long long)s->dims[1],
+                  (unsigned long long)s->dims[2], (unsigned long long)s->dims[3]);
     }
 fail:
     free(attr);
@@ -223,8 +222,9 @@ poet_status poet_data_read_hdf5(const poet_data_spec *spec, poet_dataset *ds) {
     poet_status st = POET_OK;
     const char *path = spec->images;
     hid_t file = H5I_INVALID_HID;
-    image_source s = {path, spec->images_dataset, H5I_INVALID_HID, H5I_INVALID_HID,
-                      H5I_INVALID_HID, 0, 0, 0, {0}};
+    image_source s = {
+        path, spec->images_dataset, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID, 0, 0, 0,
+        {0}};
     void *scratch = NULL;
     poet_h5_quiet();
     if (H5Fis_hdf5(path) <= 0) {
@@ -232,8 +232,9 @@ poet_status poet_data_read_hdf5(const poet_data_spec *spec, poet_dataset *ds) {
         if (f)
             fclose(f);
         POET_FAIL(POET_ERR_DATA, "%s: %s", path,
-                  f ? "not an HDF5 file (no HDF5 signature)" : "cannot open: no such file or "
-                                                               "not readable");
+                  f ? "not an HDF5 file (no HDF5 signature)"
+                    : "cannot open: no such file or "
+                      "not readable");
     }
     file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
@@ -287,8 +288,7 @@ static poet_status write_dataset(hid_t file, const char *path, const char *name,
     poet_status st = POET_OK;
     hid_t space = H5I_INVALID_HID;
     POET_H5(space = H5Screate_simple(rank, dims, NULL));
-    POET_H5(*out = H5Dcreate2(file, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT,
-                              H5P_DEFAULT));
+    POET_H5(*out = H5Dcreate2(file, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     if (H5Dwrite(*out, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         POET_FAIL(POET_ERR_IO, "%s: writing %s failed: %s", path, name, poet_hdf5_error_string());
 fail:

@@ -314,7 +314,8 @@ static int cmd_convert(const world *w, int argc, char **argv) {
     spec.std[0] = 1;
     spec.classes = 256; /* any byte label: the training config checks them against its classes */
     for (int i = 0; i < argc; i++) {
-        int is_format = !strcmp(argv[i], "--format"), is_labels = !strcmp(argv[i], "--cifar-labels");
+        int is_format = !strcmp(argv[i], "--format");
+        int is_labels = !strcmp(argv[i], "--cifar-labels");
         if (is_format || is_labels) {
             const char *const *names = is_format ? formats : labels;
             int k = 0;

@@ -19,8 +19,8 @@ struct poet_prefetch {
     poet_batcher *batcher;
     long next_fill, next_take, end; /* iterations: the thread's next, the trainer's next, the end */
     int depth;
-    slot *slots;                    /* iteration t lives in slots[t % depth] */
-    poet_status status;             /* the thread's failure, reported by the next take */
+    slot *slots;        /* iteration t lives in slots[t % depth] */
+    poet_status status; /* the thread's failure, reported by the next take */
     char message[512];
     int stop, started;
     pthread_mutex_t lock;

@@ -46,7 +46,7 @@ static void write_cifar(const char *path, long first, long n, int label_bytes, l
         uint8_t rec[3074];
         int k = 0;
         if (label_bytes == 2)
-            rec[k++] = (uint8_t)(i % 20);     /* coarse */
+            rec[k++] = (uint8_t)(i % 20);                           /* coarse */
         rec[k++] = (uint8_t)(i % 10 + (label_bytes == 2 ? 50 : 0)); /* fine / CIFAR-10 */
         if (i == bad_label_at)
             rec[k - 1] = 200;
@@ -179,8 +179,8 @@ static void test_cifar(void) {
 /* ---- HDF5 ----------------------------------------------------------------------------------- */
 
 typedef struct {
-    hid_t type;       /* file type of the images */
-    int rank;         /* 3 or 4 */
+    hid_t type; /* file type of the images */
+    int rank;   /* 3 or 4 */
     int nhwc;
     const char *layout_attr; /* NULL: none */
     const char *images_name, *labels_name;
@@ -206,14 +206,14 @@ static void write_h5(const char *path, const h5_fixture *f) {
     for (long i = 0; i < f->n; i++)
         for (int c = 0; c < C; c++)
             for (int p = 0; p < 1024; p++) {
-                size_t at = f->nhwc ? ((size_t)i * 1024 + p) * C + c
-                                    : ((size_t)i * C + c) * 1024 + p;
+                size_t at =
+                    f->nhwc ? ((size_t)i * 1024 + p) * C + c : ((size_t)i * C + c) * 1024 + p;
                 values[at] = pixel(i, c, p / 32, p % 32);
             }
     hid_t space = H5Screate_simple(f->rank, dims, NULL);
     if (f->images_name) {
-        hid_t d = H5Dcreate2(file, f->images_name, f->type, space, H5P_DEFAULT, H5P_DEFAULT,
-                             H5P_DEFAULT);
+        hid_t d =
+            H5Dcreate2(file, f->images_name, f->type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (H5Tget_class(f->type) == H5T_FLOAT)
             for (size_t i = 0; i < count; i++)
                 values[i] /= 255.0f;
@@ -423,8 +423,8 @@ static void test_augment(void) {
                 for (int y = 0; y < 32; y++)
                     for (int x = 0; x < 32; x++) {
                         int sy = y + oy, sx = (flip ? 31 - x : x) + ox;
-                        int byte = sy >= 0 && sy < 32 && sx >= 0 && sx < 32 ? pixel(idx, c, sy, sx)
-                                                                            : 0;
+                        int byte =
+                            sy >= 0 && sy < 32 && sx >= 0 && sx < 32 ? pixel(idx, c, sy, sx) : 0;
                         float want = (float)((byte / 255.0 - mean[c]) / std[c]);
                         wrong += got[((size_t)i * 3 + c) * 1024 + y * 32 + x] != want;
                     }

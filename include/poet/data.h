@@ -122,8 +122,8 @@ void poet_batcher_free(poet_batcher *b);
 void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip);
 
 /* Writes image `index` augmented by the draw `u` (as above; crop_padding and flip of `b`). */
-poet_status poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding, int flip,
-                               uint64_t u, float *out);
+poet_status poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding,
+                                      int flip, uint64_t u, float *out);
 
 /* Builds iteration t's batch: normalised (and augmented) images [B, C, H, W] and labels [B]. */
 poet_status poet_batcher_fill(poet_batcher *b, long iteration, float *images, uint8_t *labels);

@@ -47,7 +47,7 @@ typedef struct {
     double peak_rss_mib_max;  /* the largest over all ranks */
     double memory_estimate_mib;     /* this rank's estimate before training (memplan.h) */
     double memory_estimate_mib_max; /* the largest over all ranks */
-    double data_mib;          /* this rank's data sets and batch buffers (every rank holds the same) */
+    double data_mib;          /* this rank's data sets and batch buffers (the same on every rank) */
     long train_images, validation_images, test_images;
     int channels, height, width; /* the images' shape, C×H×W */
     int float_pixels;         /* 1: held as float32 (HDF5 float images), 0: as uint8 */
