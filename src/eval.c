@@ -192,7 +192,7 @@ poet_status poet_eval_run(MPI_Comm comm, poet_ensemble *e, const poet_dataset *t
         int rows = (int)(N - first < E ? N - first : E);
         /* The last batch may be short: pad the images with zeros and ignore those rows. */
         memset(s.images, 0, (size_t)E * image_size * sizeof(float));
-        poet_data_slice(test, first, rows, s.images, s.labels);
+        POET_TRY(poet_data_slice(test, first, rows, s.images, s.labels));
         memset(s.fixed, 0, (size_t)E * K * sizeof(int64_t));
         memset(s.probs, 0, (size_t)E * K * sizeof(int64_t));
         POET_TRY(poet_ensemble_eval_forward(e, s.images, rows, s.member_logits, s.fixed));
