@@ -90,6 +90,7 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->arity = 2;
     cfg->overlap = POET_OVERLAP_NONE;
     cfg->chunks = 1;
+    cfg->timeout = 180.0; /* POET_TREE_DEFAULT_TIMEOUT: minutes, not Open MPI's ~8 (tree.h) */
 
     snprintf(cfg->run_name, POET_NAME_MAX, "fashion-mnist");
     snprintf(cfg->checkpoint_dir, POET_PATH_MAX, "checkpoints/%s", cfg->run_name);
@@ -136,7 +137,7 @@ static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "itera
                                             "step_size",  "gamma",        "min_lr",     "seed",
                                             "threads",    "log_every",    "eval_every", NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
-    "tree", "arity", "overlap", "chunks", "memory_limit_gib", NULL};
+    "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", NULL};
 static const char *const OUTPUT_KEYS[] = {"run_name",
                                           "checkpoint_dir",
                                           "checkpoint_every",
@@ -765,6 +766,7 @@ static poet_status parse_distributed(const char *src, const cJSON *d, poet_confi
         POET_TRY(opt_int(src, "distributed", d, "chunks", 1, 16, &cfg->chunks));
         POET_TRY(opt_number(src, "distributed", d, "memory_limit_gib", 0.0, 0, NAN, 0,
                             &cfg->memory_limit_gib));
+        POET_TRY(opt_number(src, "distributed", d, "timeout", 0.0, 0, NAN, 0, &cfg->timeout));
     }
     if (cfg->tree == POET_TREE_BINARY)
         cfg->arity = 2;
@@ -1182,6 +1184,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, d, "overlap", poet_overlap_mode_name(cfg->overlap));
     put_int(&b, d, "chunks", cfg->chunks);
     put_number(&b, d, "memory_limit_gib", cfg->memory_limit_gib);
+    put_number(&b, d, "timeout", cfg->timeout);
 
     cJSON *o = attach(&b, root, "output", cJSON_CreateObject());
     put_string(&b, o, "run_name", cfg->run_name);

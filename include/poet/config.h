@@ -93,6 +93,7 @@ typedef struct {
     int arity;           /* kary tree arity k >= 2 (binary: 2) */
     poet_overlap_mode overlap;
     int chunks;          /* exact overlap: micro-batches per batch */
+    double timeout;      /* seconds a wait on the tree may last before the job ends; 0 = no limit */
     double memory_limit_gib; /* most memory a rank's estimate may need; 0 = node's / its ranks */
 
     /* output */
