@@ -45,9 +45,8 @@ int main(int argc, char **argv) {
         const char *name;
         poet_tree_kind kind;
         int arity;
-    } shapes[] = {{"binary", POET_TREE_BINARY, 2},
-                  {"kary3", POET_TREE_KARY, 3},
-                  {"mpi", POET_TREE_MPI, 2}};
+    } shapes[] = {
+        {"binary", POET_TREE_BINARY, 2}, {"kary3", POET_TREE_KARY, 3}, {"mpi", POET_TREE_MPI, 2}};
     double *times = calloc((size_t)repeats, sizeof(double));
     int failed = 0;
     if (rank == 0)

@@ -104,14 +104,14 @@ long poet_config_total_iterations(const poet_config *cfg, long train_size) {
     return (long)cfg->epochs * (train_size / cfg->batch_size);
 }
 
-static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", NULL};
+static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", "auto", NULL};
 static const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
 static const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
 static const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
 static const char *const LAYER_NAMES[] = {"conv", "relu", "avg_pool", "max_pool", "linear", NULL};
 
 const char *poet_tree_kind_name(poet_tree_kind kind) {
-    return (unsigned)kind <= POET_TREE_MPI ? TREE_NAMES[kind] : "unknown";
+    return (unsigned)kind <= POET_TREE_AUTO ? TREE_NAMES[kind] : "unknown";
 }
 
 const char *poet_overlap_mode_name(poet_overlap_mode mode) {

@@ -21,6 +21,7 @@
 #include "poet/mpierror.h"
 #include "poet/memplan.h"
 #include "poet/net.h"
+#include "poet/netprobe.h"
 #include "poet/optim.h"
 #include "poet/tree.h"
 
@@ -117,8 +118,19 @@ static poet_status setup(trainer *t) {
     POET_TRY(poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes,
                                 &t->memory));
     POET_TRY(poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
-    POET_TRY(poet_tree_create(t->comm, c->tree, c->arity, (size_t)t->rows * c->classes, slots,
-                              &t->tree));
+    poet_tree_kind kind = c->tree;
+    int arity = c->arity;
+    if (kind == POET_TREE_AUTO) { /* measured now, the same choice on every rank */
+        poet_netprobe probe;
+        char line[512];
+        POET_TRY(poet_netprobe_choose(t->comm, (size_t)t->rows * c->classes, &probe));
+        kind = probe.kind;
+        arity = probe.arity;
+        poet_netprobe_describe(&probe, line, sizeof line);
+        if (t->rank == 0 && !t->opt->quiet)
+            printf("%s\n", line);
+    }
+    POET_TRY(poet_tree_create(t->comm, kind, arity, (size_t)t->rows * c->classes, slots, &t->tree));
     poet_tree_set_timeout(t->tree, c->timeout);
     for (int i = 0; i < 2; i++) {
         POET_ALLOC(t->images[i], (size_t)c->batch_size * t->image_size);
@@ -542,7 +554,8 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     t.fault_iteration = getenv("POET_FAULT_ITERATION") ? atol(getenv("POET_FAULT_ITERATION")) : -1;
     t.sleep_rank = getenv("POET_FAULT_SLEEP_RANK") ? atoi(getenv("POET_FAULT_SLEEP_RANK")) : -1;
     {
-        const char *it = getenv("POET_FAULT_SLEEP_ITERATION"), *secs = getenv("POET_FAULT_SLEEP_SECONDS");
+        const char *it = getenv("POET_FAULT_SLEEP_ITERATION");
+        const char *secs = getenv("POET_FAULT_SLEEP_SECONDS");
         t.sleep_iteration = it ? atol(it) : 0;
         t.sleep_seconds = secs ? (unsigned)atoi(secs) : 3600; /* (default 3600) */
     }

@@ -95,6 +95,8 @@ poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size
     *out = NULL;
     if (kind == POET_TREE_BINARY)
         arity = 2;
+    if (kind == POET_TREE_AUTO) /* resolved by netprobe before */
+        return poet_error_set(POET_ERR_INTERNAL, "poet_tree_create: tree \"auto\" not resolved");
     if (arity < 2 || arity > MAX_CHILDREN)
         return poet_error_set(POET_ERR_CONFIG, "distributed.arity: expected 2..%d, got %d",
                               MAX_CHILDREN, arity);

@@ -31,3 +31,15 @@ poet_add_test(tree_timeout_config ${CMAKE_CURRENT_SOURCE_DIR}/expect_error.sh 3
 # The job templates shorten Open MPI's out-of-band keepalive (jobs/README.md: 491 s → 9 s to end a
 # job whose node lost its link).
 poet_add_test(jobs_oob_keepalive ${CMAKE_CURRENT_SOURCE_DIR}/check_keepalive.sh ${CMAKE_SOURCE_DIR}/jobs)
+
+# distributed.tree "auto" (issue 18): the cost model's picks, and the measured choice is one valid
+# shape on every rank; a run with it equals the one-rank reference bit for bit, as every shape does.
+poet_test_executable(test_netprobe ${CMAKE_CURRENT_SOURCE_DIR}/test_netprobe.c)
+foreach(ranks 1 4)
+  poet_add_mpi_test(netprobe_p${ranks} ${ranks} $<TARGET_FILE:test_netprobe>)
+  set_tests_properties(netprobe_p${ranks} PROPERTIES TIMEOUT 60)
+endforeach()
+add_test(NAME traj_p4_auto COMMAND ${RUN_TRAIN} 4 ${CMAKE_CURRENT_BINARY_DIR}/traj/traj_p4_auto
+         --ref ${CMAKE_CURRENT_BINARY_DIR}/traj/ref/trajectory -- ${TINY} --set distributed.tree=auto)
+set_tests_properties(traj_p4_auto PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS 4
+                                             FIXTURES_REQUIRED traj_ref TIMEOUT 300)

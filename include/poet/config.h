@@ -47,7 +47,8 @@ typedef struct {
     poet_layer_spec layers[POET_MAX_LAYERS];
 } poet_arch;
 
-typedef enum { POET_TREE_BINARY, POET_TREE_KARY, POET_TREE_MPI } poet_tree_kind;
+/* AUTO: measured and chosen at start-up among the other three (netprobe.h). */
+typedef enum { POET_TREE_BINARY, POET_TREE_KARY, POET_TREE_MPI, POET_TREE_AUTO } poet_tree_kind;
 typedef enum { POET_OVERLAP_NONE, POET_OVERLAP_EXACT, POET_OVERLAP_STALE } poet_overlap_mode;
 typedef enum { POET_LR_CONSTANT, POET_LR_STEP, POET_LR_COSINE } poet_lr_schedule;
 
