@@ -97,6 +97,7 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->arity = 2;
     cfg->overlap = POET_OVERLAP_NONE;
     cfg->chunks = 1;
+    cfg->timeout = 180.0; /* POET_TREE_DEFAULT_TIMEOUT: minutes, not Open MPI's ~8 (tree.h) */
 
     snprintf(cfg->run_name, POET_NAME_MAX, "fashion-mnist");
     snprintf(cfg->checkpoint_dir, POET_PATH_MAX, "checkpoints/%s", cfg->run_name);
@@ -110,7 +111,7 @@ long poet_config_total_iterations(const poet_config *cfg, long train_size) {
     return (long)cfg->epochs * (train_size / cfg->batch_size);
 }
 
-static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", NULL};
+static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", "auto", NULL};
 static const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
 static const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
 static const char *const OBJECTIVE_NAMES[] = {"joint", "independent", "blend", NULL};
@@ -119,7 +120,7 @@ static const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool",  "max_po
                                           "linear", "add",  "batchnorm", NULL};
 
 const char *poet_tree_kind_name(poet_tree_kind kind) {
-    return (unsigned)kind <= POET_TREE_MPI ? TREE_NAMES[kind] : "unknown";
+    return (unsigned)kind <= POET_TREE_AUTO ? TREE_NAMES[kind] : "unknown";
 }
 
 const char *poet_overlap_mode_name(poet_overlap_mode mode) {
@@ -152,7 +153,7 @@ static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "itera
                                             "decay_bn_bias", "objective", "beta", "member_dropout",
                                             NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
-    "tree", "arity", "overlap", "chunks", "memory_limit_gib", NULL};
+    "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", NULL};
 static const char *const OUTPUT_KEYS[] = {"run_name",
                                           "checkpoint_dir",
                                           "checkpoint_every",
@@ -1047,6 +1048,7 @@ static poet_status parse_distributed(const char *src, const cJSON *d, poet_confi
         POET_TRY(opt_int(src, "distributed", d, "chunks", 1, 16, &cfg->chunks));
         POET_TRY(opt_number(src, "distributed", d, "memory_limit_gib", 0.0, 0, NAN, 0,
                             &cfg->memory_limit_gib));
+        POET_TRY(opt_number(src, "distributed", d, "timeout", 0.0, 0, NAN, 0, &cfg->timeout));
     }
     if (cfg->tree == POET_TREE_BINARY)
         cfg->arity = 2;
@@ -1503,6 +1505,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, d, "overlap", poet_overlap_mode_name(cfg->overlap));
     put_int(&b, d, "chunks", cfg->chunks);
     put_number(&b, d, "memory_limit_gib", cfg->memory_limit_gib);
+    put_number(&b, d, "timeout", cfg->timeout);
 
     cJSON *o = attach(&b, root, "output", cJSON_CreateObject());
     put_string(&b, o, "run_name", cfg->run_name);

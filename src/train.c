@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "poet/checkpoint.h"
 #include "poet/data.h"
@@ -20,6 +21,7 @@
 #include "poet/mpierror.h"
 #include "poet/memplan.h"
 #include "poet/net.h"
+#include "poet/netprobe.h"
 #include "poet/optim.h"
 #include "poet/prefetch.h"
 #include "poet/tree.h"
@@ -74,6 +76,9 @@ typedef struct {
     poet_status local;     /* this rank's own failure, carried up the tree to stop every rank */
     int fault_rank;        /* testing: POET_FAULT_RANK fails at POET_FAULT_ITERATION (-1: never) */
     long fault_iteration;
+    int sleep_rank;        /* testing: POET_FAULT_SLEEP_RANK stops answering at */
+    long sleep_iteration;  /* POET_FAULT_SLEEP_ITERATION (default 0) for POET_FAULT_SLEEP_SECONDS */
+    unsigned sleep_seconds;
     FILE *trajectory;
     double phase_mark;     /* when the current phase began */
     double phase_seconds[POET_PHASES];
@@ -126,8 +131,20 @@ static poet_status setup(trainer *t) {
     POET_TRY(poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes,
                                 &t->memory));
     POET_TRY(poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
-    POET_TRY(poet_tree_create(t->comm, c->tree, c->arity, (size_t)t->rows * c->classes, slots,
-                              &t->tree));
+    poet_tree_kind kind = c->tree;
+    int arity = c->arity;
+    if (kind == POET_TREE_AUTO) { /* measured now, the same choice on every rank */
+        poet_netprobe probe;
+        char line[512];
+        POET_TRY(poet_netprobe_choose(t->comm, (size_t)t->rows * c->classes, &probe));
+        kind = probe.kind;
+        arity = probe.arity;
+        poet_netprobe_describe(&probe, line, sizeof line);
+        if (t->rank == 0 && !t->opt->quiet)
+            printf("%s\n", line);
+    }
+    POET_TRY(poet_tree_create(t->comm, kind, arity, (size_t)t->rows * c->classes, slots, &t->tree));
+    poet_tree_set_timeout(t->tree, c->timeout);
     for (int i = 0; i < 2; i++) {
         POET_ALLOC(t->images[i], (size_t)c->batch_size * t->image_size);
         POET_ALLOC(t->labels[i], c->batch_size);
@@ -165,8 +182,11 @@ static void snapshot_member_loss(trainer *t) {
     memset(t->ens.member_correct, 0, sizeof(long) * t->ens.n_local);
 }
 
-/* Tests make one rank fail at one iteration (POET_FAULT_RANK, POET_FAULT_ITERATION). */
+/* Tests make one rank fail at one iteration (POET_FAULT_RANK, POET_FAULT_ITERATION), or stop
+ * answering there (POET_FAULT_SLEEP_*: the others' tree waits time out, distributed.timeout). */
 static void inject_fault(trainer *t, long it) {
+    if (t->sleep_rank == t->rank && t->sleep_iteration == it)
+        sleep(t->sleep_seconds);
     if (t->local == POET_OK && t->fault_iteration == it && t->fault_rank == t->rank)
         t->local = poet_error_set(POET_ERR_INTERNAL, "injected failure at iteration %ld "
                                                      "(POET_FAULT_RANK/POET_FAULT_ITERATION)",
@@ -593,6 +613,13 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     POET_MPI(MPI_Comm_size(comm, &t.ranks));
     t.fault_rank = getenv("POET_FAULT_RANK") ? atoi(getenv("POET_FAULT_RANK")) : -1;
     t.fault_iteration = getenv("POET_FAULT_ITERATION") ? atol(getenv("POET_FAULT_ITERATION")) : -1;
+    t.sleep_rank = getenv("POET_FAULT_SLEEP_RANK") ? atoi(getenv("POET_FAULT_SLEEP_RANK")) : -1;
+    {
+        const char *it = getenv("POET_FAULT_SLEEP_ITERATION");
+        const char *secs = getenv("POET_FAULT_SLEEP_SECONDS");
+        t.sleep_iteration = it ? atol(it) : 0;
+        t.sleep_seconds = secs ? (unsigned)atoi(secs) : 3600; /* (default 3600) */
+    }
     t.chunks = cfg->overlap == POET_OVERLAP_STALE ? 1 : cfg->chunks;
     t.rows = cfg->batch_size / t.chunks;
     {
@@ -649,7 +676,9 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
                POET_VERSION, cfg->members, t.ranks, poet_tree_kind_name(cfg->tree),
                poet_overlap_mode_name(cfg->overlap), t.total, cfg->batch_size, t.start + 1, t.total);
     st = train_loop(&t, summary);
-    if (t.log) {
+    /* Closing the log is collective: a failure only this rank knows of (a peer that stopped
+     * answering the tree) must reach MPI_Abort in the CLI, not wait for ranks that never come. */
+    if (t.log && (st == POET_OK || st == POET_STOPPED || poet_error_is_agreed())) {
         poet_status close_st = poet_losslog_close(t.log);
         if (st == POET_OK || st == POET_STOPPED)
             st = close_st == POET_OK ? st : close_st;

@@ -6,16 +6,28 @@
  *   reduce_wait:  finish that; on the root the slot's up buffer now holds the totals
  *   bcast_start:  the root sends the gradient to its children; others post a receive from the parent
  *   bcast_wait:   once the parent's message arrived, forward it to the children
+ *
+ * Every wait is bounded (distributed.timeout): a peer that stops answering (hung, or its host's link
+ * down) ends the wait with a message naming it, rather than leaving the rank in MPI_Wait until Open
+ * MPI's own keepalive gives up minutes later. Waits test the requests, spinning for a moment (the
+ * fast path: most messages are already there or arrive within microseconds), then sleeping with a
+ * growing pause so a waiting rank leaves the cores to the ranks still computing.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "poet/tree.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "poet/mpierror.h"
 
 enum { TAG_UP = 4100, TAG_DOWN = 4200 };
 #define MAX_CHILDREN 64
+#define SPIN_SECONDS 1e-3    /* test without pausing this long before sleeping between tests */
+#define PAUSE_FIRST_NS 20000 /* then pause 20 µs, doubling up to 1 ms */
+#define PAUSE_MOST_NS 1000000
 
 typedef struct {
     int64_t *up;            /* [H + n] own partial, then the sum of the subtree */
@@ -44,6 +56,10 @@ struct poet_tree {
     int slots;
     tree_slot *slot;
     uint64_t bytes_sent, bytes_received;
+    double timeout;    /* seconds a wait may last (distributed.timeout) */
+    int depth;         /* edges from the root to this rank */
+    int tree_height;   /* edges from the root to the deepest rank */
+    char (*host)[MPI_MAX_PROCESSOR_NAME]; /* [size] every rank's host, for the timeout message */
 };
 
 static size_t up_count(const poet_tree *t) { return POET_TREE_HEADER + t->n; }
@@ -52,6 +68,15 @@ static size_t down_bytes(const poet_tree *t) {
 }
 
 int poet_tree_parent_of(int rank, int arity) { return rank == 0 ? -1 : (rank - 1) / arity; }
+
+/* Edges from `rank` down to the deepest rank of its subtree: in this layout the leftmost path is the
+ * longest. */
+static int subtree_height(int rank, int size, int arity) {
+    int height = 0;
+    for (long r = (long)arity * rank + 1; r < size; r = (long)arity * r + 1)
+        height++;
+    return height;
+}
 
 int poet_tree_children_of(int rank, int size, int arity, int *children, int max_children) {
     int count = 0;
@@ -70,6 +95,8 @@ poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size
     *out = NULL;
     if (kind == POET_TREE_BINARY)
         arity = 2;
+    if (kind == POET_TREE_AUTO) /* resolved by netprobe before */
+        return poet_error_set(POET_ERR_INTERNAL, "poet_tree_create: tree \"auto\" not resolved");
     if (arity < 2 || arity > MAX_CHILDREN)
         return poet_error_set(POET_ERR_CONFIG, "distributed.arity: expected 2..%d, got %d",
                               MAX_CHILDREN, arity);
@@ -83,6 +110,20 @@ poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size
     POET_MPI(MPI_Comm_size(comm, &t->size));
     t->parent = poet_tree_parent_of(t->rank, arity);
     t->n_children = poet_tree_children_of(t->rank, t->size, arity, t->children, MAX_CHILDREN);
+    t->timeout = POET_TREE_DEFAULT_TIMEOUT;
+    for (int r = t->rank; r > 0; r = poet_tree_parent_of(r, arity))
+        t->depth++;
+    t->tree_height = subtree_height(0, t->size, arity);
+    /* Hosts are only needed to name a peer that stopped answering, but by then it is too late to
+     * ask: gather them now (once per run). */
+    POET_ALLOC(t->host, t->size);
+    {
+        char mine[MPI_MAX_PROCESSOR_NAME] = "";
+        int length = 0;
+        POET_MPI(MPI_Get_processor_name(mine, &length));
+        POET_MPI(MPI_Allgather(mine, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, t->host,
+                               MPI_MAX_PROCESSOR_NAME, MPI_CHAR, comm));
+    }
     POET_ALLOC(t->slot, slots);
     for (int s = 0; s < slots; s++) {
         tree_slot *sl = &t->slot[s];
@@ -110,6 +151,7 @@ void poet_tree_destroy(poet_tree *t) {
         free(t->slot[s].down);
     }
     free(t->slot);
+    free(t->host);
     free(t);
 }
 
@@ -121,6 +163,74 @@ float *poet_tree_down_values(poet_tree *t, int slot) {
 }
 uint64_t poet_tree_bytes_sent(const poet_tree *t) { return t->bytes_sent; }
 uint64_t poet_tree_bytes_received(const poet_tree *t) { return t->bytes_received; }
+void poet_tree_set_timeout(poet_tree *t, double seconds) { t->timeout = seconds; }
+double poet_tree_timeout(const poet_tree *t) { return t->timeout; }
+
+/* The extra time a wait on `peer` gets beyond the timeout, one step per tree level between the
+ * stall and this rank. A rank that stops answering leaves every rank above it waiting on a child
+ * and every rank below it waiting on a parent; the staggering makes the rank right above the silent
+ * one (waiting on a subtree of the least height) give up first, so its message names the cause. */
+static double grace(const poet_tree *t, int peer) {
+    double step = t->timeout < 4 ? t->timeout / 4 : 1.0;
+    if (peer < 0) /* MPI's collectives: no peer to tell */
+        return 0;
+    if (peer == t->parent) /* below the stall: after every rank above has had its turn */
+        return step * (t->tree_height + t->depth);
+    return step * subtree_height(peer, t->size, t->arity);
+}
+
+static void pause_for(long nanoseconds) {
+    struct timespec ts = {nanoseconds / 1000000000L, nanoseconds % 1000000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits for `count` requests, `peer[i]` the rank at the other end of request i (-1 for a
+ * collective); `what` says what the rank waited for. Fails naming the first peer whose deadline
+ * passed. */
+static poet_status wait_bounded(poet_tree *t, int count, MPI_Request *req, const int *peer,
+                                const char *what) {
+    poet_status st = POET_OK;
+    int done = 0;
+    POET_MPI(MPI_Testall(count, req, &done, MPI_STATUSES_IGNORE));
+    if (done || t->timeout <= 0) {
+        if (!done) /* no deadline (distributed.timeout 0) */
+            POET_MPI(MPI_Waitall(count, req, MPI_STATUSES_IGNORE));
+        return POET_OK;
+    }
+    double start = MPI_Wtime();
+    long pause = 0;
+    for (;;) {
+        POET_MPI(MPI_Testall(count, req, &done, MPI_STATUSES_IGNORE));
+        if (done)
+            return POET_OK;
+        double waited = MPI_Wtime() - start;
+        for (int i = 0; i < count; i++) {
+            if (waited <= t->timeout + grace(t, peer[i]))
+                continue;
+            int arrived = 0;
+            POET_MPI(MPI_Test(&req[i], &arrived, MPI_STATUS_IGNORE));
+            if (arrived)
+                continue;
+            if (peer[i] < 0)
+                POET_FAIL(POET_ERR_MPI,
+                          "no answer for %.1f s (distributed.timeout %g s) while waiting for %s "
+                          "(tree mpi: MPI's collective does not tell which rank is missing); "
+                          "ending the job",
+                          waited, t->timeout, what);
+            POET_FAIL(POET_ERR_MPI,
+                      "no answer from rank %d on host %s for %.1f s (distributed.timeout %g s) "
+                      "while waiting for %s; ending the job",
+                      peer[i], t->host[peer[i]], waited, t->timeout, what);
+        }
+        if (waited > SPIN_SECONDS) {
+            pause = pause ? (pause * 2 < PAUSE_MOST_NS ? pause * 2 : PAUSE_MOST_NS)
+                          : PAUSE_FIRST_NS;
+            pause_for(pause);
+        }
+    }
+fail:
+    return st;
+}
 
 /* Adds the children's subtree sums into ours and sends the result to the parent (not at the root). */
 static poet_status send_up(poet_tree *t, tree_slot *sl) {
@@ -197,14 +307,16 @@ poet_status poet_tree_reduce_wait(poet_tree *t, int slot) {
     tree_slot *sl = &t->slot[slot];
     sl->reducing = 0;
     if (t->kind == POET_TREE_MPI) {
-        POET_MPI(MPI_Wait(&sl->collective, MPI_STATUS_IGNORE));
-        return POET_OK;
+        int everyone = -1;
+        return wait_bounded(t, 1, &sl->collective, &everyone, "MPI_Ireduce of the logit sums");
     }
     if (!sl->up_sent) {
-        POET_MPI(MPI_Waitall(t->n_children, sl->child_recv, MPI_STATUSES_IGNORE));
+        POET_TRY(wait_bounded(t, t->n_children, sl->child_recv, t->children,
+                              "its partial logit sums (tree, up)"));
         POET_TRY(send_up(t, sl));
     }
-    POET_MPI(MPI_Wait(&sl->parent_send, MPI_STATUS_IGNORE));
+    POET_TRY(wait_bounded(t, 1, &sl->parent_send, &t->parent,
+                          "it to take this rank's partial sums (tree, up)"));
 fail:
     return st;
 }
@@ -246,14 +358,15 @@ poet_status poet_tree_bcast_wait(poet_tree *t, int slot) {
     poet_status st = POET_OK;
     tree_slot *sl = &t->slot[slot];
     if (t->kind == POET_TREE_MPI) {
-        POET_MPI(MPI_Wait(&sl->collective, MPI_STATUS_IGNORE));
-        return POET_OK;
+        int everyone = -1;
+        return wait_bounded(t, 1, &sl->collective, &everyone, "MPI_Ibcast of the gradient");
     }
     if (!sl->down_forwarded) {
-        POET_MPI(MPI_Wait(&sl->parent_recv, MPI_STATUS_IGNORE));
+        POET_TRY(wait_bounded(t, 1, &sl->parent_recv, &t->parent, "the gradient (tree, down)"));
         POET_TRY(send_down(t, sl));
     }
-    POET_MPI(MPI_Waitall(t->n_children, sl->child_send, MPI_STATUSES_IGNORE));
+    POET_TRY(wait_bounded(t, t->n_children, sl->child_send, t->children,
+                          "it to take the gradient (tree, down)"));
 fail:
     return st;
 }

@@ -267,7 +267,7 @@ static const struct {
     {"{\"training\": {\"lr\": \"fast\"}}",
      "configs/x.json: training.lr: expected number > 0, got \"fast\""},
     {"{\"distributed\": {\"tree\": \"ring\"}}", "configs/x.json: distributed.tree: expected one of "
-                                                "\"binary\", \"kary\", \"mpi\", got \"ring\""},
+                                                "\"binary\", \"kary\", \"mpi\", \"auto\", got \"ring\""},
     {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3}, "
      "{\"type\": \"gelu\"}]}}",
      "configs/x.json: model.architecture[1].type: expected one of \"conv\", \"relu\", "

@@ -57,7 +57,8 @@ typedef struct {
     poet_layer_spec layers[POET_MAX_LAYERS];
 } poet_arch;
 
-typedef enum { POET_TREE_BINARY, POET_TREE_KARY, POET_TREE_MPI } poet_tree_kind;
+/* AUTO: measured and chosen at start-up among the other three (netprobe.h). */
+typedef enum { POET_TREE_BINARY, POET_TREE_KARY, POET_TREE_MPI, POET_TREE_AUTO } poet_tree_kind;
 typedef enum { POET_OVERLAP_NONE, POET_OVERLAP_EXACT, POET_OVERLAP_STALE } poet_overlap_mode;
 typedef enum { POET_LR_CONSTANT, POET_LR_STEP, POET_LR_COSINE } poet_lr_schedule;
 /* What the members are trained on (docs/objectives.md): the joint loss of the mean logits, each
@@ -127,6 +128,7 @@ typedef struct {
     int arity;           /* kary tree arity k >= 2 (binary: 2) */
     poet_overlap_mode overlap;
     int chunks;          /* exact overlap: micro-batches per batch */
+    double timeout;      /* seconds a wait on the tree may last before the job ends; 0 = no limit */
     double memory_limit_gib; /* most memory a rank's estimate may need; 0 = node's / its ranks */
 
     /* output */

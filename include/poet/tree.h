@@ -14,6 +14,11 @@
  * Operations are non-blocking so a rank can compute while values travel; several may be in flight,
  * one per slot (overlap of micro-batches, or the stale mode's previous batch). Every operation on a
  * slot is: reduce_start → reduce_wait → bcast_start → bcast_wait, on every rank.
+ *
+ * Waits are bounded (poet_tree_set_timeout, distributed.timeout): a peer silent for longer fails the
+ * wait with POET_ERR_MPI and a message naming its rank and host, not agreed with the other ranks (the
+ * CLI then ends the job with MPI_Abort). Ranks further from the silent one wait a little longer (one
+ * step per tree level, min(1 s, timeout/4)), so the first to give up names the cause.
  */
 #ifndef POET_TREE_H
 #define POET_TREE_H
@@ -35,6 +40,8 @@ enum {
 };
 
 typedef struct poet_tree poet_tree;
+
+#define POET_TREE_DEFAULT_TIMEOUT 180.0 /* seconds; distributed.timeout's default */
 
 /* `values` = n per message (B×K, or a micro-batch's rows × K); `slots` operations may be in flight.
  * `comm` must return errors (MPI_ERRORS_RETURN). */
@@ -59,6 +66,11 @@ poet_status poet_tree_reduce_start(poet_tree *tree, int slot);
 poet_status poet_tree_reduce_wait(poet_tree *tree, int slot);
 poet_status poet_tree_bcast_start(poet_tree *tree, int slot);
 poet_status poet_tree_bcast_wait(poet_tree *tree, int slot);
+
+/* Seconds a wait may last before it fails naming the peer (0: no limit). Collective over nothing:
+ * each rank sets its own, normally all the same. */
+void poet_tree_set_timeout(poet_tree *tree, double seconds);
+double poet_tree_timeout(const poet_tree *tree);
 
 /* Lets MPI move what is in flight (call between layers while computing). */
 poet_status poet_tree_progress(poet_tree *tree);
