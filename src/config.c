@@ -70,6 +70,10 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->std = 0.3081;
     cfg->shuffle = 1;
     cfg->classes = 10;
+    snprintf(cfg->images_dataset, POET_NAME_MAX, "images");
+    snprintf(cfg->labels_dataset, POET_NAME_MAX, "labels");
+    cfg->prefetch = 0;
+    cfg->in_memory = 1;
 
     cfg->members = 10;
     cfg->n_archs = 1;
@@ -86,6 +90,8 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->gamma = 0.1;
     cfg->seed = 42;
     cfg->log_every = 20;
+    cfg->objective = POET_OBJECTIVE_JOINT;
+    cfg->beta = 1.0;
 
     cfg->tree = POET_TREE_BINARY;
     cfg->arity = 2;
@@ -107,6 +113,7 @@ long poet_config_total_iterations(const poet_config *cfg, long train_size) {
 static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", NULL};
 static const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
 static const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
+static const char *const OBJECTIVE_NAMES[] = {"joint", "independent", "blend", NULL};
 static const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
 static const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool",  "max_pool",
                                           "linear", "add",  "batchnorm", NULL};
@@ -128,16 +135,22 @@ const char *poet_layer_kind_name(poet_layer_kind kind) {
  * ------------------------------------------------------------------------------------------- */
 
 static const char *const TOP_KEYS[] = {"data", "model", "training", "distributed", "output", NULL};
-static const char *const DATA_KEYS[] = {"train_images", "train_labels", "test_images",
-                                        "test_labels",  "mean",         "std",
-                                        "shuffle",      "classes",      NULL};
+static const char *const DATA_KEYS[] = {
+    "train_images", "train_labels", "test_images",    "test_labels",    "mean",   "std",
+    "shuffle",      "classes",      "format",         "cifar_labels",   "layout", "images_dataset",
+    "labels_dataset", "prefetch", "augment", "validation", "in_memory", NULL};
+static const char *const AUGMENT_KEYS[] = {"crop_padding", "flip", NULL};
+static const char *const DATA_FORMATS[] = {"auto", "idx", "cifar", "hdf5", NULL};
+static const char *const CIFAR_LABELS[] = {"cifar10", "fine", "coarse", NULL};
+static const char *const LAYOUTS[] = {"auto", "NCHW", "NHWC", NULL};
 static const char *const MODEL_KEYS[] = {"members", "architecture", "placement",
                                          "fused",   "convolution",  NULL};
 static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "iterations", "lr",
                                             "momentum",   "weight_decay", "nesterov",   "schedule",
                                             "step_size",  "gamma",        "min_lr",     "seed",
                                             "threads",    "log_every",    "eval_every",
-                                            "decay_bn_bias", NULL};
+                                            "decay_bn_bias", "objective", "beta", "member_dropout",
+                                            NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
     "tree", "arity", "overlap", "chunks", "memory_limit_gib", NULL};
 static const char *const OUTPUT_KEYS[] = {"run_name",
@@ -477,6 +490,46 @@ static poet_status opt_enum(const char *src, const char *parent, const cJSON *ob
  * Sections
  * ------------------------------------------------------------------------------------------- */
 
+/* data.mean / data.std: a number, or an array of 1..POET_DATA_MAX_CHANNELS numbers (one per
+ * channel) within the same bounds; *count is 0 for a number, else the array's length. */
+static poet_status opt_norm(const char *src, const cJSON *data, const char *key, double lo,
+                            double hi, double *scalar, double *values, int *count) {
+    poet_status st = POET_OK;
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(data, key);
+    if (!cJSON_IsArray(item)) {
+        POET_TRY(opt_number(src, "data", data, key, lo, 0, hi, 0, scalar));
+        if (item)
+            *count = 0;
+        return POET_OK;
+    }
+    int n = cJSON_GetArraySize(item);
+    if (n < 1 || n > POET_DATA_MAX_CHANNELS) {
+        char path[KEY_PATH_MAX], what[96];
+        key_path(path, "data", key);
+        snprintf(what, sizeof what, "a number or an array of 1..%d numbers",
+                 POET_DATA_MAX_CHANNELS);
+        return bad_value(src, path, what, item);
+    }
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        cJSON *element = cJSON_GetArrayItem(item, i);
+        snprintf(name, sizeof name, "%s[%d]", key, i);
+        /* opt_number looks keys up by name: check the element through a one-key object. */
+        cJSON *one = cJSON_CreateObject();
+        if (!one || !cJSON_AddItemReferenceToObject(one, name, element)) {
+            cJSON_Delete(one);
+            POET_FAIL(POET_ERR_NOMEM, "%s: out of memory checking data.%s", src, name);
+        }
+        st = opt_number(src, "data", one, name, lo, 0, hi, 0, &values[i]);
+        cJSON_Delete(one);
+        POET_TRY(st);
+    }
+    *scalar = values[0];
+    *count = n;
+fail:
+    return st;
+}
+
 static poet_status parse_data(const char *src, const cJSON *data, poet_config *cfg) {
     poet_status st = POET_OK;
     if (!data)
@@ -489,12 +542,81 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
     /* Pixels are x/255 in [0, 1] before (x - mean) / std: within these bounds every input stays
      * within ±2000 (std 1/255 with mean 0 gives the raw 0..255 scale), so no constant can make
      * inputs, and then weights, infinite. */
-    POET_TRY(opt_number(src, "data", data, "mean", POET_MEAN_MIN, 0, POET_MEAN_MAX, 0, &cfg->mean));
-    POET_TRY(opt_number(src, "data", data, "std", POET_STD_MIN, 0, POET_STD_MAX, 0, &cfg->std));
+    POET_TRY(opt_norm(src, data, "mean", POET_MEAN_MIN, POET_MEAN_MAX, &cfg->mean,
+                      cfg->channel_mean, &cfg->mean_count));
+    POET_TRY(opt_norm(src, data, "std", POET_STD_MIN, POET_STD_MAX, &cfg->std, cfg->channel_std,
+                      &cfg->std_count));
+    if (cfg->mean_count && cfg->std_count && cfg->mean_count != cfg->std_count)
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s: data.std: expected %d values, one per channel as data.mean, got %d", src,
+                  cfg->mean_count, cfg->std_count);
     POET_TRY(opt_bool(src, "data", data, "shuffle", &cfg->shuffle));
     POET_TRY(opt_int(src, "data", data, "classes", 2, 256, &cfg->classes));
+    int format = cfg->format, cifar = cfg->cifar_labels, layout = cfg->layout;
+    POET_TRY(opt_enum(src, "data", data, "format", DATA_FORMATS, &format));
+    POET_TRY(opt_enum(src, "data", data, "cifar_labels", CIFAR_LABELS, &cifar));
+    POET_TRY(opt_enum(src, "data", data, "layout", LAYOUTS, &layout));
+    cfg->format = (poet_data_format)format;
+    cfg->cifar_labels = (poet_cifar_labels)cifar;
+    cfg->layout = (poet_data_layout)layout;
+    POET_TRY(opt_string(src, "data", data, "images_dataset", 0, cfg->images_dataset,
+                        POET_NAME_MAX));
+    POET_TRY(opt_string(src, "data", data, "labels_dataset", 0, cfg->labels_dataset,
+                        POET_NAME_MAX));
+    POET_TRY(opt_int(src, "data", data, "prefetch", 0, 16, &cfg->prefetch));
+    POET_TRY(opt_number(src, "data", data, "validation", 0, 0, 2147483647.0, 0,
+                        &cfg->validation));
+    if (cfg->validation >= 1 && cfg->validation != floor(cfg->validation))
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s: data.validation: expected a whole number of images or a fraction below 1, "
+                  "got %g",
+                  src, cfg->validation);
+    POET_TRY(opt_bool(src, "data", data, "in_memory", &cfg->in_memory));
+    /* A streamed file is read through HDF5, which this build may not let two threads use. */
+    if (!cfg->in_memory && (cfg->prefetch > 0 || cfg->validation > 0))
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s: data.in_memory: false needs data.prefetch 0 and no data.validation (got "
+                  "prefetch %d, validation %g)",
+                  src, cfg->prefetch, cfg->validation);
+    const cJSON *augment = cJSON_GetObjectItemCaseSensitive(data, "augment");
+    if (augment) {
+        POET_TRY(check_object(src, "data.augment", augment, AUGMENT_KEYS, "object"));
+        POET_TRY(opt_int(src, "data.augment", augment, "crop_padding", 0, 1024,
+                         &cfg->augment_crop_padding));
+        POET_TRY(opt_bool(src, "data.augment", augment, "flip", &cfg->augment_flip));
+    }
 fail:
     return st;
+}
+
+long poet_config_validation_count(const poet_config *cfg, long n) {
+    if (cfg->validation <= 0)
+        return 0;
+    if (cfg->validation >= 1)
+        return (long)cfg->validation;
+    long count = (long)floor(cfg->validation * (double)n);
+    return count > 0 ? count : 1;
+}
+
+void poet_config_data_spec(const poet_config *cfg, int test, poet_data_spec *spec) {
+    memset(spec, 0, sizeof *spec);
+    spec->format = cfg->format;
+    spec->images = test ? cfg->test_images : cfg->train_images;
+    spec->labels = test ? cfg->test_labels : cfg->train_labels;
+    spec->classes = cfg->classes;
+    /* A single number applies to every channel; an array gives one per channel (the other key,
+     * when a single number, is repeated to match). */
+    int n = cfg->mean_count > cfg->std_count ? cfg->mean_count : cfg->std_count;
+    spec->n_norm = n ? n : 1;
+    for (int c = 0; c < spec->n_norm; c++) {
+        spec->mean[c] = cfg->mean_count ? cfg->channel_mean[c] : cfg->mean;
+        spec->std[c] = cfg->std_count ? cfg->channel_std[c] : cfg->std;
+    }
+    spec->cifar = cfg->cifar_labels;
+    spec->images_dataset = cfg->images_dataset;
+    spec->labels_dataset = cfg->labels_dataset;
+    spec->layout = cfg->layout;
+    spec->streamed = !cfg->in_memory;
 }
 
 /* A required integer key of a layer or group object. */
@@ -891,6 +1013,22 @@ static poet_status parse_training(const char *src, const cJSON *t, poet_config *
         return bad_value(src, "training.nesterov",
                          "false when training.momentum is 0 (Nesterov needs momentum > 0)",
                          cJSON_GetObjectItemCaseSensitive(t, "nesterov"));
+    int objective = (int)cfg->objective;
+    POET_TRY(opt_enum(src, "training", t, "objective", OBJECTIVE_NAMES, &objective));
+    cfg->objective = (poet_objective)objective;
+    /* beta only means something for a blend; joint and independent are its two ends. */
+    const cJSON *beta = cJSON_GetObjectItemCaseSensitive(t, "beta");
+    if (beta && cfg->objective != POET_OBJECTIVE_BLEND)
+        return bad_value(src, "training.beta", "no beta unless training.objective is \"blend\"",
+                         beta);
+    if (cfg->objective == POET_OBJECTIVE_BLEND && !beta)
+        return bad_value(src, "training.objective",
+                         "\"blend\" together with training.beta (a number in [0, 1])",
+                         cJSON_GetObjectItemCaseSensitive(t, "objective"));
+    cfg->beta = cfg->objective == POET_OBJECTIVE_JOINT ? 1.0 : 0.0;
+    POET_TRY(opt_number(src, "training", t, "beta", 0.0, 0, 1.0, 0, &cfg->beta));
+    POET_TRY(opt_number(src, "training", t, "member_dropout", 0.0, 0, 1.0, 1,
+                        &cfg->member_dropout));
 fail:
     return st;
 }
@@ -1303,10 +1441,27 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, data, "train_labels", cfg->train_labels);
     put_string(&b, data, "test_images", cfg->test_images);
     put_string(&b, data, "test_labels", cfg->test_labels);
-    put_number(&b, data, "mean", cfg->mean);
-    put_number(&b, data, "std", cfg->std);
+    if (cfg->mean_count)
+        attach(&b, data, "mean", cJSON_CreateDoubleArray(cfg->channel_mean, cfg->mean_count));
+    else
+        put_number(&b, data, "mean", cfg->mean);
+    if (cfg->std_count)
+        attach(&b, data, "std", cJSON_CreateDoubleArray(cfg->channel_std, cfg->std_count));
+    else
+        put_number(&b, data, "std", cfg->std);
     put_bool(&b, data, "shuffle", cfg->shuffle);
     put_int(&b, data, "classes", cfg->classes);
+    put_string(&b, data, "format", DATA_FORMATS[cfg->format]);
+    put_string(&b, data, "cifar_labels", CIFAR_LABELS[cfg->cifar_labels]);
+    put_string(&b, data, "layout", LAYOUTS[cfg->layout]);
+    put_string(&b, data, "images_dataset", cfg->images_dataset);
+    put_string(&b, data, "labels_dataset", cfg->labels_dataset);
+    put_int(&b, data, "prefetch", cfg->prefetch);
+    put_number(&b, data, "validation", cfg->validation);
+    put_bool(&b, data, "in_memory", cfg->in_memory);
+    cJSON *augment = attach(&b, data, "augment", cJSON_CreateObject());
+    put_int(&b, augment, "crop_padding", cfg->augment_crop_padding);
+    put_bool(&b, augment, "flip", cfg->augment_flip);
 
     cJSON *model = attach(&b, root, "model", cJSON_CreateObject());
     put_members(&b, model, cfg);
@@ -1337,6 +1492,10 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_int(&b, t, "threads", cfg->threads);
     put_int(&b, t, "log_every", cfg->log_every);
     put_int(&b, t, "eval_every", cfg->eval_every);
+    put_string(&b, t, "objective", OBJECTIVE_NAMES[cfg->objective]);
+    if (cfg->objective == POET_OBJECTIVE_BLEND)
+        put_number(&b, t, "beta", cfg->beta);
+    put_number(&b, t, "member_dropout", cfg->member_dropout);
 
     cJSON *d = attach(&b, root, "distributed", cJSON_CreateObject());
     put_string(&b, d, "tree", poet_tree_kind_name(cfg->tree));

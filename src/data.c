@@ -1,218 +1,197 @@
-/* data.c — IDX image/label files (raw or gzip), normalisation, and deterministic batches.
- *
- * IDX layout (all integers big-endian):
- *   images (IDX3): magic 0x00000803, N, H, W (uint32 each), then N·H·W uint8 pixels, row-major;
- *   labels (IDX1): magic 0x00000801, N (uint32), then N uint8 labels.
- * Files are read through zlib's gz* functions, which read gzip and uncompressed files alike.
- * Bytes after the expected data are ignored; missing bytes are an error.
- */
+/* data.c — the data set in memory: loading by format, normalisation tables, shape checks, and
+ * deterministic batches. The format readers are data_idx.c, data_cifar.c and data_hdf5.c. */
 #include "poet/data.h"
 
-#include <errno.h>
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "poet/h5util.h"
 #include "poet/rng.h"
 
-#define IDX3_MAGIC 0x00000803u
-#define IDX1_MAGIC 0x00000801u
-#define IDX_MAX_SIDE (1u << 16)            /* H, W: larger is a corrupt header, not an image */
-#define IDX_MAX_COUNT 0x7fffffffu          /* N: batch orders are uint32 and counts are long */
-#define IDX_MAX_PIXELS (UINT64_C(1) << 36) /* N·H·W: 256 GiB of floats, surely corrupt */
-#define READ_CHUNK (1u << 20)              /* bytes converted per gzread: bounded extra memory */
-
-static uint32_t be32(const unsigned char *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+static size_t image_size(const poet_dataset *ds) {
+    return (size_t)ds->channels * (size_t)ds->height * (size_t)ds->width;
 }
 
-/* zlib's messages start with "<path>: "; our messages already name the file once. */
-static const char *gz_message(gzFile f, const char *path, int *errnum) {
-    const char *msg = gzerror(f, errnum);
-    size_t len = strlen(path);
-    if (msg && strncmp(msg, path, len) == 0 && msg[len] == ':' && msg[len + 1] == ' ')
-        msg += len + 2;
-    return msg && msg[0] ? msg : "unknown zlib error";
+const char *poet_data_format_name(poet_data_format format) {
+    static const char *const names[] = {"auto", "idx", "cifar", "hdf5"};
+    return (unsigned)format <= POET_DATA_HDF5 ? names[format] : "unknown";
 }
 
-static poet_status open_idx(const char *path, gzFile *out) {
-    errno = 0;
-    *out = gzopen(path, "rb");
-    if (!*out)
-        return poet_error_set(POET_ERR_DATA, "%s: cannot open: %s", path,
-                              errno ? strerror(errno) : "out of memory in zlib");
-    /* Larger than zlib's 8 KiB default: fewer read() calls for a 26 MB compressed file. */
-    gzbuffer(*out, 1u << 17);
-    return POET_OK;
+static int ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && strcmp(s + n - m, tail) == 0;
 }
 
-/* Reads up to `len` bytes; *got says how many arrived. A gzread error (corrupt stream, I/O error)
- * fails; a short read at the end of the file is left to the caller, which knows what was due. */
-static poet_status read_some(gzFile f, const char *path, void *buf, size_t len, size_t *got) {
-    *got = 0;
-    while (*got < len) {
-        size_t want = len - *got;
-        unsigned ask = want > (1u << 30) ? (1u << 30) : (unsigned)want; /* gzread takes an int */
-        int n = gzread(f, (unsigned char *)buf + *got, ask);
-        if (n < 0) {
-            int errnum;
-            const char *msg = gz_message(f, path, &errnum);
-            if (errnum == Z_ERRNO)
-                return poet_error_set(POET_ERR_DATA, "%s: read failed: %s", path, msg);
-            return poet_error_set(POET_ERR_DATA, "%s: corrupt gzip stream: %s", path, msg);
-        }
-        if (n == 0)
-            break;
-        *got += (size_t)n;
-    }
-    return POET_OK;
-}
-
-/* After a short read: a gzip stream cut off mid-way is reported by zlib as "unexpected end of
- * file"; both that and a raw file that simply ends are a truncated file. */
-static poet_status truncated(gzFile f, const char *path, size_t want, size_t got,
-                             const char *what) {
-    int errnum;
-    gz_message(f, path, &errnum);
-    return poet_error_set(POET_ERR_DATA, "%s: truncated: expected %zu bytes of %s, got %zu%s", path,
-                          want, what, got,
-                          errnum == Z_BUF_ERROR ? " (the gzip stream ends early)" : "");
-}
-
-/* The data ended where expected; one more read lets zlib reach the end of a gzip member and check
- * its CRC, so a silently corrupted stream is still caught. Trailing bytes are ignored. */
-static poet_status check_trailer(gzFile f, const char *path) {
-    unsigned char scratch[4096];
-    size_t got;
-    return read_some(f, path, scratch, sizeof scratch, &got);
-}
-
-/* Reads the magic and `ndims` dimensions; a wrong magic is reported before a short header, since
- * a short file of another kind is better described by its magic. */
-static poet_status read_header(gzFile f, const char *path, uint32_t magic, const char *kind,
-                               int ndims, uint32_t *dims) {
-    unsigned char hdr[16];
-    size_t len = 4 + 4 * (size_t)ndims, got;
-    poet_status st = read_some(f, path, hdr, len, &got);
-    if (st != POET_OK)
-        return st;
-    if (got >= 4 && be32(hdr) != magic)
-        return poet_error_set(POET_ERR_DATA, "%s: bad magic 0x%08x, expected 0x%08x (%s)", path,
-                              (unsigned)be32(hdr), (unsigned)magic, kind);
-    if (got < len)
+poet_status poet_data_infer(const char *path, poet_data_format *format) {
+    poet_h5_quiet();
+    if (H5Fis_hdf5(path) > 0)
+        *format = POET_DATA_HDF5;
+    else if (poet_data_is_idx(path))
+        *format = POET_DATA_IDX;
+    else if (ends_with(path, ".bin"))
+        *format = POET_DATA_CIFAR;
+    else {
+        FILE *f = fopen(path, "rb");
+        if (!f && !strpbrk(path, "*?["))
+            return poet_error_set(POET_ERR_DATA, "%s: cannot open: no such file or not readable",
+                                  path);
+        if (f)
+            fclose(f);
         return poet_error_set(POET_ERR_DATA,
-                              "%s: truncated: expected a %zu-byte %s header, got %zu bytes", path,
-                              len, kind, got);
-    for (int i = 0; i < ndims; i++)
-        dims[i] = be32(hdr + 4 + 4 * i);
+                              "%s: cannot tell the format (not HDF5, not IDX, not a .bin CIFAR "
+                              "file): set data.format to \"idx\", \"cifar\" or \"hdf5\"",
+                              path);
+    }
     return POET_OK;
 }
 
-/* Pixels [N, 1, H, W]: read in chunks and normalised through a 256-entry table, so loading costs
- * one table lookup per byte and needs no second full-size buffer. */
-static poet_status read_pixels(gzFile f, const char *path, const float *table, float *pixels,
-                               size_t count) {
-    poet_status st = POET_OK;
-    unsigned char *chunk = NULL;
-    POET_ALLOC(chunk, READ_CHUNK);
-    for (size_t done = 0; done < count;) {
-        size_t want = count - done < READ_CHUNK ? count - done : READ_CHUNK, got;
-        POET_TRY(read_some(f, path, chunk, want, &got));
-        for (size_t i = 0; i < got; i++)
-            pixels[done + i] = table[chunk[i]];
-        done += got;
-        if (got < want) {
-            st = truncated(f, path, count, done, "pixels");
-            goto fail;
-        }
-    }
-fail:
-    free(chunk);
-    return st;
+poet_status poet_data_check_labels(const uint8_t *labels, long n, int classes, const char *path) {
+    for (long i = 0; i < n; i++)
+        if (labels[i] >= classes)
+            return poet_error_set(POET_ERR_DATA, "%s: label %d at index %lu is >= classes (%d)",
+                                  path, labels[i], (unsigned long)i, classes);
+    return POET_OK;
 }
 
-static poet_status load_images(const char *path, double mean, double std, poet_dataset *ds) {
+/* Each of the 256 byte values normalised once, in double, then rounded to float: the values the
+ * earlier all-float data sets held, so batches are bitwise the same. */
+static void fill_tables(poet_dataset *ds) {
+    for (int n = 0; n < ds->n_norm; n++)
+        for (int v = 0; v < 256; v++)
+            ds->table[n][v] = (float)(((double)v / 255.0 - ds->mean[n]) / ds->std[n]);
+}
+
+poet_status poet_data_load_spec(const poet_data_spec *spec, poet_dataset *ds) {
     poet_status st = POET_OK;
-    gzFile f = NULL;
-    uint32_t dims[3];
-    POET_TRY(open_idx(path, &f));
-    POET_TRY(read_header(f, path, IDX3_MAGIC, "IDX3 unsigned-byte images", 3, dims));
-    uint64_t pixels = (uint64_t)dims[0] * dims[1] * dims[2];
-    if (dims[0] == 0 || dims[0] > IDX_MAX_COUNT || dims[1] == 0 || dims[1] > IDX_MAX_SIDE ||
-        dims[2] == 0 || dims[2] > IDX_MAX_SIDE || pixels > IDX_MAX_PIXELS)
+    memset(ds, 0, sizeof *ds);
+    /* The config module validates these; repeated here so a bad caller gets a message, not NaNs. */
+    if (spec->classes < 1 || spec->classes > 256)
+        POET_FAIL(POET_ERR_CONFIG, "%s: classes must be 1..256 for byte labels, got %d",
+                  spec->labels ? spec->labels : spec->images, spec->classes);
+    if (spec->n_norm < 1 || spec->n_norm > POET_DATA_MAX_CHANNELS)
+        POET_FAIL(POET_ERR_CONFIG, "%s: expected 1..%d mean/std values, got %d", spec->images,
+                  POET_DATA_MAX_CHANNELS, spec->n_norm);
+    for (int n = 0; n < spec->n_norm; n++)
+        if (!isfinite(spec->mean[n]) || !isfinite(spec->std[n]) || !(spec->std[n] > 0))
+            POET_FAIL(POET_ERR_CONFIG,
+                      "%s: normalisation needs a finite mean and std > 0, got mean %g std %g",
+                      spec->images, spec->mean[n], spec->std[n]);
+    snprintf(ds->images_path, sizeof ds->images_path, "%s", spec->images);
+    ds->classes = spec->classes;
+    ds->n_norm = spec->n_norm;
+    memcpy(ds->mean, spec->mean, sizeof ds->mean);
+    memcpy(ds->std, spec->std, sizeof ds->std);
+    poet_data_format format = spec->format;
+    if (format == POET_DATA_AUTO)
+        POET_TRY(poet_data_infer(spec->images, &format));
+    if (spec->streamed && format != POET_DATA_HDF5)
         POET_FAIL(POET_ERR_DATA,
-                  "%s: absurd image dimensions %u x %u x %u (expected 1..%u images of 1..%u x "
-                  "1..%u pixels): not an image file or a corrupt header",
-                  path, (unsigned)dims[0], (unsigned)dims[1], (unsigned)dims[2], IDX_MAX_COUNT,
-                  IDX_MAX_SIDE, IDX_MAX_SIDE);
-    ds->count = (long)dims[0];
-    ds->channels = 1;
-    ds->height = (int)dims[1];
-    ds->width = (int)dims[2];
-
-    /* Each of the 256 byte values normalised once, in double, then rounded to float. */
-    float table[256];
-    for (int v = 0; v < 256; v++)
-        table[v] = (float)(((double)v / 255.0 - mean) / std);
-    POET_ALLOC(ds->pixels, pixels);
-    POET_TRY(read_pixels(f, path, table, ds->pixels, (size_t)pixels));
-    POET_TRY(check_trailer(f, path));
+                  "%s: data.in_memory false reads images from an HDF5 file, this is %s (convert "
+                  "it with poet convert)",
+                  spec->images, poet_data_format_name(format));
+    if (format == POET_DATA_IDX)
+        POET_TRY(poet_data_read_idx(spec, ds));
+    else if (format == POET_DATA_CIFAR)
+        POET_TRY(poet_data_read_cifar(spec, ds));
+    else
+        POET_TRY(poet_data_read_hdf5(spec, ds));
+    if (ds->n_norm != 1 && ds->n_norm != ds->channels)
+        POET_FAIL(POET_ERR_DATA,
+                  "%s: images have %d channel(s) but data.mean/data.std give %d values (expected "
+                  "1 or %d)",
+                  spec->images, ds->channels, ds->n_norm, ds->channels);
+    fill_tables(ds);
+    return POET_OK;
 fail:
-    if (f)
-        gzclose(f);
-    return st;
-}
-
-static poet_status load_labels(const char *path, const char *images_path, int classes,
-                               poet_dataset *ds) {
-    poet_status st = POET_OK;
-    gzFile f = NULL;
-    uint32_t n = 0;
-    size_t got;
-    POET_TRY(open_idx(path, &f));
-    POET_TRY(read_header(f, path, IDX1_MAGIC, "IDX1 unsigned-byte labels", 1, &n));
-    /* Checked before reading, so a corrupt count never sizes an allocation. */
-    if ((long)n != ds->count)
-        POET_FAIL(POET_ERR_DATA, "%s: %lu labels but %s has %ld images", path, (unsigned long)n,
-                  images_path, ds->count);
-    POET_ALLOC(ds->labels, n);
-    POET_TRY(read_some(f, path, ds->labels, n, &got));
-    if (got < n) {
-        st = truncated(f, path, n, got, "labels");
-        goto fail;
-    }
-    POET_TRY(check_trailer(f, path));
-    for (uint32_t i = 0; i < n; i++)
-        if (ds->labels[i] >= classes)
-            POET_FAIL(POET_ERR_DATA, "%s: label %d at index %lu is >= classes (%d)", path,
-                      ds->labels[i], (unsigned long)i, classes);
-fail:
-    if (f)
-        gzclose(f);
+    poet_data_free(ds);
     return st;
 }
 
 poet_status poet_data_load(const char *images_path, const char *labels_path, int classes,
                            double mean, double std, poet_dataset *ds) {
+    poet_data_spec spec = {0};
+    spec.format = POET_DATA_IDX;
+    spec.images = images_path;
+    spec.labels = labels_path;
+    spec.classes = classes;
+    spec.n_norm = 1;
+    spec.mean[0] = mean;
+    spec.std[0] = std;
+    return poet_data_load_spec(&spec, ds);
+}
+
+typedef struct {
+    uint64_t key;
+    uint32_t index;
+} keyed;
+
+static int by_key(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Copies the images of `all` whose flag equals `want` into `out`, in file order. */
+static poet_status take_images(const poet_dataset *all, const uint8_t *in_val, int want, long n,
+                               poet_dataset *out) {
     poet_status st = POET_OK;
-    memset(ds, 0, sizeof *ds);
-    /* The config module validates these; repeated here so a bad caller gets a message, not NaNs. */
-    if (classes < 1 || classes > 256)
-        POET_FAIL(POET_ERR_CONFIG, "%s: classes must be 1..256 for byte labels, got %d",
-                  labels_path, classes);
-    if (!isfinite(mean) || !isfinite(std) || !(std > 0))
-        POET_FAIL(POET_ERR_CONFIG,
-                  "%s: normalisation needs a finite mean and std > 0, got mean %g std %g",
-                  images_path, mean, std);
-    snprintf(ds->images_path, sizeof ds->images_path, "%s", images_path);
-    ds->classes = classes;
-    POET_TRY(load_images(images_path, mean, std, ds));
-    POET_TRY(load_labels(labels_path, images_path, classes, ds));
-    return POET_OK;
+    size_t size = image_size(all);
+    *out = *all;
+    out->pixels = NULL;
+    out->values = NULL;
+    out->labels = NULL;
+    out->count = n;
+    if (all->pixels)
+        POET_ALLOC(out->pixels, (size_t)n * size);
+    else
+        POET_ALLOC(out->values, (size_t)n * size);
+    POET_ALLOC(out->labels, n);
+    for (long i = 0, k = 0; i < all->count; i++) {
+        if (in_val[i] != want)
+            continue;
+        if (all->pixels)
+            memcpy(out->pixels + (size_t)k * size, all->pixels + (size_t)i * size, size);
+        else
+            memcpy(out->values + (size_t)k * size, all->values + (size_t)i * size,
+                   size * sizeof(float));
+        out->labels[k++] = all->labels[i];
+    }
 fail:
-    poet_data_free(ds);
+    return st;
+}
+
+poet_status poet_data_split(poet_dataset *all, long n_val, uint64_t seed, poet_dataset *train,
+                            poet_dataset *val) {
+    poet_status st = POET_OK;
+    keyed *keys = NULL;
+    uint8_t *in_val = NULL;
+    memset(train, 0, sizeof *train);
+    memset(val, 0, sizeof *val);
+    if (n_val < 1 || n_val >= all->count)
+        POET_FAIL(POET_ERR_CONFIG,
+                  "%s: data.validation: expected 1..%ld images held out of the %ld, got %ld",
+                  all->images_path, all->count - 1, all->count, n_val);
+    POET_ALLOC(keys, all->count);
+    POET_ALLOC(in_val, all->count);
+    for (long i = 0; i < all->count; i++)
+        keys[i] = (keyed){poet_rng_u64(seed, POET_STREAM_VALIDATION, (uint64_t)i), (uint32_t)i};
+    qsort(keys, (size_t)all->count, sizeof *keys, by_key);
+    for (long i = 0; i < n_val; i++)
+        in_val[keys[i].index] = 1;
+    POET_TRY(take_images(all, in_val, 0, all->count - n_val, train));
+    POET_TRY(take_images(all, in_val, 1, n_val, val));
+    poet_data_free(all);
+fail:
+    if (st != POET_OK) {
+        poet_data_free(train);
+        poet_data_free(val);
+    }
+    free(keys);
+    free(in_val);
     return st;
 }
 
@@ -227,16 +206,91 @@ poet_status poet_data_check_shape(const poet_dataset *ds, int channels, int heig
                           width, input_from);
 }
 
+double poet_data_bytes(const poet_dataset *ds) {
+    double images = (double)ds->count * (double)image_size(ds);
+    return (ds->values ? images * sizeof(float) : ds->pixels ? images : 0) + (double)ds->count;
+}
+
 void poet_data_free(poet_dataset *ds) {
     if (!ds)
         return;
     free(ds->pixels);
+    free(ds->values);
     free(ds->labels);
+    if (ds->stream)
+        poet_data_hdf5_close(ds->stream);
     memset(ds, 0, sizeof *ds);
 }
 
-static size_t image_size(const poet_dataset *ds) {
-    return (size_t)ds->channels * (size_t)ds->height * (size_t)ds->width;
+/* Bytes go through their channel's table; float images get (v - mean)/std computed the same way
+ * (in double, rounded once to float). A streamed image is read from the file first. */
+poet_status poet_data_image(const poet_dataset *ds, long index, float *out) {
+    size_t hw = (size_t)ds->height * ds->width, size = image_size(ds);
+    const uint8_t *bytes = ds->pixels ? ds->pixels + (size_t)index * size : NULL;
+    const float *floats = ds->values ? ds->values + (size_t)index * size : NULL;
+    if (ds->stream) {
+        const void *raw;
+        poet_status st = poet_data_hdf5_fetch(ds, index, &raw);
+        if (st != POET_OK)
+            return st;
+        if (ds->stream_float)
+            floats = raw;
+        else
+            bytes = raw;
+    }
+    for (int c = 0; c < ds->channels; c++) {
+        int n = ds->n_norm == 1 ? 0 : c;
+        float *o = out + (size_t)c * hw;
+        if (bytes) {
+            const uint8_t *p = bytes + (size_t)c * hw;
+            const float *table = ds->table[n];
+            for (size_t i = 0; i < hw; i++)
+                o[i] = table[p[i]];
+        } else {
+            const float *v = floats + (size_t)c * hw;
+            for (size_t i = 0; i < hw; i++)
+                o[i] = (float)(((double)v[i] - ds->mean[n]) / ds->std[n]);
+        }
+    }
+    return POET_OK;
+}
+
+void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip) {
+    b->crop_padding = crop_padding;
+    b->flip = flip != 0;
+}
+
+/* The image normalised whole, then each output pixel picked from it: a source pixel outside the
+ * image reads the normalised black pixel of its channel. */
+poet_status poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding,
+                                      int flip, uint64_t u, float *out) {
+    int P = crop_padding, H = ds->height, W = ds->width;
+    uint64_t side = (uint64_t)(2 * P + 1);
+    int oy = (int)(u % side) - P, ox = (int)((u >> 16) % side) - P;
+    int flipped = flip && ((u >> 32) & 1);
+    size_t hw = (size_t)H * W;
+    float stack_image[4096];
+    float *src = image_size(ds) <= 4096 ? stack_image : malloc(image_size(ds) * sizeof *src);
+    if (!src)
+        return poet_error_set(POET_ERR_NOMEM, "out of memory augmenting an image of %zu floats",
+                              image_size(ds));
+    poet_status st = poet_data_image(ds, index, src);
+    for (int c = 0; st == POET_OK && c < ds->channels; c++) {
+        int n = ds->n_norm == 1 ? 0 : c;
+        float black = !ds->values && !ds->stream_float ? ds->table[n][0]
+                                                       : (float)((0.0 - ds->mean[n]) / ds->std[n]);
+        const float *s = src + (size_t)c * hw;
+        float *o = out + (size_t)c * hw;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                int sy = y + oy, sx = (flipped ? W - 1 - x : x) + ox;
+                o[(size_t)y * W + x] =
+                    sy >= 0 && sy < H && sx >= 0 && sx < W ? s[(size_t)sy * W + sx] : black;
+            }
+    }
+    if (src != stack_image)
+        free(src);
+    return st;
 }
 
 poet_status poet_batcher_init(poet_batcher *b, const poet_dataset *ds, uint64_t seed, int shuffle,
@@ -290,9 +344,13 @@ poet_status poet_batcher_fill(poet_batcher *b, long iteration, float *images, ui
     size_t size = image_size(ds);
     for (int i = 0; i < b->batch; i++) {
         uint32_t idx = b->order[first + i];
-        if (images)
-            memcpy(images + (size_t)i * size, ds->pixels + (size_t)idx * size,
-                   size * sizeof *images);
+        if (images && (b->crop_padding || b->flip))
+            POET_TRY(poet_data_image_augmented(
+                ds, idx, b->crop_padding, b->flip,
+                poet_rng_u64(b->seed, POET_STREAM_AUGMENT, (uint64_t)epoch << 32 | idx),
+                images + (size_t)i * size));
+        else if (images)
+            POET_TRY(poet_data_image(ds, idx, images + (size_t)i * size));
         if (labels)
             labels[i] = ds->labels[idx];
     }
@@ -301,10 +359,14 @@ fail:
 }
 
 /* Precondition: 0 <= first and first + n <= ds->count (evaluation walks the set in file order). */
-void poet_data_slice(const poet_dataset *ds, long first, long n, float *images, uint8_t *labels) {
+poet_status poet_data_slice(const poet_dataset *ds, long first, long n, float *images,
+                            uint8_t *labels) {
+    poet_status st = POET_OK;
     size_t size = image_size(ds);
-    if (images)
-        memcpy(images, ds->pixels + (size_t)first * size, (size_t)n * size * sizeof *images);
+    for (long i = 0; images && i < n; i++)
+        POET_TRY(poet_data_image(ds, first + i, images + (size_t)i * size));
     if (labels)
         memcpy(labels, ds->labels + first, (size_t)n);
+fail:
+    return st;
 }

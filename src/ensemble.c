@@ -51,7 +51,8 @@ static poet_status plan_stacks(poet_ensemble *e) {
     for (int i = 0; i < e->n_local;) {
         int arch = e->cfg->member_arch[e->local_ids[i]];
         int g = 1;
-        while (e->cfg->fused && i + g < e->n_local && e->cfg->member_arch[e->local_ids[i + g]] == arch)
+        while (e->cfg->fused && !e->per_member && i + g < e->n_local &&
+               e->cfg->member_arch[e->local_ids[i + g]] == arch)
             g++;
         poet_member_stack *s = &e->stacks[e->n_stacks++];
         s->arch = arch;
@@ -130,7 +131,15 @@ poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, po
     for (int j = 0; j < cfg->members; j++)
         if (e->member_rank[j] == rank)
             e->local_ids[e->n_local++] = j;
+    /* A fused stack feeds one gradient to all its members; own gradients need a stack each. */
+    e->per_member = cfg->beta < 1.0 || cfg->member_dropout > 0;
     POET_TRY(plan_stacks(e));
+    for (int slot = 0; slot < POET_TRAIN_SLOTS; slot++)
+        poet_ensemble_draw(e, slot, 0);
+    if (e->per_member) {
+        POET_ALLOC(e->own_grad, (size_t)train_slots * e->n_local * batch * cfg->classes);
+        POET_ALLOC(e->member_grad, (size_t)batch * cfg->classes);
+    }
     POET_ALLOC(e->params, e->n_params);
     POET_ALLOC(e->grads, e->n_params);
     POET_ALLOC(e->velocity, e->n_params);
@@ -163,7 +172,19 @@ void poet_ensemble_destroy(poet_ensemble *e) {
     free(e->state);
     free(e->member_loss);
     free(e->member_correct);
+    free(e->own_grad);
+    free(e->member_grad);
     memset(e, 0, sizeof *e);
+}
+
+void poet_ensemble_draw(poet_ensemble *e, int slot, long iteration) {
+    e->kept_count[slot] = poet_loss_dropout_draw(e->cfg->seed, iteration, e->cfg->members,
+                                                 e->cfg->member_dropout, e->kept[slot]);
+}
+
+/* Local member i's own part of the gradient for the batch in `slot`. */
+static float *own_grad(poet_ensemble *e, int slot, int local) {
+    return e->own_grad + ((size_t)slot * e->n_local + local) * e->batch * e->classes;
 }
 
 poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *images,
@@ -178,8 +199,14 @@ poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *image
             int local = ms->first_local + g;
             double loss;
             long correct;
-            POET_TRY(poet_loss_add_fixed(fixed_sum, ms->logits + (size_t)g * K, row, e->batch, K,
-                                         e->local_ids[local]));
+            const float *logits = ms->logits + (size_t)g * K;
+            if (e->kept[slot][e->local_ids[local]])
+                POET_TRY(poet_loss_add_fixed(fixed_sum, logits, row, e->batch, K,
+                                             e->local_ids[local]));
+            if (e->per_member)
+                poet_loss_member_grad(logits, row, labels, e->batch, K,
+                                      e->cfg->members * (e->cfg->batch_size / e->batch),
+                                      1.0 - e->cfg->beta, own_grad(e, slot, local));
             poet_loss_member(ms->logits + (size_t)g * K, row, labels, e->batch, K, &loss, &correct);
             e->member_loss[local] += loss * e->batch; /* poet_loss_member gives the batch mean */
             e->member_correct[local] += correct;
@@ -192,8 +219,21 @@ fail:
 
 poet_status poet_ensemble_backward(poet_ensemble *e, int slot, const float *grad, int accumulate) {
     poet_status st = POET_OK;
-    for (int s = 0; s < e->n_stacks; s++)
-        POET_TRY(poet_stack_backward(e->stacks[s].train[slot], grad, accumulate));
+    size_t n = (size_t)e->batch * e->classes;
+    for (int s = 0; s < e->n_stacks; s++) {
+        if (!e->per_member) {
+            POET_TRY(poet_stack_backward(e->stacks[s].train[slot], grad, accumulate));
+            continue;
+        }
+        /* One member per stack: its joint part if it is in the mean, plus its own part (+0 adds
+         * nothing, so beta = 0 keeps a one-member run's bits). */
+        int local = e->stacks[s].first_local;
+        const float *own = own_grad(e, slot, local);
+        int kept = e->kept[slot][e->local_ids[local]];
+        for (size_t i = 0; i < n; i++)
+            e->member_grad[i] = (kept ? grad[i] : 0.0f) + own[i];
+        POET_TRY(poet_stack_backward(e->stacks[s].train[slot], e->member_grad, accumulate));
+    }
 fail:
     return st;
 }

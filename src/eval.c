@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "poet/loss.h"
+#include "poet/metrics.h"
 #include "poet/mpierror.h"
 
 /* Per-rank scratch for one evaluation pass. */
@@ -19,6 +20,10 @@ typedef struct {
     uint8_t *predictions;  /* [n_local, N] each local member's argmax per test image */
     double *member_nll;    /* [n_local] sums */
     long *member_correct;  /* [n_local] */
+    poet_metrics *member_metrics; /* [n_local] Brier and ECE sums */
+    int64_t *probs;        /* [E, K] this rank's members' probabilities, fixed point */
+    int64_t *probs_total;  /* [E, K] on rank 0 */
+    poet_metrics ensemble, probmean; /* rank 0: q̄ and p̄ */
 } eval_scratch;
 
 static void scratch_free(eval_scratch *s) {
@@ -31,6 +36,9 @@ static void scratch_free(eval_scratch *s) {
     free(s->predictions);
     free(s->member_nll);
     free(s->member_correct);
+    free(s->member_metrics);
+    free(s->probs);
+    free(s->probs_total);
 }
 
 static int argmax(const float *row, int K) {
@@ -51,8 +59,17 @@ static void score_members(const poet_ensemble *e, eval_scratch *s, long first, i
         poet_loss_member(logits, K, s->labels, rows, K, &loss, &correct);
         s->member_nll[i] += loss * rows;
         s->member_correct[i] += correct;
-        for (int b = 0; b < rows; b++)
+        for (int b = 0; b < rows; b++) {
             s->predictions[(size_t)i * N + first + b] = (uint8_t)argmax(logits + (size_t)b * K, K);
+            double row[256], p[256]; /* K <= 256 (data.classes) */
+            for (int k = 0; k < K; k++)
+                row[k] = logits[(size_t)b * K + k];
+            poet_softmax_row(row, K, p);
+            poet_metrics_add(&s->member_metrics[i], p, K, s->labels[b]);
+            /* p̄'s sum in fixed point: exact, so it does not depend on the rank count. */
+            for (int k = 0; k < K; k++)
+                s->probs[(size_t)b * K + k] += (int64_t)llrint(p[k] * POET_FIXED_SCALE);
+        }
     }
 }
 
@@ -82,6 +99,7 @@ static poet_status gather_members(MPI_Comm comm, const poet_ensemble *e, eval_sc
     int M = e->cfg->members, K = e->classes;
     uint8_t *all = NULL;
     double *sums = NULL, *total = NULL;
+    poet_metrics *metrics = NULL, *metrics_total = NULL; /* [M] */
     POET_ALLOC(sums, 2 * (size_t)M);
     POET_ALLOC(total, 2 * (size_t)M);
     for (int i = 0; i < e->n_local; i++) {
@@ -89,6 +107,14 @@ static poet_status gather_members(MPI_Comm comm, const poet_ensemble *e, eval_sc
         sums[M + e->local_ids[i]] = (double)s->member_correct[i];
     }
     POET_MPI(MPI_Reduce(sums, total, 2 * M, MPI_DOUBLE, MPI_SUM, 0, comm));
+    /* Each member's metrics come from its owner alone: the sum only adds zeros, so it is exact. */
+    POET_ALLOC(metrics, M);
+    POET_ALLOC(metrics_total, M);
+    memset(metrics, 0, (size_t)M * sizeof *metrics);
+    for (int i = 0; i < e->n_local; i++)
+        metrics[e->local_ids[i]] = s->member_metrics[i];
+    POET_MPI(MPI_Reduce(metrics, metrics_total, M * POET_METRICS_DOUBLES, MPI_DOUBLE, MPI_SUM, 0,
+                        comm));
     /* Predictions: each member's row goes to rank 0 from its owner, in global order. */
     if (e->rank == 0)
         POET_ALLOC(all, (size_t)M * N);
@@ -108,19 +134,32 @@ static poet_status gather_members(MPI_Comm comm, const poet_ensemble *e, eval_sc
                               4300 + j % 1000, comm));
     }
     if (e->rank == 0) {
-        double acc_sum = 0;
+        double acc_sum = 0, nll_sum = 0;
         for (int j = 0; j < M; j++) {
             out->member_nll[j] = total[j] / N;
             out->member_accuracy[j] = total[M + j] / N;
             acc_sum += out->member_accuracy[j];
+            nll_sum += out->member_nll[j];
         }
         out->mean_member_accuracy = acc_sum / M;
+        out->mean_member_nll = nll_sum / M;
+        out->chance_threshold = poet_metrics_chance_threshold(K, (double)N);
+        for (int j = 0; j < M; j++) {
+            out->member_brier[j] = poet_metrics_brier(&metrics_total[j]);
+            out->member_ece[j] = poet_metrics_ece(&metrics_total[j]);
+            out->mean_member_brier += out->member_brier[j] / M;
+            out->mean_member_ece += out->member_ece[j] / M;
+            out->member_at_chance[j] = out->member_accuracy[j] <= out->chance_threshold;
+            out->members_at_chance += out->member_accuracy[j] <= out->chance_threshold;
+        }
         out->disagreement = pairwise_disagreement(all, M, N, K);
     }
 fail:
     free(all);
     free(sums);
     free(total);
+    free(metrics);
+    free(metrics_total);
     return st;
 }
 
@@ -145,15 +184,21 @@ poet_status poet_eval_run(MPI_Comm comm, poet_ensemble *e, const poet_dataset *t
     POET_ALLOC(s.predictions, (size_t)e->n_local * N);
     POET_ALLOC(s.member_nll, e->n_local);
     POET_ALLOC(s.member_correct, e->n_local);
+    POET_ALLOC(s.member_metrics, e->n_local);
+    memset(s.member_metrics, 0, (size_t)e->n_local * sizeof *s.member_metrics);
+    POET_ALLOC(s.probs, (size_t)E * K);
+    POET_ALLOC(s.probs_total, (size_t)E * K);
     for (long first = 0; first < N; first += E) {
         int rows = (int)(N - first < E ? N - first : E);
         /* The last batch may be short: pad the images with zeros and ignore those rows. */
         memset(s.images, 0, (size_t)E * image_size * sizeof(float));
-        poet_data_slice(test, first, rows, s.images, s.labels);
+        POET_TRY(poet_data_slice(test, first, rows, s.images, s.labels));
         memset(s.fixed, 0, (size_t)E * K * sizeof(int64_t));
+        memset(s.probs, 0, (size_t)E * K * sizeof(int64_t));
         POET_TRY(poet_ensemble_eval_forward(e, s.images, rows, s.member_logits, s.fixed));
         score_members(e, &s, first, rows, N);
         POET_MPI(MPI_Reduce(s.fixed, s.fixed_total, rows * K, MPI_INT64_T, MPI_SUM, 0, comm));
+        POET_MPI(MPI_Reduce(s.probs, s.probs_total, rows * K, MPI_INT64_T, MPI_SUM, 0, comm));
         if (e->rank == 0) {
             double loss;
             long batch_correct;
@@ -161,10 +206,24 @@ poet_status poet_eval_run(MPI_Comm comm, poet_ensemble *e, const poet_dataset *t
             poet_loss_joint(s.mean, s.labels, rows, K, M, NULL, &loss, &batch_correct);
             nll += loss * rows;
             correct += batch_correct;
+            double q[256];
+            for (int b = 0; b < rows; b++) {
+                poet_softmax_row(s.mean + (size_t)b * K, K, q);
+                poet_metrics_add(&s.ensemble, q, K, s.labels[b]);
+            }
+            poet_loss_fixed_to_mean(s.probs_total, rows, K, M, s.mean); /* p̄, reusing the buffer */
+            for (int b = 0; b < rows; b++)
+                poet_metrics_add(&s.probmean, s.mean + (size_t)b * K, K, s.labels[b]);
         }
     }
     out->ensemble_nll = nll / N;
     out->ensemble_accuracy = (double)correct / N;
+    out->ensemble_brier = poet_metrics_brier(&s.ensemble);
+    out->ensemble_ece = poet_metrics_ece(&s.ensemble);
+    out->probmean_accuracy = poet_metrics_accuracy(&s.probmean);
+    out->probmean_nll = poet_metrics_nll(&s.probmean);
+    out->probmean_brier = poet_metrics_brier(&s.probmean);
+    out->probmean_ece = poet_metrics_ece(&s.probmean);
     POET_TRY(gather_members(comm, e, &s, N, out));
     double pair[2] = {out->ensemble_nll, out->ensemble_accuracy};
     POET_MPI(MPI_Bcast(pair, 2, MPI_DOUBLE, 0, comm));

@@ -12,6 +12,8 @@
 
 #include <math.h>
 
+#include "poet/rng.h"
+
 poet_status poet_loss_add_fixed(int64_t *acc, const float *logits, size_t row_stride, int batch,
                                 int classes, int member) {
     poet_status st = POET_OK;
@@ -73,6 +75,13 @@ static int argmax_row_f64(const double *row, int classes) {
 
 void poet_loss_joint(const double *mean_logits, const uint8_t *labels, int batch, int classes,
                      int members, float *grad, double *loss, long *correct) {
+    poet_loss_joint_weighted(mean_logits, labels, batch, classes, members, 1.0, grad, loss,
+                             correct);
+}
+
+void poet_loss_joint_weighted(const double *mean_logits, const uint8_t *labels, int batch,
+                              int classes, int members, double beta, float *grad, double *loss,
+                              long *correct) {
     double total = 0;
     long hits = 0;
     double scale = 1.0 / ((double)members * batch);
@@ -86,7 +95,8 @@ void poet_loss_joint(const double *mean_logits, const uint8_t *labels, int batch
         /* dL/df_jb = (softmax(mean)_b − onehot(label_b)) / (M·B), identical for every member j. */
         for (int k = 0; k < classes; k++) {
             double q = exp(row[k] - lse);
-            grad[(size_t)b * classes + k] = (float)((q - (k == labels[b])) * scale);
+            /* beta = 1: the multiplication is exact, so the joint objective keeps its bits. */
+            grad[(size_t)b * classes + k] = (float)(beta * ((q - (k == labels[b])) * scale));
         }
     }
     if (loss)
@@ -115,4 +125,45 @@ void poet_loss_member(const float *logits, size_t row_stride, const uint8_t *lab
         *loss = batch ? total / batch : 0;
     if (correct)
         *correct = hits;
+}
+
+/* A logit as the fixed-point sum of a one-member ensemble gives it back: rounded to 2^-32. */
+static double on_fixed_grid(float v) {
+    return (double)(int64_t)llrint((double)v * POET_FIXED_SCALE) / POET_FIXED_SCALE;
+}
+
+void poet_loss_member_grad(const float *logits, size_t row_stride, const uint8_t *labels, int batch,
+                           int classes, int members, double weight, float *grad) {
+    double scale = 1.0 / ((double)members * batch);
+    for (int b = 0; b < batch; b++) {
+        const float *row = logits + (size_t)b * row_stride; /* [K] */
+        /* The same operations in the same order as log_sum_exp over a mean row. */
+        double top = on_fixed_grid(row[0]);
+        for (int k = 1; k < classes; k++)
+            top = fmax(top, on_fixed_grid(row[k]));
+        double z = 0;
+        for (int k = 0; k < classes; k++)
+            z += exp(on_fixed_grid(row[k]) - top);
+        double lse = top + log(z);
+        for (int k = 0; k < classes; k++) {
+            double q = exp(on_fixed_grid(row[k]) - lse);
+            grad[(size_t)b * classes + k] = (float)(weight * ((q - (k == labels[b])) * scale));
+        }
+    }
+}
+
+int poet_loss_dropout_draw(uint64_t seed, long iteration, int members, double rate,
+                           unsigned char *kept) {
+    int count = 0;
+    /* Counters: iteration in the high bits, the member (< 2^11) below; 2^11 draws the survivor. */
+    uint64_t base = (uint64_t)iteration << 12;
+    for (int j = 0; j < members; j++) {
+        kept[j] = rate <= 0 || poet_rng_uniform(seed, POET_STREAM_DROPOUT, base + j) >= rate;
+        count += kept[j];
+    }
+    if (count == 0) {
+        kept[poet_rng_u64(seed, POET_STREAM_DROPOUT, base + 2048) % (uint64_t)members] = 1;
+        count = 1;
+    }
+    return count;
 }

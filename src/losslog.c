@@ -26,24 +26,45 @@
 #include "poet/fsutil.h"
 #include "poet/h5util.h"
 
-#define LOSSLOG_FORMAT_VERSION 1
+#define LOSSLOG_FORMAT_VERSION 2 /* 2: mean member loss and diversity columns */
 
-enum { COL_ITERATION, COL_LOSS, COL_ACCURACY, COL_LR, COL_SECONDS, COL_BYTES, N_ITER_COLS };
-static const char *const ITER_NAMES[N_ITER_COLS] = {"iteration", "loss",    "accuracy",
-                                                    "lr",        "seconds", "bytes"};
+enum { COL_ITERATION, COL_LOSS, COL_ACCURACY, COL_LR, COL_SECONDS, COL_BYTES, COL_MEAN_MEMBER,
+       COL_DIVERSITY, N_ITER_COLS };
+static const char *const ITER_NAMES[N_ITER_COLS] = {
+    "iteration", "loss", "accuracy", "lr", "seconds", "bytes", "mean_member_loss", "diversity"};
 
 enum { EV_ITERATION, EV_IMAGES, EV_NLL, EV_ACCURACY, EV_MEAN_MEMBER_ACCURACY, EV_DISAGREEMENT,
-       N_EVAL_COLS };
-static const char *const EVAL_NAMES[N_EVAL_COLS] = {"iteration",         "images",
-                                                    "ensemble_nll",      "ensemble_accuracy",
-                                                    "mean_member_accuracy", "disagreement"};
+       EV_MEAN_MEMBER_NLL, EV_DIVERSITY, EV_BRIER, EV_ECE, EV_PROBMEAN_ACCURACY, EV_PROBMEAN_NLL,
+       EV_PROBMEAN_BRIER, EV_PROBMEAN_ECE, EV_MEAN_MEMBER_BRIER, EV_MEAN_MEMBER_ECE,
+       EV_MEMBERS_AT_CHANCE, N_EVAL_COLS };
+static const char *const EVAL_NAMES[N_EVAL_COLS] = {
+    "iteration",         "images",           "ensemble_nll",      "ensemble_accuracy",
+    "mean_member_accuracy", "disagreement",  "mean_member_nll",   "diversity",
+    "ensemble_brier",    "ensemble_ece",     "probmean_accuracy", "probmean_nll",
+    "probmean_brier",    "probmean_ece",     "mean_member_brier", "mean_member_ece",
+    "members_at_chance"};
+
+/* The [E, M] evaluation matrices, one column per member. */
+enum { MX_ACCURACY, MX_NLL, MX_BRIER, MX_ECE, MX_AT_CHANCE, N_EVAL_MATRICES };
+static const char *const MATRIX_NAMES[N_EVAL_MATRICES] = {
+    "member_accuracy", "member_nll", "member_brier", "member_ece", "member_at_chance"};
+
+static const double *matrix_row(const poet_eval_result *res, int which) {
+    switch (which) {
+    case MX_ACCURACY: return res->member_accuracy;
+    case MX_NLL: return res->member_nll;
+    case MX_BRIER: return res->member_brier;
+    case MX_ECE: return res->member_ece;
+    default: return res->member_at_chance;
+    }
+}
 
 /* The open datasets of one log file and their rows. */
 typedef struct {
     hid_t iter[N_ITER_COLS];           /* [T] each */
     hid_t member_loss;                 /* [T, M] */
     hid_t eval[N_EVAL_COLS];           /* [E] each */
-    hid_t member_accuracy, member_nll; /* [E, M] */
+    hid_t matrix[N_EVAL_MATRICES];     /* [E, M] each */
     hsize_t rows, eval_rows;           /* T and E */
 } log_layout;
 
@@ -74,7 +95,9 @@ static void layout_init(log_layout *ds) {
         ds->iter[c] = H5I_INVALID_HID;
     for (int c = 0; c < N_EVAL_COLS; c++)
         ds->eval[c] = H5I_INVALID_HID;
-    ds->member_loss = ds->member_accuracy = ds->member_nll = H5I_INVALID_HID;
+    ds->member_loss = H5I_INVALID_HID;
+    for (int x = 0; x < N_EVAL_MATRICES; x++)
+        ds->matrix[x] = H5I_INVALID_HID;
     ds->rows = ds->eval_rows = 0;
 }
 
@@ -84,8 +107,8 @@ static void layout_close(log_layout *ds) {
     for (int c = 0; c < N_EVAL_COLS; c++)
         poet_h5_close(&ds->eval[c]);
     poet_h5_close(&ds->member_loss);
-    poet_h5_close(&ds->member_accuracy);
-    poet_h5_close(&ds->member_nll);
+    for (int x = 0; x < N_EVAL_MATRICES; x++)
+        poet_h5_close(&ds->matrix[x]);
 }
 
 /* Rows per chunk: about 128 KiB of doubles per chunk, between 16 and 1024 rows. */
@@ -170,12 +193,13 @@ static poet_status layout_create(hid_t file, int members, const char *path, log_
     POET_H5(evals = H5Gcreate2(file, "eval", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     for (int c = 0; c < N_EVAL_COLS; c++)
         POET_TRY(create_dataset(evals, EVAL_NAMES[c],
-                                c <= EV_IMAGES ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, 0, path,
+                                c <= EV_IMAGES || c == EV_MEMBERS_AT_CHANCE ? H5T_NATIVE_INT64
+                                                                            : H5T_NATIVE_DOUBLE,
+                                0, path,
                                 &ds->eval[c]));
-    POET_TRY(create_dataset(evals, "member_accuracy", H5T_NATIVE_DOUBLE, members, path,
-                            &ds->member_accuracy));
-    POET_TRY(create_dataset(evals, "member_nll", H5T_NATIVE_DOUBLE, members, path,
-                            &ds->member_nll));
+    for (int x = 0; x < N_EVAL_MATRICES; x++)
+        POET_TRY(create_dataset(evals, MATRIX_NAMES[x], H5T_NATIVE_DOUBLE, members, path,
+                                &ds->matrix[x]));
 fail:
     poet_h5_close(&evals);
     poet_h5_close(&iters);
@@ -203,11 +227,9 @@ static poet_status layout_open(hid_t file, int members, const char *path, log_la
                               &rows, foreign));
         ds->rows = c == 0 || rows < ds->rows ? rows : ds->rows;
     }
-    for (int c = 0; c < N_EVAL_COLS + 2; c++) {
-        const char *name = c < N_EVAL_COLS ? EVAL_NAMES[c]
-                           : c == N_EVAL_COLS ? "member_accuracy" : "member_nll";
-        hid_t *d = c < N_EVAL_COLS ? &ds->eval[c]
-                   : c == N_EVAL_COLS ? &ds->member_accuracy : &ds->member_nll;
+    for (int c = 0; c < N_EVAL_COLS + N_EVAL_MATRICES; c++) {
+        const char *name = c < N_EVAL_COLS ? EVAL_NAMES[c] : MATRIX_NAMES[c - N_EVAL_COLS];
+        hid_t *d = c < N_EVAL_COLS ? &ds->eval[c] : &ds->matrix[c - N_EVAL_COLS];
         POET_TRY(open_dataset(evals, "eval", name, c < N_EVAL_COLS ? 0 : members, path, d, &rows,
                               foreign));
         ds->eval_rows = c == 0 || rows < ds->eval_rows ? rows : ds->eval_rows;
@@ -227,8 +249,8 @@ static poet_status layout_set_rows(log_layout *ds, hsize_t rows, hsize_t eval_ro
     POET_TRY(set_rows(ds->member_loss, rows, members, path));
     for (int c = 0; c < N_EVAL_COLS; c++)
         POET_TRY(set_rows(ds->eval[c], eval_rows, 0, path));
-    POET_TRY(set_rows(ds->member_accuracy, eval_rows, members, path));
-    POET_TRY(set_rows(ds->member_nll, eval_rows, members, path));
+    for (int x = 0; x < N_EVAL_MATRICES; x++)
+        POET_TRY(set_rows(ds->matrix[x], eval_rows, members, path));
     ds->rows = rows;
     ds->eval_rows = eval_rows;
 fail:
@@ -572,6 +594,12 @@ static poet_status flush_iterations(poet_losslog *log, double *scratch) {
     poet_status st = POET_OK;
     hsize_t n = (hsize_t)log->buffered, start = log->ds.rows;
     int64_t *ints = (int64_t *)scratch; /* same size as a double */
+    double *sums = NULL, *totals = NULL; /* [n] this rank's and every rank's kept member losses */
+    POET_ALLOC(sums, n);
+    POET_ALLOC(totals, n);
+    for (hsize_t r = 0; r < n; r++)
+        sums[r] = log->recs[r].kept_loss_sum;
+    POET_MPI(MPI_Reduce(sums, totals, (int)n, MPI_DOUBLE, MPI_SUM, 0, log->comm));
     for (int c = 0; c < N_ITER_COLS; c++)
         POET_TRY(set_rows(log->ds.iter[c], start + n, 0, log->path));
     POET_TRY(set_rows(log->ds.member_loss, start + n, log->members, log->path));
@@ -584,7 +612,9 @@ static poet_status flush_iterations(poet_losslog *log, double *scratch) {
             case COL_ACCURACY: scratch[r] = rec->accuracy; break;
             case COL_LR: scratch[r] = rec->lr; break;
             case COL_SECONDS: scratch[r] = rec->seconds; break;
-            default: scratch[r] = rec->bytes; break;
+            case COL_BYTES: scratch[r] = rec->bytes; break;
+            case COL_MEAN_MEMBER: scratch[r] = totals[r] / rec->kept; break;
+            default: scratch[r] = totals[r] / rec->kept - rec->loss; break;
             }
         }
         POET_TRY(write_column(log, log->ds.iter[c],
@@ -596,6 +626,8 @@ static poet_status flush_iterations(poet_losslog *log, double *scratch) {
     log->ds.rows = start + n;
     log->buffered = 0;
 fail:
+    free(sums);
+    free(totals);
     return st;
 }
 
@@ -609,8 +641,8 @@ static poet_status flush_evals(poet_losslog *log, double *scratch) {
     int writer = log->rank == 0;
     for (int c = 0; c < N_EVAL_COLS; c++)
         POET_TRY(set_rows(log->ds.eval[c], start + n, 0, log->path));
-    POET_TRY(set_rows(log->ds.member_accuracy, start + n, log->members, log->path));
-    POET_TRY(set_rows(log->ds.member_nll, start + n, log->members, log->path));
+    for (int x = 0; x < N_EVAL_MATRICES; x++)
+        POET_TRY(set_rows(log->ds.matrix[x], start + n, log->members, log->path));
     for (int c = 0; c < N_EVAL_COLS; c++) {
         for (hsize_t r = 0; r < n; r++) {
             const poet_eval_result *res = &log->evals[r];
@@ -620,22 +652,33 @@ static poet_status flush_evals(poet_losslog *log, double *scratch) {
             case EV_NLL: scratch[r] = res->ensemble_nll; break;
             case EV_ACCURACY: scratch[r] = res->ensemble_accuracy; break;
             case EV_MEAN_MEMBER_ACCURACY: scratch[r] = res->mean_member_accuracy; break;
-            default: scratch[r] = res->disagreement; break;
+            case EV_DISAGREEMENT: scratch[r] = res->disagreement; break;
+            case EV_MEAN_MEMBER_NLL: scratch[r] = res->mean_member_nll; break;
+            case EV_DIVERSITY: scratch[r] = res->mean_member_nll - res->ensemble_nll; break;
+            case EV_BRIER: scratch[r] = res->ensemble_brier; break;
+            case EV_ECE: scratch[r] = res->ensemble_ece; break;
+            case EV_PROBMEAN_ACCURACY: scratch[r] = res->probmean_accuracy; break;
+            case EV_PROBMEAN_NLL: scratch[r] = res->probmean_nll; break;
+            case EV_PROBMEAN_BRIER: scratch[r] = res->probmean_brier; break;
+            case EV_PROBMEAN_ECE: scratch[r] = res->probmean_ece; break;
+            case EV_MEAN_MEMBER_BRIER: scratch[r] = res->mean_member_brier; break;
+            case EV_MEAN_MEMBER_ECE: scratch[r] = res->mean_member_ece; break;
+            default: ints[r] = res->members_at_chance; break;
             }
         }
-        hid_t type = c <= EV_IMAGES ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE;
+        hid_t type =
+            c <= EV_IMAGES || c == EV_MEMBERS_AT_CHANCE ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE;
         POET_TRY(write_column(log, log->ds.eval[c], type, start, n, scratch, writer));
     }
     POET_ALLOC(matrix, (size_t)n * log->members);
     POET_ALLOC(all_ids, log->members);
     for (int j = 0; j < log->members; j++)
         all_ids[j] = j;
-    for (int which = 0; which < 2; which++) {
+    for (int which = 0; which < N_EVAL_MATRICES; which++) {
         for (hsize_t r = 0; r < n; r++)
-            memcpy(&matrix[r * log->members],
-                   which ? log->evals[r].member_nll : log->evals[r].member_accuracy,
+            memcpy(&matrix[r * log->members], matrix_row(&log->evals[r], which),
                    (size_t)log->members * sizeof *matrix);
-        POET_TRY(write_columns(log, which ? log->ds.member_nll : log->ds.member_accuracy, start, n,
+        POET_TRY(write_columns(log, log->ds.matrix[which], start, n,
                                all_ids, writer ? log->members : 0, matrix));
     }
     log->ds.eval_rows = start + n;

@@ -10,6 +10,7 @@
 
 #include "poet/checkpoint.h"
 #include "poet/config.h"
+#include "poet/data.h"
 #include "poet/error.h"
 #include "poet/report.h"
 #include "poet/rundir.h"
@@ -32,6 +33,9 @@ static const char usage_text[] =
     "        print a checkpoint's metadata and per-member checksums, verifying them\n"
     "  report LOG.h5 [LOG2.h5 ...] [--csv]\n"
     "        summarise (and compare) per-iteration loss logs\n"
+    "  convert [--format idx|cifar] [--cifar-labels cifar10|fine|coarse] IMAGES [LABELS] OUT.h5\n"
+    "        write an IDX (IMAGES and LABELS) or CIFAR (IMAGES, a glob pattern of .bin files)\n"
+    "        data set as the HDF5 layout of docs/data-format.md\n"
     "  --help, --version\n"
     "\n"
     "--set KEY=VALUE overrides one config key, e.g. --set training.iterations=50\n"
@@ -138,6 +142,12 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
     printf("memory estimate (before training, docs/config.md): %.1f MiB on rank 0, %.1f MiB on "
            "the largest rank\n",
            s->memory_estimate_mib, s->memory_estimate_mib_max);
+    printf("data: %ld training, %ld validation and %ld test images of %dx%dx%d (CxHxW) %s %s, %.1f MiB per "
+           "rank with the batch buffers; batches built %s (the profile's data: time waited)\n",
+           s->train_images, s->validation_images, s->test_images, s->channels, s->height, s->width,
+           s->streamed ? "read per batch from HDF5 as" : "held as",
+           s->float_pixels ? "float32" : "uint8", s->data_mib,
+           cfg->prefetch ? "ahead by a prefetch thread" : "on the training thread");
     printf("profile (rank 0):");
     for (int p = 0; p < POET_PHASES; p++)
         printf(" %s %.1f%%", names[p], total > 0 ? 100 * s->phase_seconds[p] / total : 0.0);
@@ -243,12 +253,18 @@ static int cmd_eval(const world *w, int argc, char **argv) {
     }
     if (st == POET_OK && w->rank == 0) {
         printf("iteration %ld, %ld test images\n", r->iteration, r->images);
-        printf("ensemble: accuracy %.4f  nll %.4f\n", r->ensemble_accuracy, r->ensemble_nll);
-        printf("members:  mean accuracy %.4f  disagreement %.4f\n", r->mean_member_accuracy,
-               r->disagreement);
+        printf("ensemble: accuracy %.4f  nll %.4f  brier %.4f  ece %.4f  (mean of logits)\n",
+               r->ensemble_accuracy, r->ensemble_nll, r->ensemble_brier, r->ensemble_ece);
+        printf("          accuracy %.4f  nll %.4f  brier %.4f  ece %.4f  (mean of probabilities)\n",
+               r->probmean_accuracy, r->probmean_nll, r->probmean_brier, r->probmean_ece);
+        printf("members:  mean accuracy %.4f  nll %.4f  brier %.4f  ece %.4f  disagreement %.4f  "
+               "diversity %.4f\n",
+               r->mean_member_accuracy, r->mean_member_nll, r->mean_member_brier,
+               r->mean_member_ece, r->disagreement, r->mean_member_nll - r->ensemble_nll);
         for (int j = 0; j < cfg->members; j++)
-            printf("  member %4d: accuracy %.4f  nll %.4f\n", j, r->member_accuracy[j],
-                   r->member_nll[j]);
+            printf("  member %4d: accuracy %.4f  nll %.4f  brier %.4f  ece %.4f%s\n", j,
+                   r->member_accuracy[j], r->member_nll[j], r->member_brier[j], r->member_ece[j],
+                   r->member_at_chance[j] > 0 ? "  (at chance level)" : "");
     }
     free(cfg);
     free(r);
@@ -294,6 +310,63 @@ static int cmd_report(const world *w, int argc, char **argv) {
     return st;
 }
 
+static int cmd_convert(const world *w, int argc, char **argv) {
+    static const char *const formats[] = {"auto", "idx", "cifar", NULL};
+    static const char *const labels[] = {"cifar10", "fine", "coarse", NULL};
+    poet_data_spec spec = {0};
+    const char *paths[3];
+    int n = 0;
+    spec.n_norm = 1;
+    spec.std[0] = 1;
+    spec.classes = 256; /* any byte label: the training config checks them against its classes */
+    for (int i = 0; i < argc; i++) {
+        int is_format = !strcmp(argv[i], "--format");
+        int is_labels = !strcmp(argv[i], "--cifar-labels");
+        if (is_format || is_labels) {
+            const char *const *names = is_format ? formats : labels;
+            int k = 0;
+            while (i + 1 < argc && names[k] && strcmp(names[k], argv[i + 1]))
+                k++;
+            if (i + 1 >= argc || !names[k])
+                return usage_error(w, "convert: %s expects one of the documented values", argv[i]);
+            if (is_format)
+                spec.format = (poet_data_format)k;
+            else
+                spec.cifar = (poet_cifar_labels)k;
+            i++;
+        } else if (argv[i][0] == '-' || n == 3) {
+            return usage_error(w, "convert: unexpected argument '%s'", argv[i]);
+        } else {
+            paths[n++] = argv[i];
+        }
+    }
+    if (n < 2)
+        return usage_error(w, "convert: expected IMAGES [LABELS] OUT.h5%s", "");
+    spec.images = paths[0];
+    spec.labels = n == 3 ? paths[1] : NULL;
+    if (w->rank != 0)
+        return POET_OK;
+    poet_dataset ds;
+    poet_status st = POET_OK;
+    if (spec.format == POET_DATA_AUTO)
+        st = poet_data_infer(spec.images, &spec.format);
+    if (st == POET_OK && (spec.format == POET_DATA_IDX) != (n == 3))
+        st = poet_error_set(POET_ERR_USAGE, "convert: %s is %s: expected %s", spec.images,
+                            poet_data_format_name(spec.format),
+                            n == 3 ? "IMAGES OUT.h5 (the labels are in the CIFAR files)"
+                                   : "IMAGES LABELS OUT.h5 for IDX");
+    if (st == POET_OK && (st = poet_data_load_spec(&spec, &ds)) == POET_OK) {
+        st = poet_data_write_hdf5(&ds, paths[n - 1]);
+        if (st == POET_OK)
+            printf("%s: %ld images of %dx%dx%d (CxHxW) and their labels\n", paths[n - 1],
+                   ds.count, ds.channels, ds.height, ds.width);
+        poet_data_free(&ds);
+    }
+    if (st != POET_OK)
+        poet_error_mark_agreed(); /* only rank 0 works; nothing to abort */
+    return st;
+}
+
 static int dispatch(const world *w, int argc, char **argv) {
     if (argc < 2)
         return usage_error(w, "missing command%s", "");
@@ -316,6 +389,8 @@ static int dispatch(const world *w, int argc, char **argv) {
         return cmd_inspect(w, argc - 2, argv + 2);
     if (!strcmp(cmd, "report"))
         return cmd_report(w, argc - 2, argv + 2);
+    if (!strcmp(cmd, "convert"))
+        return cmd_convert(w, argc - 2, argv + 2);
     return usage_error(w, "unknown command '%s'", cmd);
 }
 

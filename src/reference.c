@@ -487,3 +487,24 @@ double poet_ref_joint_loss(const double *logits, int members, int batch, int cla
     free(mean);
     return loss / batch;
 }
+
+double poet_ref_blend_loss(const double *logits, int members, int batch, int classes,
+                           const uint8_t *labels, double beta, double *dlogits) {
+    size_t bk = (size_t)batch * classes;
+    double joint = poet_ref_joint_loss(logits, members, batch, classes, labels, dlogits);
+    double own = 0;
+    if (dlogits)
+        for (size_t i = 0; i < (size_t)members * bk; i++)
+            dlogits[i] *= beta;
+    for (int j = 0; j < members; j++) {
+        /* Member j alone is a one-member ensemble: its loss is the joint loss of its logits. */
+        double *d = dlogits ? malloc(bk * sizeof *d) : NULL;
+        if (dlogits && !d)
+            return NAN;
+        own += poet_ref_joint_loss(logits + j * bk, 1, batch, classes, labels, d);
+        for (size_t i = 0; d && i < bk; i++)
+            dlogits[j * bk + i] += (1 - beta) * d[i] / members;
+        free(d);
+    }
+    return beta * joint + (1 - beta) * own / members;
+}

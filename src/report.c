@@ -14,7 +14,7 @@
 
 #include "poet/h5util.h"
 
-#define FORMAT_VERSION_UNDERSTOOD 1
+#define FORMAT_VERSION_UNDERSTOOD 2
 
 int poet_report_window(long rows) {
     long w = rows / 10;
@@ -228,6 +228,17 @@ static poet_status summarise_iterations(const log_file *lf, long rows, long memb
         s->point_smoothed[k] = smooth[i];
     }
     s->end_ensemble_loss = mean_of(loss + rows - w, w);
+    s->decomposed = has_object(lf->file, "iterations", "diversity") &&
+                    has_object(lf->file, "iterations", "mean_member_loss");
+    s->end_mean_member_loss = s->end_diversity = NAN;
+    if (s->decomposed) {
+        /* accuracy's buffer is read already: reuse it and smooth for the column's window. */
+        POET_TRY(
+            read_rows(lf, "iterations", "mean_member_loss", H5T_NATIVE_DOUBLE, 0, rows, smooth));
+        s->end_mean_member_loss = mean_of(smooth + rows - w, w);
+        POET_TRY(read_rows(lf, "iterations", "diversity", H5T_NATIVE_DOUBLE, 0, rows, smooth));
+        s->end_diversity = mean_of(smooth + rows - w, w);
+    }
     s->end_member_loss = mean_of(member_tail, (long)w * members);
     s->final_accuracy_smoothed = mean_of(accuracy + rows - w, w);
     for (long i = 0; i < rows; i++)
@@ -263,6 +274,14 @@ static poet_status summarise_evals(const log_file *lf, long evals, poet_report_s
                        &s->eval_mean_member_accuracy));
     POET_TRY(read_rows(lf, "eval", "disagreement", H5T_NATIVE_DOUBLE, last, 1,
                        &s->eval_disagreement));
+    s->eval_mean_member_nll = s->eval_diversity = NAN;
+    if (has_object(lf->file, "eval", "mean_member_nll") &&
+        has_object(lf->file, "eval", "diversity")) {
+        POET_TRY(read_rows(lf, "eval", "mean_member_nll", H5T_NATIVE_DOUBLE, last, 1,
+                           &s->eval_mean_member_nll));
+        POET_TRY(read_rows(lf, "eval", "diversity", H5T_NATIVE_DOUBLE, last, 1,
+                           &s->eval_diversity));
+    }
     s->eval_iteration = it;
     s->eval_images = images;
 fail:
@@ -342,6 +361,11 @@ void poet_report_print(const poet_report_summary *s, FILE *out) {
                 "(gap %.6g); ensemble batch accuracy %.4f\n",
                 s->window, s->end_member_loss, s->end_ensemble_loss,
                 s->end_member_loss - s->end_ensemble_loss, s->final_accuracy_smoothed);
+        if (s->decomposed)
+            fprintf(out,
+                    "  diversity   train (last %d): ensemble CE %.6g, mean member CE %.6g, "
+                    "diversity %.6g\n",
+                    s->window, s->end_ensemble_loss, s->end_mean_member_loss, s->end_diversity);
         fprintf(out, "  throughput  %.1f images/s (%.3f s over %ld iterations, %.2f ms each)\n",
                 s->images_per_second, s->total_seconds, s->rows,
                 1000.0 * s->total_seconds / (double)s->rows);
@@ -356,6 +380,11 @@ void poet_report_print(const poet_report_summary *s, FILE *out) {
                 s->eval_mean_member_accuracy, s->eval_disagreement, s->evals);
     else
         fprintf(out, "  eval        none logged\n");
+    if (s->evaluated && !isnan(s->eval_diversity))
+        fprintf(out,
+                "  diversity   held-out (after %ld iterations): ensemble NLL %.6g, mean member NLL "
+                "%.6g, diversity %.6g\n",
+                s->eval_iteration, s->eval_nll, s->eval_mean_member_nll, s->eval_diversity);
 }
 
 void poet_report_print_table(const poet_report_summary *s, int n, FILE *out) {

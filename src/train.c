@@ -21,6 +21,7 @@
 #include "poet/memplan.h"
 #include "poet/net.h"
 #include "poet/optim.h"
+#include "poet/prefetch.h"
 #include "poet/tree.h"
 
 #define EVAL_BATCH 500
@@ -55,7 +56,9 @@ typedef struct {
     const poet_config *cfg;
     const poet_train_options *opt;
     poet_dataset train, test;
+    poet_dataset val;        /* held out of the training set (data.validation), or empty */
     poet_batcher batcher;
+    poet_prefetch *prefetch; /* the thread building batches ahead, or NULL (data.prefetch 0) */
     poet_ensemble ens;
     poet_tree *tree;
     poet_losslog *log;
@@ -75,6 +78,7 @@ typedef struct {
     double phase_mark;     /* when the current phase began */
     double phase_seconds[POET_PHASES];
     poet_memplan memory;   /* the estimate checked before anything large is allocated */
+    int evaluate_only;     /* poet eval: its member lines mark members at chance, no warning */
 } trainer;
 
 /* Charges the time since the last mark to `phase` (profile in the summary and bench/). */
@@ -87,14 +91,23 @@ static void lap(trainer *t, poet_phase phase) {
 static poet_status load_data(trainer *t) {
     poet_status st = POET_OK;
     const poet_config *c = t->cfg;
-    POET_TRY(poet_data_load(c->train_images, c->train_labels, c->classes, c->mean, c->std, &t->train));
-    POET_TRY(poet_data_load(c->test_images, c->test_labels, c->classes, c->mean, c->std, &t->test));
+    poet_data_spec spec;
+    poet_config_data_spec(c, 0, &spec);
+    POET_TRY(poet_data_load_spec(&spec, &t->train));
+    long n_val = poet_config_validation_count(c, t->train.count);
+    if (n_val > 0) {
+        poet_dataset all = t->train;
+        POET_TRY(poet_data_split(&all, n_val, c->seed, &t->train, &t->val));
+    }
+    poet_config_data_spec(c, 1, &spec);
+    POET_TRY(poet_data_load_spec(&spec, &t->test));
     /* The training images fix the network's input; evaluation forwards test images through it. */
     char input_from[POET_PATH_MAX + 32];
     snprintf(input_from, sizeof input_from, "the training images, %s", c->train_images);
     POET_TRY(poet_data_check_shape(&t->test, t->train.channels, t->train.height, t->train.width,
                                    input_from));
     POET_TRY(poet_batcher_init(&t->batcher, &t->train, c->seed, c->shuffle, c->batch_size));
+    poet_batcher_set_augment(&t->batcher, c->augment_crop_padding, c->augment_flip);
 fail:
     return st;
 }
@@ -106,10 +119,10 @@ static poet_status setup(trainer *t) {
     poet_shape input = {t->train.channels, t->train.height, t->train.width};
     t->image_size = (size_t)input.c * input.h * input.w;
     t->total = poet_config_total_iterations(c, t->train.count);
-    /* Data sets (float pixels, byte labels) and the two batch buffers are held already or soon. */
-    double image_bytes = t->image_size * sizeof(float) + 1;
-    double data_bytes =
-        ((double)t->train.count + t->test.count + 2.0 * c->batch_size) * image_bytes;
+    /* Data sets (pixels as stored, byte labels) are held already, the two batch buffers soon. */
+    double data_bytes = poet_data_bytes(&t->train) + poet_data_bytes(&t->val) +
+                        poet_data_bytes(&t->test) +
+                        2.0 * c->batch_size * (t->image_size * sizeof(float) + 1);
     POET_TRY(poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes,
                                 &t->memory));
     POET_TRY(poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
@@ -126,10 +139,12 @@ fail:
 }
 
 static void teardown(trainer *t) {
+    poet_prefetch_stop(t->prefetch); /* before the batcher it uses goes */
     poet_tree_destroy(t->tree);
     poet_ensemble_destroy(&t->ens);
     poet_batcher_free(&t->batcher);
     poet_data_free(&t->train);
+    poet_data_free(&t->val);
     poet_data_free(&t->test);
     for (int i = 0; i < 2; i++) {
         free(t->images[i]);
@@ -179,9 +194,13 @@ static void root_loss(trainer *t, int slot, const uint8_t *labels, double *loss_
     float *grad = poet_tree_down_values(t->tree, slot);
     double loss;
     long ok;
-    poet_loss_fixed_to_mean(total + POET_TREE_HEADER, t->rows, c->classes, c->members, t->mean);
-    /* members × chunks as the divisor gives every micro-batch row (q̄ − p)/(M·B). */
-    poet_loss_joint(t->mean, labels, t->rows, c->classes, c->members * t->chunks, grad, &loss, &ok);
+    /* The mean is over the members in this iteration's mean (all of them without dropout). */
+    int kept = t->ens.kept_count[slot];
+    poet_loss_fixed_to_mean(total + POET_TREE_HEADER, t->rows, c->classes, kept, t->mean);
+    /* members × chunks as the divisor gives every micro-batch row (q̄ − p)/(M·B); beta weighs the
+     * joint term of a blend, whose own terms the members' ranks add (docs/objectives.md). */
+    poet_loss_joint_weighted(t->mean, labels, t->rows, c->classes, kept * t->chunks, c->beta, grad,
+                             &loss, &ok);
     *loss_sum += t->chunks == 1 ? loss : loss * t->rows / c->batch_size;
     *correct += ok;
     decision[POET_HDR_STOP] = total[POET_HDR_STOP];
@@ -192,6 +211,14 @@ typedef struct {
     double loss, accuracy;
     int stop, error;
 } iteration_outcome;
+
+/* Iteration `it`'s batch into images[slot]/labels[slot]: taken from the prefetch thread (which
+ * built it while earlier iterations computed), or built here. The same batch either way. */
+static poet_status next_batch(trainer *t, long it, int slot) {
+    if (t->prefetch)
+        return poet_prefetch_take(t->prefetch, it, &t->images[slot], &t->labels[slot], NULL);
+    return poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
+}
 
 /* One iteration with `chunks` micro-batches. With overlap, the reduction of micro-batch c travels
  * while c+1 is forwarded and earlier ones run backward; without, every exchange completes at once.
@@ -205,10 +232,11 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     long correct = 0;
     lap(t, POET_PHASE_OTHER); /* logging, evaluation, checkpoints since the last iteration */
     if (*local == POET_OK)
-        *local = poet_batcher_fill(&t->batcher, it, t->images[0], t->labels[0]);
+        *local = next_batch(t, it, 0);
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
     for (int ch = 0; ch < t->chunks; ch++) {
+        poet_ensemble_draw(&t->ens, ch, it);
         forward_micro_batch(t, ch, t->images[0] + (size_t)ch * t->rows * t->image_size,
                             t->labels[0] + (size_t)ch * t->rows, local);
         lap(t, POET_PHASE_FORWARD);
@@ -262,9 +290,10 @@ static poet_status stale_launch(trainer *t, long it) {
     poet_status st = POET_OK;
     int slot = (int)(it % 2);
     if (t->local == POET_OK)
-        t->local = poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
+        t->local = next_batch(t, it, slot);
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
+    poet_ensemble_draw(&t->ens, slot, it);
     forward_micro_batch(t, slot, t->images[slot], t->labels[slot], &t->local);
     lap(t, POET_PHASE_FORWARD);
     POET_TRY(poet_tree_reduce_start(t->tree, slot));
@@ -332,11 +361,15 @@ static void print_progress(const trainer *t, long it, const iteration_outcome *o
     fflush(stdout);
 }
 
-static void print_eval(const poet_eval_result *r, int members) {
-    printf("eval  iter %ld: ensemble accuracy %.4f  nll %.4f  | mean member accuracy %.4f  "
-           "disagreement %.4f\n",
-           r->iteration, r->ensemble_accuracy, r->ensemble_nll, r->mean_member_accuracy,
-           r->disagreement);
+static void print_eval(const char *set, const poet_eval_result *r, int members) {
+    printf("%s iter %ld: ensemble accuracy %.4f  nll %.4f  | mean member accuracy %.4f  "
+           "disagreement %.4f  | mean member nll %.4f  diversity %.4f\n",
+           set, r->iteration, r->ensemble_accuracy, r->ensemble_nll, r->mean_member_accuracy,
+           r->disagreement, r->mean_member_nll, r->mean_member_nll - r->ensemble_nll);
+    printf("      calibration: ensemble brier %.4f  ece %.4f  | probability mean accuracy %.4f  "
+           "nll %.4f  brier %.4f  ece %.4f  | mean member brier %.4f  ece %.4f\n",
+           r->ensemble_brier, r->ensemble_ece, r->probmean_accuracy, r->probmean_nll,
+           r->probmean_brier, r->probmean_ece, r->mean_member_brier, r->mean_member_ece);
     printf("      members:");
     for (int j = 0; j < members && j < 16; j++)
         printf(" %.3f", r->member_accuracy[j]);
@@ -344,12 +377,33 @@ static void print_eval(const poet_eval_result *r, int members) {
     fflush(stdout);
 }
 
-static poet_status evaluate(trainer *t, long iteration, poet_train_summary *summary) {
+/* Member health: a member whose accuracy is at chance level has stopped learning (or never
+ * started); say which, once per evaluation, even with --quiet. */
+static void warn_members_at_chance(const poet_eval_result *r, int members) {
+    if (!r->members_at_chance)
+        return;
+    fprintf(stderr, "poet: warning: evaluation after %ld iterations: %d member(s) at chance level "
+                    "(accuracy <= %.4f on %ld images):",
+            r->iteration, r->members_at_chance, r->chance_threshold, r->images);
+    for (int j = 0, shown = 0; j < members && shown < 16; j++)
+        if (r->member_at_chance[j] > 0) {
+            fprintf(stderr, " member %d (%.4f)", j, r->member_accuracy[j]);
+            shown++;
+        }
+    fprintf(stderr, "%s\n", r->members_at_chance > 16 ? " ..." : "");
+}
+
+/* Periodic evaluations use the validation images when data.validation holds some out; the test
+ * set is used at the end of training (and by `poet eval`) only. */
+static poet_status evaluate(trainer *t, long iteration, int periodic, poet_train_summary *summary) {
     poet_status st = POET_OK;
-    POET_TRY(poet_eval_run(t->comm, &t->ens, &t->test, iteration, &summary->eval));
+    int val = periodic && t->val.count > 0;
+    POET_TRY(poet_eval_run(t->comm, &t->ens, val ? &t->val : &t->test, iteration, &summary->eval));
     summary->evaluated = 1;
     if (t->rank == 0 && !t->opt->quiet)
-        print_eval(&summary->eval, t->cfg->members);
+        print_eval(val ? "valid" : "eval ", &summary->eval, t->cfg->members);
+    if (t->rank == 0 && !t->evaluate_only)
+        warn_members_at_chance(&summary->eval, t->cfg->members);
     if (t->log)
         POET_TRY(poet_losslog_eval(t->log, &summary->eval));
 fail:
@@ -417,7 +471,14 @@ static void record_trajectory(trainer *t, long it, double loss) {
 static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o, double seconds,
                                  uint64_t bytes) {
     poet_iteration_record rec = {it, o->loss, o->accuracy, poet_lr_at(t->cfg, it, t->total), seconds,
-                                 (double)bytes};
+                                 (double)bytes, 0, 0};
+    /* The members in this iteration's mean: micro-batches share the iteration's draw (slot 0); the
+     * stale mode keeps iteration it's in slot it % 2. */
+    int slot = t->cfg->overlap == POET_OVERLAP_STALE ? (int)(it % 2) : 0;
+    rec.kept = t->ens.kept_count[slot];
+    for (int i = 0; i < t->ens.n_local; i++)
+        if (t->ens.kept[slot][t->ens.local_ids[i]])
+            rec.kept_loss_sum += t->member_loss[i];
     return t->log ? poet_losslog_append(t->log, &rec, t->member_loss) : POET_OK;
 }
 
@@ -477,7 +538,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
             print_progress(t, it, &o, now_seconds() - started, it + 1 - t->start);
         long done = it + 1;
         if (c->eval_every && done % c->eval_every == 0 && done < t->total)
-            POET_TRY(evaluate(t, done, summary));
+            POET_TRY(evaluate(t, done, 1, summary));
         if (t->opt->stop_after && done == t->opt->stop_after)
             o.stop = 1; /* tests: behave exactly as if a signal had arrived */
         if (o.stop) {
@@ -495,7 +556,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
     summary->seconds = now_seconds() - started;
     if (it > t->start)
         summary->images_per_second = (double)(it - t->start) * c->batch_size / summary->seconds;
-    POET_TRY(evaluate(t, it, summary));
+    POET_TRY(evaluate(t, it, 0, summary));
     POET_TRY(checkpoint(t, it));
     POET_TRY(measure_ranks(t, summary));
 fail:
@@ -541,6 +602,15 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     }
     POET_TRY(poet_error_agree(comm, load_data(&t)));
     POET_TRY(poet_error_agree(comm, setup(&t)));
+    summary->data_mib = t.memory.data_bytes / (1024.0 * 1024.0);
+    summary->train_images = t.train.count;
+    summary->validation_images = t.val.count;
+    summary->test_images = t.test.count;
+    summary->channels = t.train.channels;
+    summary->height = t.train.height;
+    summary->width = t.train.width;
+    summary->float_pixels = t.train.values != NULL || t.train.stream_float;
+    summary->streamed = t.train.stream != NULL;
     POET_TRY(resume(&t, resumed_from, sizeof resumed_from));
     POET_TRY(check_resume_point(&t, resumed_from));
     if (resumed_from[0] && t.start == t.total) {
@@ -558,6 +628,11 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         st = poet_error_set(POET_ERR_IO, "%s: cannot open trajectory file", opt->trajectory);
     POET_TRY(poet_error_agree(comm, st));
     POET_TRY(open_log(&t));
+    if (cfg->prefetch > 0)
+        POET_TRY(poet_error_agree(comm, poet_prefetch_start(&t.batcher, t.start, t.total,
+                                                            cfg->prefetch,
+                                                            (size_t)cfg->batch_size * t.image_size,
+                                                            cfg->batch_size, &t.prefetch)));
     summary->data_parallel_bytes_per_iteration = 0;
     {
         /* Data parallelism would all-reduce every parameter's gradient: a ring moves about 2·(P−1)/P
@@ -600,6 +675,7 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     t.opt = &opt;
     t.chunks = 1;
     t.rows = cfg->batch_size;
+    t.evaluate_only = 1;
     POET_MPI(MPI_Comm_rank(comm, &t.rank));
     POET_MPI(MPI_Comm_size(comm, &t.ranks));
     POET_TRY(poet_error_agree(comm, load_data(&t)));
@@ -611,7 +687,7 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
         st = poet_error_agree(comm, st); /* every rank found none: one message, printed once */
         goto fail;
     }
-    POET_TRY(evaluate(&t, t.start, &summary));
+    POET_TRY(evaluate(&t, t.start, 0, &summary));
     *result = summary.eval;
 fail:
     teardown(&t);

@@ -9,6 +9,11 @@
  * (logits, loss and every gradient: a member's trajectory does not depend on fusion), and so must
  * (b) run on 2 threads (members in parallel); both must match (c) for every parameter of every
  * member, and the losses must agree.
+ *
+ * The blended objective (docs/objectives.md) for several beta: the trainer's split gradient (the
+ * joint part weighted at the root, each member's own part added by its rank) against the double
+ * reference differentiated term by term, and the reference's logit gradient against central finite
+ * differences of its loss.
  */
 #include <math.h>
 #include <stdint.h>
@@ -205,9 +210,97 @@ static void run(int M) {
     free(ref_dlogits), free(ref_grads), free(caches), free(fused_member), free(sep_d);
 }
 
+/* The blended gradient of M members for `beta`, as the trainer computes it, against the
+ * reference. */
+static void run_blend(int M, double beta) {
+    poet_arch_plan plan;
+    reference_plan(&plan);
+    size_t n_params = plan.param_count, n_img = (size_t)B * 28 * 28;
+    printf("blend M=%d beta=%g\n", M, beta);
+    float *images = xmalloc(n_img * sizeof *images);
+    double *images_d = xmalloc(n_img * sizeof *images_d);
+    uint8_t labels[B];
+    for (size_t i = 0; i < n_img; i++)
+        images_d[i] = images[i] = (float)(2.0 * poet_rng_uniform(5, POET_STREAM_TEST, i) - 0.5);
+    for (int b = 0; b < B; b++)
+        labels[b] = (uint8_t)poet_rng_u64(5, POET_STREAM_TEST, 1000000 + b) % K;
+    const poet_stack_options one_thread = {POET_CONV_GEMM, 1, NULL};
+    float *params = xmalloc((size_t)M * n_params * sizeof(float));
+    float *grads = xmalloc((size_t)M * n_params * sizeof(float));
+    float *logits = xmalloc((size_t)M * B * K * sizeof(float));
+    poet_stack **stacks = xmalloc((size_t)M * sizeof *stacks);
+    int64_t acc[B * K] = {0};
+    double mean[B * K], loss;
+    float joint[B * K], own[B * K], whole[B * K];
+    long correct;
+    for (int j = 0; j < M; j++) {
+        poet_arch_init_member(&plan, 77, j, params + j * n_params);
+        TEST_OK(poet_stack_create(&plan, 1, B, 1, &one_thread, params + j * n_params,
+                                  grads + j * n_params, &stacks[j]));
+        TEST_OK(poet_stack_forward(stacks[j], images, logits + (size_t)j * B * K));
+        TEST_OK(poet_loss_add_fixed(acc, logits + (size_t)j * B * K, K, B, K, j));
+    }
+    poet_loss_fixed_to_mean(acc, B, K, M, mean);
+    poet_loss_joint_weighted(mean, labels, B, K, M, beta, joint, &loss, &correct);
+    for (int j = 0; j < M; j++) {
+        poet_loss_member_grad(logits + (size_t)j * B * K, K, labels, B, K, M, 1 - beta, own);
+        for (int i = 0; i < B * K; i++)
+            whole[i] = joint[i] + own[i];
+        TEST_OK(poet_stack_backward(stacks[j], whole, 0));
+    }
+    /* The reference: double forward, blended loss differentiated term by term, double backward. */
+    double *params_d = xmalloc(n_params * sizeof(double));
+    double *ref_logits = xmalloc((size_t)M * B * K * sizeof(double));
+    double *ref_dlogits = xmalloc((size_t)M * B * K * sizeof(double));
+    double *ref_grads = xmalloc((size_t)M * n_params * sizeof(double));
+    poet_ref_cache **caches = xmalloc((size_t)M * sizeof *caches);
+    for (int j = 0; j < M; j++) {
+        caches[j] = poet_ref_cache_create(&plan, B);
+        for (size_t i = 0; i < n_params; i++)
+            params_d[i] = params[j * n_params + i];
+        poet_ref_forward(&plan, params_d, B, images_d, ref_logits + (size_t)j * B * K, caches[j]);
+    }
+    poet_ref_blend_loss(ref_logits, M, B, K, labels, beta, ref_dlogits);
+    for (int j = 0; j < M; j++) {
+        for (size_t i = 0; i < n_params; i++)
+            params_d[i] = params[j * n_params + i];
+        poet_ref_backward(&plan, params_d, B, ref_dlogits + (size_t)j * B * K, caches[j],
+                          ref_grads + j * n_params, NULL);
+        for (int t = 0; t < plan.n_tensors; t++) {
+            const poet_tensor_info *ti = &plan.tensors[t];
+            char label[96];
+            snprintf(label, sizeof label, "  m%d %s blend vs reference", j, ti->name);
+            test_compare_f32(label, grads + j * n_params + ti->offset,
+                             ref_grads + j * n_params + ti->offset, ti->count, ATOL_REF, RTOL_REF);
+        }
+    }
+    /* The reference's own logit gradient against central differences of its loss. */
+    double worst = 0, h = 1e-5;
+    for (size_t i = 0; i < (size_t)M * B * K; i++) {
+        double keep = ref_logits[i];
+        ref_logits[i] = keep + h;
+        double up = poet_ref_blend_loss(ref_logits, M, B, K, labels, beta, NULL);
+        ref_logits[i] = keep - h;
+        double down = poet_ref_blend_loss(ref_logits, M, B, K, labels, beta, NULL);
+        ref_logits[i] = keep;
+        worst = fmax(worst, fabs((up - down) / (2 * h) - ref_dlogits[i]));
+    }
+    printf("  reference dL/dlogits vs finite differences: worst |difference| %.3g\n", worst);
+    TEST_CHECK(worst < 1e-8, "blend beta=%g: finite differences differ by %g", beta, worst);
+    for (int j = 0; j < M; j++) {
+        poet_stack_destroy(stacks[j]);
+        poet_ref_cache_destroy(caches[j]);
+    }
+    free(images), free(images_d), free(params), free(grads), free(logits), free(stacks);
+    free(params_d), free(ref_logits), free(ref_dlogits), free(ref_grads), free(caches);
+}
+
 int main(void) {
     const int Ms[] = {1, 3, 10};
     for (int i = 0; i < 3; i++)
         run(Ms[i]);
+    const double betas[] = {0.0, 0.3, 0.7, 1.0};
+    for (int i = 0; i < 4; i++)
+        run_blend(3, betas[i]);
     return test_finish("joint_gradient");
 }

@@ -210,8 +210,95 @@ static void test_member(void) {
     test_compare_f64("member loss at +-500", &loss, &want, 1, 1e-9, 1e-12);
 }
 
+/* A member's own gradient with weight 1 over one member is a one-member ensemble's joint gradient,
+ * bit for bit (what makes the independent objective equal separate one-member runs); over M
+ * members and with a weight it is that gradient scaled. */
+static void test_member_grad(void) {
+    int64_t acc[B * K] = {0};
+    double mean[B * K], loss;
+    long correct;
+    float joint[B * K], own[B * K], own3[B * K];
+    TEST_OK(poet_loss_add_fixed(acc, &logits[2][0][0], K, B, K, 2));
+    poet_loss_fixed_to_mean(acc, B, K, 1, mean);
+    poet_loss_joint(mean, labels, B, K, 1, joint, &loss, &correct);
+    poet_loss_member_grad(&logits[2][0][0], K, labels, B, K, 1, 1.0, own);
+    TEST_CHECK(memcmp(joint, own, sizeof own) == 0, "own gradient differs from a 1-member joint");
+    /* Also for logits below 2^-8, whose float bits are finer than the 2^-32 grid (the own term
+     * rounds them as the fixed-point sum does; the float gradient rarely sees the difference). */
+    float tiny[B * K];
+    int64_t tiny_acc[B * K] = {0};
+    for (int i = 0; i < B * K; i++)
+        tiny[i] = (&logits[2][0][0])[i] * 1e-5f;
+    TEST_OK(poet_loss_add_fixed(tiny_acc, tiny, K, B, K, 2));
+    poet_loss_fixed_to_mean(tiny_acc, B, K, 1, mean);
+    poet_loss_joint(mean, labels, B, K, 1, joint, &loss, &correct);
+    poet_loss_member_grad(tiny, K, labels, B, K, 1, 1.0, own);
+    TEST_CHECK(memcmp(joint, own, sizeof own) == 0,
+               "own gradient of tiny logits differs from a 1-member joint");
+    poet_loss_member_grad(&logits[2][0][0], K, labels, B, K, 1, 1.0, own);
+    poet_loss_member_grad(&logits[2][0][0], K, labels, B, K, 4, 0.75, own3);
+    int off = 0;
+    for (int i = 0; i < B * K; i++)
+        off += fabsf(own3[i] - own[i] * 0.75f / 4) > 1e-7f * fabsf(own[i]) + 1e-12f;
+    TEST_CHECK(off == 0, "%d entries of the weighted own gradient are not 0.75/4 of it", off);
+    /* beta = 1 keeps poet_loss_joint's bits; beta = 0.5 halves them exactly. */
+    memset(acc, 0, sizeof acc);
+    TEST_OK(poet_loss_add_fixed(acc, &logits[2][0][0], K, B, K, 2));
+    poet_loss_fixed_to_mean(acc, B, K, 1, mean);
+    poet_loss_joint(mean, labels, B, K, 1, joint, &loss, &correct);
+    float w1[B * K], w5[B * K];
+    poet_loss_joint_weighted(mean, labels, B, K, 1, 1.0, w1, &loss, &correct);
+    poet_loss_joint_weighted(mean, labels, B, K, 1, 0.5, w5, &loss, &correct);
+    TEST_CHECK(memcmp(joint, w1, sizeof w1) == 0, "beta = 1 changes the joint gradient");
+    off = 0;
+    for (int i = 0; i < B * K; i++)
+        off += w5[i] != joint[i] / 2;
+    TEST_CHECK(off == 0, "beta = 0.5: %d entries are not half the joint gradient", off);
+}
+
+/* Member dropout: a pure function of (seed, iteration), never empty, at the configured rate. */
+static void test_dropout(void) {
+    enum { MEMBERS = 10, ITERS = 20000 };
+    unsigned char a[MEMBERS], b[MEMBERS];
+    long dropped = 0;
+    int empty_would_be = 0, differs = 0, bad_count = 0;
+    for (long it = 0; it < ITERS; it++) {
+        int n = poet_loss_dropout_draw(7, it, MEMBERS, 0.3, a);
+        int m = poet_loss_dropout_draw(7, it, MEMBERS, 0.3, b);
+        differs += n != m || memcmp(a, b, sizeof a) != 0;
+        int count = 0;
+        for (int j = 0; j < MEMBERS; j++)
+            count += a[j];
+        bad_count += count != n || n < 1;
+        dropped += MEMBERS - n;
+    }
+    TEST_CHECK(differs == 0, "%d iterations drew different subsets for the same (seed, iteration)",
+               differs);
+    TEST_CHECK(bad_count == 0, "%d draws were empty or miscounted", bad_count);
+    double rate = (double)dropped / ((double)MEMBERS * ITERS);
+    printf("dropout 0.3 over %d iterations of %d members: rate %.4f\n", ITERS, MEMBERS, rate);
+    TEST_CHECK(fabs(rate - 0.3) < 0.01, "dropout rate %.4f, expected 0.3", rate);
+    /* Two members at 0.9: most draws would be empty; one member must always stay. */
+    for (long it = 0; it < 1000; it++) {
+        int n = poet_loss_dropout_draw(7, it, 2, 0.9, a);
+        empty_would_be += n < 1 || a[0] + a[1] != n;
+    }
+    TEST_CHECK(empty_would_be == 0, "%d draws of 2 members at 0.9 were empty", empty_would_be);
+    /* Another seed draws other subsets; rate 0 keeps everyone. */
+    int same = 0;
+    for (long it = 0; it < 100; it++) {
+        poet_loss_dropout_draw(7, it, MEMBERS, 0.5, a);
+        poet_loss_dropout_draw(8, it, MEMBERS, 0.5, b);
+        same += memcmp(a, b, sizeof a) == 0;
+    }
+    TEST_CHECK(same < 10, "seeds 7 and 8 drew the same subset %d times in 100", same);
+    TEST_CHECK(poet_loss_dropout_draw(7, 5, MEMBERS, 0.0, a) == MEMBERS, "rate 0 dropped members");
+}
+
 int main(void) {
     make_logits();
+    test_member_grad();
+    test_dropout();
     test_fixed_order();
     test_numeric_errors();
     test_joint_vs_reference();

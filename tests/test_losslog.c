@@ -65,7 +65,7 @@ static double member_value(long it, int member, int pass) {
 static poet_iteration_record make_record(long it, int pass) {
     poet_iteration_record rec = {it, row_loss(it, pass), 0.5 + 0.0625 * (double)(it % 4),
                                  0.25 / (double)(1 + it % 2), 0.5 + 0.125 * (double)(it % 3),
-                                 1024.0 * (double)(it + 1)};
+                                 1024.0 * (double)(it + 1), 0, 0};
     if (rank != 0) /* only rank 0's record may reach the file */
         rec.loss = rec.accuracy = rec.lr = rec.seconds = rec.bytes = -1.0;
     return rec;
@@ -75,8 +75,11 @@ static void append_rows(poet_losslog *log, const poet_ensemble *e, long from, lo
     double local[POET_MAX_MEMBERS];
     for (long it = from; it < to; it++) {
         poet_iteration_record rec = make_record(it, pass);
-        for (int i = 0; i < e->n_local; i++)
+        for (int i = 0; i < e->n_local; i++) {
             local[i] = member_value(it, e->local_ids[i], pass);
+            rec.kept_loss_sum += local[i]; /* this rank's part: the log adds the ranks' */
+        }
+        rec.kept = e->cfg->members;
         TEST_OK(poet_losslog_append(log, &rec, local));
     }
 }
@@ -93,6 +96,7 @@ static void eval_row(poet_losslog *log, long iteration, int members) {
         res.member_nll[j] = 1.5 + 0.03125 * j;
     }
     res.mean_member_accuracy = 0.375;
+    res.mean_member_nll = 1.5 + 0.03125 * (members - 1) / 2.0; /* the mean of member_nll */
     res.disagreement = 0.125 + 0.0009765625 * (double)iteration;
     if (rank != 0) /* other ranks hold partial results; rank 0's must be what is written */
         for (int j = 0; j < members; j++)
@@ -181,6 +185,24 @@ static void check_file(const char *path, long rows, int (*expect_pass)(long), co
         if (m == t && (int)em == members)
             test_compare_f64("iterations/member_loss", ml, want, (size_t)rows * members, EXACT, 0);
         free(ml);
+        /* The decomposition: the mean of every rank's members' losses, and it minus the loss. */
+        for (int c = 0; c < 2; c++) {
+            hsize_t n = 0;
+            const char *name = c ? "iterations/diversity" : "iterations/mean_member_loss";
+            double *got = read_all(file, name, &n, NULL);
+            for (long r = 0; r < rows; r++) {
+                double mean = 0;
+                for (int j = 0; j < members; j++)
+                    mean += member_value(r, j, expect_pass(r));
+                mean /= members;
+                want[r] = c ? mean - row_loss(r, expect_pass(r)) : mean;
+            }
+            TEST_CHECK(n == t, "%s has %llu rows, expected %llu", name, (unsigned long long)n,
+                       (unsigned long long)t);
+            if (n == t)
+                test_compare_f64(name, got, want, t, 1e-12, 1e-12);
+            free(got);
+        }
         free(want);
     }
     free(it);
@@ -207,7 +229,7 @@ static void check_file(const char *path, long rows, int (*expect_pass)(long), co
     }
     free(eit);
     TEST_CHECK(read_int_attribute(file, "members") == members, "attribute members");
-    TEST_CHECK(read_int_attribute(file, "format_version") == 1, "attribute format_version");
+    TEST_CHECK(read_int_attribute(file, "format_version") == 2, "attribute format_version");
     TEST_CHECK(read_int_attribute(file, "ranks") == ranks, "attribute ranks");
     H5Fclose(file);
 }
@@ -435,10 +457,14 @@ static void write_report_log(const char *path, long rows) {
                                      1.0 - loss / 3.0,
                                      0.25,
                                      0.004 + 0.001 * (double)(it % 2),
-                                     4096.0 + (double)(it % 3)};
+                                     4096.0 + (double)(it % 3),
+                                     0,
+                                     4};
         double members[4];
         for (int j = 0; j < 4; j++)
             members[j] = loss + 0.1 * (j + 1);
+        for (int j = 0; j < 4; j++)
+            rec.kept_loss_sum += members[j];
         TEST_OK(poet_losslog_append(log, &rec, members));
         if ((it + 1) % 50 == 0)
             eval_row(log, it + 1, 4);
@@ -502,6 +528,15 @@ static void test_report_numbers(const char *path, long rows) {
                       member_sum / (4.0 * w), naive_smoothed(loss, rows - 1, w), seconds,
                       2.0 * (double)rows / seconds, bytes / (double)rows, (double)best_it};
     test_compare_f64("report summary", got, want, 9, 1e-12, 1e-12);
+    /* The decomposition columns: every member in every mean, so the mean member loss is the
+     * members' mean and the diversity the gap; held out, eval_row's member NLLs 1.5 + j/32. */
+    TEST_CHECK(s.decomposed, "report: the decomposition columns were not found");
+    double got_d[4] = {s.end_mean_member_loss, s.end_diversity, s.eval_mean_member_nll,
+                       s.eval_diversity};
+    double eval_nll = 0.75 + 0.001953125 * 100, member_nll = 1.5 + 0.03125 * 1.5;
+    double want_d[4] = {member_sum / (4.0 * w), member_sum / (4.0 * w) - want[4], member_nll,
+                        member_nll - eval_nll};
+    test_compare_f64("report decomposition", got_d, want_d, 4, 1e-12, 1e-12);
     double want_points[POET_REPORT_POINTS];
     long want_its[POET_REPORT_POINTS] = {0, 30, 60, 89, 119}; /* round(k·119/4) */
     for (int k = 0; k < POET_REPORT_POINTS; k++) {

@@ -30,8 +30,14 @@ check_png() {
 
 rm -f plot_sample.h5 plot_one.png plot_two.png plot_foreign.h5
 "$writer" sample plot_sample.h5 >/dev/null || { echo "FAIL: cannot write the sample log"; exit 1; }
-"$py" "$script" plot_sample.h5 -o plot_one.png || fail=1
+"$py" "$script" plot_sample.h5 -o plot_one.png >plot_one.out || fail=1
+cat plot_one.out
 check_png plot_one.png
+# The sample log has the decomposition columns (format 2): the train/held-out panels are drawn.
+if ! grep -qF "with the decomposition: train and held-out" plot_one.out; then
+  echo "FAIL: the decomposition panels were not drawn"
+  fail=1
+fi
 "$py" "$script" plot_sample.h5 plot_sample.h5 --window 5 --log-y -o plot_two.png || fail=1
 check_png plot_two.png
 

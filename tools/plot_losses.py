@@ -5,8 +5,11 @@
 
 Top panel: each run's ensemble loss per iteration (faint) and smoothed (bold), and each member's
 own smoothed loss (thin, same colour). The gap between the thin lines and the bold one is what
-joint training buys. Bottom panel (when a log has evaluations): test-set ensemble accuracy (solid)
-and mean member accuracy (dashed).
+joint training buys. Middle panels (logs of format 2, docs/objectives.md): the decomposition
+ensemble CE = mean member CE − diversity, training (smoothed, left) and held-out (at each
+evaluation, right) side by side, so a held-out diversity that keeps growing (learner collusion)
+shows. Bottom panel (when a log has evaluations): test-set ensemble accuracy (solid) and mean
+member accuracy (dashed).
 
 Smoothing is the trailing window mean that `poet report` uses: the mean of the last w values
 ending at each iteration, w = T/10 clamped to [1, 100] for a log of T iterations (--window sets
@@ -76,14 +79,55 @@ def load(path):
             log["eval_iteration"] = f["eval/iteration"][:e]
             log["eval_accuracy"] = f["eval/ensemble_accuracy"][:e]
             log["eval_member_accuracy"] = f["eval/mean_member_accuracy"][:e]
+            if "eval/mean_member_nll" in f and "eval/ensemble_nll" in f:
+                e2 = min(e, f["eval/mean_member_nll"].shape[0], f["eval/ensemble_nll"].shape[0])
+                log["eval_decomposition"] = (f["eval/iteration"][:e2], f["eval/ensemble_nll"][:e2],
+                                             f["eval/mean_member_nll"][:e2])
+        if "iterations/mean_member_loss" in f:
+            r2 = min(rows, f["iterations/mean_member_loss"].shape[0])
+            log["mean_member_loss"] = f["iterations/mean_member_loss"][:r2]
     return log
+
+
+def plot_decomposition(ax_train, ax_eval, logs, window, colours):
+    """Ensemble CE (solid), mean member CE (dashed), diversity (dotted): train | held-out."""
+    for k, log in enumerate(logs):
+        colour = colours[k % len(colours)]
+        if "mean_member_loss" in log:
+            n = len(log["mean_member_loss"])
+            it = log["iteration"][:n]
+            w = window or report_window(len(log["iteration"]))
+            ens = trailing_mean(log["loss"][:n], w)
+            mem = trailing_mean(log["mean_member_loss"], w)
+            ax_train.plot(it, ens, "-", color=colour, label=f"{log['label']}: ensemble CE")
+            ax_train.plot(it, mem, "--", color=colour, label=f"{log['label']}: mean member CE")
+            ax_train.plot(it, mem - ens, ":", color=colour, label=f"{log['label']}: diversity")
+        if "eval_decomposition" in log:
+            it, ens, mem = log["eval_decomposition"]
+            ax_eval.plot(it, ens, "o-", color=colour, label=f"{log['label']}: ensemble NLL")
+            ax_eval.plot(it, mem, "s--", color=colour, label=f"{log['label']}: mean member NLL")
+            ax_eval.plot(it, mem - ens, "^:", color=colour, label=f"{log['label']}: diversity")
+    ax_train.set_title("train (smoothed)")
+    ax_eval.set_title("held-out (each evaluation)")
+    ax_train.set_ylabel("nats")
+    for a in (ax_train, ax_eval):
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize="x-small")
 
 
 def plot(logs, out, window, log_y, members):
     with_eval = any(len(log["eval_iteration"]) for log in logs)
-    fig, axes = plt.subplots(2 if with_eval else 1, 1, figsize=(9, 7 if with_eval else 4.5),
-                             sharex=True, squeeze=False)
-    ax = axes[0][0]
+    decomposed = any("mean_member_loss" in log for log in logs)
+    n_rows = 1 + decomposed + with_eval
+    fig = plt.figure(figsize=(9, 3.5 * n_rows + 1))
+    grid = fig.add_gridspec(n_rows, 2)
+    ax = fig.add_subplot(grid[0, :])
+    axes = [[ax]]
+    if decomposed:
+        ax_train = fig.add_subplot(grid[1, 0], sharex=ax)
+        ax_eval = fig.add_subplot(grid[1, 1], sharex=ax, sharey=ax_train)
+    if with_eval:
+        axes.append([fig.add_subplot(grid[n_rows - 1, :], sharex=ax)])
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, log in enumerate(logs):
         colour = colours[k % len(colours)]
@@ -103,6 +147,8 @@ def plot(logs, out, window, log_y, members):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     ax.set_title("poet training loss: ensemble (bold) vs members (thin)")
+    if decomposed:
+        plot_decomposition(ax_train, ax_eval, logs, window, colours)
     if with_eval:
         ax2 = axes[1][0]
         for k, log in enumerate(logs):
@@ -139,7 +185,9 @@ def main(argv):
         print(f"plot_losses: {e}", file=sys.stderr)
         return 1
     plot(logs, args.output, args.window, args.log_y, not args.no_members)
-    print(f"plot_losses: wrote {args.output}")
+    decomposed = any("mean_member_loss" in log for log in logs)
+    print(f"plot_losses: wrote {args.output}" +
+          (" (with the decomposition: train and held-out)" if decomposed else ""))
     return 0
 
 

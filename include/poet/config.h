@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "poet/data.h"
 #include "poet/error.h"
 
 #define POET_PATH_MAX 1024
@@ -59,6 +60,13 @@ typedef struct {
 typedef enum { POET_TREE_BINARY, POET_TREE_KARY, POET_TREE_MPI } poet_tree_kind;
 typedef enum { POET_OVERLAP_NONE, POET_OVERLAP_EXACT, POET_OVERLAP_STALE } poet_overlap_mode;
 typedef enum { POET_LR_CONSTANT, POET_LR_STEP, POET_LR_COSINE } poet_lr_schedule;
+/* What the members are trained on (docs/objectives.md): the joint loss of the mean logits, each
+ * member's own loss, or a blend of the two weighted by beta. */
+typedef enum {
+    POET_OBJECTIVE_JOINT,
+    POET_OBJECTIVE_INDEPENDENT,
+    POET_OBJECTIVE_BLEND
+} poet_objective;
 
 typedef struct {
     char source[POET_PATH_MAX]; /* file the config came from (for messages) */
@@ -68,9 +76,22 @@ typedef struct {
     char train_labels[POET_PATH_MAX];
     char test_images[POET_PATH_MAX];
     char test_labels[POET_PATH_MAX];
-    double mean, std; /* normalisation (x/255 - mean)/std */
+    double mean, std; /* normalisation (x/255 - mean)/std; the first value of an array */
+    int mean_count, std_count;  /* 0: a single number; else per-channel values in channel_* */
+    double channel_mean[POET_DATA_MAX_CHANNELS], channel_std[POET_DATA_MAX_CHANNELS];
     int shuffle;      /* 1: permute each epoch from (seed, epoch) */
     int classes;      /* K; labels must be < K */
+    poet_data_format format;           /* AUTO: told from the training images file */
+    poet_cifar_labels cifar_labels;    /* CIFAR-10 records or CIFAR-100's fine/coarse label */
+    char images_dataset[POET_NAME_MAX]; /* HDF5 dataset names */
+    char labels_dataset[POET_NAME_MAX];
+    poet_data_layout layout;           /* HDF5 images: AUTO = the dataset's layout attribute */
+    int prefetch;                      /* batches a separate thread builds ahead; 0 = none */
+    int augment_crop_padding;          /* random crop after zero padding by this much; 0 = none */
+    int augment_flip;                  /* 1: random horizontal flip */
+    int in_memory;                     /* 0: HDF5 images read from the file as batches need them */
+    double validation;                 /* held out of the training set: a count >= 1, a fraction
+                                          in (0, 1), or 0 = none */
 
     /* model */
     int members;                        /* M */
@@ -97,6 +118,9 @@ typedef struct {
     int threads;         /* OMP threads per rank; 0 = cores / ranks on this node */
     int log_every;       /* progress line every N iterations (0 = never) */
     int eval_every;      /* test-set evaluation every N iterations (0 = only at the end) */
+    poet_objective objective;
+    double beta;         /* weight of the joint term: 1 joint, 0 independent, in between blend */
+    double member_dropout; /* probability that a member is left out of an iteration's mean */
 
     /* distributed */
     poet_tree_kind tree;
@@ -137,6 +161,13 @@ char *poet_config_to_json(const poet_config *cfg);
 /* Writes into `arch` the built-in reference network for K classes:
  * conv(->20,k3,s2) relu conv(->40,k3,s2) relu avg_pool(6) linear(->20) relu linear(->K). */
 void poet_config_reference_arch(poet_arch *arch, int classes);
+
+/* What poet_data_load_spec needs to load the training (test = 0) or test set of `cfg`; the
+ * spec's strings point into `cfg`. */
+void poet_config_data_spec(const poet_config *cfg, int test, poet_data_spec *spec);
+
+/* The number of validation images held out of a training set of n (0 = none). */
+long poet_config_validation_count(const poet_config *cfg, long n);
 
 /* Number of iterations the run trains for, given the training set size. */
 long poet_config_total_iterations(const poet_config *cfg, long train_size);

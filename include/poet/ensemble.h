@@ -55,6 +55,13 @@ typedef struct {
                                           * the same for every member with batchnorm, every rank */
     double *member_loss;                 /* [n_local] last batch's own losses (sum over rows) */
     long *member_correct;                /* [n_local] */
+    /* Objectives other than joint, and member dropout, give each member its own logit gradient
+     * (docs/objectives.md); such members run one per stack. */
+    int per_member;
+    unsigned char kept[POET_TRAIN_SLOTS][POET_MAX_MEMBERS]; /* by global id: in the slot's mean */
+    int kept_count[POET_TRAIN_SLOTS];
+    float *own_grad;                     /* [slots][n_local][batch·K] the local part, per_member */
+    float *member_grad;                  /* [batch·K] scratch: one member's whole gradient */
 } poet_ensemble;
 
 /* Owner of every member: explicit map from the config, or block placement (ranks 0..M%P-1 own one
@@ -67,13 +74,19 @@ poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, po
                                  int batch, int train_slots, int eval_batch, poet_ensemble *e);
 void poet_ensemble_destroy(poet_ensemble *e);
 
+/* Draws which members join the mean of the batch in `slot` at `iteration` (member dropout; all of
+ * them without it). Every rank draws the same subset. Call before the slot's forward. */
+void poet_ensemble_draw(poet_ensemble *e, int slot, long iteration);
+
 /* Forward of every owned member on `images` ([batch, C, H, W]); adds their logits in fixed point into
  * `fixed_sum` ([batch, K], not cleared) and adds each member's own loss (sum over rows) and correct
  * count into member_loss/member_correct. */
 poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *images,
                                   const uint8_t *labels, int64_t *fixed_sum);
 
-/* Backward of every owned member for the same `grad` ([batch, K]); gradients overwrite, or add. */
+/* Backward of every owned member for the same `grad` ([batch, K]); gradients overwrite, or add.
+ * With per_member, a member left out of the slot's mean gets no part of `grad`, and every member
+ * adds its own part computed by its forward. */
 poet_status poet_ensemble_backward(poet_ensemble *e, int slot, const float *grad, int accumulate);
 
 /* One SGD step over the rank's whole buffer. */

@@ -31,6 +31,27 @@ void poet_loss_fixed_to_mean(const int64_t *acc, int batch, int classes, int mem
 void poet_loss_joint(const double *mean_logits, const uint8_t *labels, int batch, int classes,
                      int members, float *grad, double *loss, long *correct);
 
+/* The same with the joint term weighted: grad[b*K + k] = beta·(q̄ − p)/(M·B), rounded to float
+ * once (beta = 1 gives poet_loss_joint's bits). The blended objective's joint part
+ * (docs/objectives.md). */
+void poet_loss_joint_weighted(const double *mean_logits, const uint8_t *labels, int batch,
+                              int classes, int members, double beta, float *grad, double *loss,
+                              long *correct);
+
+/* A member's own part of the blended gradient, computed by the rank that owns it:
+ * grad[b*K + k] = weight·(softmax(f)_b − p_b)/(members·B), weight = 1 − beta. The logits are
+ * rounded to the fixed-point grid first, exactly as a one-member ensemble's mean is, so that with
+ * weight 1 and members 1 the bits equal a one-member joint run's gradient. */
+void poet_loss_member_grad(const float *logits, size_t row_stride, const uint8_t *labels, int batch,
+                           int classes, int members, double weight, float *grad);
+
+/* Member dropout: kept[j] = 1 for the members that join iteration `iteration`'s mean, drawn from
+ * (seed, iteration) alone so every rank and every resume draws the same subset; each member is left
+ * out with probability `rate`, and when all would be, one member drawn uniformly stays. Returns the
+ * number kept (>= 1). rate 0 keeps all without drawing. */
+int poet_loss_dropout_draw(uint64_t seed, long iteration, int members, double rate,
+                           unsigned char *kept);
+
 /* One member's own loss and correct count from its logits (row stride in floats). */
 void poet_loss_member(const float *logits, size_t row_stride, const uint8_t *labels, int batch,
                       int classes, double *loss, long *correct);

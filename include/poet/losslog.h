@@ -23,6 +23,11 @@ typedef struct {
     double lr;
     double seconds;          /* wall time of the iteration on rank 0 */
     double bytes;            /* bytes rank 0 sent + received in the iteration */
+    /* The decomposition (docs/objectives.md): each rank's own sum of the mean losses of its
+     * members that were in the iteration's mean, and how many members the mean had. The log adds
+     * the ranks' sums at a flush (no traffic per iteration) for mean_member_loss and diversity. */
+    double kept_loss_sum;
+    int kept;
 } poet_iteration_record;
 
 /* Collective. Creates `path`, or when first_iteration > 0 reopens it and drops every row at or past

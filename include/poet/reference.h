@@ -38,4 +38,10 @@ void poet_ref_backward(const poet_arch_plan *plan, const double *params, int bat
 double poet_ref_joint_loss(const double *logits, int members, int batch, int classes,
                            const uint8_t *labels, double *dlogits);
 
+/* The blended objective (docs/objectives.md) of M members' logits ([M][B][K]):
+ * beta · joint loss + (1 − beta) · mean over members of each member's own cross entropy. dlogits
+ * ([M][B][K], may be NULL) receives dL/dlogits_j, derived term by term. */
+double poet_ref_blend_loss(const double *logits, int members, int batch, int classes,
+                           const uint8_t *labels, double beta, double *dlogits);
+
 #endif

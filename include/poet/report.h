@@ -46,6 +46,12 @@ typedef struct {
     long evals;
     long eval_iteration, eval_images;
     double eval_nll, eval_accuracy, eval_mean_member_accuracy, eval_disagreement;
+    /* The decomposition (docs/objectives.md), NAN in logs before format 2: over the last window,
+     * the mean member loss of the members in each iteration's mean and the diversity (it minus the
+     * ensemble loss); at the last evaluation, the held-out mean member NLL and diversity. */
+    int decomposed;
+    double end_mean_member_loss, end_diversity;
+    double eval_mean_member_nll, eval_diversity;
 } poet_report_summary;
 
 /* Smoothing window for a log of `rows` iterations: rows/10 clamped to [1, 100]. */

@@ -12,7 +12,14 @@
 #include <stdint.h>
 
 /* Streams keep independent uses of one seed apart. */
-enum { POET_STREAM_SHUFFLE = 1, POET_STREAM_INIT = 2, POET_STREAM_TEST = 3 };
+enum {
+    POET_STREAM_SHUFFLE = 1,
+    POET_STREAM_INIT = 2,
+    POET_STREAM_TEST = 3,
+    POET_STREAM_DROPOUT = 4,   /* member dropout: which members join an iteration's mean */
+    POET_STREAM_AUGMENT = 5,   /* crops and flips per (epoch, image) */
+    POET_STREAM_VALIDATION = 6 /* which training images are held out for validation */
+};
 
 /* A 64-bit value that depends on every bit of (seed, stream, counter). */
 uint64_t poet_rng_u64(uint64_t seed, uint64_t stream, uint64_t counter);

@@ -47,6 +47,11 @@ typedef struct {
     double peak_rss_mib_max;  /* the largest over all ranks */
     double memory_estimate_mib;     /* this rank's estimate before training (memplan.h) */
     double memory_estimate_mib_max; /* the largest over all ranks */
+    double data_mib;          /* this rank's data sets and batch buffers (the same on every rank) */
+    long train_images, validation_images, test_images;
+    int channels, height, width; /* the images' shape, C×H×W */
+    int float_pixels;         /* 1: held as float32 (HDF5 float images), 0: as uint8 */
+    int streamed;             /* 1: training images read from their HDF5 file per batch */
     poet_eval_result eval;
     int evaluated;
     int already_finished; /* --resume found the run complete and changed nothing */
