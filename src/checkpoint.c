@@ -1070,6 +1070,30 @@ fail:
     return as_checkpoint_error(st, path);
 }
 
+poet_status poet_checkpoint_peek(const char *path, poet_config *stored, poet_shape *input,
+                                 long *iteration) {
+    poet_status st = POET_OK;
+    hid_t file = H5I_INVALID_HID;
+    header h = {0};
+    poet_h5_quiet();
+    file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); /* serial: the default (sec2) driver */
+    if (file < 0) {
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+            POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open checkpoint: %s", path, strerror(errno));
+        POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open as HDF5 (truncated or not a checkpoint): %s",
+                  path, poet_hdf5_error_string());
+    }
+    POET_TRY(read_header(file, path, &h));
+    *stored = *h.config;
+    *input = (poet_shape){h.input[0], h.input[1], h.input[2]};
+    *iteration = h.pos.iteration;
+fail:
+    header_free(&h);
+    poet_h5_close(&file);
+    return st;
+}
+
 poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
     poet_status st = POET_OK;
     hid_t file = H5I_INVALID_HID;

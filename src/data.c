@@ -201,7 +201,7 @@ poet_status poet_data_load(const char *images_path, const char *labels_path, int
     /* The config module validates these; repeated here so a bad caller gets a message, not NaNs. */
     if (classes < 1 || classes > 256)
         POET_FAIL(POET_ERR_CONFIG, "%s: classes must be 1..256 for byte labels, got %d",
-                  labels_path, classes);
+                  labels_path ? labels_path : images_path, classes);
     if (!isfinite(mean) || !isfinite(std) || !(std > 0))
         POET_FAIL(POET_ERR_CONFIG,
                   "%s: normalisation needs a finite mean and std > 0, got mean %g std %g",
@@ -209,7 +209,10 @@ poet_status poet_data_load(const char *images_path, const char *labels_path, int
     snprintf(ds->images_path, sizeof ds->images_path, "%s", images_path);
     ds->classes = classes;
     POET_TRY(load_images(images_path, mean, std, ds));
-    POET_TRY(load_labels(labels_path, images_path, classes, ds));
+    if (labels_path)
+        POET_TRY(load_labels(labels_path, images_path, classes, ds));
+    else /* images only (poet predict without --labels): every label 0 */
+        POET_ALLOC(ds->labels, (size_t)ds->count);
     return POET_OK;
 fail:
     poet_data_free(ds);

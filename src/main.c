@@ -11,6 +11,7 @@
 #include "poet/checkpoint.h"
 #include "poet/config.h"
 #include "poet/error.h"
+#include "poet/predict.h"
 #include "poet/report.h"
 #include "poet/rundir.h"
 #include "poet/train.h"
@@ -28,6 +29,10 @@ static const char usage_text[] =
     "        starts over in a checkpoint directory that holds an earlier run's files.\n"
     "  eval CONFIG [--set KEY=VALUE ...] [--checkpoint FILE]\n"
     "        evaluate a checkpoint (default: the newest good one) on the test set\n"
+    "  predict CONFIG|CKPT --input IMAGES -o OUT.h5|OUT.csv [--labels LABELS] [--checkpoint FILE]\n"
+    "        [--set KEY=VALUE ...] [--quiet]\n"
+    "        apply the ensemble of a checkpoint (CKPT, or CONFIG's newest) to IDX images and write\n"
+    "        per image its probabilities, prediction, members' probabilities and disagreement\n"
     "  inspect FILE\n"
     "        print a checkpoint's metadata and per-member checksums, verifying them\n"
     "  report LOG.h5 [LOG2.h5 ...] [--csv]\n"
@@ -255,6 +260,68 @@ static int cmd_eval(const world *w, int argc, char **argv) {
     return st;
 }
 
+static int cmd_predict(const world *w, int argc, char **argv) {
+    poet_predict_options opt = {0};
+    overrides ov = {0};
+    const char *source = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (take_override(argc, argv, &i, &ov))
+            continue;
+        if (!strcmp(a, "--input") && i + 1 < argc)
+            opt.images = argv[++i];
+        else if (!strcmp(a, "--labels") && i + 1 < argc)
+            opt.labels = argv[++i];
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc)
+            opt.output = argv[++i];
+        else if (!strcmp(a, "--checkpoint") && i + 1 < argc)
+            opt.checkpoint = argv[++i];
+        else if (!strcmp(a, "--quiet"))
+            opt.quiet = 1;
+        else if (a[0] == '-')
+            return usage_error(w, "predict: unknown or incomplete option '%s'", a);
+        else if (source)
+            return usage_error(w, "predict: more than one CONFIG or CKPT given ('%s')", a);
+        else
+            source = a;
+    }
+    if (!source)
+        return usage_error(w, "predict: missing CONFIG or CKPT%s", "");
+    if (!opt.images)
+        return usage_error(w, "predict: missing --input IMAGES%s", "");
+    if (!opt.output)
+        return usage_error(w, "predict: missing -o OUT.h5 or OUT.csv%s", "");
+    if (poet_predict_output_format(opt.output) < 0)
+        return usage_error(w, "predict: -o %s: expected a name ending in .h5, .hdf5 or .csv",
+                           opt.output);
+    /* HDF5 content or an HDF5 name (a missing checkpoint is then reported as one) */
+    int is_checkpoint = poet_predict_is_hdf5(source) || poet_predict_output_format(source) == 0;
+    if (is_checkpoint && (opt.checkpoint || ov.n))
+        return usage_error(w, "predict: %s is a checkpoint: --checkpoint and --set go with a CONFIG",
+                           source);
+    poet_config *cfg = NULL;
+    poet_predict_summary *summary = calloc(1, sizeof *summary);
+    poet_status st = summary ? POET_OK : POET_ERR_NOMEM;
+    if (st == POET_OK && !is_checkpoint) {
+        cfg = calloc(1, sizeof *cfg);
+        st = cfg ? load_config(source, &ov, cfg) : POET_ERR_NOMEM;
+    } else
+        opt.checkpoint = source;
+    if (st == POET_OK) {
+        choose_threads(w, cfg ? cfg : &(poet_config){0});
+        st = poet_predict_run(w->comm, cfg, &opt, summary);
+    }
+    if (st == POET_OK && w->rank == 0 && !opt.quiet) {
+        printf("predicted %ld images with %s (iteration %ld) into %s\n", summary->images,
+               summary->checkpoint, summary->iteration, opt.output);
+        if (summary->labelled)
+            printf("ensemble: accuracy %.4f\n", summary->accuracy);
+    }
+    free(cfg);
+    free(summary);
+    return st;
+}
+
 static int cmd_inspect(const world *w, int argc, char **argv) {
     if (argc != 1 || argv[0][0] == '-')
         return usage_error(w, "inspect: expected exactly one checkpoint FILE%s", "");
@@ -312,6 +379,8 @@ static int dispatch(const world *w, int argc, char **argv) {
         return cmd_train(w, argc - 2, argv + 2);
     if (!strcmp(cmd, "eval"))
         return cmd_eval(w, argc - 2, argv + 2);
+    if (!strcmp(cmd, "predict"))
+        return cmd_predict(w, argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(w, argc - 2, argv + 2);
     if (!strcmp(cmd, "report"))

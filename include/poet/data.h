@@ -22,7 +22,8 @@ typedef struct {
 } poet_dataset;
 
 /* Loads an IDX3 image file and an IDX1 label file (raw or .gz). Errors, each naming the file:
- * missing/unreadable, bad magic, truncated, image/label count mismatch, label >= classes. */
+ * missing/unreadable, bad magic, truncated, image/label count mismatch, label >= classes.
+ * labels_path may be NULL: images only, every label 0 (prediction). */
 poet_status poet_data_load(const char *images_path, const char *labels_path, int classes,
                            double mean, double std, poet_dataset *ds);
 
