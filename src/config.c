@@ -13,6 +13,7 @@
  */
 #include "poet/config.h"
 #include "poet/arch.h"
+#include "poet/deadline.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -134,7 +135,8 @@ static const char *const MODEL_KEYS[] = {"members", "architecture", "placement",
 static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "iterations", "lr",
                                             "momentum",   "weight_decay", "nesterov",   "schedule",
                                             "step_size",  "gamma",        "min_lr",     "seed",
-                                            "threads",    "log_every",    "eval_every", NULL};
+                                            "threads",    "log_every",    "eval_every", "deadline",
+                                            NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
     "tree", "arity", "overlap", "chunks", "memory_limit_gib", NULL};
 static const char *const OUTPUT_KEYS[] = {"run_name",
@@ -143,6 +145,7 @@ static const char *const OUTPUT_KEYS[] = {"run_name",
                                           "checkpoint_keep",
                                           "log_file",
                                           "log_flush_every",
+                                          "checkpoint_every_seconds",
                                           NULL};
 static const char *const GROUP_KEYS[] = {"count", "architecture", NULL};
 static const char *const CONV_KEYS[] = {"type",   "out_channels", "kernel",
@@ -742,6 +745,12 @@ static poet_status parse_training(const char *src, const cJSON *t, poet_config *
     POET_TRY(opt_int(src, "training", t, "threads", 0, INT_MAX, &cfg->threads));
     POET_TRY(opt_int(src, "training", t, "log_every", 0, INT_MAX, &cfg->log_every));
     POET_TRY(opt_int(src, "training", t, "eval_every", 0, INT_MAX, &cfg->eval_every));
+    /* Only the form here: whether it is past, or what Slurm says, is asked when training starts. */
+    POET_TRY(opt_string(src, "training", t, "deadline", 1, cfg->deadline, sizeof cfg->deadline));
+    if (cfg->deadline[0] && !poet_deadline_valid(cfg->deadline))
+        return bad_value(src, "training.deadline",
+                         "\"slurm\" or an ISO time such as \"2026-12-02T15:40:00\"",
+                         cJSON_GetObjectItemCaseSensitive(t, "deadline"));
     /* Nesterov's look-ahead is a momentum step; without momentum it silently does nothing. */
     if (cfg->nesterov && cfg->momentum == 0.0)
         return bad_value(src, "training.nesterov",
@@ -813,6 +822,8 @@ static poet_status parse_output(const char *src, const cJSON *o, poet_config *cf
     POET_TRY(opt_int(src, "output", o, "checkpoint_keep", 1, INT_MAX, &cfg->checkpoint_keep));
     POET_TRY(opt_string(src, "output", o, "log_file", 1, cfg->log_file, POET_PATH_MAX));
     POET_TRY(opt_int(src, "output", o, "log_flush_every", 1, INT_MAX, &cfg->log_flush_every));
+    POET_TRY(opt_number(src, "output", o, "checkpoint_every_seconds", 0.0, 0, NAN, 0,
+                        &cfg->checkpoint_every_seconds));
 fail:
     return st;
 }
@@ -1175,6 +1186,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_int(&b, t, "threads", cfg->threads);
     put_int(&b, t, "log_every", cfg->log_every);
     put_int(&b, t, "eval_every", cfg->eval_every);
+    put_string(&b, t, "deadline", cfg->deadline);
 
     cJSON *d = attach(&b, root, "distributed", cJSON_CreateObject());
     put_string(&b, d, "tree", poet_tree_kind_name(cfg->tree));
@@ -1190,6 +1202,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_int(&b, o, "checkpoint_keep", cfg->checkpoint_keep);
     put_string(&b, o, "log_file", cfg->log_file);
     put_int(&b, o, "log_flush_every", cfg->log_flush_every);
+    put_number(&b, o, "checkpoint_every_seconds", cfg->checkpoint_every_seconds);
 
     if (!b.failed)
         text = cJSON_Print(root);

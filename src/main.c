@@ -23,7 +23,7 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  train CONFIG [--set KEY=VALUE ...] [--resume | --resume-from FILE | --overwrite]\n"
-    "        [--quiet] [--trajectory FILE] [--stop-after N]\n"
+    "        [--quiet] [--trajectory FILE] [--stop-after N] [--deadline TIME|slurm]\n"
     "        train the ensemble described by the JSON file CONFIG (run under mpirun for several\n"
     "        ranks). --resume continues from the newest checkpoint that verifies; --overwrite\n"
     "        starts over in a checkpoint directory that holds an earlier run's files.\n"
@@ -44,8 +44,9 @@ static const char usage_text[] =
     "\n"
     "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O (also: checkpoint directory in\n"
     "            use or holding another run's files), 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
-    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a\n"
-    "            checkpoint (requeue and run again with --resume). See docs/cli.md.\n";
+    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 or before the\n"
+    "            deadline, after a checkpoint (requeue and run again with --resume).\n"
+    "            See docs/cli.md.\n";
 
 typedef struct {
     MPI_Comm comm;
@@ -158,6 +159,7 @@ static int cmd_train(const world *w, int argc, char **argv) {
     poet_train_options opt = {0};
     overrides ov = {0};
     const char *config_path = NULL;
+    char deadline[96];
     int overwrite = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -171,7 +173,12 @@ static int cmd_train(const world *w, int argc, char **argv) {
             opt.resume_from = argv[++i];
         else if (!strcmp(a, "--quiet"))
             opt.quiet = 1;
-        else if (!strcmp(a, "--trajectory") && i + 1 < argc)
+        else if (!strcmp(a, "--deadline") && i + 1 < argc) {
+            /* the config key, so it is checked and stored like one */
+            snprintf(deadline, sizeof deadline, "training.deadline=\"%.64s\"", argv[++i]);
+            if (ov.n < MAX_OVERRIDES)
+                ov.items[ov.n++] = deadline;
+        } else if (!strcmp(a, "--trajectory") && i + 1 < argc)
             opt.trajectory = argv[++i];
         else if (!strcmp(a, "--stop-after") && i + 1 < argc) {
             char *end;
@@ -215,8 +222,9 @@ static int cmd_train(const world *w, int argc, char **argv) {
     if (st == POET_OK && w->rank == 0 && !opt.quiet)
         print_summary(cfg, summary, w->size);
     if (st == POET_STOPPED && w->rank == 0)
-        fprintf(stderr, "poet: stopped after iteration %ld with a checkpoint; resume with --resume "
-                        "(exit %d)\n", summary->iterations_done, POET_STOPPED);
+        fprintf(stderr, "poet: stopped after iteration %ld with a checkpoint%s; resume with "
+                        "--resume (exit %d)\n", summary->iterations_done,
+                summary->deadline_stop ? " to finish before the deadline" : "", POET_STOPPED);
     free(cfg);
     free(summary);
     return st;

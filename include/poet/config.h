@@ -87,6 +87,7 @@ typedef struct {
     int threads;         /* OMP threads per rank; 0 = cores / ranks on this node */
     int log_every;       /* progress line every N iterations (0 = never) */
     int eval_every;      /* test-set evaluation every N iterations (0 = only at the end) */
+    char deadline[64];   /* "" none, "slurm", or an ISO time: stop with a checkpoint before it */
 
     /* distributed */
     poet_tree_kind tree;
@@ -102,6 +103,7 @@ typedef struct {
     int checkpoint_keep;                /* keep the last K checkpoints */
     char log_file[POET_PATH_MAX];       /* per-iteration HDF5 loss log; "" = <checkpoint_dir>/log.h5 */
     int log_flush_every;
+    double checkpoint_every_seconds; /* also checkpoint when this much wall time passed; 0 = off */
 } poet_config;
 
 /* Fills `cfg` with every default (Fashion-MNIST paths, reference network, M=10, B=200, ...). */
