@@ -31,3 +31,9 @@ poet_add_test(deadline_slurm_no_job ${EXPECT} 3
               --set "output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/deadline/nojob\""
               --overwrite --deadline slurm)
 set_tests_properties(deadline_past deadline_bad deadline_slurm_no_job PROPERTIES TIMEOUT 120)
+
+# jobs/train-chain.sh (clusters that forbid requeue): the chain of afternotok dependencies, with a
+# stand-in sbatch.
+poet_add_test(jobs_chain bash ${CMAKE_CURRENT_SOURCE_DIR}/jobs_chain.sh ${CMAKE_SOURCE_DIR}
+              ${CMAKE_CURRENT_BINARY_DIR}/deadline/jobs_chain)
+set_tests_properties(jobs_chain PROPERTIES TIMEOUT 60)
