@@ -460,8 +460,8 @@ poet_status poet_losslog_open(MPI_Comm comm, const char *path, const poet_config
     log->file = log->dxpl = H5I_INVALID_HID;
     layout_init(&log->ds);
     log->comm = comm;
-    MPI_Comm_rank(comm, &log->rank);
-    MPI_Comm_size(comm, &ranks);
+    POET_MPI(MPI_Comm_rank(comm, &log->rank));
+    POET_MPI(MPI_Comm_size(comm, &ranks));
     snprintf(log->path, sizeof log->path, "%s", path);
     log->members = cfg->members;
     order_local_members(log, e);

@@ -219,7 +219,7 @@ static int cmd_train(const world *w, int argc, char **argv) {
     if (st == POET_OK)
         st = poet_train_run(w->comm, cfg, &opt, summary);
     poet_rundir_release(lock); /* on every path, before an error may end the job with MPI_Abort */
-    if (st == POET_OK && w->rank == 0 && !opt.quiet)
+    if (st == POET_OK && w->rank == 0 && !opt.quiet && !summary->already_finished)
         print_summary(cfg, summary, w->size);
     if (st == POET_STOPPED && w->rank == 0)
         fprintf(stderr, "poet: stopped after iteration %ld with a checkpoint%s; resume with "

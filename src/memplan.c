@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "poet/ensemble.h"
+#include "poet/mpierror.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -30,8 +31,8 @@ poet_status poet_memplan_check(MPI_Comm comm, const poet_config *cfg, poet_shape
     poet_arch_plan *arch_plans = NULL;
     memset(plan, 0, sizeof *plan);
     plan->local_ranks = ranks_on_node(comm); /* first: collective, whatever fails below */
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &ranks);
+    POET_MPI(MPI_Comm_rank(comm, &rank));
+    POET_MPI(MPI_Comm_size(comm, &ranks));
     POET_ALLOC(owner, POET_MAX_MEMBERS);
     POET_ALLOC(arch_plans, cfg->n_archs);
     POET_TRY(poet_placement(cfg, ranks, owner));

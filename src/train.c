@@ -575,8 +575,8 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
     t.comm = comm;
     t.cfg = cfg;
     t.opt = opt;
-    MPI_Comm_rank(comm, &t.rank);
-    MPI_Comm_size(comm, &t.ranks);
+    POET_MPI(MPI_Comm_rank(comm, &t.rank));
+    POET_MPI(MPI_Comm_size(comm, &t.ranks));
     t.fault_rank = getenv("POET_FAULT_RANK") ? atoi(getenv("POET_FAULT_RANK")) : -1;
     t.fault_iteration = getenv("POET_FAULT_ITERATION") ? atol(getenv("POET_FAULT_ITERATION")) : -1;
     t.chunks = cfg->overlap == POET_OVERLAP_STALE ? 1 : cfg->chunks;
@@ -597,6 +597,7 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
                    "do\n",
                    resumed_from, t.start, t.total);
         summary->iterations_done = t.start;
+        summary->already_finished = 1;
         st = measure_ranks(&t, summary);
         goto fail;
     }
@@ -651,8 +652,8 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     t.opt = &opt;
     t.chunks = 1;
     t.rows = cfg->batch_size;
-    MPI_Comm_rank(comm, &t.rank);
-    MPI_Comm_size(comm, &t.ranks);
+    POET_MPI(MPI_Comm_rank(comm, &t.rank));
+    POET_MPI(MPI_Comm_size(comm, &t.ranks));
     POET_TRY(poet_error_agree(comm, load_data(&t)));
     POET_TRY(poet_error_agree(comm, setup(&t)));
     POET_TRY(resume(&t, path, sizeof path));

@@ -40,6 +40,7 @@ finished)
     train --resume
     [ $code = 0 ] || fail "--resume of a finished run exited $code (round $round)"
     grep -q "already finished" "$work/out" || fail "--resume of a finished run did not say so"
+    ! grep -q "^done:" "$work/out" || fail "--resume of a finished run printed a training summary"
     state >"$work/after"
     cmp -s "$work/before" "$work/after" || { diff "$work/before" "$work/after";
       fail "--resume of a finished run changed the directory (round $round)"; }

@@ -50,6 +50,7 @@ typedef struct {
     double memory_estimate_mib_max; /* the largest over all ranks */
     poet_eval_result eval;
     int evaluated;
+    int already_finished; /* --resume found the run complete and changed nothing */
 } poet_train_summary;
 
 /* Installs SIGTERM/SIGUSR1 handlers that only set a flag read at the next iteration. */
