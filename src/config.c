@@ -487,8 +487,16 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
     /* Pixels are x/255 in [0, 1] before (x - mean) / std: within these bounds every input stays
      * within ±2000 (std 1/255 with mean 0 gives the raw 0..255 scale), so no constant can make
      * inputs, and then weights, infinite. */
-    POET_TRY(opt_number(src, "data", data, "mean", POET_MEAN_MIN, 0, POET_MEAN_MAX, 0, &cfg->mean));
-    POET_TRY(opt_number(src, "data", data, "std", POET_STD_MIN, 0, POET_STD_MAX, 0, &cfg->std));
+    /* "auto": computed from the training set when a run starts (normalise.c). */
+    const char *mean_text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "mean"));
+    const char *std_text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "std"));
+    cfg->mean_auto = mean_text && !strcmp(mean_text, "auto");
+    cfg->std_auto = std_text && !strcmp(std_text, "auto");
+    if (!cfg->mean_auto)
+        POET_TRY(opt_number(src, "data", data, "mean", POET_MEAN_MIN, 0, POET_MEAN_MAX, 0,
+                            &cfg->mean));
+    if (!cfg->std_auto)
+        POET_TRY(opt_number(src, "data", data, "std", POET_STD_MIN, 0, POET_STD_MAX, 0, &cfg->std));
     POET_TRY(opt_bool(src, "data", data, "shuffle", &cfg->shuffle));
     POET_TRY(opt_int(src, "data", data, "classes", 2, 256, &cfg->classes));
 fail:
@@ -1153,8 +1161,15 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, data, "train_labels", cfg->train_labels);
     put_string(&b, data, "test_images", cfg->test_images);
     put_string(&b, data, "test_labels", cfg->test_labels);
-    put_number(&b, data, "mean", cfg->mean);
-    put_number(&b, data, "std", cfg->std);
+    /* Once resolved the values themselves: a checkpoint stores what its run used. */
+    if (cfg->mean_auto == 1)
+        put_string(&b, data, "mean", "auto");
+    else
+        put_number(&b, data, "mean", cfg->mean);
+    if (cfg->std_auto == 1)
+        put_string(&b, data, "std", "auto");
+    else
+        put_number(&b, data, "std", cfg->std);
     put_bool(&b, data, "shuffle", cfg->shuffle);
     put_int(&b, data, "classes", cfg->classes);
 

@@ -11,6 +11,7 @@
 #include "poet/checkpoint.h"
 #include "poet/config.h"
 #include "poet/error.h"
+#include "poet/normalise.h"
 #include "poet/predict.h"
 #include "poet/report.h"
 #include "poet/rundir.h"
@@ -217,6 +218,8 @@ static int cmd_train(const world *w, int argc, char **argv) {
         st = poet_rundir_acquire(w->comm, cfg, mode, opt.quiet, &lock);
     }
     if (st == POET_OK)
+        st = poet_normalise_resolve(w->comm, cfg, opt.resume_from, opt.resume, opt.quiet);
+    if (st == POET_OK)
         st = poet_train_run(w->comm, cfg, &opt, summary);
     poet_rundir_release(lock); /* on every path, before an error may end the job with MPI_Abort */
     if (st == POET_OK && w->rank == 0 && !opt.quiet && !summary->already_finished)
@@ -252,8 +255,10 @@ static int cmd_eval(const world *w, int argc, char **argv) {
     poet_status st = cfg && r ? load_config(config_path, &ov, cfg) : POET_ERR_NOMEM;
     if (st == POET_OK) {
         choose_threads(w, cfg);
-        st = poet_train_evaluate(w->comm, cfg, checkpoint, r);
+        st = poet_normalise_resolve(w->comm, cfg, checkpoint, 1, 1);
     }
+    if (st == POET_OK)
+        st = poet_train_evaluate(w->comm, cfg, checkpoint, r);
     if (st == POET_OK && w->rank == 0) {
         printf("iteration %ld, %ld test images\n", r->iteration, r->images);
         printf("ensemble: accuracy %.4f  nll %.4f\n", r->ensemble_accuracy, r->ensemble_nll);

@@ -308,8 +308,15 @@ poet_status poet_predict_run(MPI_Comm comm, const poet_config *cfg, const poet_p
         st = latest_checkpoint(cfg->checkpoint_dir, out->checkpoint, sizeof out->checkpoint);
     if (st == POET_OK)
         st = poet_checkpoint_peek(out->checkpoint, run, &input, &out->iteration);
-    if (st == POET_OK && cfg)
+    if (st == POET_OK && cfg) {
+        /* data.mean/std "auto" in CONFIG: the values the checkpoint's run computed */
+        double mean = run->mean, std = run->std;
         *run = *cfg;
+        if (run->mean_auto == 1)
+            run->mean = mean, run->mean_auto = 2;
+        if (run->std_auto == 1)
+            run->std = std, run->std_auto = 2;
+    }
     POET_TRY(poet_error_agree(comm, st));
     M = run->members;
     K = run->classes;

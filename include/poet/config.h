@@ -60,6 +60,7 @@ typedef struct {
     char test_images[POET_PATH_MAX];
     char test_labels[POET_PATH_MAX];
     double mean, std; /* normalisation (x/255 - mean)/std */
+    int mean_auto, std_auto; /* "auto": 1 until normalise.c resolved it from the data, then 2 */
     int shuffle;      /* 1: permute each epoch from (seed, epoch) */
     int classes;      /* K; labels must be < K */
 
