@@ -365,7 +365,7 @@ poet_status poet_predict_run(MPI_Comm comm, const poet_config *cfg, const poet_p
         POET_ALLOC(b.member_pred, (size_t)E * M);
         POET_ALLOC(b.disagreement, E);
     }
-fail:
+fail: /* the preparation's only: the loop below ends through `done` */
     /* Allocation failures are local: agree before the collective loop. */
     st = poet_error_agree(comm, st);
     if (st != POET_OK)
@@ -401,11 +401,15 @@ fail:
             displs[r] = offset;
             offset += recv_counts[r];
         }
-        st = POET_OK;
-        POET_MPI(MPI_Reduce(fixed, fixed_total, rows * K, MPI_INT64_T, MPI_SUM, 0, comm));
-        POET_MPI(MPI_Gatherv(local_logits, e.n_local * rows * K, MPI_FLOAT, gathered, recv_counts,
-                             displs, MPI_FLOAT, 0, comm));
-        if (rank == 0) {
+        /* No POET_MPI here: its jump would leave the loop for the preparation's `fail`. */
+        int rc = MPI_Reduce(fixed, fixed_total, rows * K, MPI_INT64_T, MPI_SUM, 0, comm);
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Gatherv(local_logits, e.n_local * rows * K, MPI_FLOAT, gathered, recv_counts,
+                             displs, MPI_FLOAT, 0, comm);
+        st = rc == MPI_SUCCESS ? POET_OK
+                               : poet_error_set(POET_ERR_MPI, "predict: gathering the logits: %s",
+                                                poet_mpi_error_string(rc));
+        if (rank == 0 && st == POET_OK) {
             for (int p = 0; p < M; p++)
                 memcpy(ordered + (size_t)order[p] * rows * K, gathered + (size_t)p * rows * K,
                        (size_t)rows * K * sizeof(float));
