@@ -634,13 +634,14 @@ static poet_status root_attr(hid_t file, const char *path, const char *name, hid
  * a hand-written file with config "{}" does not verify by falling back on today's defaults. */
 static poet_status check_config_identity(const char *path, const char *json) {
     cJSON *root = cJSON_Parse(json);
-    int ok = cJSON_IsObject(root) && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model"));
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    int ok = cJSON_IsObject(root) && cJSON_IsObject(model);
     cJSON_Delete(root);
     if (ok)
         return POET_OK;
     return poet_error_set(POET_ERR_CHECKPOINT,
-                          "%s: attribute config of / does not describe an ensemble (expected a JSON "
-                          "object with a \"model\" object, as poet writes)",
+                          "%s: attribute config of / does not describe an ensemble (expected a "
+                          "JSON object with a \"model\" object, as poet writes)",
                           path);
 }
 
@@ -736,8 +737,8 @@ static poet_status check_member(hid_t file, const char *path, const header *h, i
                                       where));
     poet_arch_describe(&h->config->archs[arch], want, sizeof want);
     if (strcmp(describe, want) != 0)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute architecture of %s is '%s', expected '%s' (the "
-                                       "stored config's)",
+        POET_FAIL(POET_ERR_CHECKPOINT,
+                  "%s: attribute architecture of %s is '%s', expected '%s' (the stored config's)",
                   path, where, describe, want);
 fail:
     free(describe);
@@ -1081,8 +1082,9 @@ poet_status poet_checkpoint_peek(const char *path, poet_config *stored, poet_sha
         struct stat sb;
         if (stat(path, &sb) != 0)
             POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open checkpoint: %s", path, strerror(errno));
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open as HDF5 (truncated or not a checkpoint): %s",
-                  path, poet_hdf5_error_string());
+        POET_FAIL(POET_ERR_CHECKPOINT,
+                  "%s: cannot open as HDF5 (truncated or not a checkpoint): %s", path,
+                  poet_hdf5_error_string());
     }
     POET_TRY(read_header(file, path, &h));
     *stored = *h.config;

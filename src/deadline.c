@@ -64,8 +64,9 @@ static poet_status slurm_end(const char *what, double *out) {
     const char *job = getenv("SLURM_JOB_ID");
     char command[256], line[4096];
     if (!job || !job[0] || strspn(job, "0123456789_") != strlen(job))
-        return poet_error_set(POET_ERR_CONFIG, "%s: \"slurm\" needs SLURM_JOB_ID (not inside a Slurm "
-                                               "job?)",
+        return poet_error_set(POET_ERR_CONFIG,
+                              "%s: \"slurm\" needs SLURM_JOB_ID (not inside a Slurm "
+                              "job?)",
                               what);
     snprintf(command, sizeof command, "squeue -h -j %s -o %%e 2>/dev/null", job);
     first_line(command, line, sizeof line);
@@ -106,8 +107,9 @@ poet_status poet_deadline_init(poet_deadline *d, const char *text, const char *w
         if (st != POET_OK)
             return st;
     } else if (parse_iso(text, &at) != 0)
-        return poet_error_set(POET_ERR_CONFIG, "%s: expected \"slurm\" or an ISO time such as "
-                                               "2026-12-02T15:40:00, got '%s'",
+        return poet_error_set(POET_ERR_CONFIG,
+                              "%s: expected \"slurm\" or an ISO time such as "
+                              "2026-12-02T15:40:00, got '%s'",
                               what, text);
     double now = poet_deadline_now(d);
     if (at <= now) {

@@ -32,8 +32,9 @@ static const char usage_text[] =
     "        evaluate a checkpoint (default: the newest good one) on the test set\n"
     "  predict CONFIG|CKPT --input IMAGES -o OUT.h5|OUT.csv [--labels LABELS] [--checkpoint FILE]\n"
     "        [--set KEY=VALUE ...] [--quiet]\n"
-    "        apply the ensemble of a checkpoint (CKPT, or CONFIG's newest) to IDX images and write\n"
-    "        per image its probabilities, prediction, members' probabilities and disagreement\n"
+    "        apply the ensemble of a checkpoint (CKPT, or CONFIG's newest) to IDX images and\n"
+    "        write per image its probabilities, prediction, members' probabilities and\n"
+    "        disagreement\n"
     "  inspect FILE\n"
     "        print a checkpoint's metadata and per-member checksums, verifying them\n"
     "  report LOG.h5 [LOG2.h5 ...] [--csv]\n"
@@ -45,8 +46,8 @@ static const char usage_text[] =
     "\n"
     "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O (also: checkpoint directory in\n"
     "            use or holding another run's files), 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
-    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 or before the\n"
-    "            deadline, after a checkpoint (requeue and run again with --resume).\n"
+    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 or before\n"
+    "            the deadline, after a checkpoint (requeue and run again with --resume).\n"
     "            See docs/cli.md.\n";
 
 typedef struct {
@@ -310,7 +311,8 @@ static int cmd_predict(const world *w, int argc, char **argv) {
     /* HDF5 content or an HDF5 name (a missing checkpoint is then reported as one) */
     int is_checkpoint = poet_predict_is_hdf5(source) || poet_predict_output_format(source) == 0;
     if (is_checkpoint && (opt.checkpoint || ov.n))
-        return usage_error(w, "predict: %s is a checkpoint: --checkpoint and --set go with a CONFIG",
+        return usage_error(w, "predict: %s is a checkpoint: --checkpoint and --set go with a "
+                              "CONFIG",
                            source);
     poet_config *cfg = NULL;
     poet_predict_summary *summary = calloc(1, sizeof *summary);

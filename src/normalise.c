@@ -29,8 +29,9 @@ poet_status poet_normalise_compute(const char *images, const char *labels, int c
     *std = sqrt(squares / (double)n);
     poet_data_free(&ds);
     if (!(*std >= POET_STD_MIN))
-        POET_FAIL(POET_ERR_DATA, "%s: data.std \"auto\": the pixels' standard deviation is %g, "
-                                 "below %g (all images alike?): give data.std as a number",
+        POET_FAIL(POET_ERR_DATA,
+                  "%s: data.std \"auto\": the pixels' standard deviation is %g, "
+                  "below %g (all images alike?): give data.std as a number",
                   images, *std, POET_STD_MIN);
 fail:
     return st;
@@ -78,8 +79,8 @@ poet_status poet_normalise_resolve(MPI_Comm comm, poet_config *cfg, const char *
             poet_error_clear();
     }
     if (from != checkpoint)
-        st = poet_normalise_compute(cfg->train_images, cfg->train_labels, cfg->classes, &mean,
-                                    &std);
+        st =
+            poet_normalise_compute(cfg->train_images, cfg->train_labels, cfg->classes, &mean, &std);
 fail:
     st = poet_error_agree(comm, st);
     if (st == POET_OK) {

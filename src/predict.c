@@ -34,11 +34,11 @@ typedef struct {
 
 /* Rank 0's per-batch results, in global member order. */
 typedef struct {
-    float *probs;            /* [E, K] */
-    int32_t *prediction;     /* [E] */
-    float *member_probs;     /* [E, M, K] */
-    int32_t *member_pred;    /* [E, M] */
-    float *disagreement;     /* [E] */
+    float *probs;         /* [E, K] */
+    int32_t *prediction;  /* [E] */
+    float *member_probs;  /* [E, M, K] */
+    int32_t *member_pred; /* [E, M] */
+    float *disagreement;  /* [E] */
 } batch_out;
 
 int poet_predict_is_hdf5(const char *path) {
@@ -214,7 +214,7 @@ static poet_status sink_close(sink *s, poet_status st, const char *output, doubl
     } else if (!s->csv) {
         if (st == POET_OK && labelled && s->file >= 0)
             st = poet_h5_attr_write_double(s->file, "accuracy", accuracy, s->tmp);
-        hid_t *ids[] = {&s->probs, &s->prediction, &s->members, &s->member_prediction,
+        hid_t *ids[] = {&s->probs,        &s->prediction, &s->members, &s->member_prediction,
                         &s->disagreement, &s->labels};
         for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
             poet_h5_close(ids[i]);
@@ -336,8 +336,8 @@ poet_status poet_predict_run(MPI_Comm comm, const poet_config *cfg, const poet_p
         st = sink_open(&s, opt, N, M, K, out->checkpoint, out->iteration);
     POET_TRY(poet_error_agree(comm, st));
 
-    POET_TRY(poet_error_agree(comm, poet_ensemble_create(run, rank, ranks, input, 1, 1,
-                                                         PREDICT_BATCH, &e)));
+    POET_TRY(poet_error_agree(
+        comm, poet_ensemble_create(run, rank, ranks, input, 1, 1, PREDICT_BATCH, &e)));
     created = 1;
     poet_train_position pos;
     POET_TRY(poet_checkpoint_read(comm, out->checkpoint, run, &e, &pos));

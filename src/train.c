@@ -482,7 +482,8 @@ static void decide_by_clock(trainer *t, long it) {
     int evaluations = 0;
     for (long done = it + 1; done <= it + 2; done++)
         evaluations += c->eval_every && done % c->eval_every == 0 && done < t->total;
-    t->flag_deadline = it + 1 < t->total && poet_deadline_stop_after_next(&t->deadline, evaluations);
+    t->flag_deadline =
+        it + 1 < t->total && poet_deadline_stop_after_next(&t->deadline, evaluations);
     t->flag_checkpoint = 0;
     if (c->checkpoint_every_seconds > 0 && !t->checkpoint_pending &&
         poet_deadline_now(&t->deadline) - t->last_checkpoint >= c->checkpoint_every_seconds)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# check_creation_order.sh CHECKPOINT: h5dump --sort_by=creation_order lists every tensor group of
-# member 0 in layer order (conv1.weight, conv1.bias, conv2.weight, ...), as docs/checkpoint-format.md
-# promises: the groups track link creation order. Without it h5dump falls back on names (bias first).
+# check_creation_order.sh CHECKPOINT: h5dump --sort_by=creation_order lists both tensor groups of
+# member 0 in layer order (conv1.weight, conv1.bias, conv2.weight, ...), as checkpoint-format.md
+# promises: the groups track link creation order. Without it h5dump sorts by name (bias first).
 set -u
 ckpt=$1
 fail=0

@@ -9,8 +9,8 @@ foreach(case stop:1 stop:3 slurm:2 every:1 every:3)
   list(GET parts 0 what)
   list(GET parts 1 ranks)
   set(name deadline_${what}_p${ranks})
-  poet_add_test(${name} bash ${DEADLINE} ${what} ${ranks} ${CMAKE_CURRENT_BINARY_DIR}/deadline/${name}
-                ${DEADLINE_ARGS})
+  poet_add_test(${name} bash ${DEADLINE} ${what} ${ranks}
+                ${CMAKE_CURRENT_BINARY_DIR}/deadline/${name} ${DEADLINE_ARGS})
   set_tests_properties(${name} PROPERTIES PROCESSORS ${ranks} TIMEOUT 300)
 endforeach()
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# deadline_test.sh POET MPIEXEC CASE RANKS WORK CONFIG [ARGS...]: deadline-aware stopping (issue 16).
+# deadline_test.sh POET MPIEXEC CASE RANKS WORK CONFIG [ARGS...]: deadline-aware stopping
+# (issue 16).
 # The clock is the test clock (POET_TEST_SECONDS_PER_STEP=100: every iteration, evaluation and
 # checkpoint takes 100 s of it and is estimated so), so where the run stops does not depend on the
 # machine's speed. The deadline is 1000 s away.

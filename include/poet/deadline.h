@@ -1,10 +1,11 @@
-/* deadline.h — deadline-aware stopping: when a run must end by a wall-clock time (training.deadline,
+/* deadline.h — deadline-aware stopping: when a run must end by a wall-clock time
+ * (training.deadline,
  * --deadline), rank 0 measures its iterations, evaluations and checkpoints and decides when to stop
- * so that the final checkpoint is written before the deadline. The decision travels to every rank in
- * the reduce tree's header, exactly as the stop flag of a signal (train.c).
+ * so that the final checkpoint is written before the deadline. The decision travels to every rank
+ * in the reduce tree's header, exactly as the stop flag of a signal (train.c).
  *
- * The deadline is an ISO-8601 local time ("2026-12-02T15:40:00", also with a space instead of the T,
- * seconds optional, a trailing Z for UTC) or "slurm": the job's end time as Slurm reports it
+ * The deadline is an ISO-8601 local time ("2026-12-02T15:40:00", also with a space instead of the
+ * T, seconds optional, a trailing Z for UTC) or "slurm": the job's end time as Slurm reports it
  * (`squeue -h -j $SLURM_JOB_ID -o %e`, else `scontrol show job $SLURM_JOB_ID`'s EndTime).
  */
 #ifndef POET_DEADLINE_H
@@ -18,12 +19,12 @@
 #define POET_DEADLINE_FIRST_CHECKPOINT_SECONDS 30.0
 
 typedef struct {
-    double at;         /* the deadline, seconds since the epoch; 0 = none */
-    double iteration;  /* estimates in seconds: the slowest of the last iterations, decaying */
+    double at;        /* the deadline, seconds since the epoch; 0 = none */
+    double iteration; /* estimates in seconds: the slowest of the last iterations, decaying */
     double checkpoint;
     double evaluation;
-    double fake_step;  /* tests (POET_TEST_SECONDS_PER_STEP): the clock advances this much per
-                          iteration, checkpoint and evaluation, and every estimate is this */
+    double fake_step; /* tests (POET_TEST_SECONDS_PER_STEP): the clock advances this much per
+                         iteration, checkpoint and evaluation, and every estimate is this */
     double fake_now;
 } poet_deadline;
 

@@ -9,9 +9,9 @@
 
 #include "poet/config.h"
 
-/* Collective. Replaces "auto" in cfg by numbers: from `checkpoint`'s stored config when one is given
- * (or, with try_latest, the one `latest` names in cfg->checkpoint_dir, if any), else computed from
- * the training set. Every rank computes the same numbers; errors are agreed. Rank 0 prints the
+/* Collective. Replaces "auto" in cfg by numbers: from `checkpoint`'s stored config when one is
+ * given (or, with try_latest, the one `latest` names in cfg->checkpoint_dir, if any), else computed
+ * from the training set. Every rank computes the same numbers; errors are agreed. Rank 0 prints the
  * values unless quiet. */
 poet_status poet_normalise_resolve(MPI_Comm comm, poet_config *cfg, const char *checkpoint,
                                    int try_latest, int quiet);

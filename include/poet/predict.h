@@ -2,9 +2,10 @@
  * probabilities and prediction, every member's probabilities and the members' disagreement.
  *
  * Members are spread over the ranks as in training; each rank forwards its own members over every
- * image, the fixed-point logit sums meet at rank 0 (exact, as in eval.c, so the ensemble's output does
- * not depend on the rank count) and the members' logits are gathered there. Rank 0 alone writes the
- * output file (HDF5 or CSV, layout in docs/predict.md), through a temporary renamed when complete.
+ * image, the fixed-point logit sums meet at rank 0 (exact, as in eval.c, so the ensemble's output
+ * does not depend on the rank count) and the members' logits are gathered there. Rank 0 alone
+ * writes the output file (HDF5 or CSV, layout in docs/predict.md), through a temporary renamed when
+ * complete.
  */
 #ifndef POET_PREDICT_H
 #define POET_PREDICT_H
@@ -16,14 +17,14 @@
 typedef struct {
     const char *checkpoint; /* the checkpoint; NULL: the one `latest` names in cfg's directory */
     const char *images;     /* IDX3 images (raw or .gz) */
-    const char *labels;     /* IDX1 labels or NULL: with labels the output holds them and accuracy */
-    const char *output;     /* *.h5 / *.hdf5 (HDF5) or *.csv */
-    int quiet;              /* no progress lines */
+    const char *labels; /* IDX1 labels or NULL: with labels the output holds them and accuracy */
+    const char *output; /* *.h5 / *.hdf5 (HDF5) or *.csv */
+    int quiet;          /* no progress lines */
 } poet_predict_options;
 
 typedef struct {
     long images;
-    long iteration;  /* of the checkpoint */
+    long iteration; /* of the checkpoint */
     int labelled;
     double accuracy; /* of the ensemble's prediction, when labelled */
     char checkpoint[POET_PATH_MAX];
