@@ -30,6 +30,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cjson/cJSON.h>
+
 #define RNG_DESCRIPTION "counter-based SplitMix64; batch order = f(seed, epoch)"
 #define NAME_PREFIX "ckpt-"
 #define NAME_SUFFIX ".h5"
@@ -651,6 +653,21 @@ static poet_status root_attr(hid_t file, const char *path, const char *name, hid
     return poet_h5_attr_read(file, name, mem_type, n, value, POET_ERR_CHECKPOINT, path, "/");
 }
 
+/* The stored config is the ensemble's identity: it must be a JSON object naming its model, so that
+ * a hand-written file with config "{}" does not verify by falling back on today's defaults. */
+static poet_status check_config_identity(const char *path, const char *json) {
+    cJSON *root = cJSON_Parse(json);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    int ok = cJSON_IsObject(root) && cJSON_IsObject(model);
+    cJSON_Delete(root);
+    if (ok)
+        return POET_OK;
+    return poet_error_set(POET_ERR_CHECKPOINT,
+                          "%s: attribute config of / does not describe an ensemble (expected a "
+                          "JSON object with a \"model\" object, as poet writes)",
+                          path);
+}
+
 static poet_status read_header(hid_t file, const char *path, header *h) {
     poet_status st = POET_OK;
     char *json = NULL;
@@ -675,6 +692,7 @@ static poet_status read_header(hid_t file, const char *path, header *h) {
     POET_TRY(root_attr(file, path, "ranks_written", H5T_NATIVE_INT, 0, &h->ranks_written));
     POET_TRY(root_attr(file, path, "input_shape", H5T_NATIVE_INT, 3, h->input));
     POET_TRY(poet_h5_attr_read_string(file, "config", &json, POET_ERR_CHECKPOINT, path, "/"));
+    POET_TRY(check_config_identity(path, json));
     POET_ALLOC(h->config, 1);
     char source[POET_PATH_MAX + 16];
     snprintf(source, sizeof source, "%s:config", path);
@@ -720,12 +738,13 @@ static poet_status check_ensemble(const char *path, const header *h, const poet_
     return POET_OK;
 }
 
-/* A member group's own attribute: arch_index must name the stored config's architecture of member
- * j (a missing group is reported by open_tensor, by name). */
+/* A member group's own attributes: arch_index must name the stored config's architecture of member
+ * j and architecture must describe it (a missing group is reported by open_tensor, by name). */
 static poet_status check_member(hid_t file, const char *path, const header *h, int j) {
     poet_status st = POET_OK;
     hid_t group = H5I_INVALID_HID;
-    char where[32];
+    char where[32], want[DESCRIBE_MAX];
+    char *describe = NULL;
     int arch = -1;
     snprintf(where, sizeof where, "/members/%04d", j);
     if (H5Lexists(file, "/members", H5P_DEFAULT) <= 0 || H5Lexists(file, where, H5P_DEFAULT) <= 0)
@@ -737,7 +756,15 @@ static poet_status check_member(hid_t file, const char *path, const header *h, i
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute arch_index of %s is %d, expected %d (the "
                                        "stored config's)",
                   path, where, arch, h->config->member_arch[j]);
+    POET_TRY(poet_h5_attr_read_string(group, "architecture", &describe, POET_ERR_CHECKPOINT, path,
+                                      where));
+    poet_arch_describe(&h->config->archs[arch], want, sizeof want);
+    if (strcmp(describe, want) != 0)
+        POET_FAIL(POET_ERR_CHECKPOINT,
+                  "%s: attribute architecture of %s is '%s', expected '%s' (the stored config's)",
+                  path, where, describe, want);
 fail:
+    free(describe);
     poet_h5_close(&group);
     return st;
 }
@@ -1085,6 +1112,31 @@ static poet_status inspect_member(hid_t file, const char *path, const poet_arch_
     POET_TRY(check_finite(plan, block, j, POET_ERR_CHECKPOINT, path, ""));
 fail:
     return as_checkpoint_error(st, path);
+}
+
+poet_status poet_checkpoint_peek(const char *path, poet_config *stored, poet_shape *input,
+                                 long *iteration) {
+    poet_status st = POET_OK;
+    hid_t file = H5I_INVALID_HID;
+    header h = {0};
+    poet_h5_quiet();
+    file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); /* serial: the default (sec2) driver */
+    if (file < 0) {
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+            POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open checkpoint: %s", path, strerror(errno));
+        POET_FAIL(POET_ERR_CHECKPOINT,
+                  "%s: cannot open as HDF5 (truncated or not a checkpoint): %s", path,
+                  poet_hdf5_error_string());
+    }
+    POET_TRY(read_header(file, path, &h));
+    *stored = *h.config;
+    *input = (poet_shape){h.input[0], h.input[1], h.input[2]};
+    *iteration = h.pos.iteration;
+fail:
+    header_free(&h);
+    poet_h5_close(&file);
+    return st;
 }
 
 poet_status poet_checkpoint_inspect(const char *path, FILE *out) {

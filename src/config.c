@@ -13,6 +13,7 @@
  */
 #include "poet/config.h"
 #include "poet/arch.h"
+#include "poet/deadline.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -151,6 +152,7 @@ static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "itera
                                             "step_size",  "gamma",        "min_lr",     "seed",
                                             "threads",    "log_every",    "eval_every",
                                             "decay_bn_bias", "objective", "beta", "member_dropout",
+                                            "deadline",
                                             NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
     "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", NULL};
@@ -160,6 +162,7 @@ static const char *const OUTPUT_KEYS[] = {"run_name",
                                           "checkpoint_keep",
                                           "log_file",
                                           "log_flush_every",
+                                          "checkpoint_every_seconds",
                                           NULL};
 static const char *const GROUP_KEYS[] = {"count", "architecture", NULL};
 static const char *const CONV_KEYS[] = {"type",    "out_channels", "kernel", "stride",
@@ -543,10 +546,17 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
     /* Pixels are x/255 in [0, 1] before (x - mean) / std: within these bounds every input stays
      * within ±2000 (std 1/255 with mean 0 gives the raw 0..255 scale), so no constant can make
      * inputs, and then weights, infinite. */
-    POET_TRY(opt_norm(src, data, "mean", POET_MEAN_MIN, POET_MEAN_MAX, &cfg->mean,
-                      cfg->channel_mean, &cfg->mean_count));
-    POET_TRY(opt_norm(src, data, "std", POET_STD_MIN, POET_STD_MAX, &cfg->std, cfg->channel_std,
-                      &cfg->std_count));
+    /* "auto": computed from the training set when a run starts (normalise.c). */
+    const char *mean_text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "mean"));
+    const char *std_text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "std"));
+    cfg->mean_auto = mean_text && !strcmp(mean_text, "auto");
+    cfg->std_auto = std_text && !strcmp(std_text, "auto");
+    if (!cfg->mean_auto)
+        POET_TRY(opt_norm(src, data, "mean", POET_MEAN_MIN, POET_MEAN_MAX, &cfg->mean,
+                          cfg->channel_mean, &cfg->mean_count));
+    if (!cfg->std_auto)
+        POET_TRY(opt_norm(src, data, "std", POET_STD_MIN, POET_STD_MAX, &cfg->std,
+                          cfg->channel_std, &cfg->std_count));
     if (cfg->mean_count && cfg->std_count && cfg->mean_count != cfg->std_count)
         POET_FAIL(POET_ERR_CONFIG,
                   "%s: data.std: expected %d values, one per channel as data.mean, got %d", src,
@@ -1009,6 +1019,12 @@ static poet_status parse_training(const char *src, const cJSON *t, poet_config *
     POET_TRY(opt_int(src, "training", t, "threads", 0, INT_MAX, &cfg->threads));
     POET_TRY(opt_int(src, "training", t, "log_every", 0, INT_MAX, &cfg->log_every));
     POET_TRY(opt_int(src, "training", t, "eval_every", 0, INT_MAX, &cfg->eval_every));
+    /* Only the form here: whether it is past, or what Slurm says, is asked when training starts. */
+    POET_TRY(opt_string(src, "training", t, "deadline", 1, cfg->deadline, sizeof cfg->deadline));
+    if (cfg->deadline[0] && !poet_deadline_valid(cfg->deadline))
+        return bad_value(src, "training.deadline",
+                         "\"slurm\" or an ISO time such as \"2026-12-02T15:40:00\"",
+                         cJSON_GetObjectItemCaseSensitive(t, "deadline"));
     /* Nesterov's look-ahead is a momentum step; without momentum it silently does nothing. */
     if (cfg->nesterov && cfg->momentum == 0.0)
         return bad_value(src, "training.nesterov",
@@ -1097,6 +1113,8 @@ static poet_status parse_output(const char *src, const cJSON *o, poet_config *cf
     POET_TRY(opt_int(src, "output", o, "checkpoint_keep", 1, INT_MAX, &cfg->checkpoint_keep));
     POET_TRY(opt_string(src, "output", o, "log_file", 1, cfg->log_file, POET_PATH_MAX));
     POET_TRY(opt_int(src, "output", o, "log_flush_every", 1, INT_MAX, &cfg->log_flush_every));
+    POET_TRY(opt_number(src, "output", o, "checkpoint_every_seconds", 0.0, 0, NAN, 0,
+                        &cfg->checkpoint_every_seconds));
 fail:
     return st;
 }
@@ -1443,11 +1461,16 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_string(&b, data, "train_labels", cfg->train_labels);
     put_string(&b, data, "test_images", cfg->test_images);
     put_string(&b, data, "test_labels", cfg->test_labels);
-    if (cfg->mean_count)
+    /* "auto" until resolved, then the values themselves: a checkpoint stores what its run used. */
+    if (cfg->mean_auto == 1)
+        put_string(&b, data, "mean", "auto");
+    else if (cfg->mean_count)
         attach(&b, data, "mean", cJSON_CreateDoubleArray(cfg->channel_mean, cfg->mean_count));
     else
         put_number(&b, data, "mean", cfg->mean);
-    if (cfg->std_count)
+    if (cfg->std_auto == 1)
+        put_string(&b, data, "std", "auto");
+    else if (cfg->std_count)
         attach(&b, data, "std", cJSON_CreateDoubleArray(cfg->channel_std, cfg->std_count));
     else
         put_number(&b, data, "std", cfg->std);
@@ -1498,6 +1521,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     if (cfg->objective == POET_OBJECTIVE_BLEND)
         put_number(&b, t, "beta", cfg->beta);
     put_number(&b, t, "member_dropout", cfg->member_dropout);
+    put_string(&b, t, "deadline", cfg->deadline);
 
     cJSON *d = attach(&b, root, "distributed", cJSON_CreateObject());
     put_string(&b, d, "tree", poet_tree_kind_name(cfg->tree));
@@ -1514,6 +1538,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_int(&b, o, "checkpoint_keep", cfg->checkpoint_keep);
     put_string(&b, o, "log_file", cfg->log_file);
     put_int(&b, o, "log_flush_every", cfg->log_flush_every);
+    put_number(&b, o, "checkpoint_every_seconds", cfg->checkpoint_every_seconds);
 
     if (!b.failed)
         text = cJSON_Print(root);

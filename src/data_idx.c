@@ -172,7 +172,10 @@ fail:
 poet_status poet_data_read_idx(const poet_data_spec *spec, poet_dataset *ds) {
     poet_status st = POET_OK;
     POET_TRY(load_images(spec->images, ds));
-    POET_TRY(load_labels(spec->labels, spec->images, spec->classes, ds));
+    if (spec->labels)
+        POET_TRY(load_labels(spec->labels, spec->images, spec->classes, ds));
+    else /* images only (poet predict without --labels): every label 0 */
+        POET_ALLOC(ds->labels, (size_t)ds->count);
 fail:
     return st;
 }

@@ -12,6 +12,8 @@
 #include "poet/config.h"
 #include "poet/data.h"
 #include "poet/error.h"
+#include "poet/normalise.h"
+#include "poet/predict.h"
 #include "poet/report.h"
 #include "poet/rundir.h"
 #include "poet/train.h"
@@ -23,12 +25,17 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  train CONFIG [--set KEY=VALUE ...] [--resume | --resume-from FILE | --overwrite]\n"
-    "        [--quiet] [--trajectory FILE] [--stop-after N]\n"
+    "        [--quiet] [--trajectory FILE] [--stop-after N] [--deadline TIME|slurm]\n"
     "        train the ensemble described by the JSON file CONFIG (run under mpirun for several\n"
     "        ranks). --resume continues from the newest checkpoint that verifies; --overwrite\n"
     "        starts over in a checkpoint directory that holds an earlier run's files.\n"
     "  eval CONFIG [--set KEY=VALUE ...] [--checkpoint FILE]\n"
     "        evaluate a checkpoint (default: the newest good one) on the test set\n"
+    "  predict CONFIG|CKPT --input IMAGES -o OUT.h5|OUT.csv [--labels LABELS] [--checkpoint FILE]\n"
+    "        [--set KEY=VALUE ...] [--quiet]\n"
+    "        apply the ensemble of a checkpoint (CKPT, or CONFIG's newest) to IDX images and\n"
+    "        write per image its probabilities, prediction, members' probabilities and\n"
+    "        disagreement\n"
     "  inspect FILE\n"
     "        print a checkpoint's metadata and per-member checksums, verifying them\n"
     "  report LOG.h5 [LOG2.h5 ...] [--csv]\n"
@@ -43,8 +50,9 @@ static const char usage_text[] =
     "\n"
     "exit codes: 0 done, 2 usage, 3 config, 4 data, 5 I/O (also: checkpoint directory in\n"
     "            use or holding another run's files), 7 oneDNN, 8 MPI, 9 HDF5, 10 checkpoint,\n"
-    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 after a\n"
-    "            checkpoint (requeue and run again with --resume). See docs/cli.md.\n";
+    "            11 numerical, 12 another rank failed, 75 stopped by SIGTERM/SIGUSR1 or before\n"
+    "            the deadline, after a checkpoint (requeue and run again with --resume).\n"
+    "            See docs/cli.md.\n";
 
 typedef struct {
     MPI_Comm comm;
@@ -163,6 +171,7 @@ static int cmd_train(const world *w, int argc, char **argv) {
     poet_train_options opt = {0};
     overrides ov = {0};
     const char *config_path = NULL;
+    char deadline[96];
     int overwrite = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -176,7 +185,12 @@ static int cmd_train(const world *w, int argc, char **argv) {
             opt.resume_from = argv[++i];
         else if (!strcmp(a, "--quiet"))
             opt.quiet = 1;
-        else if (!strcmp(a, "--trajectory") && i + 1 < argc)
+        else if (!strcmp(a, "--deadline") && i + 1 < argc) {
+            /* the config key, so it is checked and stored like one */
+            snprintf(deadline, sizeof deadline, "training.deadline=\"%.64s\"", argv[++i]);
+            if (ov.n < MAX_OVERRIDES)
+                ov.items[ov.n++] = deadline;
+        } else if (!strcmp(a, "--trajectory") && i + 1 < argc)
             opt.trajectory = argv[++i];
         else if (!strcmp(a, "--stop-after") && i + 1 < argc) {
             char *end;
@@ -215,13 +229,16 @@ static int cmd_train(const world *w, int argc, char **argv) {
         st = poet_rundir_acquire(w->comm, cfg, mode, opt.quiet, &lock);
     }
     if (st == POET_OK)
+        st = poet_normalise_resolve(w->comm, cfg, opt.resume_from, opt.resume, opt.quiet);
+    if (st == POET_OK)
         st = poet_train_run(w->comm, cfg, &opt, summary);
     poet_rundir_release(lock); /* on every path, before an error may end the job with MPI_Abort */
     if (st == POET_OK && w->rank == 0 && !opt.quiet && !summary->already_finished)
         print_summary(cfg, summary, w->size);
     if (st == POET_STOPPED && w->rank == 0)
-        fprintf(stderr, "poet: stopped after iteration %ld with a checkpoint; resume with --resume "
-                        "(exit %d)\n", summary->iterations_done, POET_STOPPED);
+        fprintf(stderr, "poet: stopped after iteration %ld with a checkpoint%s; resume with "
+                        "--resume (exit %d)\n", summary->iterations_done,
+                summary->deadline_stop ? " to finish before the deadline" : "", POET_STOPPED);
     free(cfg);
     free(summary);
     return st;
@@ -249,8 +266,10 @@ static int cmd_eval(const world *w, int argc, char **argv) {
     poet_status st = cfg && r ? load_config(config_path, &ov, cfg) : POET_ERR_NOMEM;
     if (st == POET_OK) {
         choose_threads(w, cfg);
-        st = poet_train_evaluate(w->comm, cfg, checkpoint, r);
+        st = poet_normalise_resolve(w->comm, cfg, checkpoint, 1, 1);
     }
+    if (st == POET_OK)
+        st = poet_train_evaluate(w->comm, cfg, checkpoint, r);
     if (st == POET_OK && w->rank == 0) {
         printf("iteration %ld, %ld test images\n", r->iteration, r->images);
         printf("ensemble: accuracy %.4f  nll %.4f  brier %.4f  ece %.4f  (mean of logits)\n",
@@ -268,6 +287,69 @@ static int cmd_eval(const world *w, int argc, char **argv) {
     }
     free(cfg);
     free(r);
+    return st;
+}
+
+static int cmd_predict(const world *w, int argc, char **argv) {
+    poet_predict_options opt = {0};
+    overrides ov = {0};
+    const char *source = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (take_override(argc, argv, &i, &ov))
+            continue;
+        if (!strcmp(a, "--input") && i + 1 < argc)
+            opt.images = argv[++i];
+        else if (!strcmp(a, "--labels") && i + 1 < argc)
+            opt.labels = argv[++i];
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc)
+            opt.output = argv[++i];
+        else if (!strcmp(a, "--checkpoint") && i + 1 < argc)
+            opt.checkpoint = argv[++i];
+        else if (!strcmp(a, "--quiet"))
+            opt.quiet = 1;
+        else if (a[0] == '-')
+            return usage_error(w, "predict: unknown or incomplete option '%s'", a);
+        else if (source)
+            return usage_error(w, "predict: more than one CONFIG or CKPT given ('%s')", a);
+        else
+            source = a;
+    }
+    if (!source)
+        return usage_error(w, "predict: missing CONFIG or CKPT%s", "");
+    if (!opt.images)
+        return usage_error(w, "predict: missing --input IMAGES%s", "");
+    if (!opt.output)
+        return usage_error(w, "predict: missing -o OUT.h5 or OUT.csv%s", "");
+    if (poet_predict_output_format(opt.output) < 0)
+        return usage_error(w, "predict: -o %s: expected a name ending in .h5, .hdf5 or .csv",
+                           opt.output);
+    /* HDF5 content or an HDF5 name (a missing checkpoint is then reported as one) */
+    int is_checkpoint = poet_predict_is_hdf5(source) || poet_predict_output_format(source) == 0;
+    if (is_checkpoint && (opt.checkpoint || ov.n))
+        return usage_error(w, "predict: %s is a checkpoint: --checkpoint and --set go with a "
+                              "CONFIG",
+                           source);
+    poet_config *cfg = NULL;
+    poet_predict_summary *summary = calloc(1, sizeof *summary);
+    poet_status st = summary ? POET_OK : POET_ERR_NOMEM;
+    if (st == POET_OK && !is_checkpoint) {
+        cfg = calloc(1, sizeof *cfg);
+        st = cfg ? load_config(source, &ov, cfg) : POET_ERR_NOMEM;
+    } else
+        opt.checkpoint = source;
+    if (st == POET_OK) {
+        choose_threads(w, cfg ? cfg : &(poet_config){0});
+        st = poet_predict_run(w->comm, cfg, &opt, summary);
+    }
+    if (st == POET_OK && w->rank == 0 && !opt.quiet) {
+        printf("predicted %ld images with %s (iteration %ld) into %s\n", summary->images,
+               summary->checkpoint, summary->iteration, opt.output);
+        if (summary->labelled)
+            printf("ensemble: accuracy %.4f\n", summary->accuracy);
+    }
+    free(cfg);
+    free(summary);
     return st;
 }
 
@@ -385,6 +467,8 @@ static int dispatch(const world *w, int argc, char **argv) {
         return cmd_train(w, argc - 2, argv + 2);
     if (!strcmp(cmd, "eval"))
         return cmd_eval(w, argc - 2, argv + 2);
+    if (!strcmp(cmd, "predict"))
+        return cmd_predict(w, argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(w, argc - 2, argv + 2);
     if (!strcmp(cmd, "report"))

@@ -14,6 +14,7 @@
 
 #include "poet/checkpoint.h"
 #include "poet/data.h"
+#include "poet/deadline.h"
 #include "poet/ensemble.h"
 #include "poet/fsutil.h"
 #include "poet/loss.h"
@@ -84,7 +85,18 @@ typedef struct {
     double phase_seconds[POET_PHASES];
     poet_memplan memory;   /* the estimate checked before anything large is allocated */
     int evaluate_only;     /* poet eval: its member lines mark members at chance, no warning */
+    /* Rank 0 decides from its clock; the decision travels in the tree header (HDR_DEADLINE,
+     * HDR_CHECKPOINT) so every rank acts on the same iteration. */
+    poet_deadline deadline;
+    double last_checkpoint;  /* poet_deadline_now() of the last checkpoint (or the start) */
+    int flag_deadline;       /* rank 0: stop after the iteration now being sent up */
+    int flag_checkpoint;     /* rank 0: checkpoint after it (output.checkpoint_every_seconds) */
+    int checkpoint_pending;  /* rank 0: a checkpoint flag is on its way */
 } trainer;
+
+/* The tree header's spare fields carry rank 0's clock decisions, like the signal's stop flag. */
+#define HDR_DEADLINE POET_HDR_RESERVED0
+#define HDR_CHECKPOINT POET_HDR_RESERVED1
 
 /* Charges the time since the last mark to `phase` (profile in the summary and bench/). */
 static void lap(trainer *t, poet_phase phase) {
@@ -203,6 +215,8 @@ static void forward_micro_batch(trainer *t, int slot, const float *images, const
         *local = poet_ensemble_forward(&t->ens, slot, images, labels, up + POET_TREE_HEADER);
     up[POET_HDR_STOP] = stop_requested ? 1 : 0;
     up[POET_HDR_ERROR] = *local != POET_OK;
+    up[HDR_DEADLINE] = t->flag_deadline;
+    up[HDR_CHECKPOINT] = t->flag_checkpoint;
 }
 
 /* Root: the joint loss and gradient of one micro-batch from the summed logits; the decision header
@@ -225,11 +239,14 @@ static void root_loss(trainer *t, int slot, const uint8_t *labels, double *loss_
     *correct += ok;
     decision[POET_HDR_STOP] = total[POET_HDR_STOP];
     decision[POET_HDR_ERROR] = total[POET_HDR_ERROR];
+    decision[HDR_DEADLINE] = total[HDR_DEADLINE];
+    decision[HDR_CHECKPOINT] = total[HDR_CHECKPOINT];
 }
 
 typedef struct {
     double loss, accuracy;
     int stop, error;
+    int deadline, checkpoint; /* rank 0's clock decisions (the deadline also sets stop) */
 } iteration_outcome;
 
 /* Iteration `it`'s batch into images[slot]/labels[slot]: taken from the prefetch thread (which
@@ -238,6 +255,13 @@ static poet_status next_batch(trainer *t, long it, int slot) {
     if (t->prefetch)
         return poet_prefetch_take(t->prefetch, it, &t->images[slot], &t->labels[slot], NULL);
     return poet_batcher_fill(&t->batcher, it, t->images[slot], t->labels[slot]);
+}
+
+static void read_decision(const int64_t *decision, iteration_outcome *out) {
+    out->stop |= decision[POET_HDR_STOP] > 0 || decision[HDR_DEADLINE] > 0;
+    out->error |= decision[POET_HDR_ERROR] > 0;
+    out->deadline |= decision[HDR_DEADLINE] > 0;
+    out->checkpoint |= decision[HDR_CHECKPOINT] > 0;
 }
 
 /* One iteration with `chunks` micro-batches. With overlap, the reduction of micro-batch c travels
@@ -279,9 +303,7 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
         if (overlap)
             POET_TRY(poet_tree_bcast_wait(t->tree, ch));
         lap(t, POET_PHASE_COMM);
-        const int64_t *decision = poet_tree_down_header(t->tree, ch);
-        out->stop |= decision[POET_HDR_STOP] > 0;
-        out->error |= decision[POET_HDR_ERROR] > 0;
+        read_decision(poet_tree_down_header(t->tree, ch), out);
         if (!out->error && *local == POET_OK)
             *local = poet_ensemble_backward(&t->ens, ch, poet_tree_down_values(t->tree, ch), ch > 0);
         lap(t, POET_PHASE_BACKWARD);
@@ -333,9 +355,7 @@ static poet_status stale_finish(trainer *t, long it, iteration_outcome *out, int
     POET_TRY(poet_tree_bcast_start(t->tree, slot));
     POET_TRY(poet_tree_bcast_wait(t->tree, slot));
     lap(t, POET_PHASE_COMM);
-    const int64_t *decision = poet_tree_down_header(t->tree, slot);
-    out->stop |= decision[POET_HDR_STOP] > 0;
-    out->error |= decision[POET_HDR_ERROR] > 0;
+    read_decision(poet_tree_down_header(t->tree, slot), out);
     out->loss = loss;
     out->accuracy = (double)correct / t->cfg->batch_size;
     if (apply && !out->error && t->local == POET_OK)
@@ -418,7 +438,9 @@ static void warn_members_at_chance(const poet_eval_result *r, int members) {
 static poet_status evaluate(trainer *t, long iteration, int periodic, poet_train_summary *summary) {
     poet_status st = POET_OK;
     int val = periodic && t->val.count > 0;
+    double t0 = now_seconds();
     POET_TRY(poet_eval_run(t->comm, &t->ens, val ? &t->val : &t->test, iteration, &summary->eval));
+    poet_deadline_note_evaluation(&t->deadline, now_seconds() - t0);
     summary->evaluated = 1;
     if (t->rank == 0 && !t->opt->quiet)
         print_eval(val ? "valid" : "eval ", &summary->eval, t->cfg->members);
@@ -435,9 +457,12 @@ static poet_status checkpoint(trainer *t, long iterations_done) {
     char path[POET_PATH_MAX];
     poet_train_position pos = {iterations_done, iterations_done / t->batcher.batches_per_epoch,
                                iterations_done % t->batcher.batches_per_epoch, t->total};
+    double t0 = now_seconds();
     if (t->log)
         POET_TRY(poet_losslog_flush(t->log));
     POET_TRY(poet_checkpoint_write(t->comm, t->cfg, &t->ens, &pos, path, sizeof path));
+    poet_deadline_note_checkpoint(&t->deadline, now_seconds() - t0);
+    t->last_checkpoint = poet_deadline_now(&t->deadline);
     if (t->rank == 0 && !t->opt->quiet)
         printf("checkpoint %s (iteration %ld)\n", path, iterations_done);
 fail:
@@ -529,6 +554,23 @@ fail:
     return st;
 }
 
+/* Rank 0, before iteration `it`: whether to stop after it for the deadline, and whether a
+ * checkpoint is due by output.checkpoint_every_seconds. The flags go up with its header. */
+static void decide_by_clock(trainer *t, long it) {
+    const poet_config *c = t->cfg;
+    if (t->rank != 0)
+        return;
+    int evaluations = 0;
+    for (long done = it + 1; done <= it + 2; done++)
+        evaluations += c->eval_every && done % c->eval_every == 0 && done < t->total;
+    t->flag_deadline =
+        it + 1 < t->total && poet_deadline_stop_after_next(&t->deadline, evaluations);
+    t->flag_checkpoint = 0;
+    if (c->checkpoint_every_seconds > 0 && !t->checkpoint_pending &&
+        poet_deadline_now(&t->deadline) - t->last_checkpoint >= c->checkpoint_every_seconds)
+        t->flag_checkpoint = t->checkpoint_pending = 1;
+}
+
 static poet_status train_loop(trainer *t, poet_train_summary *summary) {
     poet_status st = POET_OK;
     const poet_config *c = t->cfg;
@@ -540,6 +582,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         iteration_outcome o = {0};
         double t0 = now_seconds();
         uint64_t bytes0 = tree_bytes(t);
+        decide_by_clock(t, it);
         POET_TRY(t->cfg->overlap == POET_OVERLAP_STALE ? run_stale_iteration(t, it, &o)
                                                        : run_iteration(t, it, &o));
         if (o.error) {
@@ -557,6 +600,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
                                                                 it + 1 == t->total))
             print_progress(t, it, &o, now_seconds() - started, it + 1 - t->start);
         long done = it + 1;
+        poet_deadline_note_iteration(&t->deadline, now_seconds() - t0);
         if (c->eval_every && done % c->eval_every == 0 && done < t->total)
             POET_TRY(evaluate(t, done, 1, summary));
         if (t->opt->stop_after && done == t->opt->stop_after)
@@ -564,10 +608,14 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         if (o.stop) {
             POET_TRY(checkpoint(t, done));
             summary->iterations_done = done;
+            summary->deadline_stop = o.deadline;
             st = POET_STOPPED;
             goto fail;
         }
-        if (c->checkpoint_every && done % c->checkpoint_every == 0 && done < t->total)
+        if (o.checkpoint)
+            t->checkpoint_pending = 0;
+        if (((c->checkpoint_every && done % c->checkpoint_every == 0) || o.checkpoint) &&
+            done < t->total)
             POET_TRY(checkpoint(t, done));
     }
     lap(t, POET_PHASE_OTHER);
@@ -651,6 +699,11 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         st = measure_ranks(&t, summary);
         goto fail;
     }
+    /* Rank 0 alone reads the clock and asks Slurm; a deadline already past fails every rank. */
+    POET_TRY(poet_error_agree(comm, t.rank == 0 ? poet_deadline_init(&t.deadline, cfg->deadline,
+                                                                      "training.deadline")
+                                                : POET_OK));
+    t.last_checkpoint = poet_deadline_now(&t.deadline);
     if (opt->trajectory && t.rank == 0 && !(t.trajectory = fopen(opt->trajectory, "a")))
         st = poet_error_set(POET_ERR_IO, "%s: cannot open trajectory file", opt->trajectory);
     POET_TRY(poet_error_agree(comm, st));

@@ -1,8 +1,11 @@
-# Issue 2's acceptance: 200 iterations of the default config (10 reference networks, B=200, lr 0.5,
-# momentum 0.9) on Fashion-MNIST bring the ensemble loss well below ln 10 = 2.30.
+# Issue 2's acceptance: the default config (10 reference networks, B=200, lr 0.5, momentum 0.9) on
+# Fashion-MNIST brings the ensemble loss well below ln 10 = 2.30. Since issue 16 the config uses
+# Fashion-MNIST's own normalisation (mean 0.2860, std 0.3530), which starts slower: after 200
+# iterations 0.558 test accuracy (MNIST's 0.1307/0.3081 gave 0.680), after the quick start's whole
+# epoch (300) 0.691 (0.702). The test runs that epoch.
 poet_add_test(learn_fashion_mnist ${CMAKE_CURRENT_SOURCE_DIR}/check_learning.sh $<TARGET_FILE:poet>
               ${CMAKE_CURRENT_BINARY_DIR}/learn 1.2 0.60 --
-              ${CMAKE_SOURCE_DIR}/configs/fashion-mnist.json --set training.iterations=200
+              ${CMAKE_SOURCE_DIR}/configs/fashion-mnist.json --set training.iterations=300
               --set training.eval_every=0 --set output.checkpoint_every=0)
 
 # A small residual ensemble with batch normalisation (tests/configs/tiny-bn.json, issue 13) learns:

@@ -5,6 +5,10 @@
  *   test_checkpoint             the whole suite, in ./ckpt-test-p<ranks>
  *   test_checkpoint write DIR   writes the elastic fixture DIR/ckpt-00000007.h5
  *   test_checkpoint read DIR    resumes from DIR with this rank count and checks the pattern
+ *   test_checkpoint identity DIR   a checkpoint missing one identity field (config, format
+ *                               version, a member's architecture or arch_index) or holding an empty
+ *                               config is refused naming it; leaves DIR/no-<field>.h5 for the CLI
+ *                               test (poet inspect exits 10)
  *   test_checkpoint nonfinite DIR  a NaN or infinity in parameters or momentum: never written
  *                               (numerical error naming member and tensor), never read or
  *                               inspected as good even when its checksum matches
@@ -706,6 +710,85 @@ static void nonfinite(const char *dir) {
     poet_ensemble_destroy(&e);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Identity: the fields that say what a checkpoint holds are required
+ * ------------------------------------------------------------------------------------------- */
+
+/* Rank 0: in `path`, deletes attribute `name` of `object`, or (value != NULL) rewrites it as the
+ * string `value`. */
+static void edit_attr(const char *path, const char *object, const char *name, const char *value) {
+    if (rank == 0) {
+        hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t obj = file >= 0 ? H5Oopen(file, object, H5P_DEFAULT) : H5I_INVALID_HID;
+        herr_t done = obj >= 0 ? H5Adelete(obj, name) : -1;
+        if (done >= 0 && value) {
+            hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR);
+            H5Tset_size(type, H5T_VARIABLE);
+            hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+            done = attr >= 0 ? H5Awrite(attr, type, &value) : -1;
+            if (attr >= 0)
+                H5Aclose(attr);
+            H5Sclose(space);
+            H5Tclose(type);
+        }
+        TEST_CHECK(done >= 0, "cannot edit attribute %s of %s in %s", name, object, path);
+        if (obj >= 0)
+            H5Oclose(obj);
+        if (file >= 0)
+            H5Fclose(file);
+    }
+    MPI_Barrier(comm);
+}
+
+static void identity(const char *dir) {
+    static const struct {
+        const char *file, *object, *name, *value, *message;
+    } cases[] = {
+        {"no-config.h5", "/", "config", NULL, "no-config.h5: attribute config of / is missing"},
+        {"empty-config.h5", "/", "config", "{}",
+         "empty-config.h5: attribute config of / does not describe an ensemble"},
+        {"no-format_version.h5", "/", "format_version", NULL,
+         "no-format_version.h5: not a poet checkpoint (no format_version attribute)"},
+        {"no-architecture.h5", "/members/0003", "architecture", NULL,
+         "no-architecture.h5: attribute architecture of /members/0003 is missing"},
+        {"other-architecture.h5", "/members/0003", "architecture", "conv(1,k1,s1)",
+         "other-architecture.h5: attribute architecture of /members/0003 is 'conv(1,k1,s1)', "
+         "expected 'conv(16,k3,s2)"},
+        {"no-arch_index.h5", "/members/0002", "arch_index", NULL,
+         "no-arch_index.h5: attribute arch_index of /members/0002 is missing"},
+    };
+    char path[POET_PATH_MAX], bad[POET_PATH_MAX];
+    poet_config c;
+    poet_ensemble e, r;
+    poet_train_position got = {0};
+    remove_tree(dir);
+    make_config(&c, dir, 0);
+    create(&c, &e);
+    create(&c, &r);
+    TEST_OK(write_at(&c, &e, 300, path));
+    TEST_OK(poet_checkpoint_read(comm, path, &c, &r, &got));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        join(bad, dir, cases[i].file);
+        copy_file(path, bad);
+        edit_attr(bad, cases[i].object, cases[i].name, cases[i].value);
+        expect_error(poet_checkpoint_read(comm, bad, &c, &r, &got), POET_ERR_CHECKPOINT,
+                     cases[i].message, cases[i].file);
+        if (rank == 0) {
+            FILE *out = tmpfile();
+            poet_status st = poet_checkpoint_inspect(bad, out);
+            fclose(out);
+            /* a member's field fails that member's line; the summary counts it */
+            const char *want = strcmp(cases[i].object, "/") ? "1 of 5 members do not verify"
+                                                            : cases[i].message;
+            TEST_CHECK(st == POET_ERR_CHECKPOINT && strstr(poet_error_message(), want),
+                       "inspect %s: status %d: %s", bad, (int)st, poet_error_message());
+            poet_error_clear();
+        }
+    }
+    poet_ensemble_destroy(&r);
+    poet_ensemble_destroy(&e);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
@@ -717,10 +800,13 @@ int main(int argc, char **argv) {
         elastic_read(argv[2]);
     else if (argc == 3 && strcmp(argv[1], "nonfinite") == 0)
         nonfinite(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "identity") == 0)
+        identity(argv[2]);
     else if (argc == 1)
         suite();
     else {
-        fprintf(stderr, "usage: %s [write DIR | read DIR | nonfinite DIR]\n", argv[0]);
+        fprintf(stderr, "usage: %s [write DIR | read DIR | nonfinite DIR | identity DIR]\n",
+                argv[0]);
         test_failures++;
     }
     /* One verdict for all ranks. */

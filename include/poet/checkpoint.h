@@ -42,6 +42,11 @@ poet_status poet_checkpoint_resume(MPI_Comm comm, const poet_config *cfg, poet_e
                                    poet_train_position *pos, int *found, char *path_out,
                                    size_t path_size);
 
+/* Serial (any rank may call it): the identity of checkpoint `path` without its tensors: the stored
+ * config (parsed), the input shape and the iterations completed. Checkpoint errors as read's. */
+poet_status poet_checkpoint_peek(const char *path, poet_config *stored, poet_shape *input,
+                                 long *iteration);
+
 /* Serial: prints metadata and per-member checksums of `path` to `out`, verifying every checksum.
  * Returns POET_ERR_CHECKPOINT when anything does not verify. */
 poet_status poet_checkpoint_inspect(const char *path, FILE *out);

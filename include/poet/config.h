@@ -80,6 +80,7 @@ typedef struct {
     double mean, std; /* normalisation (x/255 - mean)/std; the first value of an array */
     int mean_count, std_count;  /* 0: a single number; else per-channel values in channel_* */
     double channel_mean[POET_DATA_MAX_CHANNELS], channel_std[POET_DATA_MAX_CHANNELS];
+    int mean_auto, std_auto; /* "auto": 1 until normalise.c resolved it from the data, then 2 */
     int shuffle;      /* 1: permute each epoch from (seed, epoch) */
     int classes;      /* K; labels must be < K */
     poet_data_format format;           /* AUTO: told from the training images file */
@@ -122,6 +123,7 @@ typedef struct {
     poet_objective objective;
     double beta;         /* weight of the joint term: 1 joint, 0 independent, in between blend */
     double member_dropout; /* probability that a member is left out of an iteration's mean */
+    char deadline[64];   /* "" none, "slurm", or an ISO time: stop with a checkpoint before it */
 
     /* distributed */
     poet_tree_kind tree;
@@ -138,6 +140,7 @@ typedef struct {
     int checkpoint_keep;                /* keep the last K checkpoints */
     char log_file[POET_PATH_MAX];       /* per-iteration HDF5 loss log; "" = <checkpoint_dir>/log.h5 */
     int log_flush_every;
+    double checkpoint_every_seconds; /* also checkpoint when this much wall time passed; 0 = off */
 } poet_config;
 
 /* Fills `cfg` with every default (Fashion-MNIST paths, reference network, M=10, B=200, ...). */

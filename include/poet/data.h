@@ -26,7 +26,7 @@ typedef enum { POET_LAYOUT_AUTO, POET_LAYOUT_NCHW, POET_LAYOUT_NHWC } poet_data_
 typedef struct {
     poet_data_format format;
     const char *images;          /* IDX images; CIFAR files (a glob pattern); the HDF5 file */
-    const char *labels;          /* IDX labels (other formats: unused) */
+    const char *labels;          /* IDX labels, or NULL: images only, every label 0 (predict) */
     int classes;                 /* K: every label must be < K */
     int n_norm;                  /* 1: one mean/std for every channel; else one per channel */
     double mean[POET_DATA_MAX_CHANNELS], std[POET_DATA_MAX_CHANNELS]; /* (x/255 - mean)/std */

@@ -36,6 +36,7 @@ typedef enum {
 
 typedef struct {
     long iterations_done;
+    int deadline_stop;       /* stopped (exit 75) to finish before training.deadline */
     double final_loss;
     double seconds;
     double images_per_second; /* ensemble images (each seen by all members) */
