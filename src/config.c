@@ -1,4 +1,5 @@
-/* config.c — the run configuration: defaults, JSON parsing with key-by-key checks, JSON output.
+/* config.c — the run configuration: defaults and the key-by-key checks of a parsed JSON tree
+ * (reading the file and --set: config_load.c; writing JSON back: config_json.c).
  *
  * Parsing walks the JSON tree section by section in a fixed order, whatever the key order in the
  * file: data before model (the reference network's last layer has data.classes outputs), training
@@ -15,6 +16,8 @@
 #include "poet/arch.h"
 #include "poet/deadline.h"
 
+#include "configimpl.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -26,9 +29,7 @@
 #include <string.h>
 
 #define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist/"
-#define KEY_PATH_MAX 512
 #define SHOWN_VALUE_MAX 60 /* longest value quoted in a message before it is cut with "..." */
-#define SNIPPET_MAX 60     /* characters of JSON text shown around a syntax error */
 #define EXACT_INT_MAX 9007199254740992LL /* 2^53: the largest integer a JSON number holds exactly  \
                                           */
 
@@ -112,12 +113,12 @@ long poet_config_total_iterations(const poet_config *cfg, long train_size) {
     return (long)cfg->epochs * (train_size / cfg->batch_size);
 }
 
-static const char *const TREE_NAMES[] = {"binary", "kary", "mpi", "auto", NULL};
-static const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
-static const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
-static const char *const OBJECTIVE_NAMES[] = {"joint", "independent", "blend", NULL};
-static const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
-static const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool",  "max_pool",
+const char *const TREE_NAMES[] = {"binary", "kary", "mpi", "auto", NULL};
+const char *const OVERLAP_NAMES[] = {"none", "exact", "stale", NULL};
+const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
+const char *const OBJECTIVE_NAMES[] = {"joint", "independent", "blend", NULL};
+const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
+const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool",  "max_pool",
                                           "linear", "add",  "batchnorm", NULL};
 
 const char *poet_tree_kind_name(poet_tree_kind kind) {
@@ -142,9 +143,9 @@ static const char *const DATA_KEYS[] = {
     "shuffle",      "classes",      "format",         "cifar_labels",   "layout", "images_dataset",
     "labels_dataset", "prefetch", "augment", "validation", "in_memory", NULL};
 static const char *const AUGMENT_KEYS[] = {"crop_padding", "flip", NULL};
-static const char *const DATA_FORMATS[] = {"auto", "idx", "cifar", "hdf5", NULL};
-static const char *const CIFAR_LABELS[] = {"cifar10", "fine", "coarse", NULL};
-static const char *const LAYOUTS[] = {"auto", "NCHW", "NHWC", NULL};
+const char *const DATA_FORMATS[] = {"auto", "idx", "cifar", "hdf5", NULL};
+const char *const CIFAR_LABELS[] = {"cifar10", "fine", "coarse", NULL};
+const char *const LAYOUTS[] = {"auto", "NCHW", "NHWC", NULL};
 static const char *const MODEL_KEYS[] = {"members", "architecture", "placement",
                                          "fused",   "convolution",  NULL};
 static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "iterations", "lr",
@@ -1119,34 +1120,8 @@ fail:
     return st;
 }
 
-/* "invalid JSON near line L: <snippet>": the text around the error position on its line (cJSON
- * may report the position just after the offending token, even at the line's end). */
-static poet_status invalid_json(const char *src, const char *text, const char *error_at) {
-    if (!error_at || error_at < text)
-        error_at = text;
-    int line = 1;
-    const char *line_start = text;
-    for (const char *c = text; c < error_at && *c; c++)
-        if (*c == '\n') {
-            line++;
-            line_start = c + 1;
-        }
-    const char *from =
-        error_at - line_start > SNIPPET_MAX / 2 ? error_at - SNIPPET_MAX / 2 : line_start;
-    while (from < error_at && isspace((unsigned char)*from))
-        from++;
-    const char *to = error_at;
-    while (*to && *to != '\n' && to - from < SNIPPET_MAX)
-        to++;
-    int at_end = *error_at == '\0';
-    return poet_error_set(POET_ERR_CONFIG, "%s: invalid JSON near line %d: %s%.*s%s%s", src, line,
-                          from > line_start && !isspace((unsigned char)from[-1]) ? "..." : "",
-                          (int)(to - from), from, to > from && at_end ? " " : "",
-                          at_end ? "(unexpected end of input)" : "");
-}
-
 /* Every section of a parsed JSON tree, in the order the header comment gives. */
-static poet_status parse_root(const char *src, const cJSON *root, poet_config *cfg) {
+poet_status poet_config_parse_root(const char *src, const cJSON *root, poet_config *cfg) {
     poet_status st = POET_OK;
     POET_TRY(check_object(src, "", root, TOP_KEYS, "JSON object"));
     POET_TRY(parse_data(src, cJSON_GetObjectItemCaseSensitive(root, "data"), cfg));
@@ -1159,396 +1134,3 @@ fail:
 }
 
 /* The whole text as one JSON value: nothing but white space may follow it. */
-static poet_status parse_json(const char *src, const char *text, cJSON **root) {
-    const char *error_at = NULL;
-    *root = cJSON_ParseWithOpts(text, &error_at, 1);
-    return *root ? POET_OK : invalid_json(src, text, error_at);
-}
-
-poet_status poet_config_parse(const char *json_text, const char *source, poet_config *cfg) {
-    poet_status st = POET_OK;
-    cJSON *root = NULL;
-    const char *src = source && source[0] ? source : "(config)";
-    poet_config_defaults(cfg);
-    snprintf(cfg->source, POET_PATH_MAX, "%s", src);
-    if (!json_text)
-        POET_FAIL(POET_ERR_CONFIG, "%s: no config text", src);
-    POET_TRY(parse_json(src, json_text, &root));
-    POET_TRY(parse_root(src, root, cfg));
-fail:
-    cJSON_Delete(root);
-    return st;
-}
-
-/* The file's whole text, NUL-terminated; a NUL byte inside it is an error (the JSON would end
- * there and the rest be ignored). */
-static poet_status read_config_text(const char *path, char **out) {
-    poet_status st = POET_OK;
-    char *text = NULL;
-    size_t size = 0, capacity = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        POET_FAIL(POET_ERR_CONFIG, "%s: cannot read config: %s", path, strerror(errno));
-    /* Read in growing chunks: works for pipes and /dev/stdin too, where the size is unknown. */
-    for (;;) {
-        if (capacity - size < 4096) {
-            capacity = capacity ? 2 * capacity : 65536;
-            char *grown = realloc(text, capacity);
-            if (!grown)
-                POET_FAIL(POET_ERR_NOMEM, "%s: out of memory reading config", path);
-            text = grown;
-        }
-        size_t got = fread(text + size, 1, capacity - size - 1, f);
-        size += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f))
-        POET_FAIL(POET_ERR_CONFIG, "%s: cannot read config: %s", path, strerror(errno));
-    text[size] = '\0';
-    if (strlen(text) != size)
-        POET_FAIL(POET_ERR_CONFIG, "%s: invalid JSON near line 1: the file contains a NUL byte",
-                  path);
-    *out = text;
-    text = NULL;
-fail:
-    if (f)
-        fclose(f);
-    free(text);
-    return st;
-}
-
-poet_status poet_config_load(const char *path, poet_config *cfg) {
-    return poet_config_load_overrides(path, 0, NULL, cfg);
-}
-
-/* The value of one --set item. Complete JSON is taken as it is; a bare word (one that cannot begin
- * a JSON value other than true/false/null) is a string, as docs/cli.md promises. Text that begins
- * like a number, string, array or object but is not one whole JSON value (7abc, 0.1.5, [1,2) is an
- * error: reading only its valid beginning would silently train with another value. */
-static poet_status override_value(const char *item, const char *text, cJSON **out) {
-    const char *error_at = NULL;
-    *out = cJSON_ParseWithOpts(text, &error_at, 1);
-    if (*out)
-        return POET_OK;
-    const char *first = text;
-    while (isspace((unsigned char)*first))
-        first++;
-    if (!*first || !strchr("-0123456789\"[{", *first)) {
-        *out = cJSON_CreateString(text);
-        return *out ? POET_OK : poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
-    }
-    if (!error_at || error_at < text)
-        error_at = text;
-    return poet_error_set(POET_ERR_CONFIG,
-                          "--set %s: VALUE is not one complete JSON value (%s%.*s%s); quote a "
-                          "string as KEY='\"...\"'",
-                          item, *error_at ? "unexpected text at '" : "unexpected end",
-                          *error_at ? SNIPPET_MAX : 0, error_at, *error_at ? "'" : "");
-}
-
-/* Sets the dotted KEY of one --set KEY=VALUE inside `root`, creating objects on the way. */
-static poet_status apply_override(cJSON *root, const char *item) {
-    const char *eq = strchr(item, '=');
-    if (!eq || eq == item)
-        return poet_error_set(POET_ERR_USAGE, "--set: expected KEY=VALUE, got '%s'", item);
-    char key[256];
-    size_t klen = (size_t)(eq - item);
-    if (klen >= sizeof key)
-        return poet_error_set(POET_ERR_USAGE, "--set: key too long in '%s'", item);
-    memcpy(key, item, klen);
-    key[klen] = '\0';
-    cJSON *value = NULL;
-    poet_status st = override_value(item, eq + 1, &value);
-    if (st != POET_OK)
-        return st;
-    cJSON *node = root;
-    char *part = key, *dot;
-    while ((dot = strchr(part, '.'))) {
-        *dot = '\0';
-        cJSON *next = cJSON_GetObjectItemCaseSensitive(node, part);
-        if (!next) {
-            next = cJSON_CreateObject();
-            if (!next || !cJSON_AddItemToObject(node, part, next)) {
-                cJSON_Delete(next);
-                cJSON_Delete(value);
-                return poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
-            }
-        }
-        if (!cJSON_IsObject(next)) {
-            cJSON_Delete(value);
-            return poet_error_set(POET_ERR_USAGE, "--set %s: '%s' is not an object", item, part);
-        }
-        node = next;
-        part = dot + 1;
-    }
-    cJSON_bool placed = cJSON_GetObjectItemCaseSensitive(node, part)
-                            ? cJSON_ReplaceItemInObjectCaseSensitive(node, part, value)
-                            : cJSON_AddItemToObject(node, part, value);
-    if (!placed) {
-        cJSON_Delete(value);
-        return poet_error_set(POET_ERR_NOMEM, "out of memory applying --set");
-    }
-    return POET_OK;
-}
-
-/* A message about a key that a --set item gave says so: "<file>: <key>: ... (from --set ITEM)".
- * The last item for that key is the one that counts. */
-static void name_override(poet_status st, const char *path, int n, const char *const *overrides) {
-    char message[1024], prefix[KEY_PATH_MAX + 8];
-    snprintf(message, sizeof message, "%s", poet_error_message());
-    size_t skip = strlen(path) + 2; /* "<file>: " */
-    if (strncmp(message, path, strlen(path)) != 0 || strlen(message) < skip)
-        return;
-    for (int i = n - 1; i >= 0; i--) {
-        const char *eq = strchr(overrides[i], '=');
-        if (!eq || (size_t)(eq - overrides[i]) >= KEY_PATH_MAX)
-            continue;
-        snprintf(prefix, sizeof prefix, "%.*s:", (int)(eq - overrides[i]), overrides[i]);
-        if (strncmp(message + skip, prefix, strlen(prefix)) == 0) {
-            poet_error_clear();
-            poet_error_set(st, "%s (from --set %s)", message, overrides[i]);
-            return;
-        }
-    }
-}
-
-poet_status poet_config_load_overrides(const char *path, int n, const char *const *overrides,
-                                       poet_config *cfg) {
-    poet_status st = POET_OK;
-    char *text = NULL;
-    cJSON *root = NULL;
-    poet_config_defaults(cfg);
-    snprintf(cfg->source, POET_PATH_MAX, "%s", path);
-    POET_TRY(read_config_text(path, &text));
-    /* The file is checked whole before any override touches it, so --set never hides an error in
-     * the file (trailing text, a second object). */
-    POET_TRY(parse_json(path, text, &root));
-    if (!cJSON_IsObject(root))
-        POET_TRY(parse_root(path, root, cfg)); /* names what the top level should be */
-    for (int i = 0; i < n; i++)
-        POET_TRY(apply_override(root, overrides[i]));
-    st = parse_root(path, root, cfg);
-    if (st != POET_OK)
-        name_override(st, path, n, overrides);
-fail:
-    cJSON_Delete(root);
-    free(text);
-    return st;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Output. Every add goes through these so one allocation failure anywhere is noticed at the end.
- * ------------------------------------------------------------------------------------------- */
-
-typedef struct {
-    int failed;
-} builder;
-
-static cJSON *attach(builder *b, cJSON *parent, const char *key, cJSON *item) {
-    if (!item || !parent) {
-        b->failed = 1;
-        cJSON_Delete(item);
-        return NULL;
-    }
-    if (key ? !cJSON_AddItemToObject(parent, key, item) : !cJSON_AddItemToArray(parent, item)) {
-        b->failed = 1;
-        cJSON_Delete(item);
-        return NULL;
-    }
-    return item;
-}
-
-/* Integers are written as raw digits: exact up to 2^63 whatever cJSON's number formatting does. */
-static void put_int(builder *b, cJSON *parent, const char *key, long long value) {
-    char digits[32];
-    snprintf(digits, sizeof digits, "%lld", value);
-    attach(b, parent, key, cJSON_CreateRaw(digits));
-}
-
-/* cJSON prints doubles with up to 17 significant digits, enough to read back the same double. */
-static void put_number(builder *b, cJSON *parent, const char *key, double value) {
-    attach(b, parent, key, cJSON_CreateNumber(value));
-}
-
-static void put_string(builder *b, cJSON *parent, const char *key, const char *value) {
-    attach(b, parent, key, cJSON_CreateString(value));
-}
-
-static void put_bool(builder *b, cJSON *parent, const char *key, int value) {
-    attach(b, parent, key, cJSON_CreateBool(value));
-}
-
-static cJSON *arch_json(builder *b, const poet_arch *arch, int classes) {
-    poet_arch reference;
-    poet_config_reference_arch(&reference, classes);
-    if (strcmp(arch->name, "reference") == 0 && poet_arch_equal(arch, &reference))
-        return cJSON_CreateString("reference");
-    poet_arch *builtin = malloc(sizeof *builtin);
-    int named = builtin && poet_arch_builtin(arch->name, classes, builtin) &&
-                poet_arch_equal(arch, builtin);
-    free(builtin);
-    if (named)
-        return cJSON_CreateString(arch->name);
-    cJSON *layers = cJSON_CreateArray();
-    for (int i = 0; layers && i < arch->n_layers; i++) {
-        const poet_layer_spec *s = &arch->layers[i];
-        cJSON *layer = attach(b, layers, NULL, cJSON_CreateObject());
-        put_string(b, layer, "type", LAYER_NAMES[s->kind]);
-        switch (s->kind) {
-        case POET_LAYER_CONV:
-            put_int(b, layer, "out_channels", s->out);
-            put_int(b, layer, "kernel", s->kernel);
-            put_int(b, layer, "stride", s->stride);
-            put_int(b, layer, "padding", s->padding);
-            break;
-        case POET_LAYER_AVG_POOL:
-        case POET_LAYER_MAX_POOL:
-            if (s->global) {
-                put_bool(b, layer, "global", 1);
-                break;
-            }
-            put_int(b, layer, "kernel", s->kernel);
-            put_int(b, layer, "stride", s->stride > 0 ? s->stride : s->kernel);
-            put_int(b, layer, "padding", s->padding);
-            break;
-        case POET_LAYER_LINEAR: put_int(b, layer, "out_features", s->out); break;
-        case POET_LAYER_RELU:
-        case POET_LAYER_ADD:
-        case POET_LAYER_BATCHNORM: break;
-        }
-        if (s->id[0])
-            put_string(b, layer, "id", s->id);
-        if (s->kind == POET_LAYER_ADD) {
-            cJSON *inputs = attach(b, layer, "inputs", cJSON_CreateArray());
-            for (int k = 0; inputs && k < s->n_inputs; k++)
-                attach(b, inputs, NULL, cJSON_CreateString(arch->layers[s->inputs[k]].id));
-        } else if (s->n_inputs > 0) {
-            put_string(b, layer, "input", arch->layers[s->inputs[0]].id);
-        }
-    }
-    return layers;
-}
-
-/* Members as an integer plus one architecture, or as groups: maximal runs of one architecture. */
-static void put_members(builder *b, cJSON *model, const poet_config *cfg) {
-    if (cfg->n_archs <= 1) {
-        put_int(b, model, "members", cfg->members);
-        attach(b, model, "architecture", arch_json(b, &cfg->archs[0], cfg->classes));
-        return;
-    }
-    cJSON *groups = attach(b, model, "members", cJSON_CreateArray());
-    for (int j = 0; groups && j < cfg->members;) {
-        int a = cfg->member_arch[j], count = 0;
-        while (j + count < cfg->members && cfg->member_arch[j + count] == a)
-            count++;
-        cJSON *group = attach(b, groups, NULL, cJSON_CreateObject());
-        put_int(b, group, "count", count);
-        attach(b, group, "architecture", arch_json(b, &cfg->archs[a], cfg->classes));
-        j += count;
-    }
-}
-
-char *poet_config_to_json(const poet_config *cfg) {
-    builder b = {0};
-    char *text = NULL, *copy = NULL;
-    cJSON *root = cJSON_CreateObject();
-    if (!root)
-        b.failed = 1;
-
-    cJSON *data = attach(&b, root, "data", cJSON_CreateObject());
-    put_string(&b, data, "train_images", cfg->train_images);
-    put_string(&b, data, "train_labels", cfg->train_labels);
-    put_string(&b, data, "test_images", cfg->test_images);
-    put_string(&b, data, "test_labels", cfg->test_labels);
-    /* "auto" until resolved, then the values themselves: a checkpoint stores what its run used. */
-    if (cfg->mean_auto == 1)
-        put_string(&b, data, "mean", "auto");
-    else if (cfg->mean_count)
-        attach(&b, data, "mean", cJSON_CreateDoubleArray(cfg->channel_mean, cfg->mean_count));
-    else
-        put_number(&b, data, "mean", cfg->mean);
-    if (cfg->std_auto == 1)
-        put_string(&b, data, "std", "auto");
-    else if (cfg->std_count)
-        attach(&b, data, "std", cJSON_CreateDoubleArray(cfg->channel_std, cfg->std_count));
-    else
-        put_number(&b, data, "std", cfg->std);
-    put_bool(&b, data, "shuffle", cfg->shuffle);
-    put_int(&b, data, "classes", cfg->classes);
-    put_string(&b, data, "format", DATA_FORMATS[cfg->format]);
-    put_string(&b, data, "cifar_labels", CIFAR_LABELS[cfg->cifar_labels]);
-    put_string(&b, data, "layout", LAYOUTS[cfg->layout]);
-    put_string(&b, data, "images_dataset", cfg->images_dataset);
-    put_string(&b, data, "labels_dataset", cfg->labels_dataset);
-    put_int(&b, data, "prefetch", cfg->prefetch);
-    put_number(&b, data, "validation", cfg->validation);
-    put_bool(&b, data, "in_memory", cfg->in_memory);
-    cJSON *augment = attach(&b, data, "augment", cJSON_CreateObject());
-    put_int(&b, augment, "crop_padding", cfg->augment_crop_padding);
-    put_bool(&b, augment, "flip", cfg->augment_flip);
-
-    cJSON *model = attach(&b, root, "model", cJSON_CreateObject());
-    put_members(&b, model, cfg);
-    if (cfg->placement_explicit) {
-        cJSON *ranks = attach(&b, model, "placement", cJSON_CreateArray());
-        for (int j = 0; j < cfg->members; j++)
-            put_int(&b, ranks, NULL, cfg->member_rank[j]);
-    } else {
-        put_string(&b, model, "placement", "block");
-    }
-    put_bool(&b, model, "fused", cfg->fused);
-    put_string(&b, model, "convolution", CONVOLUTION_NAMES[cfg->convolution]);
-
-    cJSON *t = attach(&b, root, "training", cJSON_CreateObject());
-    put_int(&b, t, "batch_size", cfg->batch_size);
-    put_int(&b, t, "epochs", cfg->epochs);
-    put_int(&b, t, "iterations", cfg->iterations);
-    put_number(&b, t, "lr", cfg->lr);
-    put_number(&b, t, "momentum", cfg->momentum);
-    put_number(&b, t, "weight_decay", cfg->weight_decay);
-    put_bool(&b, t, "nesterov", cfg->nesterov);
-    put_bool(&b, t, "decay_bn_bias", cfg->decay_bn_bias);
-    put_string(&b, t, "schedule", SCHEDULE_NAMES[cfg->schedule]);
-    put_int(&b, t, "step_size", cfg->step_size);
-    put_number(&b, t, "gamma", cfg->gamma);
-    put_number(&b, t, "min_lr", cfg->min_lr);
-    put_int(&b, t, "seed", (long long)cfg->seed);
-    put_int(&b, t, "threads", cfg->threads);
-    put_int(&b, t, "log_every", cfg->log_every);
-    put_int(&b, t, "eval_every", cfg->eval_every);
-    put_string(&b, t, "objective", OBJECTIVE_NAMES[cfg->objective]);
-    if (cfg->objective == POET_OBJECTIVE_BLEND)
-        put_number(&b, t, "beta", cfg->beta);
-    put_number(&b, t, "member_dropout", cfg->member_dropout);
-    put_string(&b, t, "deadline", cfg->deadline);
-
-    cJSON *d = attach(&b, root, "distributed", cJSON_CreateObject());
-    put_string(&b, d, "tree", poet_tree_kind_name(cfg->tree));
-    put_int(&b, d, "arity", cfg->arity);
-    put_string(&b, d, "overlap", poet_overlap_mode_name(cfg->overlap));
-    put_int(&b, d, "chunks", cfg->chunks);
-    put_number(&b, d, "memory_limit_gib", cfg->memory_limit_gib);
-    put_number(&b, d, "timeout", cfg->timeout);
-
-    cJSON *o = attach(&b, root, "output", cJSON_CreateObject());
-    put_string(&b, o, "run_name", cfg->run_name);
-    put_string(&b, o, "checkpoint_dir", cfg->checkpoint_dir);
-    put_int(&b, o, "checkpoint_every", cfg->checkpoint_every);
-    put_int(&b, o, "checkpoint_keep", cfg->checkpoint_keep);
-    put_string(&b, o, "log_file", cfg->log_file);
-    put_int(&b, o, "log_flush_every", cfg->log_flush_every);
-    put_number(&b, o, "checkpoint_every_seconds", cfg->checkpoint_every_seconds);
-
-    if (!b.failed)
-        text = cJSON_Print(root);
-    if (text) /* hand back plain malloc memory whatever allocator hooks cJSON was given */
-        copy = malloc(strlen(text) + 1);
-    if (copy)
-        memcpy(copy, text, strlen(text) + 1);
-    else
-        poet_error_set(POET_ERR_NOMEM, "out of memory writing the config as JSON");
-    cJSON_free(text);
-    cJSON_Delete(root);
-    return copy;
-}
