@@ -8,8 +8,8 @@
  * A multiply-add counts 2 flops, so one product is 2·N³ flops.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
-#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -31,8 +31,7 @@ static void fill(float *x, size_t count, unsigned seed) {
 }
 
 /* Best seconds of `repeats` timed products on `threads` threads; negative when oneDNN fails. */
-static double best_time(int n, int repeats, int threads, const float *a, const float *b,
-                        float *c) {
+static double best_time(int n, int repeats, int threads, const float *a, const float *b, float *c) {
     omp_set_num_threads(threads);
     double best = -1;
     for (int r = 0; r <= repeats; r++) { /* r = 0 is the warm-up (page faults, JIT, caches) */

@@ -38,8 +38,8 @@ typedef struct {
 } variant;
 
 /* One round: `iterations` timed steps after 3 untimed ones; keeps the best per-step times. */
-static poet_status time_round(variant *v, const float *images, float *logits,
-                              const float *dlogits, int iterations) {
+static poet_status time_round(variant *v, const float *images, float *logits, const float *dlogits,
+                              int iterations) {
     poet_status st = POET_OK;
     double fwd = 0, bwd = 0;
     for (int i = -3; i < iterations && st == POET_OK; i++) {
@@ -133,8 +133,8 @@ int main(int argc, char **argv) {
     if (st != POET_OK) {
         fprintf(stderr, "stack_time: %s\n", poet_error_message());
     } else {
-        printf("stack of %d members, batch %d, %d thread(s), best of %d rounds of %d steps\n", G,
-               B, threads, rounds, iterations);
+        printf("stack of %d members, batch %d, %d thread(s), best of %d rounds of %d steps\n", G, B,
+               threads, rounds, iterations);
         for (int a = 0; a < 2; a++) {
             double rate = (double)G * B / (v[a].forward + v[a].backward);
             printf("  %-7s forward %7.2f ms  backward %7.2f ms  %9.0f member-images/s\n", v[a].name,

@@ -4,8 +4,8 @@
  *
  * usage: train_flops CONFIG [C H W]     input shape defaults to 1 28 28 (Fashion-MNIST)
  *
- * Counted: multiply-adds of the weight layers, 2 flops each (the work a GEMM peak is comparable to).
- * For a weight layer with m multiply-adds per image (conv: out_c·out_h·out_w·in_c·k_h·k_w;
+ * Counted: multiply-adds of the weight layers, 2 flops each (the work a GEMM peak is comparable
+ * to). For a weight layer with m multiply-adds per image (conv: out_c·out_h·out_w·in_c·k_h·k_w;
  * linear: out·in) one training step does
  *   forward        2m  (y = W x)
  *   weight grad    2m  (dW = dy xᵀ)

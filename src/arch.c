@@ -99,8 +99,10 @@ static poet_status check_spec(const char *where, int index, const poet_layer_spe
             POET_FAIL(POET_ERR_CONFIG, "%s[%d]: %s padding %d must be at most half the kernel %d",
                       where, index, poet_layer_kind_name(s->kind), s->padding, s->kernel);
         break;
-    case POET_LAYER_RELU: break;
-    case POET_LAYER_BATCHNORM: break;
+    case POET_LAYER_RELU:
+        break;
+    case POET_LAYER_BATCHNORM:
+        break;
     case POET_LAYER_ADD:
         if (s->n_inputs < 2 || s->n_inputs > POET_MAX_INPUTS)
             POET_FAIL(POET_ERR_CONFIG, "%s[%d].inputs: add expects 2 to %d inputs, got %d", where,
@@ -114,9 +116,8 @@ fail:
 }
 
 /* Resolves one layer: kernel, stride, padding, output shape and its parameter tensors. */
-static poet_status plan_layer(const char *where, int index, const poet_layer_spec *s,
-                              poet_shape in, int *n_conv, int *n_fc, int *n_bn,
-                              poet_arch_plan *plan) {
+static poet_status plan_layer(const char *where, int index, const poet_layer_spec *s, poet_shape in,
+                              int *n_conv, int *n_fc, int *n_bn, poet_arch_plan *plan) {
     poet_status st = POET_OK;
     poet_layer_plan *lp = &plan->layers[index];
     memset(lp, 0, sizeof *lp);
@@ -154,8 +155,8 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
         /* Flattens C·H·W: recorded as a kernel over the whole input, like a global window. */
         int64_t fan_in = (int64_t)in.c * in.h * in.w;
         if (fan_in > INT_MAX || (int64_t)s->out * fan_in > INT_MAX)
-            POET_FAIL(POET_ERR_CONFIG, "%s[%d]: linear weight %d x %lld is too large", where,
-                      index, s->out, (long long)fan_in);
+            POET_FAIL(POET_ERR_CONFIG, "%s[%d]: linear weight %d x %lld is too large", where, index,
+                      s->out, (long long)fan_in);
         lp->kernel_h = in.h;
         lp->kernel_w = in.w;
         lp->out = (poet_shape){s->out, 1, 1};
@@ -196,12 +197,14 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
         int k = s->id[0] ? -1 : *n_bn;
         lp->weight_tensor = append_tensor(plan, 0, p, k, "weight", 1, dims, 1, POET_INIT_ONES);
         append_tensor(plan, 0, p, k, "bias", 1, dims, 1, POET_INIT_ZEROS);
-        lp->state_tensor = append_tensor(plan, 1, p, k, "running_mean", 1, dims, 1, POET_INIT_ZEROS);
+        lp->state_tensor =
+            append_tensor(plan, 1, p, k, "running_mean", 1, dims, 1, POET_INIT_ZEROS);
         append_tensor(plan, 1, p, k, "running_var", 1, dims, 1, POET_INIT_ONES);
         break;
     }
     case POET_LAYER_RELU:
-    case POET_LAYER_ADD: break;
+    case POET_LAYER_ADD:
+        break;
     }
 fail:
     return st;
@@ -251,10 +254,14 @@ static double layer_flops(const poet_layer_plan *lp) {
     case POET_LAYER_LINEAR:
         return 2.0 * out_elems * lp->in.c * lp->in.h * lp->in.w + out_elems;
     case POET_LAYER_AVG_POOL:
-    case POET_LAYER_MAX_POOL: return out_elems * lp->kernel_h * lp->kernel_w;
-    case POET_LAYER_RELU: return out_elems;
-    case POET_LAYER_ADD: return out_elems * (lp->n_inputs - 1);
-    case POET_LAYER_BATCHNORM: return 4 * out_elems; /* statistics, then a multiply-add */
+    case POET_LAYER_MAX_POOL:
+        return out_elems * lp->kernel_h * lp->kernel_w;
+    case POET_LAYER_RELU:
+        return out_elems;
+    case POET_LAYER_ADD:
+        return out_elems * (lp->n_inputs - 1);
+    case POET_LAYER_BATCHNORM:
+        return 4 * out_elems; /* statistics, then a multiply-add */
     }
     return 0;
 }
@@ -390,7 +397,8 @@ static int spec_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
     case POET_LAYER_CONV:
         return a->out == b->out && a->kernel == b->kernel && a->stride == b->stride &&
                a->padding == b->padding;
-    case POET_LAYER_LINEAR: return a->out == b->out;
+    case POET_LAYER_LINEAR:
+        return a->out == b->out;
     case POET_LAYER_AVG_POOL:
     case POET_LAYER_MAX_POOL:
         if (a->global || b->global)
@@ -399,7 +407,8 @@ static int spec_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
                a->padding == b->padding;
     case POET_LAYER_RELU:
     case POET_LAYER_ADD:
-    case POET_LAYER_BATCHNORM: return 1;
+    case POET_LAYER_BATCHNORM:
+        return 1;
     }
     return 0;
 }
@@ -423,7 +432,9 @@ static void describe_layer(const poet_layer_spec *s, char *buf, size_t size) {
         else
             snprintf(buf, size, "conv(%d,k%d,s%d)", s->out, s->kernel, s->stride);
         break;
-    case POET_LAYER_LINEAR: snprintf(buf, size, "linear(%d)", s->out); break;
+    case POET_LAYER_LINEAR:
+        snprintf(buf, size, "linear(%d)", s->out);
+        break;
     case POET_LAYER_AVG_POOL:
     case POET_LAYER_MAX_POOL:
         if (s->global)
@@ -435,8 +446,12 @@ static void describe_layer(const poet_layer_spec *s, char *buf, size_t size) {
             snprintf(buf, size, "%s(k%d,s%d)", poet_layer_kind_name(s->kind), s->kernel,
                      pool_stride(s));
         break;
-    case POET_LAYER_RELU: snprintf(buf, size, "relu"); break;
-    case POET_LAYER_BATCHNORM: snprintf(buf, size, "batchnorm"); break;
+    case POET_LAYER_RELU:
+        snprintf(buf, size, "relu");
+        break;
+    case POET_LAYER_BATCHNORM:
+        snprintf(buf, size, "batchnorm");
+        break;
     case POET_LAYER_ADD: {
         int n = snprintf(buf, size, "add(");
         for (int k = 0; k < s->n_inputs && n > 0 && (size_t)n < size; k++)
@@ -445,7 +460,9 @@ static void describe_layer(const poet_layer_spec *s, char *buf, size_t size) {
             snprintf(buf + n, size - (size_t)n, ")");
         break;
     }
-    default: snprintf(buf, size, "unknown(%d)", (int)s->kind); break;
+    default:
+        snprintf(buf, size, "unknown(%d)", (int)s->kind);
+        break;
     }
 }
 

@@ -1,5 +1,6 @@
 /* checkpoint.c — whole-ensemble checkpoints: one HDF5 file written collectively through MPI-IO,
- * published atomically, verified by a CRC32 per member when read. Layout: docs/checkpoint-format.md.
+ * published atomically, verified by a CRC32 per member when read. Layout:
+ * docs/checkpoint-format.md.
  *
  * Legend: M = members, P = ranks, n = members this rank owns, N = one member's parameter count.
  *
@@ -9,14 +10,15 @@
  * transfers its tensors, the others take part in the collective transfer with an empty selection.
  * Because the metadata steps are the same everywhere, a bad file (missing dataset, wrong shape,
  * another ensemble) fails on every rank at the same step. What only one rank can see (a checksum
- * of its own members, a failed allocation) is settled by poet_error_agree() before any collective decision.
+ * of its own members, a failed allocation) is settled by poet_error_agree() before any collective
+ * decision.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include "poet/checkpoint.h"
 #include "poet/fsutil.h"
-#include "poet/mpierror.h"
 #include "poet/h5util.h"
+#include "poet/mpierror.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -165,8 +167,8 @@ static poet_status join_path(char *out, size_t size, const char *dir, const char
 static poet_status sync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0 || fsync(fd) != 0) {
-        poet_status st = poet_error_set(POET_ERR_IO, "cannot sync directory %s: %s", dir,
-                                        strerror(errno));
+        poet_status st =
+            poet_error_set(POET_ERR_IO, "cannot sync directory %s: %s", dir, strerror(errno));
         if (fd >= 0)
             close(fd);
         return st;
@@ -256,13 +258,13 @@ static poet_status write_root_attributes(hid_t file, const char *path, const poe
     POET_TRY(poet_h5_attr_write_int(file, "position", H5T_STD_I64LE, pos->position, path));
     POET_TRY(poet_h5_attr_write_int(file, "total_iterations", H5T_STD_I64LE, pos->total_iterations,
                                     path));
-    POET_TRY(poet_h5_attr_write(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &cfg->seed,
-                                path));
+    POET_TRY(
+        poet_h5_attr_write(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &cfg->seed, path));
     POET_TRY(poet_h5_attr_write_string(file, "rng", RNG_DESCRIPTION, path));
     POET_TRY(poet_h5_attr_write_int(file, "members", H5T_STD_I32LE, cfg->members, path));
     POET_TRY(poet_h5_attr_write_int(file, "ranks_written", H5T_STD_I32LE, e->ranks, path));
-    POET_TRY(poet_h5_attr_write(file, "input_shape", H5T_STD_I32LE, H5T_NATIVE_INT, 3, input,
-                                path));
+    POET_TRY(
+        poet_h5_attr_write(file, "input_shape", H5T_STD_I32LE, H5T_NATIVE_INT, 3, input, path));
     POET_TRY(poet_h5_attr_write_string(file, "config", config_json, path));
 fail:
     return st;
@@ -363,22 +365,22 @@ fail:
 }
 
 /* Collective: /checksums [M] uint32, each rank writing its members' entries. */
-static poet_status write_checksums(const writer *w, hid_t file, const poet_ensemble *e,
-                                   int members, const member_copies *mc) {
+static poet_status write_checksums(const writer *w, hid_t file, const poet_ensemble *e, int members,
+                                   const member_copies *mc) {
     poet_status st = POET_OK;
     hid_t file_space = H5I_INVALID_HID, mem_space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t m = (hsize_t)members, n = (hsize_t)(mc->n ? mc->n : 1);
     uint32_t none = 0;
     POET_H5(file_space = H5Screate_simple(1, &m, NULL));
-    POET_H5(dset = H5Dcreate2(file, "checksums", H5T_STD_U32LE, file_space, H5P_DEFAULT, H5P_DEFAULT,
-                              H5P_DEFAULT));
+    POET_H5(dset = H5Dcreate2(file, "checksums", H5T_STD_U32LE, file_space, H5P_DEFAULT,
+                              H5P_DEFAULT, H5P_DEFAULT));
     POET_TRY(select_local(file_space, e));
     POET_H5(mem_space = H5Screate_simple(1, &n, NULL));
     if (!mc->n)
         POET_H5(H5Sselect_none(mem_space));
     errno = 0;
-    herr_t written = H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, w->dxpl,
-                              mc->n ? mc->crc : &none);
+    herr_t written =
+        H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, w->dxpl, mc->n ? mc->crc : &none);
     POET_TRY(agree_write(w, written, errno, "/checksums"));
 fail:
     poet_h5_close(&dset);
@@ -425,8 +427,8 @@ static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config 
                               (long long)e->batches_tracked));
     }
     POET_TRY(write_checksums(&w, file, e, cfg->members, mc));
-    POET_TRY(poet_error_agree(comm, rank == 0 ? poet_fs_check_room(tmp, "the checkpoint")
-                                              : POET_OK));
+    POET_TRY(
+        poet_error_agree(comm, rank == 0 ? poet_fs_check_room(tmp, "the checkpoint") : POET_OK));
     errno = 0;
     herr_t flushed = H5Fflush(file, H5F_SCOPE_GLOBAL);
     POET_TRY(agree_write(&w, flushed, errno, "the file's metadata"));
@@ -554,7 +556,8 @@ static poet_status check_space(const poet_config *cfg, const poet_ensemble *e, c
 }
 
 poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const poet_ensemble *e,
-                                  const poet_train_position *pos, char *path_out, size_t path_size) {
+                                  const poet_train_position *pos, char *path_out,
+                                  size_t path_size) {
     poet_status st = POET_OK;
     member_copies mc = {0};
     char *config_json = NULL;
@@ -573,7 +576,8 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
     if (st == POET_OK)
         st = gather_local(cfg, e, final, &mc);
     if (st == POET_OK && !(config_json = poet_config_to_json(cfg)))
-        st = poet_error_set(POET_ERR_NOMEM, "out of memory writing the config of checkpoint %s", name);
+        st = poet_error_set(POET_ERR_NOMEM, "out of memory writing the config of checkpoint %s",
+                            name);
     if (st == POET_OK && rank == 0)
         st = check_space(cfg, e, final, config_json);
     POET_TRY(poet_error_agree(comm, st));
@@ -588,7 +592,8 @@ poet_status poet_checkpoint_write(MPI_Comm comm, const poet_config *cfg, const p
         snprintf(path_out, path_size, "%s", final);
 fail:
     /* On failure no good checkpoint is replaced: the temporary goes, `latest` is untouched. Every
-     * rank got here through the same poet_error_agree(), so the barrier lets none return before it is gone. */
+     * rank got here through the same poet_error_agree(), so the barrier lets none return before it
+     * is gone. */
     if (st != POET_OK && written) {
         if (rank == 0)
             unlink(tmp);
@@ -675,7 +680,8 @@ static poet_status read_header(hid_t file, const char *path, header *h) {
     htri_t has_version = H5Aexists(file, "format_version");
     POET_H5(has_version);
     if (!has_version)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: not a poet checkpoint (no format_version attribute)", path);
+        POET_FAIL(POET_ERR_CHECKPOINT, "%s: not a poet checkpoint (no format_version attribute)",
+                  path);
     POET_TRY(root_attr(file, path, "format_version", H5T_NATIVE_INT, 0, &h->format_version));
     if (h->format_version != POET_CHECKPOINT_FORMAT_VERSION)
         POET_FAIL(POET_ERR_CHECKPOINT, "%s: format_version is %d, this poet reads version %d", path,
@@ -685,8 +691,8 @@ static poet_status read_header(hid_t file, const char *path, header *h) {
     POET_TRY(root_attr(file, path, "iteration", H5T_NATIVE_LONG, 0, &h->pos.iteration));
     POET_TRY(root_attr(file, path, "epoch", H5T_NATIVE_LONG, 0, &h->pos.epoch));
     POET_TRY(root_attr(file, path, "position", H5T_NATIVE_LONG, 0, &h->pos.position));
-    POET_TRY(root_attr(file, path, "total_iterations", H5T_NATIVE_LONG, 0,
-                       &h->pos.total_iterations));
+    POET_TRY(
+        root_attr(file, path, "total_iterations", H5T_NATIVE_LONG, 0, &h->pos.total_iterations));
     POET_TRY(root_attr(file, path, "seed", H5T_NATIVE_UINT64, 0, &h->seed));
     POET_TRY(root_attr(file, path, "members", H5T_NATIVE_INT, 0, &h->members));
     POET_TRY(root_attr(file, path, "ranks_written", H5T_NATIVE_INT, 0, &h->ranks_written));
@@ -721,19 +727,21 @@ static poet_status check_ensemble(const char *path, const header *h, const poet_
         return poet_error_set(POET_ERR_CHECKPOINT, "%s: checkpoint has %d classes, config has %d",
                               path, old->classes, cfg->classes);
     if (h->input[0] != input.c || h->input[1] != input.h || h->input[2] != input.w)
-        return poet_error_set(POET_ERR_CHECKPOINT,
-                              "%s: checkpoint input shape is %dx%dx%d, this run's is %dx%dx%d", path,
-                              h->input[0], h->input[1], h->input[2], input.c, input.h, input.w);
+        return poet_error_set(
+            POET_ERR_CHECKPOINT, "%s: checkpoint input shape is %dx%dx%d, this run's is %dx%dx%d",
+            path, h->input[0], h->input[1], h->input[2], input.c, input.h, input.w);
     for (int j = 0; j < cfg->members; j++) {
-        const poet_arch *a = &old->archs[old->member_arch[j]], *b = &cfg->archs[cfg->member_arch[j]];
+        const poet_arch *a = &old->archs[old->member_arch[j]],
+                        *b = &cfg->archs[cfg->member_arch[j]];
         if (poet_arch_equal(a, b))
             continue;
         char was[DESCRIBE_MAX], now[DESCRIBE_MAX];
         poet_arch_describe(a, was, sizeof was);
         poet_arch_describe(b, now, sizeof now);
-        return poet_error_set(POET_ERR_CHECKPOINT,
-                              "%s: member %d architecture differs: checkpoint has %s, config has %s",
-                              path, j, was, now);
+        return poet_error_set(
+            POET_ERR_CHECKPOINT,
+            "%s: member %d architecture differs: checkpoint has %s, config has %s", path, j, was,
+            now);
     }
     return POET_OK;
 }
@@ -753,8 +761,9 @@ static poet_status check_member(hid_t file, const char *path, const header *h, i
     POET_TRY(poet_h5_attr_read(group, "arch_index", H5T_NATIVE_INT, 0, &arch, POET_ERR_CHECKPOINT,
                                path, where));
     if (arch != h->config->member_arch[j])
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: attribute arch_index of %s is %d, expected %d (the "
-                                       "stored config's)",
+        POET_FAIL(POET_ERR_CHECKPOINT,
+                  "%s: attribute arch_index of %s is %d, expected %d (the "
+                  "stored config's)",
                   path, where, arch, h->config->member_arch[j]);
     POET_TRY(poet_h5_attr_read_string(group, "architecture", &describe, POET_ERR_CHECKPOINT, path,
                                       where));
@@ -895,8 +904,9 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
         struct stat sb;
         if (stat(path, &sb) != 0)
             POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open checkpoint: %s", path, strerror(errno));
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open as HDF5 (truncated or not a checkpoint): %s",
-                  path, poet_hdf5_error_string());
+        POET_FAIL(POET_ERR_CHECKPOINT,
+                  "%s: cannot open as HDF5 (truncated or not a checkpoint): %s", path,
+                  poet_hdf5_error_string());
     }
     POET_H5(dxpl = H5Pcreate(H5P_DATASET_XFER));
     POET_H5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE));
@@ -1016,8 +1026,9 @@ static poet_status list_candidates(const char *dir, char (**out)[POET_PATH_MAX],
     POET_TRY(list_checkpoints(dir, &files, &n));
     POET_ALLOC(cand, n + 1);
     if (latest[0] && !plain_name(latest)) {
-        fprintf(stderr, "poet: warning: %s names '%s', not a file name inside the checkpoint "
-                        "directory; ignored\n",
+        fprintf(stderr,
+                "poet: warning: %s names '%s', not a file name inside the checkpoint "
+                "directory; ignored\n",
                 latest_path, latest);
         latest[0] = '\0';
     }
@@ -1150,8 +1161,10 @@ poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
     poet_h5_quiet();
     file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); /* serial: the default (sec2) driver */
     if (file < 0)
-        POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open as HDF5 (missing, truncated or not a "
-                  "checkpoint): %s", path, poet_hdf5_error_string());
+        POET_FAIL(POET_ERR_CHECKPOINT,
+                  "%s: cannot open as HDF5 (missing, truncated or not a "
+                  "checkpoint): %s",
+                  path, poet_hdf5_error_string());
     POET_TRY(read_header(file, path, &h));
     const poet_config *c = h.config;
     fprintf(out, "checkpoint %s\n", path);
@@ -1165,14 +1178,16 @@ poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
     size_t largest = 0;
     poet_shape input = {h.input[0], h.input[1], h.input[2]};
     for (int a = 0; a < c->n_archs; a++) {
-        if (poet_arch_plan_build(&c->archs[a], input, c->classes, "stored config", &plans[a]) != POET_OK)
+        if (poet_arch_plan_build(&c->archs[a], input, c->classes, "stored config", &plans[a]) !=
+            POET_OK)
             POET_TRY(recast(path, "stored architecture does not fit its input shape"));
         if (block_count(&plans[a]) > largest)
             largest = block_count(&plans[a]);
     }
     POET_ALLOC(block, largest);
     POET_ALLOC(stored, c->members);
-    POET_TRY(as_checkpoint_error(read_checksums(file, path, H5P_DEFAULT, c->members, stored), path));
+    POET_TRY(
+        as_checkpoint_error(read_checksums(file, path, H5P_DEFAULT, c->members, stored), path));
 
     fprintf(out, "%-6s %-10s %-10s %-10s %-6s %s\n", "member", "params", "stored", "computed",
             "status", "architecture");
@@ -1191,8 +1206,8 @@ poet_status poet_checkpoint_inspect(const char *path, FILE *out) {
         char computed[16] = "-";
         if (crc || got == POET_OK)
             snprintf(computed, sizeof computed, "0x%08x", (unsigned)crc);
-        fprintf(out, "%04d   %-10zu 0x%08x %-10s %-6s %s", j, plan->param_count, (unsigned)stored[j],
-                computed, ok ? "OK" : "BAD", describe);
+        fprintf(out, "%04d   %-10zu 0x%08x %-10s %-6s %s", j, plan->param_count,
+                (unsigned)stored[j], computed, ok ? "OK" : "BAD", describe);
         if (got != POET_OK)
             fprintf(out, " (%s)", reason_without_path(poet_error_message(), path));
         fprintf(out, "\n");

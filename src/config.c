@@ -30,8 +30,8 @@
 
 #define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist/"
 #define SHOWN_VALUE_MAX 60 /* longest value quoted in a message before it is cut with "..." */
-#define EXACT_INT_MAX 9007199254740992LL /* 2^53: the largest integer a JSON number holds exactly  \
-                                          */
+/* 2^53: the largest integer a JSON number holds exactly */
+#define EXACT_INT_MAX 9007199254740992LL
 
 /* ---------------------------------------------------------------------------------------------
  * Defaults and small public helpers
@@ -119,7 +119,7 @@ const char *const SCHEDULE_NAMES[] = {"constant", "step", "cosine", NULL};
 const char *const OBJECTIVE_NAMES[] = {"joint", "independent", "blend", NULL};
 const char *const CONVOLUTION_NAMES[] = {"gemm", "onednn", NULL};
 const char *const LAYER_NAMES[] = {"conv",   "relu", "avg_pool",  "max_pool",
-                                          "linear", "add",  "batchnorm", NULL};
+                                   "linear", "add",  "batchnorm", NULL};
 
 const char *poet_tree_kind_name(poet_tree_kind kind) {
     return (unsigned)kind <= POET_TREE_AUTO ? TREE_NAMES[kind] : "unknown";
@@ -139,32 +139,27 @@ const char *poet_layer_kind_name(poet_layer_kind kind) {
 
 static const char *const TOP_KEYS[] = {"data", "model", "training", "distributed", "output", NULL};
 static const char *const DATA_KEYS[] = {
-    "train_images", "train_labels", "test_images",    "test_labels",    "mean",   "std",
-    "shuffle",      "classes",      "format",         "cifar_labels",   "layout", "images_dataset",
-    "labels_dataset", "prefetch", "augment", "validation", "in_memory", NULL};
+    "train_images",   "train_labels", "test_images", "test_labels",  "mean",      "std",
+    "shuffle",        "classes",      "format",      "cifar_labels", "layout",    "images_dataset",
+    "labels_dataset", "prefetch",     "augment",     "validation",   "in_memory", NULL};
 static const char *const AUGMENT_KEYS[] = {"crop_padding", "flip", NULL};
 const char *const DATA_FORMATS[] = {"auto", "idx", "cifar", "hdf5", NULL};
 const char *const CIFAR_LABELS[] = {"cifar10", "fine", "coarse", NULL};
 const char *const LAYOUTS[] = {"auto", "NCHW", "NHWC", NULL};
 static const char *const MODEL_KEYS[] = {"members", "architecture", "placement",
                                          "fused",   "convolution",  NULL};
-static const char *const TRAINING_KEYS[] = {"batch_size", "epochs",       "iterations", "lr",
-                                            "momentum",   "weight_decay", "nesterov",   "schedule",
-                                            "step_size",  "gamma",        "min_lr",     "seed",
-                                            "threads",    "log_every",    "eval_every",
-                                            "decay_bn_bias", "objective", "beta", "member_dropout",
-                                            "deadline",
-                                            NULL};
+static const char *const TRAINING_KEYS[] = {
+    "batch_size", "epochs",       "iterations",     "lr",
+    "momentum",   "weight_decay", "nesterov",       "schedule",
+    "step_size",  "gamma",        "min_lr",         "seed",
+    "threads",    "log_every",    "eval_every",     "decay_bn_bias",
+    "objective",  "beta",         "member_dropout", "deadline",
+    NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
     "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", NULL};
-static const char *const OUTPUT_KEYS[] = {"run_name",
-                                          "checkpoint_dir",
-                                          "checkpoint_every",
-                                          "checkpoint_keep",
-                                          "log_file",
-                                          "log_flush_every",
-                                          "checkpoint_every_seconds",
-                                          NULL};
+static const char *const OUTPUT_KEYS[] = {
+    "run_name", "checkpoint_dir",  "checkpoint_every",         "checkpoint_keep",
+    "log_file", "log_flush_every", "checkpoint_every_seconds", NULL};
 static const char *const GROUP_KEYS[] = {"count", "architecture", NULL};
 static const char *const CONV_KEYS[] = {"type",    "out_channels", "kernel", "stride",
                                         "padding", "id",           "input",  NULL};
@@ -556,8 +551,8 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
         POET_TRY(opt_norm(src, data, "mean", POET_MEAN_MIN, POET_MEAN_MAX, &cfg->mean,
                           cfg->channel_mean, &cfg->mean_count));
     if (!cfg->std_auto)
-        POET_TRY(opt_norm(src, data, "std", POET_STD_MIN, POET_STD_MAX, &cfg->std,
-                          cfg->channel_std, &cfg->std_count));
+        POET_TRY(opt_norm(src, data, "std", POET_STD_MIN, POET_STD_MAX, &cfg->std, cfg->channel_std,
+                          &cfg->std_count));
     if (cfg->mean_count && cfg->std_count && cfg->mean_count != cfg->std_count)
         POET_FAIL(POET_ERR_CONFIG,
                   "%s: data.std: expected %d values, one per channel as data.mean, got %d", src,
@@ -571,13 +566,12 @@ static poet_status parse_data(const char *src, const cJSON *data, poet_config *c
     cfg->format = (poet_data_format)format;
     cfg->cifar_labels = (poet_cifar_labels)cifar;
     cfg->layout = (poet_data_layout)layout;
-    POET_TRY(opt_string(src, "data", data, "images_dataset", 0, cfg->images_dataset,
-                        POET_NAME_MAX));
-    POET_TRY(opt_string(src, "data", data, "labels_dataset", 0, cfg->labels_dataset,
-                        POET_NAME_MAX));
+    POET_TRY(
+        opt_string(src, "data", data, "images_dataset", 0, cfg->images_dataset, POET_NAME_MAX));
+    POET_TRY(
+        opt_string(src, "data", data, "labels_dataset", 0, cfg->labels_dataset, POET_NAME_MAX));
     POET_TRY(opt_int(src, "data", data, "prefetch", 0, 16, &cfg->prefetch));
-    POET_TRY(opt_number(src, "data", data, "validation", 0, 0, 2147483647.0, 0,
-                        &cfg->validation));
+    POET_TRY(opt_number(src, "data", data, "validation", 0, 0, 2147483647.0, 0, &cfg->validation));
     if (cfg->validation >= 1 && cfg->validation != floor(cfg->validation))
         POET_FAIL(POET_ERR_CONFIG,
                   "%s: data.validation: expected a whole number of images or a fraction below 1, "
@@ -721,7 +715,9 @@ static poet_status parse_layer(const char *src, const char *path, const cJSON *i
         POET_TRY(check_object(src, path, item, LINEAR_KEYS, "layer object"));
         POET_TRY(need_int(src, path, item, "out_features", 1, INT_MAX, &spec->out));
         break;
-    case POET_LAYER_ADD: POET_TRY(check_object(src, path, item, ADD_KEYS, "layer object")); break;
+    case POET_LAYER_ADD:
+        POET_TRY(check_object(src, path, item, ADD_KEYS, "layer object"));
+        break;
     }
     POET_TRY(parse_id(src, path, item, spec));
 fail:
@@ -962,8 +958,8 @@ static poet_status parse_model(const char *src, const cJSON *model, poet_config 
         arch_item = cJSON_GetObjectItemCaseSensitive(model, "architecture");
         placement = cJSON_GetObjectItemCaseSensitive(model, "placement");
         POET_TRY(opt_bool(src, "model", model, "fused", &cfg->fused));
-        POET_TRY(opt_enum(src, "model", model, "convolution", CONVOLUTION_NAMES,
-                          &cfg->convolution));
+        POET_TRY(
+            opt_enum(src, "model", model, "convolution", CONVOLUTION_NAMES, &cfg->convolution));
     }
     cfg->n_archs = 0;
     memset(cfg->archs, 0, sizeof cfg->archs);
@@ -1045,8 +1041,8 @@ static poet_status parse_training(const char *src, const cJSON *t, poet_config *
                          cJSON_GetObjectItemCaseSensitive(t, "objective"));
     cfg->beta = cfg->objective == POET_OBJECTIVE_JOINT ? 1.0 : 0.0;
     POET_TRY(opt_number(src, "training", t, "beta", 0.0, 0, 1.0, 0, &cfg->beta));
-    POET_TRY(opt_number(src, "training", t, "member_dropout", 0.0, 0, 1.0, 1,
-                        &cfg->member_dropout));
+    POET_TRY(
+        opt_number(src, "training", t, "member_dropout", 0.0, 0, 1.0, 1, &cfg->member_dropout));
 fail:
     return st;
 }

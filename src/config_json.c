@@ -87,10 +87,13 @@ static cJSON *arch_json(builder *b, const poet_arch *arch, int classes) {
             put_int(b, layer, "stride", s->stride > 0 ? s->stride : s->kernel);
             put_int(b, layer, "padding", s->padding);
             break;
-        case POET_LAYER_LINEAR: put_int(b, layer, "out_features", s->out); break;
+        case POET_LAYER_LINEAR:
+            put_int(b, layer, "out_features", s->out);
+            break;
         case POET_LAYER_RELU:
         case POET_LAYER_ADD:
-        case POET_LAYER_BATCHNORM: break;
+        case POET_LAYER_BATCHNORM:
+            break;
         }
         if (s->id[0])
             put_string(b, layer, "id", s->id);

@@ -1,5 +1,6 @@
 /* configimpl.h — what the config module's files (config.c, config_load.c, config_json.c) share:
- * the names each enum value has in JSON, and the key-by-key parse of a JSON tree. Private to them. */
+ * the names each enum value has in JSON, and the key-by-key parse of a JSON tree. Private to them.
+ */
 #ifndef POET_CONFIGIMPL_H
 #define POET_CONFIGIMPL_H
 

@@ -34,10 +34,11 @@ poet_status poet_placement(const poet_config *cfg, int ranks, int *member_rank) 
     }
     for (int r = 0; r < ranks; r++)
         if (!owned[r])
-            return poet_error_set(POET_ERR_CONFIG,
-                                  "%s: model.placement: rank %d owns no member; every rank of the %d "
-                                  "needs at least one",
-                                  cfg->source, r, ranks);
+            return poet_error_set(
+                POET_ERR_CONFIG,
+                "%s: model.placement: rank %d owns no member; every rank of the %d "
+                "needs at least one",
+                cfg->source, r, ranks);
     return POET_OK;
 }
 
@@ -92,7 +93,8 @@ fail:
     return st;
 }
 
-static poet_status create_stack_primitives(poet_ensemble *e, poet_member_stack *s, int train_slots) {
+static poet_status create_stack_primitives(poet_ensemble *e, poet_member_stack *s,
+                                           int train_slots) {
     poet_status st = POET_OK;
     const poet_arch_plan *plan = &e->plans[s->arch];
     if (train_slots < 1 || train_slots > POET_TRAIN_SLOTS)
@@ -201,8 +203,8 @@ poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *image
             long correct;
             const float *logits = ms->logits + (size_t)g * K;
             if (e->kept[slot][e->local_ids[local]])
-                POET_TRY(poet_loss_add_fixed(fixed_sum, logits, row, e->batch, K,
-                                             e->local_ids[local]));
+                POET_TRY(
+                    poet_loss_add_fixed(fixed_sum, logits, row, e->batch, K, e->local_ids[local]));
             if (e->per_member)
                 poet_loss_member_grad(logits, row, labels, e->batch, K,
                                       e->cfg->members * (e->cfg->batch_size / e->batch),
@@ -296,7 +298,8 @@ const poet_member_stack *poet_ensemble_stack_of(const poet_ensemble *e, int loca
     return NULL;
 }
 
-void poet_ensemble_member_get(const poet_ensemble *e, int local, const float *buffer, float *member) {
+void poet_ensemble_member_get(const poet_ensemble *e, int local, const float *buffer,
+                              float *member) {
     int g;
     const poet_member_stack *ms = poet_ensemble_stack_of(e, local, &g);
     poet_stack_member_get(&e->plans[ms->arch], ms->members, buffer + ms->param_offset, g, member);

@@ -45,20 +45,34 @@ void poet_error_clear(void) {
 
 const char *poet_status_name(poet_status status) {
     switch (status) {
-    case POET_OK: return "ok";
-    case POET_ERR_USAGE: return "usage error";
-    case POET_ERR_CONFIG: return "config error";
-    case POET_ERR_DATA: return "data error";
-    case POET_ERR_IO: return "I/O error";
-    case POET_ERR_NOMEM: return "out of memory";
-    case POET_ERR_DNNL: return "oneDNN error";
-    case POET_ERR_MPI: return "MPI error";
-    case POET_ERR_HDF5: return "HDF5 error";
-    case POET_ERR_CHECKPOINT: return "checkpoint error";
-    case POET_ERR_NUMERIC: return "numerical error";
-    case POET_ERR_REMOTE: return "error on another rank";
-    case POET_ERR_INTERNAL: return "internal error";
-    case POET_STOPPED: return "stopped";
+    case POET_OK:
+        return "ok";
+    case POET_ERR_USAGE:
+        return "usage error";
+    case POET_ERR_CONFIG:
+        return "config error";
+    case POET_ERR_DATA:
+        return "data error";
+    case POET_ERR_IO:
+        return "I/O error";
+    case POET_ERR_NOMEM:
+        return "out of memory";
+    case POET_ERR_DNNL:
+        return "oneDNN error";
+    case POET_ERR_MPI:
+        return "MPI error";
+    case POET_ERR_HDF5:
+        return "HDF5 error";
+    case POET_ERR_CHECKPOINT:
+        return "checkpoint error";
+    case POET_ERR_NUMERIC:
+        return "numerical error";
+    case POET_ERR_REMOTE:
+        return "error on another rank";
+    case POET_ERR_INTERNAL:
+        return "internal error";
+    case POET_STOPPED:
+        return "stopped";
     }
     return "unknown error";
 }

@@ -11,18 +11,18 @@
 
 /* Per-rank scratch for one evaluation pass. */
 typedef struct {
-    float *images;         /* [E, C, H, W] */
-    uint8_t *labels;       /* [E] */
-    float *member_logits;  /* [n_local, E, K] */
-    int64_t *fixed;        /* [E, K] this rank's partial sums */
-    int64_t *fixed_total;  /* [E, K] on rank 0 */
-    double *mean;          /* [E, K] */
-    uint8_t *predictions;  /* [n_local, N] each local member's argmax per test image */
-    double *member_nll;    /* [n_local] sums */
-    long *member_correct;  /* [n_local] */
-    poet_metrics *member_metrics; /* [n_local] Brier and ECE sums */
-    int64_t *probs;        /* [E, K] this rank's members' probabilities, fixed point */
-    int64_t *probs_total;  /* [E, K] on rank 0 */
+    float *images;                   /* [E, C, H, W] */
+    uint8_t *labels;                 /* [E] */
+    float *member_logits;            /* [n_local, E, K] */
+    int64_t *fixed;                  /* [E, K] this rank's partial sums */
+    int64_t *fixed_total;            /* [E, K] on rank 0 */
+    double *mean;                    /* [E, K] */
+    uint8_t *predictions;            /* [n_local, N] each local member's argmax per test image */
+    double *member_nll;              /* [n_local] sums */
+    long *member_correct;            /* [n_local] */
+    poet_metrics *member_metrics;    /* [n_local] Brier and ECE sums */
+    int64_t *probs;                  /* [E, K] this rank's members' probabilities, fixed point */
+    int64_t *probs_total;            /* [E, K] on rank 0 */
     poet_metrics ensemble, probmean; /* rank 0: q̄ and p̄ */
 } eval_scratch;
 
@@ -113,8 +113,8 @@ static poet_status gather_members(MPI_Comm comm, const poet_ensemble *e, eval_sc
     memset(metrics, 0, (size_t)M * sizeof *metrics);
     for (int i = 0; i < e->n_local; i++)
         metrics[e->local_ids[i]] = s->member_metrics[i];
-    POET_MPI(MPI_Reduce(metrics, metrics_total, M * POET_METRICS_DOUBLES, MPI_DOUBLE, MPI_SUM, 0,
-                        comm));
+    POET_MPI(
+        MPI_Reduce(metrics, metrics_total, M * POET_METRICS_DOUBLES, MPI_DOUBLE, MPI_SUM, 0, comm));
     /* Predictions: each member's row goes to rank 0 from its owner, in global order. */
     if (e->rank == 0)
         POET_ALLOC(all, (size_t)M * N);
@@ -127,8 +127,8 @@ static poet_status gather_members(MPI_Comm comm, const poet_ensemble *e, eval_sc
         if (e->rank == 0 && owner == 0)
             memcpy(all + (size_t)j * N, s->predictions + (size_t)local * N, N);
         else if (e->rank == 0)
-            POET_MPI(MPI_Recv(all + (size_t)j * N, (int)N, MPI_UINT8_T, owner, 4300 + j % 1000, comm,
-                              MPI_STATUS_IGNORE));
+            POET_MPI(MPI_Recv(all + (size_t)j * N, (int)N, MPI_UINT8_T, owner, 4300 + j % 1000,
+                              comm, MPI_STATUS_IGNORE));
         else if (owner == e->rank)
             POET_MPI(MPI_Send(s->predictions + (size_t)local * N, (int)N, MPI_UINT8_T, 0,
                               4300 + j % 1000, comm));

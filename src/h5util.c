@@ -35,14 +35,30 @@ herr_t poet_h5_close(hid_t *id) {
     if (*id <= 0) /* H5I_INVALID_HID, or a zeroed field never opened: no HDF5 id is 0 */
         return 0;
     switch (H5Iget_type(*id)) {
-    case H5I_FILE: closed = H5Fclose(*id); break;
-    case H5I_GROUP: closed = H5Gclose(*id); break;
-    case H5I_DATATYPE: closed = H5Tclose(*id); break;
-    case H5I_DATASPACE: closed = H5Sclose(*id); break;
-    case H5I_DATASET: closed = H5Dclose(*id); break;
-    case H5I_ATTR: closed = H5Aclose(*id); break;
-    case H5I_GENPROP_LST: closed = H5Pclose(*id); break;
-    default: closed = -1; break; /* not an id this module hands out, or already closed */
+    case H5I_FILE:
+        closed = H5Fclose(*id);
+        break;
+    case H5I_GROUP:
+        closed = H5Gclose(*id);
+        break;
+    case H5I_DATATYPE:
+        closed = H5Tclose(*id);
+        break;
+    case H5I_DATASPACE:
+        closed = H5Sclose(*id);
+        break;
+    case H5I_DATASET:
+        closed = H5Dclose(*id);
+        break;
+    case H5I_ATTR:
+        closed = H5Aclose(*id);
+        break;
+    case H5I_GENPROP_LST:
+        closed = H5Pclose(*id);
+        break;
+    default:
+        closed = -1;
+        break; /* not an id this module hands out, or already closed */
     }
     *id = H5I_INVALID_HID;
     return closed;
@@ -185,7 +201,7 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t changed;
     int started, armed, rank;
-    long seconds;            /* POET_IO_TIMEOUT; 0 = off */
+    long seconds;             /* POET_IO_TIMEOUT; 0 = off */
     struct timespec deadline; /* CLOCK_REALTIME, as pthread_cond_timedwait wants */
     char what[128], path[1024], remove[1024];
 } watch = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, -1, {0, 0}, "", "", ""};
@@ -194,9 +210,10 @@ static struct {
  * the whole job (MPI_Abort is the one MPI call it makes). */
 static void watch_fire(void) {
     const char *cause = poet_fs_write_cause(watch.path, 0, "cause unknown");
-    fprintf(stderr, "poet: rank %d: no progress for %ld s while %s %s (%s; a collective "
-                    "HDF5/MPI-IO operation is stuck after a failed write, POET_IO_TIMEOUT sets the "
-                    "limit); aborting\n",
+    fprintf(stderr,
+            "poet: rank %d: no progress for %ld s while %s %s (%s; a collective "
+            "HDF5/MPI-IO operation is stuck after a failed write, POET_IO_TIMEOUT sets the "
+            "limit); aborting\n",
             watch.rank, watch.seconds, watch.what, watch.path, cause);
     fflush(stderr);
     if (watch.remove[0])

@@ -22,27 +22,63 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "poet/mpierror.h"
 #include "poet/fsutil.h"
 #include "poet/h5util.h"
+#include "poet/mpierror.h"
 
 #define LOSSLOG_FORMAT_VERSION 2 /* 2: mean member loss and diversity columns */
 
-enum { COL_ITERATION, COL_LOSS, COL_ACCURACY, COL_LR, COL_SECONDS, COL_BYTES, COL_MEAN_MEMBER,
-       COL_DIVERSITY, N_ITER_COLS };
+enum {
+    COL_ITERATION,
+    COL_LOSS,
+    COL_ACCURACY,
+    COL_LR,
+    COL_SECONDS,
+    COL_BYTES,
+    COL_MEAN_MEMBER,
+    COL_DIVERSITY,
+    N_ITER_COLS
+};
 static const char *const ITER_NAMES[N_ITER_COLS] = {
     "iteration", "loss", "accuracy", "lr", "seconds", "bytes", "mean_member_loss", "diversity"};
 
-enum { EV_ITERATION, EV_IMAGES, EV_NLL, EV_ACCURACY, EV_MEAN_MEMBER_ACCURACY, EV_DISAGREEMENT,
-       EV_MEAN_MEMBER_NLL, EV_DIVERSITY, EV_BRIER, EV_ECE, EV_PROBMEAN_ACCURACY, EV_PROBMEAN_NLL,
-       EV_PROBMEAN_BRIER, EV_PROBMEAN_ECE, EV_MEAN_MEMBER_BRIER, EV_MEAN_MEMBER_ECE,
-       EV_MEMBERS_AT_CHANCE, N_EVAL_COLS };
-static const char *const EVAL_NAMES[N_EVAL_COLS] = {
-    "iteration",         "images",           "ensemble_nll",      "ensemble_accuracy",
-    "mean_member_accuracy", "disagreement",  "mean_member_nll",   "diversity",
-    "ensemble_brier",    "ensemble_ece",     "probmean_accuracy", "probmean_nll",
-    "probmean_brier",    "probmean_ece",     "mean_member_brier", "mean_member_ece",
-    "members_at_chance"};
+enum {
+    EV_ITERATION,
+    EV_IMAGES,
+    EV_NLL,
+    EV_ACCURACY,
+    EV_MEAN_MEMBER_ACCURACY,
+    EV_DISAGREEMENT,
+    EV_MEAN_MEMBER_NLL,
+    EV_DIVERSITY,
+    EV_BRIER,
+    EV_ECE,
+    EV_PROBMEAN_ACCURACY,
+    EV_PROBMEAN_NLL,
+    EV_PROBMEAN_BRIER,
+    EV_PROBMEAN_ECE,
+    EV_MEAN_MEMBER_BRIER,
+    EV_MEAN_MEMBER_ECE,
+    EV_MEMBERS_AT_CHANCE,
+    N_EVAL_COLS
+};
+static const char *const EVAL_NAMES[N_EVAL_COLS] = {"iteration",
+                                                    "images",
+                                                    "ensemble_nll",
+                                                    "ensemble_accuracy",
+                                                    "mean_member_accuracy",
+                                                    "disagreement",
+                                                    "mean_member_nll",
+                                                    "diversity",
+                                                    "ensemble_brier",
+                                                    "ensemble_ece",
+                                                    "probmean_accuracy",
+                                                    "probmean_nll",
+                                                    "probmean_brier",
+                                                    "probmean_ece",
+                                                    "mean_member_brier",
+                                                    "mean_member_ece",
+                                                    "members_at_chance"};
 
 /* The [E, M] evaluation matrices, one column per member. */
 enum { MX_ACCURACY, MX_NLL, MX_BRIER, MX_ECE, MX_AT_CHANCE, N_EVAL_MATRICES };
@@ -51,28 +87,33 @@ static const char *const MATRIX_NAMES[N_EVAL_MATRICES] = {
 
 static const double *matrix_row(const poet_eval_result *res, int which) {
     switch (which) {
-    case MX_ACCURACY: return res->member_accuracy;
-    case MX_NLL: return res->member_nll;
-    case MX_BRIER: return res->member_brier;
-    case MX_ECE: return res->member_ece;
-    default: return res->member_at_chance;
+    case MX_ACCURACY:
+        return res->member_accuracy;
+    case MX_NLL:
+        return res->member_nll;
+    case MX_BRIER:
+        return res->member_brier;
+    case MX_ECE:
+        return res->member_ece;
+    default:
+        return res->member_at_chance;
     }
 }
 
 /* The open datasets of one log file and their rows. */
 typedef struct {
-    hid_t iter[N_ITER_COLS];           /* [T] each */
-    hid_t member_loss;                 /* [T, M] */
-    hid_t eval[N_EVAL_COLS];           /* [E] each */
-    hid_t matrix[N_EVAL_MATRICES];     /* [E, M] each */
-    hsize_t rows, eval_rows;           /* T and E */
+    hid_t iter[N_ITER_COLS];       /* [T] each */
+    hid_t member_loss;             /* [T, M] */
+    hid_t eval[N_EVAL_COLS];       /* [E] each */
+    hid_t matrix[N_EVAL_MATRICES]; /* [E, M] each */
+    hsize_t rows, eval_rows;       /* T and E */
 } log_layout;
 
 struct poet_losslog {
     MPI_Comm comm;
     int rank;
     char path[POET_PATH_MAX];
-    int members;                 /* M */
+    int members; /* M */
     int n_local;
     int local_ids[POET_MAX_MEMBERS];  /* ascending global ids of this rank's members */
     int local_slot[POET_MAX_MEMBERS]; /* caller's local index of ascending position p */
@@ -84,7 +125,7 @@ struct poet_losslog {
     poet_iteration_record *recs; /* [capacity] (rank 0's are written) */
     double *local_loss;          /* [capacity, n_local], columns in ascending global id order */
     int eval_buffered, eval_capacity;
-    poet_eval_result *evals;     /* [eval_capacity] */
+    poet_eval_result *evals; /* [eval_capacity] */
     int failed; /* a write failed: nothing more is written, rows already flushed stay as they are */
 };
 
@@ -188,15 +229,14 @@ static poet_status layout_create(hid_t file, int members, const char *path, log_
         POET_TRY(create_dataset(iters, ITER_NAMES[c],
                                 c == COL_ITERATION ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, 0, path,
                                 &ds->iter[c]));
-    POET_TRY(create_dataset(iters, "member_loss", H5T_NATIVE_DOUBLE, members, path,
-                            &ds->member_loss));
+    POET_TRY(
+        create_dataset(iters, "member_loss", H5T_NATIVE_DOUBLE, members, path, &ds->member_loss));
     POET_H5(evals = H5Gcreate2(file, "eval", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     for (int c = 0; c < N_EVAL_COLS; c++)
         POET_TRY(create_dataset(evals, EVAL_NAMES[c],
                                 c <= EV_IMAGES || c == EV_MEMBERS_AT_CHANCE ? H5T_NATIVE_INT64
                                                                             : H5T_NATIVE_DOUBLE,
-                                0, path,
-                                &ds->eval[c]));
+                                0, path, &ds->eval[c]));
     for (int x = 0; x < N_EVAL_MATRICES; x++)
         POET_TRY(create_dataset(evals, MATRIX_NAMES[x], H5T_NATIVE_DOUBLE, members, path,
                                 &ds->matrix[x]));
@@ -304,8 +344,9 @@ static poet_status truncate_for_resume(const char *path, int members, long first
     layout_init(&ds);
     file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (file < 0)
-        POET_FAIL(POET_ERR_DATA, "%s: cannot reopen the loss log to resume it (damaged or not "
-                                 "HDF5?): %s",
+        POET_FAIL(POET_ERR_DATA,
+                  "%s: cannot reopen the loss log to resume it (damaged or not "
+                  "HDF5?): %s",
                   path, poet_hdf5_error_string());
     POET_TRY(layout_open(file, members, path, &ds, &foreign));
     POET_TRY(kept_prefix(ds.iter[COL_ITERATION], ds.rows, first_iteration, 0, path, &keep, &last));
@@ -335,8 +376,9 @@ static poet_status move_aside(const char *path, char *moved, size_t size) {
             break;
         if (stat(moved, &sb) != 0 && errno == ENOENT) {
             if (rename(path, moved) != 0)
-                return poet_error_set(POET_ERR_IO, "%s: cannot move the damaged loss log aside to "
-                                                   "%s: %s",
+                return poet_error_set(POET_ERR_IO,
+                                      "%s: cannot move the damaged loss log aside to "
+                                      "%s: %s",
                                       path, moved, strerror(errno));
             return POET_OK;
         }
@@ -368,8 +410,9 @@ static poet_status prepare_resume(poet_losslog *log, long first_iteration, int *
             outcome.status = move_aside(log->path, moved, sizeof moved);
             outcome.exists = 0;
             if (outcome.status == POET_OK)
-                fprintf(stderr, "poet: warning: the loss log is damaged (%s); moved it aside to %s "
-                                "and starting a new log at iteration %ld\n",
+                fprintf(stderr,
+                        "poet: warning: the loss log is damaged (%s); moved it aside to %s "
+                        "and starting a new log at iteration %ld\n",
                         reason, moved, first_iteration);
         }
         if (outcome.status != POET_OK)
@@ -593,7 +636,7 @@ fail:
 static poet_status flush_iterations(poet_losslog *log, double *scratch) {
     poet_status st = POET_OK;
     hsize_t n = (hsize_t)log->buffered, start = log->ds.rows;
-    int64_t *ints = (int64_t *)scratch; /* same size as a double */
+    int64_t *ints = (int64_t *)scratch;  /* same size as a double */
     double *sums = NULL, *totals = NULL; /* [n] this rank's and every rank's kept member losses */
     POET_ALLOC(sums, n);
     POET_ALLOC(totals, n);
@@ -607,14 +650,30 @@ static poet_status flush_iterations(poet_losslog *log, double *scratch) {
         for (hsize_t r = 0; r < n; r++) {
             const poet_iteration_record *rec = &log->recs[r];
             switch (c) {
-            case COL_ITERATION: ints[r] = rec->iteration; break;
-            case COL_LOSS: scratch[r] = rec->loss; break;
-            case COL_ACCURACY: scratch[r] = rec->accuracy; break;
-            case COL_LR: scratch[r] = rec->lr; break;
-            case COL_SECONDS: scratch[r] = rec->seconds; break;
-            case COL_BYTES: scratch[r] = rec->bytes; break;
-            case COL_MEAN_MEMBER: scratch[r] = totals[r] / rec->kept; break;
-            default: scratch[r] = totals[r] / rec->kept - rec->loss; break;
+            case COL_ITERATION:
+                ints[r] = rec->iteration;
+                break;
+            case COL_LOSS:
+                scratch[r] = rec->loss;
+                break;
+            case COL_ACCURACY:
+                scratch[r] = rec->accuracy;
+                break;
+            case COL_LR:
+                scratch[r] = rec->lr;
+                break;
+            case COL_SECONDS:
+                scratch[r] = rec->seconds;
+                break;
+            case COL_BYTES:
+                scratch[r] = rec->bytes;
+                break;
+            case COL_MEAN_MEMBER:
+                scratch[r] = totals[r] / rec->kept;
+                break;
+            default:
+                scratch[r] = totals[r] / rec->kept - rec->loss;
+                break;
             }
         }
         POET_TRY(write_column(log, log->ds.iter[c],
@@ -647,23 +706,57 @@ static poet_status flush_evals(poet_losslog *log, double *scratch) {
         for (hsize_t r = 0; r < n; r++) {
             const poet_eval_result *res = &log->evals[r];
             switch (c) {
-            case EV_ITERATION: ints[r] = res->iteration; break;
-            case EV_IMAGES: ints[r] = res->images; break;
-            case EV_NLL: scratch[r] = res->ensemble_nll; break;
-            case EV_ACCURACY: scratch[r] = res->ensemble_accuracy; break;
-            case EV_MEAN_MEMBER_ACCURACY: scratch[r] = res->mean_member_accuracy; break;
-            case EV_DISAGREEMENT: scratch[r] = res->disagreement; break;
-            case EV_MEAN_MEMBER_NLL: scratch[r] = res->mean_member_nll; break;
-            case EV_DIVERSITY: scratch[r] = res->mean_member_nll - res->ensemble_nll; break;
-            case EV_BRIER: scratch[r] = res->ensemble_brier; break;
-            case EV_ECE: scratch[r] = res->ensemble_ece; break;
-            case EV_PROBMEAN_ACCURACY: scratch[r] = res->probmean_accuracy; break;
-            case EV_PROBMEAN_NLL: scratch[r] = res->probmean_nll; break;
-            case EV_PROBMEAN_BRIER: scratch[r] = res->probmean_brier; break;
-            case EV_PROBMEAN_ECE: scratch[r] = res->probmean_ece; break;
-            case EV_MEAN_MEMBER_BRIER: scratch[r] = res->mean_member_brier; break;
-            case EV_MEAN_MEMBER_ECE: scratch[r] = res->mean_member_ece; break;
-            default: ints[r] = res->members_at_chance; break;
+            case EV_ITERATION:
+                ints[r] = res->iteration;
+                break;
+            case EV_IMAGES:
+                ints[r] = res->images;
+                break;
+            case EV_NLL:
+                scratch[r] = res->ensemble_nll;
+                break;
+            case EV_ACCURACY:
+                scratch[r] = res->ensemble_accuracy;
+                break;
+            case EV_MEAN_MEMBER_ACCURACY:
+                scratch[r] = res->mean_member_accuracy;
+                break;
+            case EV_DISAGREEMENT:
+                scratch[r] = res->disagreement;
+                break;
+            case EV_MEAN_MEMBER_NLL:
+                scratch[r] = res->mean_member_nll;
+                break;
+            case EV_DIVERSITY:
+                scratch[r] = res->mean_member_nll - res->ensemble_nll;
+                break;
+            case EV_BRIER:
+                scratch[r] = res->ensemble_brier;
+                break;
+            case EV_ECE:
+                scratch[r] = res->ensemble_ece;
+                break;
+            case EV_PROBMEAN_ACCURACY:
+                scratch[r] = res->probmean_accuracy;
+                break;
+            case EV_PROBMEAN_NLL:
+                scratch[r] = res->probmean_nll;
+                break;
+            case EV_PROBMEAN_BRIER:
+                scratch[r] = res->probmean_brier;
+                break;
+            case EV_PROBMEAN_ECE:
+                scratch[r] = res->probmean_ece;
+                break;
+            case EV_MEAN_MEMBER_BRIER:
+                scratch[r] = res->mean_member_brier;
+                break;
+            case EV_MEAN_MEMBER_ECE:
+                scratch[r] = res->mean_member_ece;
+                break;
+            default:
+                ints[r] = res->members_at_chance;
+                break;
             }
         }
         hid_t type =
@@ -678,8 +771,8 @@ static poet_status flush_evals(poet_losslog *log, double *scratch) {
         for (hsize_t r = 0; r < n; r++)
             memcpy(&matrix[r * log->members], matrix_row(&log->evals[r], which),
                    (size_t)log->members * sizeof *matrix);
-        POET_TRY(write_columns(log, log->ds.matrix[which], start, n,
-                               all_ids, writer ? log->members : 0, matrix));
+        POET_TRY(write_columns(log, log->ds.matrix[which], start, n, all_ids,
+                               writer ? log->members : 0, matrix));
     }
     log->ds.eval_rows = start + n;
     log->eval_buffered = 0;
@@ -706,8 +799,8 @@ poet_status poet_losslog_flush(poet_losslog *log) {
         POET_TRY(flush_evals(log, scratch));
     /* Global flush: the superblock, object headers and chunk indexes on disk now describe every
      * row written, so a run killed before the next flush leaves a readable log. */
-    st = poet_error_agree(log->comm, log->rank == 0 ? poet_fs_check_room(log->path, "log rows")
-                                                    : POET_OK);
+    st = poet_error_agree(log->comm,
+                          log->rank == 0 ? poet_fs_check_room(log->path, "log rows") : POET_OK);
     log->failed = log->failed || st != POET_OK;
     POET_TRY(st);
     errno = 0;

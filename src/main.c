@@ -21,7 +21,8 @@
 static const char usage_text[] =
     "usage: poet <command> [options]\n"
     "\n"
-    "Product-Of-Experts Ensemble Trainer: trains an ensemble of conv nets jointly across MPI ranks.\n"
+    "Product-Of-Experts Ensemble Trainer: trains an ensemble of conv nets jointly across MPI "
+    "ranks.\n"
     "\n"
     "commands:\n"
     "  train CONFIG [--set KEY=VALUE ...] [--resume | --resume-from FILE | --overwrite]\n"
@@ -117,7 +118,8 @@ static void choose_threads(const world *w, const poet_config *cfg) {
         return;
     MPI_Comm node;
     int local_ranks = 1;
-    if (MPI_Comm_split_type(w->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    if (MPI_Comm_split_type(w->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
         /* a hint only: on failure, count this rank alone */
         if (MPI_Comm_size(node, &local_ranks) != MPI_SUCCESS || local_ranks < 1)
             local_ranks = 1;
@@ -129,18 +131,19 @@ static void choose_threads(const world *w, const poet_config *cfg) {
 }
 
 static void print_summary(const poet_config *cfg, const poet_train_summary *s, int ranks) {
-    printf("done: %ld iterations, final batch loss %.4f, %.1f s, %.0f images/s (%.0f member-images/s)"
-           "\n",
-           s->iterations_done, s->final_loss, s->seconds, s->images_per_second,
-           s->images_per_second * cfg->members);
+    printf(
+        "done: %ld iterations, final batch loss %.4f, %.1f s, %.0f images/s (%.0f member-images/s)"
+        "\n",
+        s->iterations_done, s->final_loss, s->seconds, s->images_per_second,
+        s->images_per_second * cfg->members);
     printf("communication: %llu bytes/iteration on rank 0, %llu..%llu over the %d rank(s) (sent + "
            "received); data-parallel training of the same ensemble would move ~%llu per rank\n",
            (unsigned long long)s->bytes_per_iteration,
            (unsigned long long)s->bytes_per_iteration_min,
            (unsigned long long)s->bytes_per_iteration_max, ranks,
            (unsigned long long)s->data_parallel_bytes_per_iteration);
-    static const char *const names[POET_PHASES] = {"data", "forward", "communication", "backward",
-                                                   "optimizer", "other"};
+    static const char *const names[POET_PHASES] = {"data",     "forward",   "communication",
+                                                   "backward", "optimizer", "other"};
     double total = 0;
     for (int p = 0; p < POET_PHASES; p++)
         total += s->phase_seconds[p];
@@ -150,7 +153,8 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
     printf("memory estimate (before training, docs/config.md): %.1f MiB on rank 0, %.1f MiB on "
            "the largest rank\n",
            s->memory_estimate_mib, s->memory_estimate_mib_max);
-    printf("data: %ld training, %ld validation and %ld test images of %dx%dx%d (CxHxW) %s %s, %.1f MiB per "
+    printf("data: %ld training, %ld validation and %ld test images of %dx%dx%d (CxHxW) %s %s, %.1f "
+           "MiB per "
            "rank with the batch buffers; batches built %s (the profile's data: time waited)\n",
            s->train_images, s->validation_images, s->test_images, s->channels, s->height, s->width,
            s->streamed ? "read per batch from HDF5 as" : "held as",
@@ -208,8 +212,9 @@ static int cmd_train(const world *w, int argc, char **argv) {
     if (!config_path)
         return usage_error(w, "train: missing CONFIG%s", "");
     if (opt.resume && opt.resume_from)
-        return usage_error(w, "train: --resume and --resume-from %s exclude each other (--resume "
-                              "takes the newest good checkpoint, --resume-from that file)",
+        return usage_error(w,
+                           "train: --resume and --resume-from %s exclude each other (--resume "
+                           "takes the newest good checkpoint, --resume-from that file)",
                            opt.resume_from);
     if (overwrite && (opt.resume || opt.resume_from))
         return usage_error(w, "train: --overwrite starts over, %s continues: give one of them",
@@ -236,8 +241,10 @@ static int cmd_train(const world *w, int argc, char **argv) {
     if (st == POET_OK && w->rank == 0 && !opt.quiet && !summary->already_finished)
         print_summary(cfg, summary, w->size);
     if (st == POET_STOPPED && w->rank == 0)
-        fprintf(stderr, "poet: stopped after iteration %ld with a checkpoint%s; resume with "
-                        "--resume (exit %d)\n", summary->iterations_done,
+        fprintf(stderr,
+                "poet: stopped after iteration %ld with a checkpoint%s; resume with "
+                "--resume (exit %d)\n",
+                summary->iterations_done,
                 summary->deadline_stop ? " to finish before the deadline" : "", POET_STOPPED);
     free(cfg);
     free(summary);
@@ -327,8 +334,9 @@ static int cmd_predict(const world *w, int argc, char **argv) {
     /* HDF5 content or an HDF5 name (a missing checkpoint is then reported as one) */
     int is_checkpoint = poet_predict_is_hdf5(source) || poet_predict_output_format(source) == 0;
     if (is_checkpoint && (opt.checkpoint || ov.n))
-        return usage_error(w, "predict: %s is a checkpoint: --checkpoint and --set go with a "
-                              "CONFIG",
+        return usage_error(w,
+                           "predict: %s is a checkpoint: --checkpoint and --set go with a "
+                           "CONFIG",
                            source);
     poet_config *cfg = NULL;
     poet_predict_summary *summary = calloc(1, sizeof *summary);
@@ -440,8 +448,8 @@ static int cmd_convert(const world *w, int argc, char **argv) {
     if (st == POET_OK && (st = poet_data_load_spec(&spec, &ds)) == POET_OK) {
         st = poet_data_write_hdf5(&ds, paths[n - 1]);
         if (st == POET_OK)
-            printf("%s: %ld images of %dx%dx%d (CxHxW) and their labels\n", paths[n - 1],
-                   ds.count, ds.channels, ds.height, ds.width);
+            printf("%s: %ld images of %dx%dx%d (CxHxW) and their labels\n", paths[n - 1], ds.count,
+                   ds.channels, ds.height, ds.width);
         poet_data_free(&ds);
     }
     if (st != POET_OK)

@@ -34,7 +34,8 @@ void poet_sgd_step(float *restrict params, const float *restrict grads, float *r
 
 double poet_lr_at(const poet_config *cfg, long iteration, long total) {
     switch (cfg->schedule) {
-    case POET_LR_CONSTANT: return cfg->lr;
+    case POET_LR_CONSTANT:
+        return cfg->lr;
     case POET_LR_STEP:
         if (cfg->step_size <= 0)
             return cfg->lr;

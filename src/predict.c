@@ -324,7 +324,7 @@ poet_status poet_predict_run(MPI_Comm comm, const poet_config *cfg, const poet_p
     /* The images, in the checkpoint's normalisation and shape. */
     poet_data_spec spec;
     poet_config_data_spec(run, 1, &spec); /* the run's format options and normalisation */
-    spec.format = POET_DATA_AUTO;          /* told from the input file itself */
+    spec.format = POET_DATA_AUTO;         /* told from the input file itself */
     spec.images = opt->images;
     spec.labels = opt->labels;
     spec.streamed = 0;

@@ -27,7 +27,8 @@
 struct poet_ref_cache {
     int batch;
     int n_layers;
-    double *act[POET_MAX_LAYERS + 1];  /* act[0] = input, act[l+1] = output of layer l: [B, C, H, W] */
+    double
+        *act[POET_MAX_LAYERS + 1]; /* act[0] = input, act[l+1] = output of layer l: [B, C, H, W] */
     double *grad[POET_MAX_LAYERS + 1]; /* dL/d act[l], same shapes */
     long *argmax[POET_MAX_LAYERS];     /* max_pool: [B, C, OH, OW] flat input index of the winner */
     double *scratch;                   /* one layer's dL/d(input) before it is added to its grad */
@@ -103,7 +104,8 @@ void poet_ref_cache_destroy(poet_ref_cache *cache) {
     free(cache);
 }
 
-/* ---- convolution: y[b,o,oh,ow] = bias[o] + Σ_{i,kh,kw} w[o,i,kh,kw] · x[b,i,oh·s−p+kh,ow·s−p+kw] */
+/* ---- convolution: y[b,o,oh,ow] = bias[o] + Σ_{i,kh,kw} w[o,i,kh,kw] · x[b,i,oh·s−p+kh,ow·s−p+kw]
+ */
 
 static void conv_forward(const poet_layer_plan *lp, const double *w, const double *bias, int batch,
                          const double *x, double *y) {
@@ -281,9 +283,8 @@ static void linear_backward(const poet_layer_plan *lp, const double *w, int batc
 /* ---- batch normalisation, per channel c over n = B·H·W values ---- */
 
 static void batchnorm_forward(const poet_layer_plan *lp, const double *w, const double *bias,
-                              int batch, const double *x, double *y, double *xhat,
-                              double *inv_std, double *running_mean, double *running_var,
-                              int train) {
+                              int batch, const double *x, double *y, double *xhat, double *inv_std,
+                              double *running_mean, double *running_var, int train) {
     int C = lp->in.c;
     size_t HW = (size_t)lp->in.h * lp->in.w, n = (size_t)batch * HW;
     for (int c = 0; c < C; c++) {
@@ -359,11 +360,21 @@ void poet_ref_forward(const poet_arch_plan *plan, const double *params, int batc
             bias = params + plan->tensors[lp->weight_tensor + 1].offset;
         }
         switch (lp->kind) {
-        case POET_LAYER_CONV: conv_forward(lp, w, bias, batch, in, out); break;
-        case POET_LAYER_RELU: relu_forward((size_t)batch * shape_count(lp->in), in, out); break;
-        case POET_LAYER_AVG_POOL: avg_pool_forward(lp, batch, in, out); break;
-        case POET_LAYER_MAX_POOL: max_pool_forward(lp, batch, in, out, cache->argmax[l]); break;
-        case POET_LAYER_LINEAR: linear_forward(lp, w, bias, batch, in, out); break;
+        case POET_LAYER_CONV:
+            conv_forward(lp, w, bias, batch, in, out);
+            break;
+        case POET_LAYER_RELU:
+            relu_forward((size_t)batch * shape_count(lp->in), in, out);
+            break;
+        case POET_LAYER_AVG_POOL:
+            avg_pool_forward(lp, batch, in, out);
+            break;
+        case POET_LAYER_MAX_POOL:
+            max_pool_forward(lp, batch, in, out, cache->argmax[l]);
+            break;
+        case POET_LAYER_LINEAR:
+            linear_forward(lp, w, bias, batch, in, out);
+            break;
         case POET_LAYER_BATCHNORM: {
             double *rm = cache->state + plan->states[lp->state_tensor].offset;
             double *rv = cache->state + plan->states[lp->state_tensor + 1].offset;
@@ -422,8 +433,12 @@ void poet_ref_backward(const poet_arch_plan *plan, const double *params, int bat
             dbias = dparams + plan->tensors[lp->weight_tensor + 1].offset;
         }
         switch (lp->kind) {
-        case POET_LAYER_CONV: conv_backward(lp, w, batch, x, dy, dw, dbias, dxl); break;
-        case POET_LAYER_LINEAR: linear_backward(lp, w, batch, x, dy, dw, dbias, dxl); break;
+        case POET_LAYER_CONV:
+            conv_backward(lp, w, batch, x, dy, dw, dbias, dxl);
+            break;
+        case POET_LAYER_LINEAR:
+            linear_backward(lp, w, batch, x, dy, dw, dbias, dxl);
+            break;
         case POET_LAYER_RELU:
             if (dxl)
                 relu_backward((size_t)batch * shape_count(lp->in), x, dy, dxl);
@@ -437,10 +452,11 @@ void poet_ref_backward(const poet_arch_plan *plan, const double *params, int bat
                 max_pool_backward(lp, batch, dy, cache->argmax[l], dxl);
             break;
         case POET_LAYER_BATCHNORM:
-            batchnorm_backward(lp, w, batch, dy, cache->xhat[l], cache->inv_std[l], cache->train, dw,
-                               dbias, dxl);
+            batchnorm_backward(lp, w, batch, dy, cache->xhat[l], cache->inv_std[l], cache->train,
+                               dw, dbias, dxl);
             break;
-        case POET_LAYER_ADD: break;
+        case POET_LAYER_ADD:
+            break;
         }
         if (dxl)
             add_into(n_in, dxl, cache->grad[lp->inputs[0] + 1]);

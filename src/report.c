@@ -138,10 +138,9 @@ static void read_run_attributes(hid_t file, poet_report_summary *s) {
 /* ---- summarising ----------------------------------------------------------------------------- */
 
 static const char *const ITER_COLUMNS[] = {"iteration", "accuracy", "lr", "seconds", "bytes", NULL};
-static const char *const EVAL_COLUMNS[] = {"iteration",         "images",
-                                           "ensemble_nll",      "ensemble_accuracy",
-                                           "mean_member_accuracy", "disagreement",
-                                           NULL};
+static const char *const EVAL_COLUMNS[] = {
+    "iteration",    "images", "ensemble_nll", "ensemble_accuracy", "mean_member_accuracy",
+    "disagreement", NULL};
 
 /* T: the rows every iteration column has (a log cut off inside a flush may have uneven columns;
  * the common prefix is what was completely written). Also checks the member matrix. */
@@ -186,7 +185,7 @@ static double mean_of(const double *values, long n) {
 static poet_status summarise_iterations(const log_file *lf, long rows, long members,
                                         poet_report_summary *s) {
     poet_status st = POET_OK;
-    int64_t *iteration = NULL; /* [T] */
+    int64_t *iteration = NULL;                                                             /* [T] */
     double *loss = NULL, *accuracy = NULL, *seconds = NULL, *bytes = NULL, *smooth = NULL; /* [T] */
     double *member_tail = NULL; /* [w, M] */
     s->rows = rows;
@@ -268,19 +267,19 @@ static poet_status summarise_evals(const log_file *lf, long evals, poet_report_s
     POET_TRY(read_rows(lf, "eval", "iteration", H5T_NATIVE_INT64, last, 1, &it));
     POET_TRY(read_rows(lf, "eval", "images", H5T_NATIVE_INT64, last, 1, &images));
     POET_TRY(read_rows(lf, "eval", "ensemble_nll", H5T_NATIVE_DOUBLE, last, 1, &s->eval_nll));
-    POET_TRY(read_rows(lf, "eval", "ensemble_accuracy", H5T_NATIVE_DOUBLE, last, 1,
-                       &s->eval_accuracy));
+    POET_TRY(
+        read_rows(lf, "eval", "ensemble_accuracy", H5T_NATIVE_DOUBLE, last, 1, &s->eval_accuracy));
     POET_TRY(read_rows(lf, "eval", "mean_member_accuracy", H5T_NATIVE_DOUBLE, last, 1,
                        &s->eval_mean_member_accuracy));
-    POET_TRY(read_rows(lf, "eval", "disagreement", H5T_NATIVE_DOUBLE, last, 1,
-                       &s->eval_disagreement));
+    POET_TRY(
+        read_rows(lf, "eval", "disagreement", H5T_NATIVE_DOUBLE, last, 1, &s->eval_disagreement));
     s->eval_mean_member_nll = s->eval_diversity = NAN;
     if (has_object(lf->file, "eval", "mean_member_nll") &&
         has_object(lf->file, "eval", "diversity")) {
         POET_TRY(read_rows(lf, "eval", "mean_member_nll", H5T_NATIVE_DOUBLE, last, 1,
                            &s->eval_mean_member_nll));
-        POET_TRY(read_rows(lf, "eval", "diversity", H5T_NATIVE_DOUBLE, last, 1,
-                           &s->eval_diversity));
+        POET_TRY(
+            read_rows(lf, "eval", "diversity", H5T_NATIVE_DOUBLE, last, 1, &s->eval_diversity));
     }
     s->eval_iteration = it;
     s->eval_images = images;

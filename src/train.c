@@ -5,10 +5,10 @@
 
 #include <math.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,8 +19,8 @@
 #include "poet/fsutil.h"
 #include "poet/loss.h"
 #include "poet/losslog.h"
-#include "poet/mpierror.h"
 #include "poet/memplan.h"
+#include "poet/mpierror.h"
 #include "poet/net.h"
 #include "poet/netprobe.h"
 #include "poet/optim.h"
@@ -59,39 +59,39 @@ typedef struct {
     const poet_config *cfg;
     const poet_train_options *opt;
     poet_dataset train, test;
-    poet_dataset val;        /* held out of the training set (data.validation), or empty */
+    poet_dataset val; /* held out of the training set (data.validation), or empty */
     poet_batcher batcher;
     poet_prefetch *prefetch; /* the thread building batches ahead, or NULL (data.prefetch 0) */
     poet_ensemble ens;
     poet_tree *tree;
     poet_losslog *log;
-    int chunks;            /* micro-batches per batch (tree slots) */
-    int rows;              /* rows per micro-batch */
-    long total;            /* iterations of the run */
-    long start;            /* first iteration this process runs */
-    size_t image_size;     /* C·H·W */
-    float *images[2];      /* [B, C, H, W]; two in the stale mode (this batch and the next) */
-    uint8_t *labels[2];    /* [B] */
-    double *mean;          /* [rows, K] root scratch */
-    double *member_loss;   /* [n_local] mean own loss of the last batch */
-    poet_status local;     /* this rank's own failure, carried up the tree to stop every rank */
-    int fault_rank;        /* testing: POET_FAULT_RANK fails at POET_FAULT_ITERATION (-1: never) */
+    int chunks;          /* micro-batches per batch (tree slots) */
+    int rows;            /* rows per micro-batch */
+    long total;          /* iterations of the run */
+    long start;          /* first iteration this process runs */
+    size_t image_size;   /* C·H·W */
+    float *images[2];    /* [B, C, H, W]; two in the stale mode (this batch and the next) */
+    uint8_t *labels[2];  /* [B] */
+    double *mean;        /* [rows, K] root scratch */
+    double *member_loss; /* [n_local] mean own loss of the last batch */
+    poet_status local;   /* this rank's own failure, carried up the tree to stop every rank */
+    int fault_rank;      /* testing: POET_FAULT_RANK fails at POET_FAULT_ITERATION (-1: never) */
     long fault_iteration;
-    int sleep_rank;        /* testing: POET_FAULT_SLEEP_RANK stops answering at */
-    long sleep_iteration;  /* POET_FAULT_SLEEP_ITERATION (default 0) for POET_FAULT_SLEEP_SECONDS */
+    int sleep_rank;       /* testing: POET_FAULT_SLEEP_RANK stops answering at */
+    long sleep_iteration; /* POET_FAULT_SLEEP_ITERATION (default 0) for POET_FAULT_SLEEP_SECONDS */
     unsigned sleep_seconds;
     FILE *trajectory;
-    double phase_mark;     /* when the current phase began */
+    double phase_mark; /* when the current phase began */
     double phase_seconds[POET_PHASES];
-    poet_memplan memory;   /* the estimate checked before anything large is allocated */
-    int evaluate_only;     /* poet eval: its member lines mark members at chance, no warning */
+    poet_memplan memory; /* the estimate checked before anything large is allocated */
+    int evaluate_only;   /* poet eval: its member lines mark members at chance, no warning */
     /* Rank 0 decides from its clock; the decision travels in the tree header (HDR_DEADLINE,
      * HDR_CHECKPOINT) so every rank acts on the same iteration. */
     poet_deadline deadline;
-    double last_checkpoint;  /* poet_deadline_now() of the last checkpoint (or the start) */
-    int flag_deadline;       /* rank 0: stop after the iteration now being sent up */
-    int flag_checkpoint;     /* rank 0: checkpoint after it (output.checkpoint_every_seconds) */
-    int checkpoint_pending;  /* rank 0: a checkpoint flag is on its way */
+    double last_checkpoint; /* poet_deadline_now() of the last checkpoint (or the start) */
+    int flag_deadline;      /* rank 0: stop after the iteration now being sent up */
+    int flag_checkpoint;    /* rank 0: checkpoint after it (output.checkpoint_every_seconds) */
+    int checkpoint_pending; /* rank 0: a checkpoint flag is on its way */
 } trainer;
 
 /* The tree header's spare fields carry rank 0's clock decisions, like the signal's stop flag. */
@@ -140,9 +140,10 @@ static poet_status setup(trainer *t) {
     double data_bytes = poet_data_bytes(&t->train) + poet_data_bytes(&t->val) +
                         poet_data_bytes(&t->test) +
                         2.0 * c->batch_size * (t->image_size * sizeof(float) + 1);
-    POET_TRY(poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes,
-                                &t->memory));
-    POET_TRY(poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
+    POET_TRY(
+        poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes, &t->memory));
+    POET_TRY(
+        poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
     poet_tree_kind kind = c->tree;
     int arity = c->arity;
     if (kind == POET_TREE_AUTO) { /* measured now, the same choice on every rank */
@@ -200,13 +201,15 @@ static void inject_fault(trainer *t, long it) {
     if (t->sleep_rank == t->rank && t->sleep_iteration == it)
         sleep(t->sleep_seconds);
     if (t->local == POET_OK && t->fault_iteration == it && t->fault_rank == t->rank)
-        t->local = poet_error_set(POET_ERR_INTERNAL, "injected failure at iteration %ld "
-                                                     "(POET_FAULT_RANK/POET_FAULT_ITERATION)",
+        t->local = poet_error_set(POET_ERR_INTERNAL,
+                                  "injected failure at iteration %ld "
+                                  "(POET_FAULT_RANK/POET_FAULT_ITERATION)",
                                   it);
 }
 
-/* Fills the slot's up buffer: header flags, then this rank's fixed-point logit sum of `rows` images.
- * A local failure is not returned here but carried up as an error flag, so no rank waits forever. */
+/* Fills the slot's up buffer: header flags, then this rank's fixed-point logit sum of `rows`
+ * images. A local failure is not returned here but carried up as an error flag, so no rank waits
+ * forever. */
 static void forward_micro_batch(trainer *t, int slot, const float *images, const uint8_t *labels,
                                 poet_status *local) {
     int64_t *up = poet_tree_up(t->tree, slot);
@@ -221,7 +224,8 @@ static void forward_micro_batch(trainer *t, int slot, const float *images, const
 
 /* Root: the joint loss and gradient of one micro-batch from the summed logits; the decision header
  * passes the flag counts on. `loss_sum` and `correct` accumulate over the micro-batches. */
-static void root_loss(trainer *t, int slot, const uint8_t *labels, double *loss_sum, long *correct) {
+static void root_loss(trainer *t, int slot, const uint8_t *labels, double *loss_sum,
+                      long *correct) {
     const poet_config *c = t->cfg;
     const int64_t *total = poet_tree_up(t->tree, slot);
     int64_t *decision = poet_tree_down_header(t->tree, slot);
@@ -305,7 +309,8 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
         lap(t, POET_PHASE_COMM);
         read_decision(poet_tree_down_header(t->tree, ch), out);
         if (!out->error && *local == POET_OK)
-            *local = poet_ensemble_backward(&t->ens, ch, poet_tree_down_values(t->tree, ch), ch > 0);
+            *local =
+                poet_ensemble_backward(&t->ens, ch, poet_tree_down_values(t->tree, ch), ch > 0);
         lap(t, POET_PHASE_BACKWARD);
     }
     if (*local != POET_OK && out->error) {
@@ -422,8 +427,9 @@ static void print_eval(const char *set, const poet_eval_result *r, int members) 
 static void warn_members_at_chance(const poet_eval_result *r, int members) {
     if (!r->members_at_chance)
         return;
-    fprintf(stderr, "poet: warning: evaluation after %ld iterations: %d member(s) at chance level "
-                    "(accuracy <= %.4f on %ld images):",
+    fprintf(stderr,
+            "poet: warning: evaluation after %ld iterations: %d member(s) at chance level "
+            "(accuracy <= %.4f on %ld images):",
             r->iteration, r->members_at_chance, r->chance_threshold, r->images);
     for (int j = 0, shown = 0; j < members && shown < 16; j++)
         if (r->member_at_chance[j] > 0) {
@@ -485,8 +491,9 @@ static poet_status resume(trainer *t, char *path, size_t size) {
     }
     t->start = found ? pos.iteration : 0;
     if (t->rank == 0 && !t->opt->quiet && (t->opt->resume || t->opt->resume_from))
-        printf(found ? "resuming from %s at iteration %ld\n" : "no checkpoint to resume: %sstarting "
-                                                               "at iteration %ld\n",
+        printf(found ? "resuming from %s at iteration %ld\n"
+                     : "no checkpoint to resume: %sstarting "
+                       "at iteration %ld\n",
                path, t->start);
 fail:
     return st;
@@ -515,8 +522,8 @@ static void record_trajectory(trainer *t, long it, double loss) {
 
 static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o, double seconds,
                                  uint64_t bytes) {
-    poet_iteration_record rec = {it, o->loss, o->accuracy, poet_lr_at(t->cfg, it, t->total), seconds,
-                                 (double)bytes, 0, 0};
+    poet_iteration_record rec = {
+        it, o->loss, o->accuracy, poet_lr_at(t->cfg, it, t->total), seconds, (double)bytes, 0, 0};
     /* The members in this iteration's mean: micro-batches share the iteration's draw (slot 0); the
      * stale mode keeps iteration it's in slot it % 2. */
     int slot = t->cfg->overlap == POET_OVERLAP_STALE ? (int)(it % 2) : 0;
@@ -587,8 +594,10 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
                                                        : run_iteration(t, it, &o));
         if (o.error) {
             poet_error_mark_agreed();
-            POET_FAIL(POET_ERR_REMOTE, "stopping: another rank failed at iteration %ld (see its "
-                                       "message)", it);
+            POET_FAIL(POET_ERR_REMOTE,
+                      "stopping: another rank failed at iteration %ld (see its "
+                      "message)",
+                      it);
         }
         summary->final_loss = o.loss;
         /* Average so far: in the stale mode an iteration's traffic straddles two iterations. */
@@ -596,8 +605,8 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
             (tree_bytes(t) - bytes_at_start) / (uint64_t)(it + 1 - t->start);
         record_trajectory(t, it, o.loss);
         POET_TRY(log_iteration(t, it, &o, now_seconds() - t0, tree_bytes(t) - bytes0));
-        if (t->rank == 0 && !t->opt->quiet && c->log_every && ((it + 1) % c->log_every == 0 ||
-                                                                it + 1 == t->total))
+        if (t->rank == 0 && !t->opt->quiet && c->log_every &&
+            ((it + 1) % c->log_every == 0 || it + 1 == t->total))
             print_progress(t, it, &o, now_seconds() - started, it + 1 - t->start);
         long done = it + 1;
         poet_deadline_note_iteration(&t->deadline, now_seconds() - t0);
@@ -641,7 +650,7 @@ static poet_status open_log(trainer *t) {
         snprintf(path, sizeof path, "%s/log.h5", t->cfg->checkpoint_dir);
     poet_fs_dirname(path, dir, sizeof dir);
     POET_TRY(poet_error_agree(t->comm, t->rank == 0 ? poet_fs_make_dirs(dir, "loss-log directory")
-                                                     : POET_OK));
+                                                    : POET_OK));
     POET_TRY(poet_losslog_open(t->comm, path, t->cfg, &t->ens, t->start, &t->log));
 fail:
     return st;
@@ -700,23 +709,23 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         goto fail;
     }
     /* Rank 0 alone reads the clock and asks Slurm; a deadline already past fails every rank. */
-    POET_TRY(poet_error_agree(comm, t.rank == 0 ? poet_deadline_init(&t.deadline, cfg->deadline,
-                                                                      "training.deadline")
-                                                : POET_OK));
+    POET_TRY(poet_error_agree(
+        comm, t.rank == 0 ? poet_deadline_init(&t.deadline, cfg->deadline, "training.deadline")
+                          : POET_OK));
     t.last_checkpoint = poet_deadline_now(&t.deadline);
     if (opt->trajectory && t.rank == 0 && !(t.trajectory = fopen(opt->trajectory, "a")))
         st = poet_error_set(POET_ERR_IO, "%s: cannot open trajectory file", opt->trajectory);
     POET_TRY(poet_error_agree(comm, st));
     POET_TRY(open_log(&t));
     if (cfg->prefetch > 0)
-        POET_TRY(poet_error_agree(comm, poet_prefetch_start(&t.batcher, t.start, t.total,
-                                                            cfg->prefetch,
-                                                            (size_t)cfg->batch_size * t.image_size,
-                                                            cfg->batch_size, &t.prefetch)));
+        POET_TRY(
+            poet_error_agree(comm, poet_prefetch_start(&t.batcher, t.start, t.total, cfg->prefetch,
+                                                       (size_t)cfg->batch_size * t.image_size,
+                                                       cfg->batch_size, &t.prefetch)));
     summary->data_parallel_bytes_per_iteration = 0;
     {
-        /* Data parallelism would all-reduce every parameter's gradient: a ring moves about 2·(P−1)/P
-         * of all parameters per rank, sent and as much received. */
+        /* Data parallelism would all-reduce every parameter's gradient: a ring moves about
+         * 2·(P−1)/P of all parameters per rank, sent and as much received. */
         unsigned long long all_params = 0;
         unsigned long long mine = t.ens.n_params;
         POET_MPI(MPI_Allreduce(&mine, &all_params, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm));
@@ -727,7 +736,8 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         printf("poet %s: %d members on %d rank(s), tree %s, overlap %s, %ld iterations of batch %d "
                "(iterations %ld..%ld)\n",
                POET_VERSION, cfg->members, t.ranks, poet_tree_kind_name(cfg->tree),
-               poet_overlap_mode_name(cfg->overlap), t.total, cfg->batch_size, t.start + 1, t.total);
+               poet_overlap_mode_name(cfg->overlap), t.total, cfg->batch_size, t.start + 1,
+               t.total);
     st = train_loop(&t, summary);
     /* Closing the log is collective: a failure only this rank knows of (a peer that stopped
      * answering the tree) must reach MPI_Abort in the CLI, not wait for ranks that never come. */
@@ -764,8 +774,8 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     POET_TRY(poet_error_agree(comm, setup(&t)));
     POET_TRY(resume(&t, path, sizeof path));
     if (t.start == 0 && !checkpoint_path) {
-        st = poet_error_set(POET_ERR_CHECKPOINT, "%s: no checkpoint to evaluate in %s",
-                            cfg->source, cfg->checkpoint_dir);
+        st = poet_error_set(POET_ERR_CHECKPOINT, "%s: no checkpoint to evaluate in %s", cfg->source,
+                            cfg->checkpoint_dir);
         st = poet_error_agree(comm, st); /* every rank found none: one message, printed once */
         goto fail;
     }

@@ -4,14 +4,14 @@
  *   reduce_start: post receives from the children (a leaf sends to its parent at once)
  *   progress:     once every child's partial sum arrived, add them and send up
  *   reduce_wait:  finish that; on the root the slot's up buffer now holds the totals
- *   bcast_start:  the root sends the gradient to its children; others post a receive from the parent
- *   bcast_wait:   once the parent's message arrived, forward it to the children
+ *   bcast_start:  the root sends the gradient to its children; others post a receive from the
+ * parent bcast_wait:   once the parent's message arrived, forward it to the children
  *
- * Every wait is bounded (distributed.timeout): a peer that stops answering (hung, or its host's link
- * down) ends the wait with a message naming it, rather than leaving the rank in MPI_Wait until Open
- * MPI's own keepalive gives up minutes later. Waits test the requests, spinning for a moment (the
- * fast path: most messages are already there or arrive within microseconds), then sleeping with a
- * growing pause so a waiting rank leaves the cores to the ranks still computing.
+ * Every wait is bounded (distributed.timeout): a peer that stops answering (hung, or its host's
+ * link down) ends the wait with a message naming it, rather than leaving the rank in MPI_Wait until
+ * Open MPI's own keepalive gives up minutes later. Waits test the requests, spinning for a moment
+ * (the fast path: most messages are already there or arrive within microseconds), then sleeping
+ * with a growing pause so a waiting rank leaves the cores to the ranks still computing.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "poet/tree.h"
@@ -38,10 +38,10 @@ typedef struct {
     MPI_Request parent_recv;
     MPI_Request child_send[MAX_CHILDREN];
     MPI_Request collective;
-    int index;              /* slot number: messages of different slots never match each other */
-    int reducing;           /* between reduce_start and reduce_wait */
-    int up_sent;            /* partial sum already added and sent up */
-    int down_forwarded;     /* gradient already sent on to the children */
+    int index;          /* slot number: messages of different slots never match each other */
+    int reducing;       /* between reduce_start and reduce_wait */
+    int up_sent;        /* partial sum already added and sent up */
+    int down_forwarded; /* gradient already sent on to the children */
 } tree_slot;
 
 struct poet_tree {
@@ -52,13 +52,13 @@ struct poet_tree {
     int parent;
     int n_children;
     int children[MAX_CHILDREN];
-    size_t n;          /* values per message */
+    size_t n; /* values per message */
     int slots;
     tree_slot *slot;
     uint64_t bytes_sent, bytes_received;
-    double timeout;    /* seconds a wait may last (distributed.timeout) */
-    int depth;         /* edges from the root to this rank */
-    int tree_height;   /* edges from the root to the deepest rank */
+    double timeout;                       /* seconds a wait may last (distributed.timeout) */
+    int depth;                            /* edges from the root to this rank */
+    int tree_height;                      /* edges from the root to the deepest rank */
     char (*host)[MPI_MAX_PROCESSOR_NAME]; /* [size] every rank's host, for the timeout message */
 };
 
@@ -69,8 +69,8 @@ static size_t down_bytes(const poet_tree *t) {
 
 int poet_tree_parent_of(int rank, int arity) { return rank == 0 ? -1 : (rank - 1) / arity; }
 
-/* Edges from `rank` down to the deepest rank of its subtree: in this layout the leftmost path is the
- * longest. */
+/* Edges from `rank` down to the deepest rank of its subtree: in this layout the leftmost path is
+ * the longest. */
 static int subtree_height(int rank, int size, int arity) {
     int height = 0;
     for (long r = (long)arity * rank + 1; r < size; r = (long)arity * r + 1)
@@ -88,8 +88,8 @@ int poet_tree_children_of(int rank, int size, int arity, int *children, int max_
     return count;
 }
 
-poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size_t values, int slots,
-                             poet_tree **out) {
+poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size_t values,
+                             int slots, poet_tree **out) {
     poet_status st = POET_OK;
     poet_tree *t = NULL;
     *out = NULL;
@@ -223,8 +223,8 @@ static poet_status wait_bounded(poet_tree *t, int count, MPI_Request *req, const
                       peer[i], t->host[peer[i]], waited, t->timeout, what);
         }
         if (waited > SPIN_SECONDS) {
-            pause = pause ? (pause * 2 < PAUSE_MOST_NS ? pause * 2 : PAUSE_MOST_NS)
-                          : PAUSE_FIRST_NS;
+            pause =
+                pause ? (pause * 2 < PAUSE_MOST_NS ? pause * 2 : PAUSE_MOST_NS) : PAUSE_FIRST_NS;
             pause_for(pause);
         }
     }
@@ -232,7 +232,8 @@ fail:
     return st;
 }
 
-/* Adds the children's subtree sums into ours and sends the result to the parent (not at the root). */
+/* Adds the children's subtree sums into ours and sends the result to the parent (not at the root).
+ */
 static poet_status send_up(poet_tree *t, tree_slot *sl) {
     poet_status st = POET_OK;
     size_t count = up_count(t);
@@ -242,8 +243,8 @@ static poet_status send_up(poet_tree *t, tree_slot *sl) {
             sl->up[i] += child[i];
     }
     if (t->parent >= 0) {
-        POET_MPI(MPI_Isend(sl->up, (int)count, MPI_INT64_T, t->parent, TAG_UP + sl->index,
-                           t->comm, &sl->parent_send));
+        POET_MPI(MPI_Isend(sl->up, (int)count, MPI_INT64_T, t->parent, TAG_UP + sl->index, t->comm,
+                           &sl->parent_send));
         t->bytes_sent += count * sizeof(int64_t);
     }
     sl->up_sent = 1;

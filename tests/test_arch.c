@@ -9,15 +9,15 @@
 #include "poet/rng.h"
 #include "testutil.h"
 
-
 /* conv(->20,k3,s2) relu conv(->40,k3,s2) relu avg_pool(6) linear(->20) relu linear(->K), built by
  * hand so this test does not depend on the config module. */
 static poet_arch reference_arch(int classes) {
     poet_arch a;
     memset(&a, 0, sizeof a);
     strcpy(a.name, "reference");
-    poet_layer_spec l[] = {conv(20, 3, 2, 0), relu(), conv(40, 3, 2, 0), relu(),
-                           pool(POET_LAYER_AVG_POOL, 6, 6, 0), linear(20), relu(), linear(classes)};
+    poet_layer_spec l[] = {
+        conv(20, 3, 2, 0), relu(), conv(40, 3, 2, 0), relu(), pool(POET_LAYER_AVG_POOL, 6, 6, 0),
+        linear(20),        relu(), linear(classes)};
     a.n_layers = (int)(sizeof l / sizeof l[0]);
     memcpy(a.layers, l, sizeof l);
     return a;
@@ -39,13 +39,14 @@ static void test_reference_plan(void) {
     check_shape(4, plan.layers[4].out, 40, 1, 1);
     check_shape(5, plan.layers[5].out, 20, 1, 1);
     check_shape(7, plan.layers[7].out, 10, 1, 1);
-    TEST_CHECK(plan.layers[5].kernel_h == 1 && plan.layers[5].kernel_w == 1,
-               "linear kernel %dx%d", plan.layers[5].kernel_h, plan.layers[5].kernel_w);
+    TEST_CHECK(plan.layers[5].kernel_h == 1 && plan.layers[5].kernel_w == 1, "linear kernel %dx%d",
+               plan.layers[5].kernel_h, plan.layers[5].kernel_w);
     TEST_CHECK(plan.layers[4].kernel_h == 6 && plan.layers[4].stride == 6, "avg pool k%d s%d",
                plan.layers[4].kernel_h, plan.layers[4].stride);
 
     size_t expect = 20 * 9 + 20 + 40 * 20 * 9 + 40 + 20 * 40 + 20 + 10 * 20 + 10;
-    TEST_CHECK(plan.param_count == expect, "param_count %zu, expected %zu", plan.param_count, expect);
+    TEST_CHECK(plan.param_count == expect, "param_count %zu, expected %zu", plan.param_count,
+               expect);
 
     struct {
         const char *name;
@@ -54,14 +55,10 @@ static void test_reference_plan(void) {
         size_t offset;
         int fan_in;
     } want[] = {
-        {"conv1.weight", 4, {20, 1, 3, 3}, 0, 9},
-        {"conv1.bias", 1, {20}, 180, 9},
-        {"conv2.weight", 4, {40, 20, 3, 3}, 200, 180},
-        {"conv2.bias", 1, {40}, 200 + 7200, 180},
-        {"fc1.weight", 2, {20, 40}, 7440, 40},
-        {"fc1.bias", 1, {20}, 7440 + 800, 40},
-        {"fc2.weight", 2, {10, 20}, 8260, 20},
-        {"fc2.bias", 1, {10}, 8460, 20},
+        {"conv1.weight", 4, {20, 1, 3, 3}, 0, 9},      {"conv1.bias", 1, {20}, 180, 9},
+        {"conv2.weight", 4, {40, 20, 3, 3}, 200, 180}, {"conv2.bias", 1, {40}, 200 + 7200, 180},
+        {"fc1.weight", 2, {20, 40}, 7440, 40},         {"fc1.bias", 1, {20}, 7440 + 800, 40},
+        {"fc2.weight", 2, {10, 20}, 8260, 20},         {"fc2.bias", 1, {10}, 8460, 20},
     };
     TEST_CHECK(plan.n_tensors == 8, "n_tensors %d", plan.n_tensors);
     for (int t = 0; t < 8 && t < plan.n_tensors; t++) {
@@ -108,7 +105,7 @@ static void test_other_layers(void) {
     poet_arch a;
     memset(&a, 0, sizeof a);
     poet_layer_spec l[] = {conv(4, 3, 1, 1), pool(POET_LAYER_MAX_POOL, 3, 2, 1), relu(),
-                           conv(6, 2, 1, 0), global_pool(POET_LAYER_AVG_POOL), linear(3)};
+                           conv(6, 2, 1, 0), global_pool(POET_LAYER_AVG_POOL),   linear(3)};
     a.n_layers = 6;
     memcpy(a.layers, l, sizeof l);
     poet_arch_plan plan;
@@ -214,11 +211,10 @@ static void test_errors(void) {
 
 /* A residual block with a strided 1x1 projection: shapes follow the named inputs. */
 static void test_graph_plan(void) {
-    poet_layer_spec l[] = {conv(4, 3, 1, 1),         relu(),
-                           conv(8, 3, 2, 1),         relu(),
-                           conv(8, 3, 1, 1),         from(conv(8, 1, 2, 0), 1),
-                           add_of(4, 5),             relu(),
-                           global_pool(POET_LAYER_AVG_POOL), linear(10)};
+    poet_layer_spec l[] = {conv(4, 3, 1, 1), relu(),           conv(8, 3, 2, 1),
+                           relu(),           conv(8, 3, 1, 1), from(conv(8, 1, 2, 0), 1),
+                           add_of(4, 5),     relu(),           global_pool(POET_LAYER_AVG_POOL),
+                           linear(10)};
     poet_arch a;
     memset(&a, 0, sizeof a);
     a.n_layers = 10;
@@ -294,7 +290,8 @@ static void test_init(void) {
                sum / (double)info->count);
         /* The bigger tensors should span most of the interval. */
         if (info->count >= 100)
-            TEST_CHECK(hi > 0.8 * bound && lo < -0.8 * bound && fabs(sum / info->count) < 0.2 * bound,
+            TEST_CHECK(hi > 0.8 * bound && lo < -0.8 * bound &&
+                           fabs(sum / info->count) < 0.2 * bound,
                        "%s does not look uniform in +-%g", info->name, bound);
     }
     for (size_t i = 0; i < n; i++) {
@@ -353,8 +350,9 @@ static void test_builtins(void) {
     }
     TEST_OK(poet_arch_builtin("resnet-20", 7, &a) ? POET_OK : POET_ERR_CONFIG);
     TEST_OK(poet_arch_plan_build(&a, (poet_shape){1, 28, 28}, 7, "model.architecture", &plan));
-    const char *names[] = {"conv1.weight", "bn1.bias", "layer1.0.conv1.weight",
-                           "layer2.0.downsample.0.weight", "layer3.2.bn2.weight", "fc.weight"};
+    const char *names[] = {"conv1.weight",          "bn1.bias",
+                           "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+                           "layer3.2.bn2.weight",   "fc.weight"};
     for (size_t n = 0; n < sizeof names / sizeof *names; n++) {
         int found = 0;
         for (int t = 0; t < plan.n_tensors; t++)
@@ -363,8 +361,8 @@ static void test_builtins(void) {
     }
     TEST_CHECK(strcmp(plan.states[2].name, "layer1.0.bn1.running_mean") == 0, "state %s",
                plan.states[2].name);
-    const char *bad[] = {"resnet-21", "resnet-7", "resnet-20x", "wrn-28", "wrn-27-10", "wrn-28-0",
-                         "resnet-110"};
+    const char *bad[] = {"resnet-21", "resnet-7", "resnet-20x", "wrn-28",
+                         "wrn-27-10", "wrn-28-0", "resnet-110"};
     for (size_t n = 0; n < sizeof bad / sizeof *bad; n++)
         TEST_CHECK(!poet_arch_builtin(bad[n], 10, &a), "%s is not built in", bad[n]);
     /* Ids name tensors: two layers whose tensors would share a name are refused. */

@@ -1,9 +1,8 @@
-/* test_checkpoint.c — checkpoints: a known pattern written and read back byte for byte (with another
- * stack layout, and in the elastic mode with another rank count), every documented field, pruning
- * and `latest`, every kind of bad checkpoint, resume past a corrupt newest file, failed writes.
- * Runs with any rank count:
- *   test_checkpoint             the whole suite, in ./ckpt-test-p<ranks>
- *   test_checkpoint write DIR   writes the elastic fixture DIR/ckpt-00000007.h5
+/* test_checkpoint.c — checkpoints: a known pattern written and read back byte for byte (with
+ * another stack layout, and in the elastic mode with another rank count), every documented field,
+ * pruning and `latest`, every kind of bad checkpoint, resume past a corrupt newest file, failed
+ * writes. Runs with any rank count: test_checkpoint             the whole suite, in
+ * ./ckpt-test-p<ranks> test_checkpoint write DIR   writes the elastic fixture DIR/ckpt-00000007.h5
  *   test_checkpoint read DIR    resumes from DIR with this rank count and checks the pattern
  *   test_checkpoint identity DIR   a checkpoint missing one identity field (config, format
  *                               version, a member's architecture or arch_index) or holding an empty
@@ -63,7 +62,10 @@ static void create(const poet_config *cfg, poet_ensemble *e) {
  * every (salt, member, kind, k), exactly representable, never the PyTorch-style initial value. */
 static float pattern(long salt, int j, int kind, size_t k) {
     return (float)((double)((k * 7919 + (size_t)j * 104729 + (size_t)kind * 1299709 +
-                             (size_t)salt * 15485863) % 2000003) / 1048576.0 - 0.9);
+                             (size_t)salt * 15485863) %
+                            2000003) /
+                       1048576.0 -
+                   0.9);
 }
 
 static size_t member_params(const poet_ensemble *e, int j) {
@@ -209,18 +211,20 @@ static void delete_object(const char *path, const char *object) {
 static void truncate_half(const char *path) {
     if (rank == 0) {
         struct stat sb;
-        TEST_CHECK(stat(path, &sb) == 0 && truncate(path, sb.st_size / 2) == 0, "cannot truncate %s",
-                   path);
+        TEST_CHECK(stat(path, &sb) == 0 && truncate(path, sb.st_size / 2) == 0,
+                   "cannot truncate %s", path);
     }
     MPI_Barrier(comm);
 }
 
-/* The regular files of `dir` with their sizes, sorted: "name:size " ... (to prove nothing changed). */
+/* The regular files of `dir` with their sizes, sorted: "name:size " ... (to prove nothing changed).
+ */
 static void snapshot(const char *dir, char *out, size_t size) {
     char cmd[POET_PATH_MAX + 64];
     out[0] = '\0';
     if (rank == 0) {
-        snprintf(cmd, sizeof cmd, "cd '%s' && find . -maxdepth 1 -type f -printf '%%f:%%s ' | sort", dir);
+        snprintf(cmd, sizeof cmd, "cd '%s' && find . -maxdepth 1 -type f -printf '%%f:%%s ' | sort",
+                 dir);
         FILE *p = popen(cmd, "r");
         if (p) {
             size_t n = fread(out, 1, size - 1, p);
@@ -318,8 +322,8 @@ static void check_fields(const char *path, const poet_config *cfg, const poet_en
                "total_iterations");
     unsigned long long seed = 0;
     hid_t a = H5Aopen(file, "seed", H5P_DEFAULT);
-    TEST_CHECK(a >= 0 && H5Aread(a, H5T_NATIVE_ULLONG, &seed) >= 0 && seed == cfg->seed, "seed %llu",
-               seed);
+    TEST_CHECK(a >= 0 && H5Aread(a, H5T_NATIVE_ULLONG, &seed) >= 0 && seed == cfg->seed,
+               "seed %llu", seed);
     if (a >= 0)
         H5Aclose(a);
     s = string_attr(file, "rng");
@@ -333,8 +337,9 @@ static void check_fields(const char *path, const poet_config *cfg, const poet_en
                shape[0], shape[1], shape[2]);
     s = string_attr(file, "config");
     poet_config *stored = calloc(1, sizeof *stored);
-    TEST_CHECK(stored && poet_config_parse(s, "stored", stored) == POET_OK && stored->members == M &&
-                   stored->member_arch[3] == 1 && poet_arch_equal(&stored->archs[1], &cfg->archs[1]),
+    TEST_CHECK(stored && poet_config_parse(s, "stored", stored) == POET_OK &&
+                   stored->members == M && stored->member_arch[3] == 1 &&
+                   poet_arch_equal(&stored->archs[1], &cfg->archs[1]),
                "config does not parse back to the ensemble: %s", poet_error_message());
     free(stored);
     free(s);
@@ -367,7 +372,8 @@ static void check_fields(const char *path, const poet_config *cfg, const poet_en
             for (int t = 0; t < plan->n_tensors; t++) {
                 const poet_tensor_info *ti = &plan->tensors[t];
                 char dname[128];
-                snprintf(dname, sizeof dname, "%s/%s/%s", name, kind ? "momentum" : "params", ti->name);
+                snprintf(dname, sizeof dname, "%s/%s/%s", name, kind ? "momentum" : "params",
+                         ti->name);
                 hid_t d = H5Dopen2(file, dname, H5P_DEFAULT);
                 TEST_CHECK(d >= 0, "dataset %s", dname);
                 if (d < 0)
@@ -401,8 +407,9 @@ static void check_fields(const char *path, const poet_config *cfg, const poet_en
     TEST_CHECK(d >= 0 && H5Dread(d, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, crc) >= 0,
                "/checksums");
     for (int j = 0; j < M; j++)
-        TEST_CHECK(crc[j] == pattern_crc(e, salt, j), "checksum of member %d: 0x%08x, expected 0x%08x",
-                   j, crc[j], pattern_crc(e, salt, j));
+        TEST_CHECK(crc[j] == pattern_crc(e, salt, j),
+                   "checksum of member %d: 0x%08x, expected 0x%08x", j, crc[j],
+                   pattern_crc(e, salt, j));
     if (d >= 0)
         H5Dclose(d);
     H5Fclose(file);
@@ -527,10 +534,10 @@ static void suite(void) {
     cfg_other_arch.member_arch[3] = 0;
     poet_ensemble other;
     create(&cfg_other_arch, &other);
-    expect_error(poet_checkpoint_read(comm, path, &cfg_other_arch, &other, &got),
-                 POET_ERR_CHECKPOINT,
-                 "ckpt-00000300.h5: member 3 architecture differs: checkpoint has conv(16,k3,s2) relu",
-                 "other architecture");
+    expect_error(
+        poet_checkpoint_read(comm, path, &cfg_other_arch, &other, &got), POET_ERR_CHECKPOINT,
+        "ckpt-00000300.h5: member 3 architecture differs: checkpoint has conv(16,k3,s2) relu",
+        "other architecture");
     poet_ensemble_destroy(&other);
 
     /* Resume: the newest is corrupt (in a member the last rank owns), the previous one is taken. */
@@ -571,8 +578,8 @@ static void suite(void) {
     join(want, dir, "ckpt-00000400.h5.tmp");
     TEST_CHECK(!exists(want), "%s left behind after a failed write", want);
     snapshot(dir, after, sizeof after);
-    TEST_CHECK(strcmp(before, after) == 0, "failed writes changed the directory:\n  before %s\n  after  %s",
-               before, after);
+    TEST_CHECK(strcmp(before, after) == 0,
+               "failed writes changed the directory:\n  before %s\n  after  %s", before, after);
     read_text(latest, text, sizeof text);
     TEST_CHECK(strcmp(text, "ckpt-00000300.h5\n") == 0, "latest holds '%s'", text);
 
@@ -685,8 +692,10 @@ static void nonfinite(const char *dir) {
                  "infinite parameter");
     (void)n4;
     snapshot(dir, after, sizeof after);
-    TEST_CHECK(strcmp(before, after) == 0, "refused writes changed the directory:\n  before %s\n"
-               "  after  %s", before, after);
+    TEST_CHECK(strcmp(before, after) == 0,
+               "refused writes changed the directory:\n  before %s\n"
+               "  after  %s",
+               before, after);
 
     /* A file holding a NaN with a matching checksum: refused by read and by inspect. */
     join(bad, dir, "nan-with-good-checksum.h5");
@@ -778,8 +787,8 @@ static void identity(const char *dir) {
             poet_status st = poet_checkpoint_inspect(bad, out);
             fclose(out);
             /* a member's field fails that member's line; the summary counts it */
-            const char *want = strcmp(cases[i].object, "/") ? "1 of 5 members do not verify"
-                                                            : cases[i].message;
+            const char *want =
+                strcmp(cases[i].object, "/") ? "1 of 5 members do not verify" : cases[i].message;
             TEST_CHECK(st == POET_ERR_CHECKPOINT && strstr(poet_error_message(), want),
                        "inspect %s: status %d: %s", bad, (int)st, poet_error_message());
             poet_error_clear();

@@ -266,8 +266,9 @@ static const struct {
                      "distributed, output"},
     {"{\"training\": {\"lr\": \"fast\"}}",
      "configs/x.json: training.lr: expected number > 0, got \"fast\""},
-    {"{\"distributed\": {\"tree\": \"ring\"}}", "configs/x.json: distributed.tree: expected one of "
-                                                "\"binary\", \"kary\", \"mpi\", \"auto\", got \"ring\""},
+    {"{\"distributed\": {\"tree\": \"ring\"}}",
+     "configs/x.json: distributed.tree: expected one of "
+     "\"binary\", \"kary\", \"mpi\", \"auto\", got \"ring\""},
     {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3}, "
      "{\"type\": \"gelu\"}]}}",
      "configs/x.json: model.architecture[1].type: expected one of \"conv\", \"relu\", "
@@ -373,49 +374,63 @@ static const struct {
      "configs/x.json: model.architecture[0]: expected layer object such as {\"type\": \"relu\"}, "
      "got 5"},
     /* The graph: ids, inputs, add (issue 13). */
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"relu\", \"input\": "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"relu\", \"input\": "
      "\"b\"}]}}",
      "configs/x.json: model.architecture[1].input: expected the id of an earlier layer, got \"b\", "
      "which no layer has"},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"relu\", \"id\": \"r\", "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"relu\", \"id\": \"r\", "
      "\"input\": \"r\"}]}}",
      "configs/x.json: model.architecture[1].input: expected the id of an earlier layer, got \"r\", "
      "this layer's own id (a cycle)"},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\", \"input\": \"c\"}, {\"type\": "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\", \"input\": \"c\"}, {\"type\": "
      "\"relu\", \"id\": \"c\"}]}}",
      "configs/x.json: model.architecture[0].input: expected the id of an earlier layer, got \"c\", "
      "layer 1's, which comes later (a layer reads only earlier layers, so the network has no "
      "cycles)"},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"relu\", \"id\": "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"relu\", \"id\": "
      "\"a\"}]}}",
      "configs/x.json: model.architecture[1].id: expected an id no other layer has (layer 0 has "
      "it), got \"a\""},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a b\"}]}}",
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a b\"}]}}",
      "configs/x.json: model.architecture[0].id: expected string of 1 to 31 letters, digits, '_', "
      "'-' or '.', got \"a b\""},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
      "[\"a\"]}]}}",
      "configs/x.json: model.architecture[1].inputs: expected array of 2 to 4 layer ids, got "
      "[\"a\"]"},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3}, {\"type\": \"add\"}]}}",
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3}, "
+     "{\"type\": \"add\"}]}}",
      "configs/x.json: model.architecture[1].inputs: expected array of 2 to 4 layer ids, got "
      "nothing"},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
      "[\"a\", \"a\"]}]}}",
      "configs/x.json: model.architecture[1].inputs[1]: expected a layer id not already in inputs, "
      "got \"a\""},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"add\", \"inputs\": "
      "[\"a\", 3]}]}}",
      "configs/x.json: model.architecture[1].inputs[1]: expected the id of an earlier layer (a "
      "string), got 3"},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"add\", \"input\": "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"add\", \"input\": "
      "\"a\"}]}}",
      "configs/x.json: model.architecture[1].input: unknown key, did you mean "
      "model.architecture[1].inputs?"},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"inputs\": [\"a\"]}]}}",
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"inputs\": "
+     "[\"a\"]}]}}",
      "configs/x.json: model.architecture[1].inputs: unknown key, did you mean "
      "model.architecture[1].input?"},
-    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"a\"}, {\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"b\"}, {\"type\": "
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, "
+     "\"id\": \"a\"}, {\"type\": \"conv\", \"out_channels\": 4, \"kernel\": 3, \"id\": \"b\"}, "
+     "{\"type\": "
      "\"relu\", \"input\": \"a\"}]}}",
      "configs/x.json: model.architecture[1]: expected a layer whose output a later layer reads, "
      "got a conv that no layer reads"},

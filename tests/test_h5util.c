@@ -46,10 +46,10 @@ static void round_trip(const char *path) {
     TEST_OK(poet_h5_attr_read(file, "i32", H5T_NATIVE_INT, 0, &i32, POET_ERR_DATA, path, "/"));
     TEST_OK(poet_h5_attr_read(file, "i64", H5T_NATIVE_LLONG, 0, &i64, POET_ERR_DATA, path, "/"));
     TEST_OK(poet_h5_attr_read(file, "lr", H5T_NATIVE_DOUBLE, 0, &lr, POET_ERR_DATA, path, "/"));
-    TEST_OK(poet_h5_attr_read(file, "shape", H5T_NATIVE_INT, 3, got_shape, POET_ERR_DATA, path,
-                              "/"));
-    TEST_OK(poet_h5_attr_read(file, "seed", H5T_NATIVE_UINT64, 0, &got_seed, POET_ERR_DATA, path,
-                              "/"));
+    TEST_OK(
+        poet_h5_attr_read(file, "shape", H5T_NATIVE_INT, 3, got_shape, POET_ERR_DATA, path, "/"));
+    TEST_OK(
+        poet_h5_attr_read(file, "seed", H5T_NATIVE_UINT64, 0, &got_seed, POET_ERR_DATA, path, "/"));
     TEST_OK(poet_h5_attr_read_string(file, "name", &name, POET_ERR_DATA, path, "/"));
     TEST_CHECK(i32 == -7 && i64 == 1LL << 40 && lr == 0.125 && got_seed == seed,
                "numbers: %d %lld %g %llx", i32, i64, lr, (unsigned long long)got_seed);
@@ -65,12 +65,12 @@ static void round_trip(const char *path) {
     /* Failures carry the caller's status and name file, attribute and object. */
     char *text = NULL;
     int one = 0, three[3];
-    check_message(poet_h5_attr_read(file, "absent", H5T_NATIVE_INT, 0, &one, POET_ERR_CHECKPOINT,
-                                    path, "/"),
-                  POET_ERR_CHECKPOINT, "attribute absent of / is missing", "missing attribute");
-    check_message(poet_h5_attr_read(file, "i32", H5T_NATIVE_INT, 3, three, POET_ERR_DATA, path,
-                                    "/"),
-                  POET_ERR_DATA, "attribute i32 of / has 1 values, expected 3", "wrong count");
+    check_message(
+        poet_h5_attr_read(file, "absent", H5T_NATIVE_INT, 0, &one, POET_ERR_CHECKPOINT, path, "/"),
+        POET_ERR_CHECKPOINT, "attribute absent of / is missing", "missing attribute");
+    check_message(
+        poet_h5_attr_read(file, "i32", H5T_NATIVE_INT, 3, three, POET_ERR_DATA, path, "/"),
+        POET_ERR_DATA, "attribute i32 of / has 1 values, expected 3", "wrong count");
     check_message(poet_h5_attr_read_string(file, "lr", &text, POET_ERR_DATA, path, "/"),
                   POET_ERR_DATA, "attribute lr of / is not a string", "not a string");
     TEST_CHECK(text == NULL, "no string handed out on failure");
@@ -83,8 +83,8 @@ static void round_trip(const char *path) {
 static void close_resets(const char *path) {
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     hsize_t n = 4;
-    hid_t ids[6] = {H5Gopen2(file, "/", H5P_DEFAULT), H5Screate_simple(1, &n, NULL),
-                    H5Tcopy(H5T_NATIVE_INT), H5Pcreate(H5P_DATASET_XFER),
+    hid_t ids[6] = {H5Gopen2(file, "/", H5P_DEFAULT),  H5Screate_simple(1, &n, NULL),
+                    H5Tcopy(H5T_NATIVE_INT),           H5Pcreate(H5P_DATASET_XFER),
                     H5Aopen(file, "i32", H5P_DEFAULT), file};
     for (int i = 0; i < 6; i++) {
         hid_t id = ids[i];

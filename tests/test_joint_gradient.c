@@ -33,7 +33,6 @@
 #define ATOL_REF 1e-6 /* gradients are of order 1/(M·B); fp32 against double */
 #define RTOL_REF 1e-4
 
-
 static poet_layer_spec spec(poet_layer_kind kind, int out, int k, int s) {
     poet_layer_spec l;
     memset(&l, 0, sizeof l);
@@ -188,8 +187,8 @@ static void run(int M) {
             char label[96];
             snprintf(label, sizeof label, "  m%d %s fused vs separate", j, ti->name);
             /* atol 1e-30: only identical values pass (0/0 would be NaN). */
-            test_compare_f32(label, fused_member + ti->offset, sep_d + ti->offset, ti->count,
-                             1e-30, 0);
+            test_compare_f32(label, fused_member + ti->offset, sep_d + ti->offset, ti->count, 1e-30,
+                             0);
             snprintf(label, sizeof label, "  m%d %s separate vs reference", j, ti->name);
             test_compare_f32(label, sep_grads + j * n_params + ti->offset,
                              ref_grads + j * n_params + ti->offset, ti->count, ATOL_REF, RTOL_REF);

@@ -166,7 +166,8 @@ static void test_joint_extremes(void) {
     double loss;
     long correct;
     poet_loss_joint(mean, lab, 2, 4, 3, grad, &loss, &correct);
-    /* row 0: lse = 500 + log(1 + e^-1 + e^-500 + e^-1000) ; row 1: lse = 7 + log(2 + e^-5 + e^-8) */
+    /* row 0: lse = 500 + log(1 + e^-1 + e^-500 + e^-1000) ; row 1: lse = 7 + log(2 + e^-5 + e^-8)
+     */
     double lse0 = 500 + log1p(exp(-1.0) + exp(-500.0) + exp(-1000.0));
     double lse1 = 7 + log(2 + exp(-5.0) + exp(-8.0));
     double want = ((lse0 + 500) + (lse1 - 7)) / 2;
@@ -199,7 +200,8 @@ static void test_member(void) {
     double loss;
     long correct;
     poet_loss_member(rows, 4, lab, 3, 3, &loss, &correct);
-    double want = ((log(exp(1) + exp(2) + exp(3)) - 3) + (log(2 * exp(5) + exp(1)) - 5) + log(3.0)) / 3;
+    double want =
+        ((log(exp(1) + exp(2) + exp(3)) - 3) + (log(2 * exp(5) + exp(1)) - 5) + log(3.0)) / 3;
     test_compare_f64("member loss (hand)", &loss, &want, 1, 1e-12, 1e-12);
     TEST_CHECK(correct == 2, "member correct %ld, expected 2", correct);
 

@@ -63,9 +63,14 @@ static double member_value(long it, int member, int pass) {
 }
 
 static poet_iteration_record make_record(long it, int pass) {
-    poet_iteration_record rec = {it, row_loss(it, pass), 0.5 + 0.0625 * (double)(it % 4),
-                                 0.25 / (double)(1 + it % 2), 0.5 + 0.125 * (double)(it % 3),
-                                 1024.0 * (double)(it + 1), 0, 0};
+    poet_iteration_record rec = {it,
+                                 row_loss(it, pass),
+                                 0.5 + 0.0625 * (double)(it % 4),
+                                 0.25 / (double)(1 + it % 2),
+                                 0.5 + 0.125 * (double)(it % 3),
+                                 1024.0 * (double)(it + 1),
+                                 0,
+                                 0};
     if (rank != 0) /* only rank 0's record may reach the file */
         rec.loss = rec.accuracy = rec.lr = rec.seconds = rec.bytes = -1.0;
     return rec;
@@ -234,7 +239,10 @@ static void check_file(const char *path, long rows, int (*expect_pass)(long), co
     H5Fclose(file);
 }
 
-static int pass_first(long it) { (void)it; return 0; }
+static int pass_first(long it) {
+    (void)it;
+    return 0;
+}
 static int pass_resumed(long it) { return it >= 20; }
 
 /* The stored config must parse back into the run's config. */
@@ -401,12 +409,11 @@ static int test_kill(int argc, char **argv) {
     /* Other readers first, while this process has not started MPI (system() forks). */
     external_reader("h5dump", "command -v h5dump >/dev/null || exit 77; "
                               "h5dump -d /iterations/loss " KILL_PATH " >/dev/null");
-    external_reader("h5py",
-                    "for p in /usr/bin/python3 python3; do "
-                    "if $p -c 'import h5py' 2>/dev/null; then exec $p -c \""
-                    "import h5py; f = h5py.File('" KILL_PATH "', 'r'); "
-                    "n = f['iterations/loss'].shape[0]; assert n == 12, n; "
-                    "assert f['eval/iteration'][:].tolist() == [12]\"; fi; done; exit 77");
+    external_reader("h5py", "for p in /usr/bin/python3 python3; do "
+                            "if $p -c 'import h5py' 2>/dev/null; then exec $p -c \""
+                            "import h5py; f = h5py.File('" KILL_PATH "', 'r'); "
+                            "n = f['iterations/loss'].shape[0]; assert n == 12, n; "
+                            "assert f['eval/iteration'][:].tolist() == [12]\"; fi; done; exit 77");
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
@@ -521,12 +528,18 @@ static void test_report_numbers(const char *path, long rows) {
                    !strcmp(s.tree, "kary") && s.lr == 0.25 && !strcmp(s.run_name, "losslog-test"),
                "run attributes: members %d batch %d ranks %d tree %s(%d) lr %g name %s", s.members,
                s.batch_size, s.ranks, s.tree, s.arity, s.lr, s.run_name);
-    double got[9] = {s.final_loss, s.final_smoothed, s.best_smoothed, s.end_member_loss,
-                     s.end_ensemble_loss, s.total_seconds, s.images_per_second,
-                     s.bytes_per_iteration, (double)s.best_iteration};
-    double want[9] = {loss[rows - 1], naive_smoothed(loss, rows - 1, w), best,
-                      member_sum / (4.0 * w), naive_smoothed(loss, rows - 1, w), seconds,
-                      2.0 * (double)rows / seconds, bytes / (double)rows, (double)best_it};
+    double got[9] = {s.final_loss,        s.final_smoothed,      s.best_smoothed,
+                     s.end_member_loss,   s.end_ensemble_loss,   s.total_seconds,
+                     s.images_per_second, s.bytes_per_iteration, (double)s.best_iteration};
+    double want[9] = {loss[rows - 1],
+                      naive_smoothed(loss, rows - 1, w),
+                      best,
+                      member_sum / (4.0 * w),
+                      naive_smoothed(loss, rows - 1, w),
+                      seconds,
+                      2.0 * (double)rows / seconds,
+                      bytes / (double)rows,
+                      (double)best_it};
     test_compare_f64("report summary", got, want, 9, 1e-12, 1e-12);
     /* The decomposition columns: every member in every mean, so the mean member loss is the
      * members' mean and the diversity the gap; held out, eval_row's member NLLs 1.5 + j/32. */

@@ -112,8 +112,8 @@ static void run_case(const net_case *nc, const poet_stack_options *opt, int G, i
         for (int l = 0; l < plan.n_layers; l++)
             if (plan.layers[l].kind == POET_LAYER_BATCHNORM) {
                 const poet_tensor_info *w = &plan.tensors[plan.layers[l].weight_tensor];
-                fill_f32(member + w->offset, 2 * w->count, (3u << 30) + 1000u * (unsigned)l,
-                         -1.0, 1.0);
+                fill_f32(member + w->offset, 2 * w->count, (3u << 30) + 1000u * (unsigned)l, -1.0,
+                         1.0);
             }
         poet_stack_member_set(&plan, G, params, g, member);
     }
@@ -177,8 +177,8 @@ static void run_case(const net_case *nc, const poet_stack_options *opt, int G, i
     double *logits_d = xmalloc((size_t)B * G * K * sizeof *logits_d);
     to_f64(logits, logits_d, (size_t)B * G * K);
     if (!n_state) {
-        test_compare_f32("  inference logits vs training", logits_inf, logits_d,
-                         (size_t)B * G * K, 1e-6, 1e-6);
+        test_compare_f32("  inference logits vs training", logits_inf, logits_d, (size_t)B * G * K,
+                         1e-6, 1e-6);
     } else { /* eval mode: the running statistics, against the reference in eval mode */
         for (int g = 0; g < G; g++) {
             poet_stack_member_get(&plan, G, params, g, member);
@@ -343,14 +343,14 @@ int main(void) {
          {1, 8, 8},
          4,
          9,
-         {conv(4, 3, 1, 1), relu(), conv(4, 3, 1, 1), relu(), conv(4, 3, 1, 1), add_of(1, 4), relu(),
-          global_pool(POET_LAYER_AVG_POOL), linear(4)}},
+         {conv(4, 3, 1, 1), relu(), conv(4, 3, 1, 1), relu(), conv(4, 3, 1, 1), add_of(1, 4),
+          relu(), global_pool(POET_LAYER_AVG_POOL), linear(4)}},
         {"residual block, identity shortcut, 3 channels",
          {3, 7, 6},
          4,
          9,
-         {conv(5, 3, 1, 1), relu(), conv(5, 3, 1, 1), relu(), conv(5, 3, 1, 1), add_of(1, 4), relu(),
-          global_pool(POET_LAYER_AVG_POOL), linear(4)}},
+         {conv(5, 3, 1, 1), relu(), conv(5, 3, 1, 1), relu(), conv(5, 3, 1, 1), add_of(1, 4),
+          relu(), global_pool(POET_LAYER_AVG_POOL), linear(4)}},
         {"residual block, 1x1 strided projection, 1 channel",
          {1, 9, 9},
          4,

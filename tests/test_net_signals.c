@@ -60,9 +60,9 @@ static void run_steps(const poet_arch_plan *plan, const float *params, const flo
 int main(void) {
     poet_arch arch;
     memset(&arch, 0, sizeof arch);
-    poet_layer_spec layers[] = {conv(20, 3, 2, 0),  relu(),   conv(40, 3, 2, 0),
-                                relu(),             global_pool(POET_LAYER_AVG_POOL),
-                                linear(20),         relu(),   linear(K)};
+    poet_layer_spec layers[] = {
+        conv(20, 3, 2, 0), relu(), conv(40, 3, 2, 0), relu(), global_pool(POET_LAYER_AVG_POOL),
+        linear(20),        relu(), linear(K)};
     arch.n_layers = (int)(sizeof layers / sizeof *layers);
     memcpy(arch.layers, layers, sizeof layers);
     poet_arch_plan plan;

@@ -14,9 +14,8 @@
 #define EPS 1e-6
 #define ATOL 1e-6
 #define RTOL 1e-6
-#define MAX_SAMPLES 40 /* finite differences per tensor; larger tensors are sampled with a stride */
-
-
+/* finite differences per tensor; larger tensors are sampled with a stride */
+#define MAX_SAMPLES 40
 
 static poet_arch make_arch(int n, const poet_layer_spec *layers) {
     poet_arch a;
@@ -151,8 +150,8 @@ static double central(const fd_problem *p, double *params, double *x, double *v,
 }
 
 /* Compares `analytic` against finite differences at a strided sample of [begin, begin+count). */
-static void check_range(const char *what, const fd_problem *p, double *params, double *x,
-                        double *v, size_t begin, size_t count, const double *analytic) {
+static void check_range(const char *what, const fd_problem *p, double *params, double *x, double *v,
+                        size_t begin, size_t count, const double *analytic) {
     size_t stride = count > MAX_SAMPLES ? (count + MAX_SAMPLES - 1) / MAX_SAMPLES : 1;
     double got[MAX_SAMPLES + 1], want[MAX_SAMPLES + 1];
     size_t n = 0;
@@ -237,10 +236,14 @@ static void test_networks(void) {
     gradcheck("net1", &a1, (poet_shape){2, 7, 7}, 4, 1);
 
     /* strided conv, avg_pool with padding, global avg pool, two linears */
-    poet_layer_spec n2[] = {conv(4, 3, 2, 0),  pool(POET_LAYER_AVG_POOL, 2, 1, 1),
-                            relu(),            conv(5, 3, 1, 1),
-                            global_pool(POET_LAYER_AVG_POOL), linear(6),
-                            relu(),            linear(3)};
+    poet_layer_spec n2[] = {conv(4, 3, 2, 0),
+                            pool(POET_LAYER_AVG_POOL, 2, 1, 1),
+                            relu(),
+                            conv(5, 3, 1, 1),
+                            global_pool(POET_LAYER_AVG_POOL),
+                            linear(6),
+                            relu(),
+                            linear(3)};
     poet_arch a2 = make_arch(8, n2);
     gradcheck("net2", &a2, (poet_shape){1, 8, 8}, 3, 0);
 
@@ -252,27 +255,27 @@ static void test_networks(void) {
     gradcheck("net3", &a3, (poet_shape){3, 7, 5}, 5, 1);
 
     /* the reference network itself, smaller K, sampled */
-    poet_layer_spec ref[] = {conv(20, 3, 2, 0), relu(), conv(40, 3, 2, 0), relu(),
-                             pool(POET_LAYER_AVG_POOL, 6, 6, 0), linear(20), relu(), linear(10)};
+    poet_layer_spec ref[] = {
+        conv(20, 3, 2, 0), relu(), conv(40, 3, 2, 0), relu(), pool(POET_LAYER_AVG_POOL, 6, 6, 0),
+        linear(20),        relu(), linear(10)};
     poet_arch ar = make_arch(8, ref);
     gradcheck("reference", &ar, (poet_shape){1, 28, 28}, 10, 1);
 
     /* Residual blocks (graphs with add): the stem's output is read twice, so its gradient is the
      * sum over both readers. Identity shortcut, then a 1x1 strided projection on the shortcut;
      * 1 and 3 input channels. */
-    poet_layer_spec id_block[] = {conv(3, 3, 1, 1),          relu(),
-                                  conv(3, 3, 1, 1),          relu(),
-                                  conv(3, 3, 1, 1),          add_of(1, 4),
-                                  relu(),                    global_pool(POET_LAYER_AVG_POOL),
-                                  linear(4)};
+    poet_layer_spec id_block[] = {
+        conv(3, 3, 1, 1), relu(),       conv(3, 3, 1, 1), relu(),
+        conv(3, 3, 1, 1), add_of(1, 4), relu(),           global_pool(POET_LAYER_AVG_POOL),
+        linear(4)};
     poet_arch ai = make_arch(9, id_block);
     gradcheck("residual identity", &ai, (poet_shape){1, 6, 6}, 4, 0);
     gradcheck("residual identity", &ai, (poet_shape){3, 5, 6}, 4, 1);
-    poet_layer_spec proj_block[] = {conv(3, 3, 1, 1),         relu(),
-                                    conv(5, 3, 2, 1),         relu(),
-                                    conv(5, 3, 1, 1),         from(conv(5, 1, 2, 0), 1),
-                                    add_of(4, 5),             relu(),
-                                    global_pool(POET_LAYER_AVG_POOL), linear(4)};
+    poet_layer_spec proj_block[] = {
+        conv(3, 3, 1, 1), relu(),           conv(5, 3, 2, 1),
+        relu(),           conv(5, 3, 1, 1), from(conv(5, 1, 2, 0), 1),
+        add_of(4, 5),     relu(),           global_pool(POET_LAYER_AVG_POOL),
+        linear(4)};
     poet_arch ap = make_arch(10, proj_block);
     gradcheck("residual projection", &ap, (poet_shape){1, 7, 7}, 4, 0);
     gradcheck("residual projection", &ap, (poet_shape){3, 8, 6}, 4, 1);
@@ -335,8 +338,7 @@ static void test_hand_batchnorm(void) {
     poet_ref_set_state(cache, state, 0);
     poet_ref_forward(&plan, params, 2, x1, logits, cache);
     want = (1.5 - 0.325) / sqrt(rv + 1e-5);
-    TEST_CHECK(fabs(logits[0] - want) < 1e-12, "eval logit %.17g, expected %.17g", logits[0],
-               want);
+    TEST_CHECK(fabs(logits[0] - want) < 1e-12, "eval logit %.17g, expected %.17g", logits[0], want);
     TEST_CHECK(state[0] == 0.325, "eval leaves the running statistics alone");
     poet_ref_cache_destroy(cache);
 }
@@ -349,8 +351,7 @@ static void test_hand_add(void) {
     poet_arch_plan plan;
     poet_error_clear();
     /* Layer inputs are earlier layers; -1 (the images) is not one a spec may name. */
-    TEST_CHECK(poet_arch_plan_build(&a, (poet_shape){1, 1, 2}, 1, "test", &plan) ==
-                   POET_ERR_CONFIG,
+    TEST_CHECK(poet_arch_plan_build(&a, (poet_shape){1, 1, 2}, 1, "test", &plan) == POET_ERR_CONFIG,
                "input -1 refused");
     poet_error_clear();
     /* Branch b reads conv a: y = Σ_pixels (2x) + (3·(2x) + 1). */
@@ -365,8 +366,8 @@ static void test_hand_add(void) {
     double dlogit = 1, dparams[7], dx[2];
     poet_ref_backward(&plan, params, 1, &dlogit, cache, dparams, dx);
     /* dL/dx_i = 2 (direct) + 3·2 (through b) = 8 */
-    TEST_CHECK(fabs(dx[0] - 8) < 1e-12 && fabs(dx[1] - 8) < 1e-12, "add backward dx: %g %g",
-               dx[0], dx[1]);
+    TEST_CHECK(fabs(dx[0] - 8) < 1e-12 && fabs(dx[1] - 8) < 1e-12, "add backward dx: %g %g", dx[0],
+               dx[1]);
     poet_ref_cache_destroy(cache);
 }
 

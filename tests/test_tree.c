@@ -69,8 +69,8 @@ static void exercise(MPI_Comm comm, poet_tree_kind kind, int arity, int rank, in
             long bad = 0;
             for (size_t i = 0; i < VALUES; i++)
                 bad += g[i] != (float)(i * 0.5 + s + round);
-            TEST_CHECK(bad == 0, "rank %d kind %d slot %d: %ld wrong gradient values", rank, kind, s,
-                       bad);
+            TEST_CHECK(bad == 0, "rank %d kind %d slot %d: %ld wrong gradient values", rank, kind,
+                       s, bad);
             TEST_CHECK(poet_tree_down_header(tree, s)[POET_HDR_STOP] == (round == 1),
                        "rank %d: stop decision", rank);
         }
@@ -79,12 +79,15 @@ static void exercise(MPI_Comm comm, poet_tree_kind kind, int arity, int rank, in
     if (rank != 0 && kind != POET_TREE_MPI) {
         uint64_t up = (POET_TREE_HEADER + VALUES) * 8, down = POET_TREE_HEADER * 8 + VALUES * 4;
         int children[64];
-        int n = poet_tree_children_of(rank, size, kind == POET_TREE_BINARY ? 2 : arity, children, 64);
+        int n =
+            poet_tree_children_of(rank, size, kind == POET_TREE_BINARY ? 2 : arity, children, 64);
         uint64_t want_sent = 3 * SLOTS * (up + n * down), want_recv = 3 * SLOTS * (down + n * up);
-        TEST_CHECK(poet_tree_bytes_sent(tree) == want_sent, "rank %d sent %llu, expected %llu", rank,
-                   (unsigned long long)poet_tree_bytes_sent(tree), (unsigned long long)want_sent);
-        TEST_CHECK(poet_tree_bytes_received(tree) == want_recv, "rank %d received %llu, expected %llu",
-                   rank, (unsigned long long)poet_tree_bytes_received(tree),
+        TEST_CHECK(poet_tree_bytes_sent(tree) == want_sent, "rank %d sent %llu, expected %llu",
+                   rank, (unsigned long long)poet_tree_bytes_sent(tree),
+                   (unsigned long long)want_sent);
+        TEST_CHECK(poet_tree_bytes_received(tree) == want_recv,
+                   "rank %d received %llu, expected %llu", rank,
+                   (unsigned long long)poet_tree_bytes_received(tree),
                    (unsigned long long)want_recv);
     }
     poet_tree_destroy(tree);

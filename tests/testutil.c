@@ -24,8 +24,8 @@ int test_compare_f64(const char *what, const double *got, const double *ref, siz
            worst_diff, worst, n ? got[worst] : 0.0, n ? ref[worst] : 0.0, worst_ratio,
            bad ? "FAIL" : "ok");
     if (bad) {
-        fprintf(stderr, "FAIL %s: %zu of %zu elements outside atol=%g rtol=%g\n", what, bad, n, atol,
-                rtol);
+        fprintf(stderr, "FAIL %s: %zu of %zu elements outside atol=%g rtol=%g\n", what, bad, n,
+                atol, rtol);
         test_failures++;
     }
     return bad == 0;

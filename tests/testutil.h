@@ -51,9 +51,10 @@ poet_layer_spec global_pool(poet_layer_kind kind);
 poet_layer_spec linear(int out);
 poet_layer_spec batchnorm(void);
 poet_layer_spec from(poet_layer_spec s, int input); /* reads layer `input` instead */
-poet_layer_spec add_of(int a, int b);                /* add of layers a and b */
+poet_layer_spec add_of(int a, int b);               /* add of layers a and b */
 
-/* Prints "N passed, M failed"-style verdict and returns the exit code (0 only when nothing failed). */
+/* Prints "N passed, M failed"-style verdict and returns the exit code (0 only when nothing failed).
+ */
 int test_finish(const char *name);
 
 #endif

@@ -34,10 +34,10 @@ typedef struct {
     int n_inputs;                /* 1, or 2..POET_MAX_INPUTS for add */
     int inputs[POET_MAX_INPUTS]; /* the layers it reads, always earlier ones; -1: the images */
     poet_shape in, out;          /* in: the shape of every input */
-    int kernel_h, kernel_w;  /* resolved: global pooling and linear use the whole input */
+    int kernel_h, kernel_w;      /* resolved: global pooling and linear use the whole input */
     int stride, padding;
-    int weight_tensor;       /* index of the weight in poet_arch_plan.tensors, bias is +1; -1 none */
-    int state_tensor;        /* batchnorm: running_mean in poet_arch_plan.states, var +1; -1 none */
+    int weight_tensor; /* index of the weight in poet_arch_plan.tensors, bias is +1; -1 none */
+    int state_tensor;  /* batchnorm: running_mean in poet_arch_plan.states, var +1; -1 none */
 } poet_layer_plan;
 
 /* How a tensor starts: PyTorch's defaults for its layer. */
@@ -48,12 +48,12 @@ typedef enum {
 } poet_init_kind;
 
 typedef struct {
-    char name[64];        /* "conv1.weight", "layer1.0.bn1.running_mean" */
+    char name[64]; /* "conv1.weight", "layer1.0.bn1.running_mean" */
     int ndims;
-    int64_t dims[4];      /* PyTorch shape: OIHW, O, [out, in], [out] */
-    size_t count;         /* elements */
-    size_t offset;        /* first element in member layout */
-    int fan_in;           /* for PyTorch's default init bound 1/sqrt(fan_in) */
+    int64_t dims[4]; /* PyTorch shape: OIHW, O, [out, in], [out] */
+    size_t count;    /* elements */
+    size_t offset;   /* first element in member layout */
+    int fan_in;      /* for PyTorch's default init bound 1/sqrt(fan_in) */
     poet_init_kind init;
 } poet_tensor_info;
 
@@ -64,11 +64,11 @@ typedef struct {
     poet_layer_plan layers[POET_MAX_LAYERS];
     int n_tensors;
     poet_tensor_info tensors[2 * POET_MAX_LAYERS];
-    size_t param_count;   /* per member */
+    size_t param_count; /* per member */
     int n_states;
     poet_tensor_info states[2 * POET_MAX_LAYERS]; /* member state (offsets in state layout) */
-    size_t state_count;   /* per member */
-    double forward_flops; /* per image, multiply-adds counted as 2 */
+    size_t state_count;                           /* per member */
+    double forward_flops;                         /* per image, multiply-adds counted as 2 */
 } poet_arch_plan;
 
 /* Infers every layer's shapes. Fails (POET_ERR_CONFIG, naming `where`, e.g. "model.architecture",

@@ -1,12 +1,14 @@
 /* checkpoint.h — whole-ensemble checkpoints in one HDF5 file written collectively through MPI-IO.
  *
  * Layout and every field: docs/checkpoint-format.md. Files are written as
- * <dir>/ckpt-<iteration, 8 digits>.h5.tmp, closed by every rank, then renamed by rank 0; <dir>/latest
- * (a one-line text file naming the newest checkpoint) is replaced atomically with rename(2); only the
- * newest `checkpoint_keep` are kept. A crash mid-write leaves a .tmp that is never taken for good.
+ * <dir>/ckpt-<iteration, 8 digits>.h5.tmp, closed by every rank, then renamed by rank 0;
+ * <dir>/latest (a one-line text file naming the newest checkpoint) is replaced atomically with
+ * rename(2); only the newest `checkpoint_keep` are kept. A crash mid-write leaves a .tmp that is
+ * never taken for good.
  *
- * The training state a checkpoint holds is "iterations completed": the run resumes at that iteration
- * with the same batch order (a pure function of seed and epoch), so nothing else is needed to replay.
+ * The training state a checkpoint holds is "iterations completed": the run resumes at that
+ * iteration with the same batch order (a pure function of seed and epoch), so nothing else is
+ * needed to replay.
  */
 #ifndef POET_CHECKPOINT_H
 #define POET_CHECKPOINT_H

@@ -28,7 +28,7 @@
 #define POET_STD_MAX 1000.0
 
 typedef enum {
-    POET_LAYER_CONV,     /* convolution: out, kernel, stride, padding; weight OIHW, bias O */
+    POET_LAYER_CONV, /* convolution: out, kernel, stride, padding; weight OIHW, bias O */
     POET_LAYER_RELU,
     POET_LAYER_AVG_POOL, /* kernel, stride (default = kernel), padding; global = whole input */
     POET_LAYER_MAX_POOL,
@@ -39,16 +39,16 @@ typedef enum {
 
 typedef struct {
     poet_layer_kind kind;
-    int out;      /* conv: out channels; linear: out features */
-    int kernel;   /* conv/pool: square kernel size */
-    int stride;   /* conv/pool */
-    int padding;  /* conv/pool */
-    int global;   /* pool: 1 = kernel covers the whole input (global pooling) */
+    int out;     /* conv: out channels; linear: out features */
+    int kernel;  /* conv/pool: square kernel size */
+    int stride;  /* conv/pool */
+    int padding; /* conv/pool */
+    int global;  /* pool: 1 = kernel covers the whole input (global pooling) */
     /* The graph: a layer reads the previous layer's output (layer 0: the images) unless it names
      * its inputs. Inputs are always earlier layers, so a network has no cycles. */
-    char id[POET_ID_MAX];         /* "" or the name other layers' "input"/"inputs" use */
-    int n_inputs;                 /* 0: the previous layer; else inputs[0..n_inputs-1] */
-    int inputs[POET_MAX_INPUTS];  /* indices of earlier layers */
+    char id[POET_ID_MAX];        /* "" or the name other layers' "input"/"inputs" use */
+    int n_inputs;                /* 0: the previous layer; else inputs[0..n_inputs-1] */
+    int inputs[POET_MAX_INPUTS]; /* indices of earlier layers */
 } poet_layer_spec;
 
 typedef struct {
@@ -77,60 +77,60 @@ typedef struct {
     char train_labels[POET_PATH_MAX];
     char test_images[POET_PATH_MAX];
     char test_labels[POET_PATH_MAX];
-    double mean, std; /* normalisation (x/255 - mean)/std; the first value of an array */
-    int mean_count, std_count;  /* 0: a single number; else per-channel values in channel_* */
+    double mean, std;          /* normalisation (x/255 - mean)/std; the first value of an array */
+    int mean_count, std_count; /* 0: a single number; else per-channel values in channel_* */
     double channel_mean[POET_DATA_MAX_CHANNELS], channel_std[POET_DATA_MAX_CHANNELS];
     int mean_auto, std_auto; /* "auto": 1 until normalise.c resolved it from the data, then 2 */
-    int shuffle;      /* 1: permute each epoch from (seed, epoch) */
-    int classes;      /* K; labels must be < K */
-    poet_data_format format;           /* AUTO: told from the training images file */
-    poet_cifar_labels cifar_labels;    /* CIFAR-10 records or CIFAR-100's fine/coarse label */
+    int shuffle;             /* 1: permute each epoch from (seed, epoch) */
+    int classes;             /* K; labels must be < K */
+    poet_data_format format; /* AUTO: told from the training images file */
+    poet_cifar_labels cifar_labels;     /* CIFAR-10 records or CIFAR-100's fine/coarse label */
     char images_dataset[POET_NAME_MAX]; /* HDF5 dataset names */
     char labels_dataset[POET_NAME_MAX];
-    poet_data_layout layout;           /* HDF5 images: AUTO = the dataset's layout attribute */
-    int prefetch;                      /* batches a separate thread builds ahead; 0 = none */
-    int augment_crop_padding;          /* random crop after zero padding by this much; 0 = none */
-    int augment_flip;                  /* 1: random horizontal flip */
-    int in_memory;                     /* 0: HDF5 images read from the file as batches need them */
-    double validation;                 /* held out of the training set: a count >= 1, a fraction
-                                          in (0, 1), or 0 = none */
+    poet_data_layout layout;  /* HDF5 images: AUTO = the dataset's layout attribute */
+    int prefetch;             /* batches a separate thread builds ahead; 0 = none */
+    int augment_crop_padding; /* random crop after zero padding by this much; 0 = none */
+    int augment_flip;         /* 1: random horizontal flip */
+    int in_memory;            /* 0: HDF5 images read from the file as batches need them */
+    double validation;        /* held out of the training set: a count >= 1, a fraction
+                                 in (0, 1), or 0 = none */
 
     /* model */
-    int members;                        /* M */
-    int n_archs;                        /* distinct architectures */
+    int members; /* M */
+    int n_archs; /* distinct architectures */
     poet_arch archs[POET_MAX_ARCHS];
-    int member_arch[POET_MAX_MEMBERS];  /* architecture index of member j */
-    int placement_explicit;             /* 0: block placement over the ranks */
-    int member_rank[POET_MAX_MEMBERS];  /* explicit member -> rank map when placement_explicit */
-    int fused;                          /* 1: run a rank's same-architecture members as one grouped graph */
-    int convolution;                    /* 0 "gemm": im2col + sgemm; 1 "onednn": oneDNN primitives */
+    int member_arch[POET_MAX_MEMBERS]; /* architecture index of member j */
+    int placement_explicit;            /* 0: block placement over the ranks */
+    int member_rank[POET_MAX_MEMBERS]; /* explicit member -> rank map when placement_explicit */
+    int fused;       /* 1: run a rank's same-architecture members as one grouped graph */
+    int convolution; /* 0 "gemm": im2col + sgemm; 1 "onednn": oneDNN primitives */
 
     /* training */
-    int batch_size;      /* B */
+    int batch_size; /* B */
     int epochs;
-    long iterations;     /* total iterations; 0 = epochs * (train size / B) */
+    long iterations; /* total iterations; 0 = epochs * (train size / B) */
     double lr, momentum, weight_decay;
     int decay_bn_bias; /* 0: no weight decay on biases and batchnorm weights (1-D tensors) */
     int nesterov;
     poet_lr_schedule schedule;
-    long step_size;      /* step schedule: multiply lr by gamma every step_size iterations */
+    long step_size; /* step schedule: multiply lr by gamma every step_size iterations */
     double gamma;
-    double min_lr;       /* cosine schedule floor */
+    double min_lr; /* cosine schedule floor */
     uint64_t seed;
-    int threads;         /* OMP threads per rank; 0 = cores / ranks on this node */
-    int log_every;       /* progress line every N iterations (0 = never) */
-    int eval_every;      /* test-set evaluation every N iterations (0 = only at the end) */
+    int threads;    /* OMP threads per rank; 0 = cores / ranks on this node */
+    int log_every;  /* progress line every N iterations (0 = never) */
+    int eval_every; /* test-set evaluation every N iterations (0 = only at the end) */
     poet_objective objective;
-    double beta;         /* weight of the joint term: 1 joint, 0 independent, in between blend */
+    double beta;           /* weight of the joint term: 1 joint, 0 independent, in between blend */
     double member_dropout; /* probability that a member is left out of an iteration's mean */
-    char deadline[64];   /* "" none, "slurm", or an ISO time: stop with a checkpoint before it */
+    char deadline[64];     /* "" none, "slurm", or an ISO time: stop with a checkpoint before it */
 
     /* distributed */
     poet_tree_kind tree;
-    int arity;           /* kary tree arity k >= 2 (binary: 2) */
+    int arity; /* kary tree arity k >= 2 (binary: 2) */
     poet_overlap_mode overlap;
-    int chunks;          /* exact overlap: micro-batches per batch */
-    double timeout;      /* seconds a wait on the tree may last before the job ends; 0 = no limit */
+    int chunks;     /* exact overlap: micro-batches per batch */
+    double timeout; /* seconds a wait on the tree may last before the job ends; 0 = no limit */
     double memory_limit_gib; /* most memory a rank's estimate may need; 0 = node's / its ranks */
 
     /* output */
@@ -138,7 +138,7 @@ typedef struct {
     char checkpoint_dir[POET_PATH_MAX]; /* default checkpoints/<run_name> */
     int checkpoint_every;               /* 0 = only at the end and on signals */
     int checkpoint_keep;                /* keep the last K checkpoints */
-    char log_file[POET_PATH_MAX];       /* per-iteration HDF5 loss log; "" = <checkpoint_dir>/log.h5 */
+    char log_file[POET_PATH_MAX]; /* per-iteration HDF5 loss log; "" = <checkpoint_dir>/log.h5 */
     int log_flush_every;
     double checkpoint_every_seconds; /* also checkpoint when this much wall time passed; 0 = off */
 } poet_config;

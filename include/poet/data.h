@@ -25,30 +25,30 @@ typedef enum { POET_LAYOUT_AUTO, POET_LAYOUT_NCHW, POET_LAYOUT_NHWC } poet_data_
 /* What to load: the format, the files and how to read and normalise them. */
 typedef struct {
     poet_data_format format;
-    const char *images;          /* IDX images; CIFAR files (a glob pattern); the HDF5 file */
-    const char *labels;          /* IDX labels, or NULL: images only, every label 0 (predict) */
-    int classes;                 /* K: every label must be < K */
-    int n_norm;                  /* 1: one mean/std for every channel; else one per channel */
+    const char *images; /* IDX images; CIFAR files (a glob pattern); the HDF5 file */
+    const char *labels; /* IDX labels, or NULL: images only, every label 0 (predict) */
+    int classes;        /* K: every label must be < K */
+    int n_norm;         /* 1: one mean/std for every channel; else one per channel */
     double mean[POET_DATA_MAX_CHANNELS], std[POET_DATA_MAX_CHANNELS]; /* (x/255 - mean)/std */
     poet_cifar_labels cifar;
-    const char *images_dataset;  /* HDF5 dataset names ("images", "labels") */
+    const char *images_dataset; /* HDF5 dataset names ("images", "labels") */
     const char *labels_dataset;
     poet_data_layout layout;
-    int streamed;                /* HDF5 only: images read from the file when a batch needs them */
+    int streamed; /* HDF5 only: images read from the file when a batch needs them */
 } poet_data_spec;
 
 typedef struct {
     char images_path[1024];
-    long count;          /* N images */
-    int channels;        /* C */
-    int height, width;   /* H, W */
-    uint8_t *pixels;     /* [N, C, H, W] bytes as stored, or NULL for float images */
-    float *values;       /* [N, C, H, W] float32 images (HDF5), on the x/255 scale, or NULL */
-    uint8_t *labels;     /* [N] */
-    void *stream;        /* streamed HDF5 images (pixels and values NULL): the open file */
-    int stream_float;    /* the streamed images are float32 */
-    int classes;         /* K: every label is < K */
-    int n_norm;          /* 1 or channels */
+    long count;        /* N images */
+    int channels;      /* C */
+    int height, width; /* H, W */
+    uint8_t *pixels;   /* [N, C, H, W] bytes as stored, or NULL for float images */
+    float *values;     /* [N, C, H, W] float32 images (HDF5), on the x/255 scale, or NULL */
+    uint8_t *labels;   /* [N] */
+    void *stream;      /* streamed HDF5 images (pixels and values NULL): the open file */
+    int stream_float;  /* the streamed images are float32 */
+    int classes;       /* K: every label is < K */
+    int n_norm;        /* 1 or channels */
     double mean[POET_DATA_MAX_CHANNELS], std[POET_DATA_MAX_CHANNELS];
     float table[POET_DATA_MAX_CHANNELS][256]; /* byte -> normalised float, per channel */
 } poet_dataset;
@@ -101,11 +101,11 @@ typedef struct {
     const poet_dataset *ds;
     uint64_t seed;
     int shuffle;
-    int batch;               /* B */
+    int batch; /* B */
     long batches_per_epoch;
-    long cached_epoch;       /* epoch whose permutation is in `order`, -1 none */
-    uint32_t *order;         /* [N] */
-    int crop_padding, flip;  /* augmentation (poet_batcher_set_augment) */
+    long cached_epoch;      /* epoch whose permutation is in `order`, -1 none */
+    uint32_t *order;        /* [N] */
+    int crop_padding, flip; /* augmentation (poet_batcher_set_augment) */
 } poet_batcher;
 
 poet_status poet_batcher_init(poet_batcher *b, const poet_dataset *ds, uint64_t seed, int shuffle,

@@ -15,7 +15,7 @@ const char *poet_dnnl_status_string(dnnl_status_t status);
     do {                                                                                           \
         dnnl_status_t dnnl_status_ = (expr);                                                       \
         if (dnnl_status_ != dnnl_success)                                                          \
-            POET_FAIL(POET_ERR_DNNL, "%s:%d: oneDNN call %s failed: %s", __FILE__, __LINE__,     \
+            POET_FAIL(POET_ERR_DNNL, "%s:%d: oneDNN call %s failed: %s", __FILE__, __LINE__,       \
                       #expr, poet_dnnl_status_string(dnnl_status_));                               \
     } while (0)
 

@@ -20,23 +20,24 @@
 
 typedef enum {
     POET_OK = 0,
-    POET_ERR_USAGE = 2,     /* command line: the CLI exits 2 */
-    POET_ERR_CONFIG = 3,    /* bad JSON config */
-    POET_ERR_DATA = 4,      /* bad or missing data file */
-    POET_ERR_IO = 5,        /* filesystem */
-    POET_ERR_NOMEM = 6,     /* allocation */
-    POET_ERR_DNNL = 7,      /* oneDNN call failed */
-    POET_ERR_MPI = 8,       /* MPI call failed */
-    POET_ERR_HDF5 = 9,      /* HDF5 call failed */
+    POET_ERR_USAGE = 2,       /* command line: the CLI exits 2 */
+    POET_ERR_CONFIG = 3,      /* bad JSON config */
+    POET_ERR_DATA = 4,        /* bad or missing data file */
+    POET_ERR_IO = 5,          /* filesystem */
+    POET_ERR_NOMEM = 6,       /* allocation */
+    POET_ERR_DNNL = 7,        /* oneDNN call failed */
+    POET_ERR_MPI = 8,         /* MPI call failed */
+    POET_ERR_HDF5 = 9,        /* HDF5 call failed */
     POET_ERR_CHECKPOINT = 10, /* checkpoint missing, corrupt or of another ensemble */
-    POET_ERR_NUMERIC = 11,  /* NaN/Inf or fixed-point overflow in logits */
-    POET_ERR_REMOTE = 12,   /* another rank failed; it printed the reason */
+    POET_ERR_NUMERIC = 11,    /* NaN/Inf or fixed-point overflow in logits */
+    POET_ERR_REMOTE = 12,     /* another rank failed; it printed the reason */
     POET_ERR_INTERNAL = 13,
-    POET_STOPPED = 75       /* not an error: stopped by a signal after checkpointing (EX_TEMPFAIL) */
+    POET_STOPPED = 75 /* not an error: stopped by a signal after checkpointing (EX_TEMPFAIL) */
 } poet_status;
 
 /* Records the message for `status` unless one is already recorded (the first failure is the cause;
- * later ones are consequences). Returns `status` so it can be used as `return poet_error_set(...)`. */
+ * later ones are consequences). Returns `status` so it can be used as `return poet_error_set(...)`.
+ */
 poet_status poet_error_set(poet_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

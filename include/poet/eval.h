@@ -13,15 +13,16 @@
 #include "poet/ensemble.h"
 
 typedef struct {
-    long iteration;          /* iterations trained when evaluated */
-    long images;             /* test images used */
-    double ensemble_nll;     /* mean -log q̄[label] */
+    long iteration;      /* iterations trained when evaluated */
+    long images;         /* test images used */
+    double ensemble_nll; /* mean -log q̄[label] */
     double ensemble_accuracy;
     double member_accuracy[POET_MAX_MEMBERS]; /* each member on its own, by global id */
     double member_nll[POET_MAX_MEMBERS];
     double mean_member_accuracy;
-    double mean_member_nll;  /* mean over members of member_nll; minus ensemble_nll: diversity */
-    double disagreement;     /* mean over member pairs of the fraction of images they classify differently */
+    double mean_member_nll; /* mean over members of member_nll; minus ensemble_nll: diversity */
+    double disagreement;    /* mean over member pairs of the fraction of images they classify
+                               differently */
     /* Calibration (docs/objectives.md): Brier score and 15-bin ECE of the ensemble's prediction
      * q̄ = softmax(mean logits), of the deep-ensembles prediction p̄ = mean softmax(f_j), and of
      * each member alone. */
@@ -35,7 +36,8 @@ typedef struct {
     double member_at_chance[POET_MAX_MEMBERS]; /* 1 or 0, by global id (a log matrix column) */
 } poet_eval_result;
 
-/* Collective over comm. The full result is valid on rank 0 (other ranks get ensemble metrics too). */
+/* Collective over comm. The full result is valid on rank 0 (other ranks get ensemble metrics too).
+ */
 poet_status poet_eval_run(MPI_Comm comm, poet_ensemble *e, const poet_dataset *test, long iteration,
                           poet_eval_result *out);
 

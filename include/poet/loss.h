@@ -13,8 +13,9 @@
 #include "poet/error.h"
 
 #define POET_FIXED_BITS 32
-#define POET_FIXED_SCALE 4294967296.0 /* 2^32: resolution 2.3e-10, far below fp32 logit rounding */
-#define POET_FIXED_LIMIT 1048576.0    /* |logit| must stay below 2^20 so M·2^52 never overflows */
+/* 2^32: resolution 2.3e-10, far below fp32 logit rounding */
+#define POET_FIXED_SCALE 4294967296.0
+#define POET_FIXED_LIMIT 1048576.0 /* |logit| must stay below 2^20 so M·2^52 never overflows */
 
 /* acc[b*K + k] += round(logits[b*row_stride + k] * 2^32). Fails with POET_ERR_NUMERIC naming the
  * member when a logit is NaN, infinite or |logit| >= POET_FIXED_LIMIT (a diverged run). */

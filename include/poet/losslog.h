@@ -1,8 +1,8 @@
 /* losslog.h — the per-iteration loss log: one HDF5 file per run, written collectively via MPI-IO.
  *
  * Schema: docs/log-format.md. Rows are buffered in memory and flushed every cfg->log_flush_every
- * iterations and at every checkpoint; rank 0 writes the ensemble columns, each rank its own members'
- * columns of the member-loss matrix.
+ * iterations and at every checkpoint; rank 0 writes the ensemble columns, each rank its own
+ * members' columns of the member-loss matrix.
  */
 #ifndef POET_LOSSLOG_H
 #define POET_LOSSLOG_H
@@ -17,12 +17,12 @@ typedef struct poet_losslog poet_losslog;
 
 /* One iteration as the root saw it (other ranks pass the same struct; only rank 0's is written). */
 typedef struct {
-    long iteration;          /* 0-based */
-    double loss;             /* ensemble loss of the batch */
-    double accuracy;         /* ensemble batch accuracy */
+    long iteration;  /* 0-based */
+    double loss;     /* ensemble loss of the batch */
+    double accuracy; /* ensemble batch accuracy */
     double lr;
-    double seconds;          /* wall time of the iteration on rank 0 */
-    double bytes;            /* bytes rank 0 sent + received in the iteration */
+    double seconds; /* wall time of the iteration on rank 0 */
+    double bytes;   /* bytes rank 0 sent + received in the iteration */
     /* The decomposition (docs/objectives.md): each rank's own sum of the mean losses of its
      * members that were in the iteration's mean, and how many members the mean had. The log adds
      * the ranks' sums at a flush (no traffic per iteration) for mean_member_loss and diversity. */

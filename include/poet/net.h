@@ -56,8 +56,8 @@ poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch
                               poet_stack **out);
 void poet_stack_destroy(poet_stack *stack);
 
-int poet_stack_members(const poet_stack *stack);  /* G */
-int poet_stack_batch(const poet_stack *stack);    /* B */
+int poet_stack_members(const poet_stack *stack); /* G */
+int poet_stack_batch(const poet_stack *stack);   /* B */
 
 /* images: [B, C, H, W] plain. logits: [B, G·K] plain — member g's logit k of image b is at
  * logits[b * G·K + g * K + k]. Keeps what backward needs. Forward and backward record one message

@@ -21,26 +21,26 @@ typedef struct {
     char run_name[POET_NAME_MAX];
     char poet_version[32];
     char created[64];
-    char tree[32];             /* "binary", "kary", "mpi" */
+    char tree[32]; /* "binary", "kary", "mpi" */
     char overlap[32];
     int members, ranks, batch_size, arity;
-    double lr;                 /* configured (initial) learning rate */
+    double lr; /* configured (initial) learning rate */
     /* iterations */
-    long rows;                 /* T: iteration rows in the log */
+    long rows; /* T: iteration rows in the log */
     long first_iteration, last_iteration;
-    int window;                /* w of the smoothing */
-    double final_loss;         /* raw ensemble loss of the last row */
-    double final_smoothed;     /* smoothed ensemble loss at the last row */
-    double best_smoothed;      /* lowest smoothed ensemble loss ... */
-    long best_iteration;       /* ... and the iteration it ends at */
+    int window;            /* w of the smoothing */
+    double final_loss;     /* raw ensemble loss of the last row */
+    double final_smoothed; /* smoothed ensemble loss at the last row */
+    double best_smoothed;  /* lowest smoothed ensemble loss ... */
+    long best_iteration;   /* ... and the iteration it ends at */
     long point_iteration[POET_REPORT_POINTS];
     double point_smoothed[POET_REPORT_POINTS];
-    double end_member_loss;    /* mean over members and over the last window of the member losses */
-    double end_ensemble_loss;  /* mean ensemble loss over the same window */
+    double end_member_loss;   /* mean over members and over the last window of the member losses */
+    double end_ensemble_loss; /* mean ensemble loss over the same window */
     double final_accuracy_smoothed; /* ensemble batch accuracy, last window mean */
-    double total_seconds;      /* sum of the per-iteration times */
-    double images_per_second;  /* batch_size · T / total_seconds (ensemble images) */
-    double bytes_per_iteration;/* mean of rank 0's sent + received bytes */
+    double total_seconds;           /* sum of the per-iteration times */
+    double images_per_second;       /* batch_size · T / total_seconds (ensemble images) */
+    double bytes_per_iteration;     /* mean of rank 0's sent + received bytes */
     /* last evaluation row (evaluated = 0 when the log has none) */
     int evaluated;
     long evals;

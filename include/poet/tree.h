@@ -15,10 +15,10 @@
  * one per slot (overlap of micro-batches, or the stale mode's previous batch). Every operation on a
  * slot is: reduce_start → reduce_wait → bcast_start → bcast_wait, on every rank.
  *
- * Waits are bounded (poet_tree_set_timeout, distributed.timeout): a peer silent for longer fails the
- * wait with POET_ERR_MPI and a message naming its rank and host, not agreed with the other ranks (the
- * CLI then ends the job with MPI_Abort). Ranks further from the silent one wait a little longer (one
- * step per tree level, min(1 s, timeout/4)), so the first to give up names the cause.
+ * Waits are bounded (poet_tree_set_timeout, distributed.timeout): a peer silent for longer fails
+ * the wait with POET_ERR_MPI and a message naming its rank and host, not agreed with the other
+ * ranks (the CLI then ends the job with MPI_Abort). Ranks further from the silent one wait a little
+ * longer (one step per tree level, min(1 s, timeout/4)), so the first to give up names the cause.
  */
 #ifndef POET_TREE_H
 #define POET_TREE_H
@@ -45,17 +45,18 @@ typedef struct poet_tree poet_tree;
 
 /* `values` = n per message (B×K, or a micro-batch's rows × K); `slots` operations may be in flight.
  * `comm` must return errors (MPI_ERRORS_RETURN). */
-poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size_t values, int slots,
-                             poet_tree **out);
+poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size_t values,
+                             int slots, poet_tree **out);
 void poet_tree_destroy(poet_tree *tree);
 
 int poet_tree_is_root(const poet_tree *tree);
-/* Parent of `rank` (-1 for the root) and its children, for a kary tree of arity k over `size` ranks. */
+/* Parent of `rank` (-1 for the root) and its children, for a kary tree of arity k over `size`
+ * ranks. */
 int poet_tree_parent_of(int rank, int arity);
 int poet_tree_children_of(int rank, int size, int arity, int *children, int max_children);
 
-/* The slot's up buffer: write POET_TREE_HEADER header counts then n partial sums before reduce_start.
- * After reduce_wait, on the root it holds the totals. */
+/* The slot's up buffer: write POET_TREE_HEADER header counts then n partial sums before
+ * reduce_start. After reduce_wait, on the root it holds the totals. */
 int64_t *poet_tree_up(poet_tree *tree, int slot);
 /* The slot's down buffers: the root writes header and gradient before bcast_start; after bcast_wait
  * every rank reads them. */
