@@ -12,7 +12,7 @@ BUILD_DIR=${POET_BUILD_DIR:-build}
 # Build tools, the five libraries, the default data set, and what the optional tests use
 # (h5dump for the checkpoint docs, h5py + matplotlib for the loss plot, torch for the PyTorch
 # interop of tools/poet_torch.py, Slurm + munge for jobs/).
-PACKAGES=(build-essential cmake pkg-config
+PACKAGES=(build-essential cmake pkg-config clang-format
           libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libdnnl-dev libcjson-dev zlib1g-dev
           dataset-fashion-mnist
           python3 python3-h5py python3-matplotlib python3-numpy python3-torch
