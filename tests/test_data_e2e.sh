@@ -17,7 +17,10 @@ train() { # NAME RANKS ARGS...: trains tiny.json in $work/NAME, trajectory $work
   "$mpiexec" -np "$ranks" --oversubscribe "$poet" train "$here/configs/tiny.json" \
     --set training.iterations=12 --set training.eval_every=6 \
     --set output.checkpoint_dir="\"$work/$name\"" --trajectory "$work/$name.traj" "$@" \
-    >"$work/$name.out" 2>&1 || fail "$name: poet exited $? ($(tail -1 "$work/$name.out"))"
+    >"$work/$name.out" 2>"$work/$name.err" ||
+    fail "$name: poet exited $? ($(tail -1 "$work/$name.err"))"
+  # stdout alone: under mpirun a warning on stderr (e.g. members at chance level) can land in the
+  # middle of a stdout line
   grep -E '^(eval|test:|      members:)' "$work/$name.out" >"$work/$name.evals"
 }
 same() { # A B: trajectories and evaluations equal
