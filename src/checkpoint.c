@@ -891,6 +891,18 @@ fail:
     return st;
 }
 
+/* Why a checkpoint file does not open: missing or unreadable (errno), else not HDF5 at all. */
+static const char *open_failure(const char *path) {
+    static char text[POET_PATH_MAX + 320];
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        snprintf(text, sizeof text, "%s: cannot open checkpoint: %s", path, strerror(errno));
+    else
+        snprintf(text, sizeof text, "%s: cannot open as HDF5 (truncated or not a checkpoint): %s",
+                 path, poet_hdf5_error_string());
+    return text;
+}
+
 static poet_status read_file(MPI_Comm comm, const char *path, const poet_config *cfg,
                              const poet_ensemble *e, member_copies *mc, uint32_t *stored_crc,
                              poet_train_position *pos, long long *tracked) {
@@ -900,14 +912,8 @@ static poet_status read_file(MPI_Comm comm, const char *path, const poet_config 
     POET_H5(fapl = H5Pcreate(H5P_FILE_ACCESS));
     POET_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
     file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    if (file < 0) {
-        struct stat sb;
-        if (stat(path, &sb) != 0)
-            POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open checkpoint: %s", path, strerror(errno));
-        POET_FAIL(POET_ERR_CHECKPOINT,
-                  "%s: cannot open as HDF5 (truncated or not a checkpoint): %s", path,
-                  poet_hdf5_error_string());
-    }
+    if (file < 0)
+        POET_FAIL(POET_ERR_CHECKPOINT, "%s", open_failure(path));
     POET_H5(dxpl = H5Pcreate(H5P_DATASET_XFER));
     POET_H5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE));
     POET_TRY(read_header(file, path, &h));
@@ -1132,14 +1138,8 @@ poet_status poet_checkpoint_peek(const char *path, poet_config *stored, poet_sha
     header h = {0};
     poet_h5_quiet();
     file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); /* serial: the default (sec2) driver */
-    if (file < 0) {
-        struct stat sb;
-        if (stat(path, &sb) != 0)
-            POET_FAIL(POET_ERR_CHECKPOINT, "%s: cannot open checkpoint: %s", path, strerror(errno));
-        POET_FAIL(POET_ERR_CHECKPOINT,
-                  "%s: cannot open as HDF5 (truncated or not a checkpoint): %s", path,
-                  poet_hdf5_error_string());
-    }
+    if (file < 0)
+        POET_FAIL(POET_ERR_CHECKPOINT, "%s", open_failure(path));
     POET_TRY(read_header(file, path, &h));
     *stored = *h.config;
     *input = (poet_shape){h.input[0], h.input[1], h.input[2]};

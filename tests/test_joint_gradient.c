@@ -70,6 +70,15 @@ static void joint_loss(float *const *logits, size_t stride, int M, const uint8_t
     poet_loss_joint(mean, labels, B, K, M, grad, loss, &correct);
 }
 
+/* A batch of images in [-0.5, 1.5) (as float and the same values as double) and labels < K, all
+ * from `seed`. */
+static void random_batch(uint64_t seed, size_t n_img, float *images, double *images_d,
+                         uint8_t *labels) {
+    for (size_t i = 0; i < n_img; i++)
+        images_d[i] = images[i] = (float)(2.0 * poet_rng_uniform(seed, POET_STREAM_TEST, i) - 0.5);
+    for (int b = 0; b < B; b++)
+        labels[b] = (uint8_t)poet_rng_u64(seed, POET_STREAM_TEST, 1000000 + b) % K;
+}
 static void run(int M) {
     poet_arch_plan plan;
     reference_plan(&plan);
@@ -79,10 +88,7 @@ static void run(int M) {
     float *images = xmalloc(n_img * sizeof *images);
     double *images_d = xmalloc(n_img * sizeof *images_d);
     uint8_t labels[B];
-    for (size_t i = 0; i < n_img; i++)
-        images_d[i] = images[i] = (float)(2.0 * poet_rng_uniform(3, POET_STREAM_TEST, i) - 0.5);
-    for (int b = 0; b < B; b++)
-        labels[b] = (uint8_t)poet_rng_u64(3, POET_STREAM_TEST, 1000000 + b) % K;
+    random_batch(3, n_img, images, images_d, labels);
 
     /* (a) multiple graphs: member j's params/grads in its own buffer. */
     const poet_stack_options one_thread = {POET_CONV_GEMM, 1, NULL};
@@ -219,10 +225,7 @@ static void run_blend(int M, double beta) {
     float *images = xmalloc(n_img * sizeof *images);
     double *images_d = xmalloc(n_img * sizeof *images_d);
     uint8_t labels[B];
-    for (size_t i = 0; i < n_img; i++)
-        images_d[i] = images[i] = (float)(2.0 * poet_rng_uniform(5, POET_STREAM_TEST, i) - 0.5);
-    for (int b = 0; b < B; b++)
-        labels[b] = (uint8_t)poet_rng_u64(5, POET_STREAM_TEST, 1000000 + b) % K;
+    random_batch(5, n_img, images, images_d, labels);
     const poet_stack_options one_thread = {POET_CONV_GEMM, 1, NULL};
     float *params = xmalloc((size_t)M * n_params * sizeof(float));
     float *grads = xmalloc((size_t)M * n_params * sizeof(float));
