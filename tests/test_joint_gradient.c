@@ -70,6 +70,24 @@ static void joint_loss(float *const *logits, size_t stride, int M, const uint8_t
     poet_loss_joint(mean, labels, B, K, M, grad, loss, &correct);
 }
 
+/* Member j's parameters (members' buffers one after another, n each) as doubles. */
+static void member_as_double(const float *params, int j, size_t n, double *params_d) {
+    for (size_t i = 0; i < n; i++)
+        params_d[i] = params[(size_t)j * n + i];
+}
+
+/* The double reference's forward of all M members: logits [M, B, K] and each member's cache (for
+ * its backward); params_d is scratch for one member's parameters. */
+static void reference_forward(const poet_arch_plan *plan, int M, const float *params,
+                              const double *images_d, double *params_d, double *ref_logits,
+                              poet_ref_cache **caches) {
+    for (int j = 0; j < M; j++) {
+        caches[j] = poet_ref_cache_create(plan, B);
+        member_as_double(params, j, plan->param_count, params_d);
+        poet_ref_forward(plan, params_d, B, images_d, ref_logits + (size_t)j * B * K, caches[j]);
+    }
+}
+
 /* A batch of images in [-0.5, 1.5) (as float and the same values as double) and labels < K, all
  * from `seed`. */
 static void random_batch(uint64_t seed, size_t n_img, float *images, double *images_d,
@@ -156,16 +174,10 @@ static void run(int M) {
     double *ref_dlogits = xmalloc((size_t)M * B * K * sizeof(double));
     double *ref_grads = xmalloc((size_t)M * n_params * sizeof(double));
     poet_ref_cache **caches = xmalloc((size_t)M * sizeof *caches);
-    for (int j = 0; j < M; j++) {
-        caches[j] = poet_ref_cache_create(&plan, B);
-        for (size_t i = 0; i < n_params; i++)
-            params_d[i] = sep_params[j * n_params + i];
-        poet_ref_forward(&plan, params_d, B, images_d, ref_logits + (size_t)j * B * K, caches[j]);
-    }
+    reference_forward(&plan, M, sep_params, images_d, params_d, ref_logits, caches);
     double loss_c = poet_ref_joint_loss(ref_logits, M, B, K, labels, ref_dlogits);
     for (int j = 0; j < M; j++) {
-        for (size_t i = 0; i < n_params; i++)
-            params_d[i] = sep_params[j * n_params + i];
+        member_as_double(sep_params, j, n_params, params_d);
         poet_ref_backward(&plan, params_d, B, ref_dlogits + (size_t)j * B * K, caches[j],
                           ref_grads + j * n_params, NULL);
     }
@@ -256,16 +268,10 @@ static void run_blend(int M, double beta) {
     double *ref_dlogits = xmalloc((size_t)M * B * K * sizeof(double));
     double *ref_grads = xmalloc((size_t)M * n_params * sizeof(double));
     poet_ref_cache **caches = xmalloc((size_t)M * sizeof *caches);
-    for (int j = 0; j < M; j++) {
-        caches[j] = poet_ref_cache_create(&plan, B);
-        for (size_t i = 0; i < n_params; i++)
-            params_d[i] = params[j * n_params + i];
-        poet_ref_forward(&plan, params_d, B, images_d, ref_logits + (size_t)j * B * K, caches[j]);
-    }
+    reference_forward(&plan, M, params, images_d, params_d, ref_logits, caches);
     poet_ref_blend_loss(ref_logits, M, B, K, labels, beta, ref_dlogits);
     for (int j = 0; j < M; j++) {
-        for (size_t i = 0; i < n_params; i++)
-            params_d[i] = params[j * n_params + i];
+        member_as_double(params, j, n_params, params_d);
         poet_ref_backward(&plan, params_d, B, ref_dlogits + (size_t)j * B * K, caches[j],
                           ref_grads + j * n_params, NULL);
         for (int t = 0; t < plan.n_tensors; t++) {
