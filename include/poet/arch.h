@@ -6,7 +6,8 @@
  * Legend: B = batch, C = channels, H/W = height/width, K = classes, G = members in one stack.
  *
  * "Member layout": one member's parameters are its tensors one after another, in layer order, each
- * in PyTorch's layout: conv weight OIHW then bias O; linear weight [out, in] then bias [out], where
+ * in PyTorch's layout: conv weight OIHW then bias O; linear weight [out, in] then bias [out] (no
+ * bias tensor for a layer with "bias": false, PyTorch's bias=False), where
  * `in` flattens the input as C·H·W in that order (PyTorch's flatten of NCHW).
  * Tensor names are PyTorch-style: conv<i>.weight, conv<i>.bias, fc<i>.weight, fc<i>.bias,
  * bn<i>.weight, bn<i>.bias (1-based, counted per kind).
@@ -37,6 +38,7 @@ typedef struct {
     int kernel_h, kernel_w;      /* resolved: global pooling and linear use the whole input */
     int stride, padding;
     int weight_tensor; /* index of the weight in poet_arch_plan.tensors, bias is +1; -1 none */
+    int has_bias;      /* weight layers: a bias tensor follows the weight (conv/linear "bias") */
     int state_tensor;  /* batchnorm: running_mean in poet_arch_plan.states, var +1; -1 none */
 } poet_layer_plan;
 

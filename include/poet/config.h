@@ -44,6 +44,7 @@ typedef struct {
     int stride;  /* conv/pool */
     int padding; /* conv/pool */
     int global;  /* pool: 1 = kernel covers the whole input (global pooling) */
+    int no_bias; /* conv/linear: 1 = no bias tensor ("bias": false, PyTorch's bias=False) */
     /* The graph: a layer reads the previous layer's output (layer 0: the images) unless it names
      * its inputs. Inputs are always earlier layers, so a network has no cycles. */
     char id[POET_ID_MAX];        /* "" or the name other layers' "input"/"inputs" use */
