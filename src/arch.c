@@ -509,6 +509,10 @@ static int put(poet_arch *a, poet_layer_kind kind, int out, int kernel, int stri
     s->kernel = kernel;
     s->stride = stride;
     s->padding = kernel / 2;
+    /* Every convolution of both built-ins feeds a batchnorm (or, in wrn, an add before one), which
+     * would cancel a bias: no bias, as in He et al.'s, Zagoruyko and Komodakis's and torchvision's
+     * modules, so their PyTorch definitions load a member's state as it is. */
+    s->no_bias = kind == POET_LAYER_CONV;
     if (kind == POET_LAYER_AVG_POOL)
         s->global = 1;
     if (id) { /* the built-ins' ids fit (put's callers: at most 28 bytes) */

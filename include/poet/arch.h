@@ -118,7 +118,7 @@ double poet_arch_workspace_bytes(const poet_arch_plan *plan, int rows);
  *             changes (read after the block's first BN-relu), then BN-relu, global average
  *             pooling, fc. Tensors conv1, block<s>.layer.<b>.bn1/conv1/bn2/conv2/convShortcut,
  *             bn1, fc.
- * Convolutions carry a bias (PyTorch's use bias=False before BN): C extra parameters each.
+ * Convolutions have no bias (bias=False, as in PyTorch's definitions: a BN follows them); fc has.
  * Returns 1 and fills `arch` (named `name`) when `name` is one of these, else 0. */
 int poet_arch_builtin(const char *name, int classes, poet_arch *arch);
 
