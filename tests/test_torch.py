@@ -17,6 +17,7 @@ Cases (each trains its own small run of CONFIG, 50 iterations, in WORKDIR, fresh
 Exit 0 pass, 1 fail, 77 skip (python3-torch not installed).
 """
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -42,6 +43,10 @@ NLL_TOL = 1e-6
 # One SGD step, absolute: gradients agree to fp32 rounding of different summation orders (measured
 # 1.5e-8 for |g| <= 2e-2), params after the step to an ulp (3e-8 at |p| ~0.3). See docs/pytorch.md.
 STEP_TOL = 2e-7
+# Batchnorm in train mode (compare_step): running statistics after a step, absolute (measured
+# 2.3e-6 at |value| <= 1.1), and the whole gradient's relative L2 error (measured below 4e-3).
+RUNNING_TOL = 1e-5
+BN_GRAD_TOL = 2e-2
 
 torch.set_num_threads(1)
 
@@ -74,7 +79,8 @@ class Ctx:
         """poet train CONFIG in WORK/name; returns (checkpoint dir, trajectory [(it, loss)])."""
         ckdir, traj = self.path(name), self.path(name + ".traj")
         cmd = [self.poet, "train", self.config, "--quiet", "--trajectory", traj,
-               "--set", 'output.checkpoint_dir="%s"' % ckdir]
+               "--set", 'output.checkpoint_dir="%s"' % ckdir,
+               "--set", "training.iterations=50"]  # every config's run length (sets override)
         for s in sets:
             cmd += ["--set", s]
         if resume_from:
@@ -150,10 +156,12 @@ def case_round_trip(c):
     saved = torch.load(pt)
     buffers = saved["optimizer"]["state"]
     index = 0  # the optimizer's parameters: member 0's in layer order, then member 1's, ...
+    running = 0
     with h5py.File(ckpt, "r") as f:
         for j, sd in enumerate(saved["members"]):
-            for name, t in sd.items():
-                group = f["members/%04d" % j]
+            group = f["members/%04d" % j]
+            for name in group["params"]:  # creation order: layer order, the optimizer's
+                t = sd[name]
                 check(t.dtype == torch.float32 and
                       t.numpy().tobytes() == group["params/" + name][()].tobytes(),
                       "member %d %s differs from the checkpoint" % (j, name))
@@ -161,8 +169,20 @@ def case_round_trip(c):
                       group["momentum/" + name][()].tobytes(),
                       "momentum buffer %d (member %d %s) differs" % (index, j, name))
                 index += 1
-    params = range(index)
-    print("ok: torch.load gives the %d tensors and momentum buffers bit for bit" % len(params))
+            for name in group.get("buffers", {}):  # batchnorm's running statistics
+                check(sd[name].dtype == torch.float32 and
+                      sd[name].numpy().tobytes() == group["buffers/" + name][()].tobytes(),
+                      "member %d %s differs from the checkpoint" % (j, name))
+                tracked = name.replace("running_mean", "num_batches_tracked")
+                if tracked != name:
+                    check(int(sd[tracked]) == int(group.attrs["num_batches_tracked"]),
+                          "member %d %s differs" % (j, tracked))
+                running += 1
+            extra = set(sd) - set(group["params"]) - set(group.get("buffers", {}))
+            check(all(k.endswith(".num_batches_tracked") for k in extra),
+                  "member %d state_dict has keys the checkpoint lacks: %s" % (j, sorted(extra)))
+    print("ok: torch.load gives the %d tensors and momentum buffers and %d running statistics "
+          "bit for bit" % (index, running))
 
     # poet continues the converted checkpoint exactly as the original.
     _, t1 = c.train("resumed-orig", "training.iterations=60", resume_from=ckpt)
@@ -256,7 +276,7 @@ def joint_step(members, opt, x, y):
     opt.zero_grad()
     logits = torch.stack([m(x) for m in members]).double()
     torch.nn.functional.cross_entropy(logits.mean(0), y).backward()
-    grads = [p.grad.clone() for m in members for p in m.parameters()]
+    grads = [p.grad.clone() for m in members for p in poet_torch.member_parameters(m)]
     opt.step()
     return grads
 
@@ -273,7 +293,7 @@ def snapshot(members, opt):
     """Each parameter's (value, momentum buffer) before a step, as float32 arrays."""
     out = []
     for m in members:
-        for p in m.parameters():
+        for p in poet_torch.member_parameters(m):
             buf = opt.state[p].get("momentum_buffer") if p in opt.state else None
             v = buf.numpy().copy() if buf is not None else np.zeros(tuple(p.shape), np.float32)
             out.append((p.detach().numpy().copy(), v))
@@ -286,22 +306,48 @@ def compare_step(members, opt, grads, before, ckpt_after, mu, wd):
     wd·p_before (float32; exact up to a rounding or two)."""
     ck = poet_torch.read_checkpoint(ckpt_after)
     after = [(pm["params"][n], pm["momentum"][n]) for pm in ck["members"] for n in pm["params"]]
-    params = [p for m in members for p in m.parameters()]
-    worst = {"params": 0.0, "momentum": 0.0, "gradient": 0.0}
+    params = [p for m in members for p in poet_torch.member_parameters(m)]
+    worst = {"params": 0.0, "momentum": 0.0, "gradient": 0.0, "running stats": 0.0}
     size = {"params": 0.0, "gradient": 0.0}
+    err2 = norm2 = 0.0
     for p, g, (p0, v0), (p1, v1) in zip(params, grads, before, after):
         poet_g = v1 - np.float32(mu) * v0 - np.float32(wd) * p0
+        err2 += float(((g.numpy().astype(np.float64) - poet_g) ** 2).sum())
+        norm2 += float((poet_g.astype(np.float64) ** 2).sum())
         for key, ours, theirs in (("params", p.detach().numpy(), p1),
                                   ("momentum", opt.state[p]["momentum_buffer"].numpy(), v1),
                                   ("gradient", g.numpy(), poet_g)):
             worst[key] = max(worst[key], float(np.abs(ours - theirs).max()))
         size["params"] = max(size["params"], float(np.abs(p1).max()))
         size["gradient"] = max(size["gradient"], float(np.abs(poet_g).max()))
-    print("  max |diff|: params %.2e (max |p| %.2f), momentum %.2e, gradient %.2e (max |g| %.2e)"
+    # Batchnorm in train mode: PyTorch's running statistics after the step against poet's.
+    for m, pm in zip(members, ck["members"]):
+        sd = m.state_dict()
+        for name, value in pm["buffers"].items():
+            worst["running stats"] = max(worst["running stats"],
+                                         float(np.abs(sd[name].numpy() - value).max()))
+        for name in poet_torch._tracked_names(pm["states"]):
+            check(int(sd[name]) == pm["tracked"], "%s is %d, poet's %d"
+                  % (name, int(sd[name]), pm["tracked"]))
+    relative = math.sqrt(err2 / norm2)
+    print("  max |diff|: params %.2e (max |p| %.2f), momentum %.2e, gradient %.2e (max |g| %.2e, "
+          "relative L2 error %.2e), running statistics %.2e"
           % (worst["params"], size["params"], worst["momentum"], worst["gradient"],
-             size["gradient"]))
-    for key, value in worst.items():
-        check(value <= STEP_TOL, "%s differ by %.3g > %g" % (key, value, STEP_TOL))
+             size["gradient"], relative, worst["running stats"]))
+    if not any(pm["states"] for pm in ck["members"]):
+        for key, value in worst.items():
+            check(value <= STEP_TOL, "%s differ by %.3g > %g" % (key, value, STEP_TOL))
+        return
+    # With batchnorm in train mode: poet's batch statistics (oneDNN's fp32 sums over B·H·W
+    # values) are off by ~1e-5 relative where PyTorch's (and the double reference's) are exact
+    # to ~1e-7, so a relu right after a batchnorm sees a few values within 1e-5 of 0 on the
+    # other side and passes (or stops) their gradient: element-wise gradient differences then
+    # reach a few percent of a tensor's largest (measured: 2.6e-4 of 1.3e-2), while the gradient
+    # as a whole and the running statistics agree closely. See docs/pytorch.md.
+    check(worst["running stats"] <= RUNNING_TOL, "running statistics differ by %.3g > %g"
+          % (worst["running stats"], RUNNING_TOL))
+    check(relative <= BN_GRAD_TOL, "gradient relative L2 error %.3g > %g"
+          % (relative, BN_GRAD_TOL))
 
 
 def case_step(c):
@@ -318,7 +364,8 @@ def case_step(c):
         m.load_state_dict(sd)
     opt = poet_torch.make_optimizer(members, config, state=saved["optimizer"])
     g = opt.param_groups[0]
-    check((g["lr"], g["momentum"], g["weight_decay"], g["nesterov"]) == (0.2, 0.9, 0.001, True),
+    lr = poet_torch.config_get(config, "training.lr")
+    check((g["lr"], g["momentum"], g["weight_decay"], g["nesterov"]) == (lr, 0.9, 0.001, True),
           "exported hyperparameters: %s" % {k: v for k, v in g.items() if k != "params"})
     before = snapshot(members, opt)
     check(any(v.any() for _, v in before), "the exported momentum is all zero")
@@ -342,7 +389,10 @@ def case_step(c):
     print("PyTorch-initialised members, first step:")
     grads = joint_step(members, opt, x, y)
     compare_step(members, opt, grads, before, os.path.join(ckdir, "ckpt-00000001.h5"), 0.9, 0.0)
-    print("ok: one torch.optim.SGD step matches poet's within %g" % STEP_TOL)
+    print("ok: one torch.optim.SGD step matches poet's within %s"
+          % ("%g (running statistics %g, gradient relative L2 %g)" % (STEP_TOL, RUNNING_TOL,
+                                                                      BN_GRAD_TOL)
+             if "batchnorm" in config_text else "%g" % STEP_TOL))
 
 
 def case_errors(c):

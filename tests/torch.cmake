@@ -6,7 +6,8 @@
 # named torch in the tests' working directory would be imported by `python3 -c 'import torch'` as
 # an empty namespace package (bench/run.sh probes for torch that way).
 set(TORCH_TEST /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_torch.py)
-foreach(case round_trip eval scratch step errors round_trip:layers eval:layers)
+foreach(case round_trip eval scratch step errors round_trip:layers eval:layers round_trip:tiny-bn
+             eval:tiny-bn step:tiny-bn)
   string(REPLACE ":" ";" parts ${case})
   list(GET parts 0 what)
   set(config tiny)

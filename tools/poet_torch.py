@@ -41,6 +41,7 @@ TORCH_FORMAT = "poet-torch"  # the "format" key of the dicts to-torch saves
 TORCH_FORMAT_VERSION = 1
 RNG_DESCRIPTION = "counter-based SplitMix64; batch order = f(seed, epoch)"
 KINDS = ("params", "momentum")  # the order in the file, in member layout and in the checksum
+BUFFERS = "buffers"  # batchnorm's running statistics, after KINDS (only members with batchnorm)
 # The root attributes, in the order src/checkpoint.c writes them, with their HDF5 types.
 ROOT_ATTRS = (("format_version", "<i4"), ("poet_version", "str"), ("iteration", "<i8"),
               ("epoch", "<i8"), ("position", "<i8"), ("total_iterations", "<i8"),
@@ -87,13 +88,106 @@ def config_get(config, key):
 def reference_arch(classes):
     """poet_config_reference_arch: conv(20,k3,s2) relu conv(40,k3,s2) relu avg_pool(k6,s6)
     linear(20) relu linear(K)."""
-    return [("conv", 20, 3, 2, 0), ("relu",), ("conv", 40, 3, 2, 0), ("relu",),
-            ("avg_pool", 6, 6, 0), ("linear", 20), ("relu",), ("linear", classes)]
+    return (Layer("conv", (20, 3, 2, 0, True)), Layer("relu"), Layer("conv", (40, 3, 2, 0, True)),
+            Layer("relu"), Layer("avg_pool", (6, 6, 0)), Layer("linear", (20, True)),
+            Layer("relu"), Layer("linear", (classes, True)))
+
+
+class Layer:
+    """One layer of a member network (poet_layer_spec): `kind` ("conv", "relu", "avg_pool",
+    "max_pool", "linear", "add", "batchnorm"), `args` (conv: out, kernel, stride, padding, bias;
+    pool: kernel, stride, padding or ("global",); linear: out, bias), `id` ("" or the layer's id,
+    which names its tensors) and `inputs` (the layers it reads, () for the previous one, -1 for
+    the images). Two layers are equal when poet_arch_equal says so: ids aside."""
+    __slots__ = ("kind", "args", "id", "inputs")
+
+    def __init__(self, kind, args=(), id="", inputs=()):
+        self.kind, self.args, self.id, self.inputs = kind, tuple(args), id, tuple(inputs)
+
+    def key(self):
+        return (self.kind, self.args, self.inputs)
+
+    def __eq__(self, other):
+        return isinstance(other, Layer) and self.key() == other.key()
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __repr__(self):
+        return "Layer(%r, %r, %r, %r)" % (self.kind, self.args, self.id, self.inputs)
+
+    def has_bias(self):
+        return self.kind == "batchnorm" or (self.kind in ("conv", "linear") and self.args[-1])
+
+
+def _builtin_arch(name, classes):
+    """poet_arch_builtin (src/arch.c): resnet-N and wrn-N-k with their PyTorch-style ids and
+    bias-free convolutions, or None when `name` is not one of them."""
+    found = re.fullmatch(r"resnet-(\d+)", name)
+    wrn = re.fullmatch(r"wrn-(\d+)-(\d+)", name)
+    layers = []
+
+    def put(kind, out=0, kernel=0, stride=0, input=-2, id=""):
+        index = len(layers)
+        reads = () if input in (-2, index - 1) else (input,)
+        args = {"conv": (out, kernel, stride, kernel // 2, False), "linear": (out, True),
+                "avg_pool": ("global",)}.get(kind, ())
+        layers.append(Layer(kind, args, id, reads))
+        return index
+
+    def add(x, y):
+        layers.append(Layer("add", (), "", (x, y)))
+        return len(layers) - 1
+
+    if found and int(found.group(1)) >= 8 and (int(found.group(1)) - 2) % 6 == 0 \
+            and 9 + 21 * ((int(found.group(1)) - 2) // 6) <= 256:
+        n = (int(found.group(1)) - 2) // 6
+        put("conv", 16, 3, 1, id="conv1")
+        put("batchnorm", id="bn1")
+        x, channels = put("relu"), 16
+        for s in range(1, 4):
+            for b in range(n):
+                width, stride = 16 << (s - 1), 2 if s > 1 and b == 0 else 1
+                p = "layer%d.%d." % (s, b)
+                put("conv", width, 3, stride, x, p + "conv1")
+                put("batchnorm", id=p + "bn1")
+                put("relu")
+                put("conv", width, 3, 1, id=p + "conv2")
+                y, shortcut = put("batchnorm", id=p + "bn2"), x
+                if stride != 1 or channels != width:
+                    put("conv", width, 1, stride, x, p + "downsample.0")
+                    shortcut = put("batchnorm", id=p + "downsample.1")
+                add(y, shortcut)
+                x, channels = put("relu"), width
+    elif wrn and int(wrn.group(1)) >= 10 and (int(wrn.group(1)) - 4) % 6 == 0 \
+            and 1 <= int(wrn.group(2)) <= 64 and 7 + 24 * ((int(wrn.group(1)) - 4) // 6) <= 256:
+        n, k = (int(wrn.group(1)) - 4) // 6, int(wrn.group(2))
+        x, channels = put("conv", 16, 3, 1, id="conv1"), 16
+        for s in range(1, 4):
+            for b in range(n):
+                width, stride = (16 * k) << (s - 1), 2 if s > 1 and b == 0 else 1
+                p = "block%d.layer.%d." % (s, b)
+                put("batchnorm", input=x, id=p + "bn1")
+                o = put("relu")
+                put("conv", width, 3, stride, id=p + "conv1")
+                put("batchnorm", id=p + "bn2")
+                put("relu")
+                y, shortcut = put("conv", width, 3, 1, id=p + "conv2"), x
+                if stride != 1 or channels != width:
+                    shortcut = put("conv", width, 1, stride, o, p + "convShortcut")
+                x, channels = add(y, shortcut), width
+        put("batchnorm", id="bn1")
+        put("relu")
+    else:
+        return None
+    put("avg_pool")
+    put("linear", classes, id="fc")
+    return tuple(layers)
 
 
 def _layer_spec(layer, where):
-    """One layer object of the config as a normalised tuple; two tuples are equal exactly when
-    poet_arch_equal says the layers are (a pool's stride defaults to its kernel)."""
+    """One layer object of the config as a Layer whose inputs are still ids (resolved by
+    _arch); raises PoetTorchError for what poet's parser refuses that matters here."""
     if not isinstance(layer, dict) or "type" not in layer:
         raise PoetTorchError("%s: expected a layer object with a \"type\"" % where)
 
@@ -104,27 +198,63 @@ def _layer_spec(layer, where):
                                  % (where, key, json.dumps(value)))
         return value
 
+    def bias():
+        value = layer.get("bias", True)
+        if not isinstance(value, bool):
+            raise PoetTorchError("%s.bias: expected true or false, got %s"
+                                 % (where, json.dumps(value)))
+        return value
+
     kind = layer["type"]
+    if "bias" in layer and kind not in ("conv", "linear"):
+        raise PoetTorchError("%s.bias: expected no \"bias\" on a %s layer" % (where, kind))
     if kind == "conv":
-        return ("conv", num("out_channels"), num("kernel"), num("stride", 1), num("padding", 0))
-    if kind == "relu":
-        return ("relu",)
-    if kind in ("avg_pool", "max_pool"):
+        args = (num("out_channels"), num("kernel"), num("stride", 1), num("padding", 0), bias())
+    elif kind in ("relu", "batchnorm", "add"):
+        args = ()
+    elif kind in ("avg_pool", "max_pool"):
         if layer.get("global", False):
-            return (kind, "global")
-        kernel = num("kernel")
-        return (kind, kernel, num("stride", kernel), num("padding", 0))
-    if kind == "linear":
-        return ("linear", num("out_features"))
-    raise PoetTorchError("%s.type: unknown layer type %s" % (where, json.dumps(kind)))
+            args = ("global",)
+        else:
+            kernel = num("kernel")
+            args = (kernel, num("stride", kernel), num("padding", 0))
+    elif kind == "linear":
+        args = (num("out_features"), bias())
+    else:
+        raise PoetTorchError("%s.type: unknown layer type %s" % (where, json.dumps(kind)))
+    names = layer.get("inputs", []) if kind == "add" else (
+        [layer["input"]] if "input" in layer else [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PoetTorchError("%s.inputs: expected an array of layer ids" % where)
+    return Layer(kind, args, layer.get("id", ""), names)
 
 
 def _arch(item, classes, where):
     if item is None or item == "reference":
         return reference_arch(classes)
+    if isinstance(item, str):
+        arch = _builtin_arch(item, classes)
+        if arch is None:
+            raise PoetTorchError("%s: unknown architecture %s" % (where, json.dumps(item)))
+        return arch
     if not isinstance(item, list) or not item:
-        raise PoetTorchError("%s: expected \"reference\" or a non-empty array of layers" % where)
-    return [_layer_spec(layer, "%s[%d]" % (where, i)) for i, layer in enumerate(item)]
+        raise PoetTorchError("%s: expected \"reference\", a built-in name or a non-empty array "
+                             "of layers" % where)
+    layers = [_layer_spec(layer, "%s[%d]" % (where, i)) for i, layer in enumerate(item)]
+    ids = {}
+    for i, layer in enumerate(layers):
+        inputs = []
+        for name in layer.inputs:  # ids of earlier layers, as src/config.c resolves them
+            if name not in ids:
+                raise PoetTorchError("%s[%d]: input %s is not the id of an earlier layer"
+                                     % (where, i, json.dumps(name)))
+            inputs.append(ids[name])
+        if layer.kind != "add" and inputs == [i - 1]:
+            inputs = []  # the previous layer: the default, stored as such
+        layer.inputs = tuple(inputs)
+        if layer.id:
+            ids[layer.id] = i
+    return tuple(layers)
 
 
 def parse_config(text, source):
@@ -167,102 +297,231 @@ def member_archs(config):
     return archs, member_arch
 
 
+DESCRIBE_MAX = 512  # src/checkpoint.c: the architecture attribute is cut to 511 bytes
+
+
 def describe(arch):
     """poet_arch_describe: the member's `architecture` attribute in the checkpoint."""
     words = []
     for s in arch:
-        if s[0] == "conv":
-            pad = ",p%d" % s[4] if s[4] else ""
-            words.append("conv(%d,k%d,s%d%s)" % (s[1], s[2], s[3], pad))
-        elif s[0] == "relu":
-            words.append("relu")
-        elif s[0] == "linear":
-            words.append("linear(%d)" % s[1])
-        elif s[1] == "global":
-            words.append("%s(global)" % s[0])
+        nobias = ",nobias" if s.kind in ("conv", "linear") and not s.args[-1] else ""
+        if s.kind == "conv":
+            pad = ",p%d" % s.args[3] if s.args[3] else ""
+            word = "conv(%d,k%d,s%d%s%s)" % (s.args[0], s.args[1], s.args[2], pad, nobias)
+        elif s.kind == "linear":
+            word = "linear(%d%s)" % (s.args[0], nobias)
+        elif s.kind in ("relu", "batchnorm"):
+            word = s.kind
+        elif s.kind == "add":
+            word = "add(%s)" % ",".join("%d" % i for i in s.inputs)
+        elif s.args[0] == "global":
+            word = "%s(global)" % s.kind
         else:
-            pad = ",p%d" % s[3] if s[3] else ""
-            words.append("%s(k%d,s%d%s)" % (s[0], s[1], s[2], pad))
-    return " ".join(words)
+            pad = ",p%d" % s.args[2] if s.args[2] else ""
+            word = "%s(k%d,s%d%s)" % (s.kind, s.args[0], s.args[1], pad)
+        if s.kind != "add" and len(s.inputs) == 1:
+            word += "<%d" % s.inputs[0]
+        words.append(word)
+    return " ".join(words)[:DESCRIBE_MAX - 1]
+
+
+def _window(i, s, k, stride, pad, c, h, w):
+    if h + 2 * pad < k or w + 2 * pad < k:
+        raise PoetTorchError("layer %d (%s): kernel %d does not fit input %dx%d"
+                             % (i, describe([s]), k, h, w))
+    return c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
 
 
 def plan(arch, input_shape, classes):
-    """Shape inference (poet_arch_plan_build): [(spec, in CHW, out CHW)] and the parameter tensors
-    [(name, shape)] in member layout (layer order, weight before bias)."""
-    c, h, w = (int(v) for v in input_shape)
-    layers, tensors, n_conv, n_fc = [], [], 0, 0
+    """Shape inference (poet_arch_plan_build): ([(layer, inputs, in CHW, out CHW)], the parameter
+    tensors [(name, shape)] in member layout (layer order, weight before bias), the state tensors
+    [(name, shape)] (batchnorm's running_mean, running_var) in member state layout)."""
+    shape0 = tuple(int(v) for v in input_shape)
+    layers, tensors, states, count = [], [], [], {"conv": 0, "linear": 0, "batchnorm": 0}
+    outs = []
     for i, s in enumerate(arch):
-        shape_in = (c, h, w)
-        if s[0] == "conv":
-            _, out, k, stride, pad = s
-            if h + 2 * pad < k or w + 2 * pad < k:
-                raise PoetTorchError("layer %d (%s): kernel %d does not fit input %dx%d"
-                                     % (i, describe([s]), k, h, w))
-            n_conv += 1
-            tensors += [("conv%d.weight" % n_conv, (out, c, k, k)),
-                        ("conv%d.bias" % n_conv, (out,))]
-            c, h, w = out, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        elif s[0] == "linear":
-            n_fc += 1
-            tensors += [("fc%d.weight" % n_fc, (s[1], c * h * w)), ("fc%d.bias" % n_fc, (s[1],))]
-            c, h, w = s[1], 1, 1
-        elif s[0] in ("avg_pool", "max_pool"):
-            if s[1] == "global":
-                h = w = 1
-            else:
-                _, k, stride, pad = s
-                if h + 2 * pad < k or w + 2 * pad < k:
-                    raise PoetTorchError("layer %d (%s): kernel %d does not fit input %dx%d"
-                                         % (i, describe([s]), k, h, w))
-                h, w = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        layers.append((s, shape_in, (c, h, w)))
-    if (c, h, w) != (classes, 1, 1):
+        inputs = s.inputs or (i - 1,)
+        shapes = [shape0 if j < 0 else outs[j] for j in inputs]
+        if any(sh != shapes[0] for sh in shapes):
+            raise PoetTorchError("layer %d (add): inputs of different shapes %s" % (i, shapes))
+        c, h, w = shapes[0]
+        prefix = None
+        if s.kind in count:
+            count[s.kind] += 1
+            prefix = s.id or "%s%d" % ({"conv": "conv", "linear": "fc", "batchnorm": "bn"}[s.kind],
+                                       count[s.kind])
+        if s.kind == "conv":
+            out, k, stride, pad, _ = s.args
+            tensors.append((prefix + ".weight", (out, c, k, k)))
+            _, h2, w2 = _window(i, s, k, stride, pad, c, h, w)
+            shape = (out, h2, w2)
+        elif s.kind == "linear":
+            tensors.append((prefix + ".weight", (s.args[0], c * h * w)))
+            shape = (s.args[0], 1, 1)
+        elif s.kind == "batchnorm":
+            tensors += [(prefix + ".weight", (c,)), (prefix + ".bias", (c,))]
+            states += [(prefix + ".running_mean", (c,)), (prefix + ".running_var", (c,))]
+            shape = (c, h, w)
+        elif s.kind in ("avg_pool", "max_pool"):
+            shape = (c, 1, 1) if s.args[0] == "global" else _window(i, s, *s.args, c, h, w)
+        else:
+            shape = (c, h, w)
+        if s.kind in ("conv", "linear") and s.args[-1]:
+            tensors.append((prefix + ".bias", (shape[0],)))
+        layers.append((s, inputs, (c, h, w), shape))
+        outs.append(shape)
+    if outs[-1] != (classes, 1, 1):
         raise PoetTorchError("network ends with %dx%dx%d outputs, expected %d logits"
-                             % (c, h, w, classes))
-    return layers, tensors
+                             % (outs[-1] + (classes,)))
+    return layers, tensors, states
+
+
+def _is_chain(arch):
+    """A plain chain of conv/relu/pool/linear without ids: an nn.Sequential member."""
+    return all(s.kind in ("conv", "relu", "avg_pool", "max_pool", "linear") and not s.inputs
+               and not s.id for s in arch)
 
 
 def build_member(arch, input_shape, classes):
-    """An nn.Sequential computing exactly what poet's member computes, its parameters named as in
-    the checkpoint (conv1, conv2, ..., fc1, ...). Layers without parameters are named relu<i>,
-    avg_pool<i>, max_pool<i>, flatten<i> (i = the poet layer index). Parameters get PyTorch's
-    default initialisation, which has poet's distribution U(±1/sqrt(fan_in))."""
+    """An nn.Module computing exactly what poet's member computes, its parameters and buffers
+    named as in the checkpoint. A plain chain is an nn.Sequential (conv1, conv2, ..., fc1, ...;
+    layers without parameters are relu<i>, avg_pool<i>, max_pool<i>, flatten<i>, i = the poet
+    layer index); a graph (add, batchnorm, ids, inputs) a PoetGraph, whose modules sit at their
+    tensors' dotted names (layer1.0.conv1). Parameters get PyTorch's default initialisation, which
+    has poet's distribution U(±1/sqrt(fan_in)); batchnorm starts at weight 1, bias 0, running
+    mean 0 and variance 1 as in poet. member.poet_tensor_names lists the parameter names in member
+    layout (the optimizer's and the checkpoint's order)."""
     torch = _torch()
     nn = torch.nn
-    layers, _ = plan(arch, input_shape, classes)
-    modules = collections.OrderedDict()
-    n_conv = n_fc = 0
-    flat = False  # the activation is [B, features] (after a linear), not [B, C, H, W]
-    for i, (s, (c, h, w), _out) in enumerate(layers):
-        kind = s[0]
-        if kind != "linear" and kind != "relu" and flat:
-            # A conv or pool after a linear sees its C x 1 x 1 output, as in poet.
-            modules["unflatten%d" % i] = nn.Unflatten(1, (c, h, w))
-            flat = False
-        if kind == "conv":
-            n_conv += 1
-            modules["conv%d" % n_conv] = nn.Conv2d(c, s[1], s[2], stride=s[3], padding=s[4])
-        elif kind == "relu":
-            modules["relu%d" % i] = nn.ReLU()
-        elif kind == "linear":
-            if not flat:  # PyTorch's flatten of NCHW: the C·H·W order poet's fc weights use
-                modules["flatten%d" % i] = nn.Flatten(1)
-                flat = True
-            n_fc += 1
-            modules["fc%d" % n_fc] = nn.Linear(c * h * w, s[1])
-        elif s[1] == "global":
-            pool = nn.AvgPool2d if kind == "avg_pool" else nn.MaxPool2d
-            modules["%s%d" % (kind, i)] = pool((h, w))
-        elif kind == "avg_pool":
-            # count_include_pad=True and floor mode: poet's dnnl_pooling_avg_include_padding.
-            modules["avg_pool%d" % i] = nn.AvgPool2d(s[1], s[2], s[3], count_include_pad=True)
-        else:
-            modules["max_pool%d" % i] = nn.MaxPool2d(s[1], s[2], s[3])
-    if not flat:  # the network ended in K x 1 x 1 (a conv or pool): logits are [B, K]
-        modules["flatten%d" % len(layers)] = nn.Flatten(1)
-    member = nn.Sequential(modules)
+    layers, tensors, _ = plan(arch, input_shape, classes)
+    if not _is_chain(arch):
+        member = _graph_class()(layers)
+    else:
+        modules = collections.OrderedDict()
+        n_conv = n_fc = 0
+        flat = False  # the activation is [B, features] (after a linear), not [B, C, H, W]
+        for i, (s, _inputs, (c, h, w), _out) in enumerate(layers):
+            kind = s.kind
+            if kind != "linear" and kind != "relu" and flat:
+                # A conv or pool after a linear sees its C x 1 x 1 output, as in poet.
+                modules["unflatten%d" % i] = nn.Unflatten(1, (c, h, w))
+                flat = False
+            if kind == "conv":
+                n_conv += 1
+                out, k, stride, pad, bias = s.args
+                modules["conv%d" % n_conv] = nn.Conv2d(c, out, k, stride=stride, padding=pad,
+                                                       bias=bias)
+            elif kind == "relu":
+                modules["relu%d" % i] = nn.ReLU()
+            elif kind == "linear":
+                if not flat:  # PyTorch's flatten of NCHW: the C·H·W order poet's fc weights use
+                    modules["flatten%d" % i] = nn.Flatten(1)
+                    flat = True
+                n_fc += 1
+                modules["fc%d" % n_fc] = nn.Linear(c * h * w, s.args[0], bias=s.args[1])
+            elif s.args[0] == "global":
+                pool = nn.AvgPool2d if kind == "avg_pool" else nn.MaxPool2d
+                modules["%s%d" % (kind, i)] = pool((h, w))
+            elif kind == "avg_pool":
+                # count_include_pad=True and floor mode: poet's dnnl_pooling_avg_include_padding.
+                modules["avg_pool%d" % i] = nn.AvgPool2d(*s.args, count_include_pad=True)
+            else:
+                modules["max_pool%d" % i] = nn.MaxPool2d(*s.args)
+        if not flat:  # the network ended in K x 1 x 1 (a conv or pool): logits are [B, K]
+            modules["flatten%d" % len(layers)] = nn.Flatten(1)
+        member = nn.Sequential(modules)
     member.poet_architecture = describe(arch)
+    member.poet_tensor_names = [name for name, _ in tensors]
     return member
+
+
+_GRAPH = []
+
+
+def _graph_class():
+    """PoetGraph, defined on first use (torch is imported lazily)."""
+    if _GRAPH:
+        return _GRAPH[0]
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+
+    class PoetGraph(nn.Module):
+        """A poet member network with named inputs (add) and batch normalisation. Each layer with
+        parameters is a torch module at its tensors' dotted name (a "layer1.0.conv1" id gives
+        self.layer1[0].conv1: nested plain containers), so state_dict() has the checkpoint's
+        names, running_mean/running_var/num_batches_tracked included. forward runs the layers in
+        poet's order; every activation is [B, C, H, W] (a linear layer's output is [B, out, 1,
+        1], as poet sees it) and the logits [B, K]. BatchNorm2d has poet's semantics: eps 1e-5,
+        momentum 0.1, batch statistics in train(), running statistics in eval()."""
+
+        def __init__(self, layers):
+            super().__init__()
+            self.poet_ops = []  # (kind, module path or None, inputs, args, input shape)
+            count = {"conv": 0, "linear": 0, "batchnorm": 0}
+            for s, inputs, (c, h, w), _out in layers:
+                path = None
+                if s.kind in count:
+                    count[s.kind] += 1
+                    path = s.id or "%s%d" % ({"conv": "conv", "linear": "fc",
+                                              "batchnorm": "bn"}[s.kind], count[s.kind])
+                if s.kind == "conv":
+                    out, k, stride, pad, bias = s.args
+                    self._attach(path, nn.Conv2d(c, out, k, stride=stride, padding=pad,
+                                                 bias=bias))
+                elif s.kind == "linear":
+                    self._attach(path, nn.Linear(c * h * w, s.args[0], bias=s.args[1]))
+                elif s.kind == "batchnorm":
+                    self._attach(path, nn.BatchNorm2d(c, eps=1e-5, momentum=0.1))
+                self.poet_ops.append((s.kind, path, inputs, s.args, (c, h, w)))
+
+        def _attach(self, path, module):
+            parent, parts = self, path.split(".")
+            for part in parts[:-1]:
+                child = parent._modules.get(part)
+                if child is None:
+                    child = nn.Module()
+                    parent.add_module(part, child)
+                elif type(child) is not nn.Module:
+                    raise PoetTorchError("tensor name %s: %s is a layer and a container"
+                                         % (path, part))
+                parent = child
+            if parts[-1] in parent._modules:
+                raise PoetTorchError("two layers are named %s" % path)
+            parent.add_module(parts[-1], module)
+
+        def forward(self, x):
+            outs = []
+            for kind, path, inputs, args, (c, h, w) in self.poet_ops:
+                y = x if inputs[0] < 0 else outs[inputs[0]]
+                if kind == "add":
+                    for j in inputs[1:]:
+                        y = y + (x if j < 0 else outs[j])
+                elif kind == "relu":
+                    y = F.relu(y)
+                elif kind in ("conv", "batchnorm"):
+                    y = self.get_submodule(path)(y)
+                elif kind == "linear":
+                    y = self.get_submodule(path)(y.flatten(1))[:, :, None, None]
+                elif args[0] == "global":
+                    y = (F.avg_pool2d if kind == "avg_pool" else F.max_pool2d)(y, (h, w))
+                elif kind == "avg_pool":
+                    y = F.avg_pool2d(y, *args, count_include_pad=True)
+                else:
+                    y = F.max_pool2d(y, *args)
+                outs.append(y)
+            return outs[-1].flatten(1)
+
+    _GRAPH.append(PoetGraph)
+    return PoetGraph
+
+
+def member_parameters(member):
+    """A member's parameters in member layout (the checkpoint's and poet's optimizer order)."""
+    names = getattr(member, "poet_tensor_names", None)
+    if names is None:
+        return list(member.parameters())
+    params = dict(member.named_parameters())
+    return [params[n] for n in names]
 
 
 def build_ensemble(config, input_shape):
@@ -307,7 +566,7 @@ def make_optimizer(members, config, iteration=0, total=0, state=None, exact=Fals
     rate of the step at `iteration`; `state` (an optimizer.state_dict()) is loaded when given.
     exact=True gives PoetSGD instead, whose steps round as poet's do (bitwise)."""
     torch = _torch()
-    params = [p for m in members for p in m.parameters()]
+    params = [p for m in members for p in member_parameters(m)]
     kind = poet_sgd if exact else torch.optim.SGD
     extra = {} if exact else {"dampening": 0}
     opt = kind(params, lr=lr_at(config, iteration, total),
@@ -476,20 +735,27 @@ def _order_flags(group):
     return (plist.get_link_creation_order(), plist.get_attr_creation_order())
 
 
-def checksum(params, momentum, tensors):
-    """/checksums[j]: zlib CRC-32 of the member's params then momentum, each tensor in layer order,
-    float32 little-endian C order (checksum_floats in src/checkpoint.c)."""
+def checksum(params, momentum, tensors, buffers=None, states=()):
+    """/checksums[j]: zlib CRC-32 of the member's params, momentum and (with batchnorm) buffers,
+    each tensor in layer order, float32 little-endian C order (checksum_floats in
+    src/checkpoint.c)."""
     crc = 0
-    for group in (params, momentum):
-        for name, _shape in tensors:
+    for group, names in ((params, tensors), (momentum, tensors), (buffers, states)):
+        for name, _shape in names:
             crc = zlib.crc32(np.ascontiguousarray(group[name], dtype="<f4").tobytes(), crc)
     return crc
 
 
+def _tracked_names(states):
+    """The state_dict keys of PyTorch's num_batches_tracked, one per batchnorm layer."""
+    return [n[:-len("running_mean")] + "num_batches_tracked" for n, _ in states
+            if n.endswith(".running_mean")]
+
+
 def read_checkpoint(path, verify=True):
     """Everything in a poet checkpoint: {"attrs": {hdf5 path: attributes}, "config": text,
-    "input_shape", "members": [{"params", "momentum": OrderedDict name -> float32 array}],
-    "archs", "member_arch", "checksums"}. Checks what poet checks (format version, shapes,
+    "input_shape", "members": [{"params", "momentum", "buffers": OrderedDict name -> float32
+    array, "tracked": num_batches_tracked}], "archs", "member_arch", "checksums"}. Checks what poet checks (format version, shapes,
     checksums) and raises PoetTorchError naming the file."""
     if not os.path.isfile(path):
         raise PoetTorchError("%s: cannot open checkpoint: %s" % (
@@ -530,12 +796,13 @@ def read_checkpoint(path, verify=True):
         members = []
         for j in range(M):
             arch = archs[member_arch[j]]
-            _, tensors = plan(arch, input_shape, classes)
+            _, tensors, states = plan(arch, input_shape, classes)
             gname = "members/%04d" % j
             if gname not in f:
                 raise PoetTorchError("%s: group /%s is missing" % (path, gname))
             group = f[gname]
-            for obj_path in ["members", gname] + ["%s/%s" % (gname, k) for k in KINDS]:
+            for obj_path in ["members", gname] + ["%s/%s" % (gname, k)
+                                                  for k in KINDS + (BUFFERS,)]:
                 if obj_path in f:
                     layout["/" + obj_path] = _order_flags(f[obj_path])
                     if len(f[obj_path].attrs):
@@ -544,10 +811,15 @@ def read_checkpoint(path, verify=True):
             if described is not None and described != describe(arch):
                 raise PoetTorchError("%s: member %d architecture attribute %r differs from its "
                                      "config's %r" % (path, j, described, describe(arch)))
-            member = {"arch": arch, "tensors": tensors}
-            for kind in KINDS:
+            member = {"arch": arch, "tensors": tensors, "states": states, "tracked": 0}
+            if states:
+                if "num_batches_tracked" not in group.attrs:
+                    raise PoetTorchError("%s: attribute num_batches_tracked of /%s is missing"
+                                         % (path, gname))
+                member["tracked"] = int(group.attrs["num_batches_tracked"])
+            for kind, names in ((KINDS[0], tensors), (KINDS[1], tensors), (BUFFERS, states)):
                 data = collections.OrderedDict()
-                for name, shape in tensors:
+                for name, shape in names:
                     dpath = "%s/%s/%s" % (gname, kind, name)
                     if dpath not in f:
                         raise PoetTorchError("%s: dataset /%s is missing" % (path, dpath))
@@ -558,7 +830,8 @@ def read_checkpoint(path, verify=True):
                     data[name] = dset.astype("<f4")[()]  # float32 as stored: no conversion
                 member[kind] = data
             if verify:
-                crc = checksum(member["params"], member["momentum"], tensors)
+                crc = checksum(member["params"], member["momentum"], tensors, member[BUFFERS],
+                               states)
                 if crc != stored[j]:
                     raise PoetTorchError("%s: member %d checksum mismatch: stored 0x%08x, computed "
                                          "0x%08x (corrupt data)" % (path, j, stored[j], crc))
@@ -569,11 +842,15 @@ def read_checkpoint(path, verify=True):
             "checksums": stored}
 
 
-def _load_state(member, arrays):
-    """Copies float32 arrays into a member's parameters bit for bit."""
+def _load_state(member, m):
+    """Copies a checkpoint member's float32 parameters and running statistics into a member bit
+    for bit, and its num_batches_tracked into every batchnorm layer."""
     torch = _torch()
+    arrays = list(m["params"].items()) + list(m[BUFFERS].items())
     state = collections.OrderedDict((name, torch.from_numpy(np.array(a, dtype="<f4", copy=True)))
-                                    for name, a in arrays.items())
+                                    for name, a in arrays)
+    for name in _tracked_names(m["states"]):
+        state[name] = torch.tensor(m["tracked"], dtype=torch.int64)
     member.load_state_dict(state, strict=True)
 
 
@@ -584,7 +861,7 @@ def load_ensemble(path, verify=True):
     members = []
     for m in ck["members"]:
         member = build_member(m["arch"], ck["input_shape"], ck["classes"])
-        _load_state(member, m["params"])
+        _load_state(member, m)
         members.append(member.eval())
     return members, ck["config_dict"]
 
@@ -601,10 +878,10 @@ def to_torch(path, verify=True):
     members = []
     for m in ck["members"]:
         member = build_member(m["arch"], ck["input_shape"], ck["classes"])
-        _load_state(member, m["params"])
+        _load_state(member, m)
         members.append(member)
     opt = make_optimizer(members, config, iteration, total)
-    params = [p for member in members for p in member.parameters()]
+    params = [p for member in members for p in member_parameters(member)]
     buffers = [torch.from_numpy(np.array(a, dtype="<f4", copy=True))
                for m in ck["members"] for a in m["momentum"].values()]
     for p, buf in zip(params, buffers):
@@ -648,7 +925,7 @@ TRACKED = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
 
 
 def _default_layout(path):
-    return (TRACKED, 0) if path.rsplit("/", 1)[-1] in KINDS else (0, 0)
+    return (TRACKED, 0) if path.rsplit("/", 1)[-1] in KINDS + (BUFFERS,) else (0, 0)
 
 
 def _group(parent, name, layout):
@@ -679,8 +956,9 @@ def _write_tensor(group, name, array):
 
 
 def write_checkpoint(path, config_text, members, root_attrs, extra_attrs=None, layout=None):
-    """Writes a checkpoint poet reads: `members` is [(params, momentum)], each a mapping
-    name -> float32 array; `root_attrs` has every ROOT_ATTRS entry; `extra_attrs` maps an HDF5
+    """Writes a checkpoint poet reads: `members` is [(params, momentum[, buffers,
+    num_batches_tracked])], params, momentum and buffers (batchnorm's running statistics, for
+    members with batchnorm) each a mapping name -> float32 array; `root_attrs` has every ROOT_ATTRS entry; `extra_attrs` maps an HDF5
     object path to its other attributes (and their order) to restore; `layout` maps a group path
     to its (link, attribute) creation-order flags (default: checkpoint.c's)."""
     config = parse_config(config_text, path)
@@ -718,25 +996,35 @@ def _write_file(tmp, members, root_attrs, extra_attrs, layout, archs, member_arc
         group_members = _group(f, "members", flags("/members"))
         _put_attrs(group_members, {}, extra_attrs.get("/members", {}))
         crcs = []
-        for j, (params, momentum) in enumerate(members):
+        for j, member in enumerate(members):
+            params, momentum, buffers, tracked = (tuple(member) + ({}, 0))[:4]
             arch = archs[member_arch[j]]
-            _, tensors = plan(arch, root_attrs["input_shape"], classes)
+            _, tensors, states = plan(arch, root_attrs["input_shape"], classes)
             gpath = "/members/%04d" % j
             g = _group(group_members, "%04d" % j, flags(gpath))
-            _put_attrs(g, {"architecture": (describe(arch), None),
-                           "arch_index": (member_arch[j], "<i4")}, extra_attrs.get(gpath, {}))
-            for kind, data in zip(KINDS, (params, momentum)):
+            computed = {"architecture": (describe(arch), None),
+                        "arch_index": (member_arch[j], "<i4")}
+            stored = dict(extra_attrs.get(gpath, {}))
+            if states:  # src/checkpoint.c: only members with batchnorm
+                computed["num_batches_tracked"] = (int(tracked), "<i8")
+            else:
+                stored.pop("num_batches_tracked", None)
+            _put_attrs(g, computed, stored)
+            for kind, data, names in ((KINDS[0], params, tensors), (KINDS[1], momentum, tensors),
+                                      (BUFFERS, buffers, states)):
+                if not names and kind == BUFFERS:
+                    continue
                 kpath = "%s/%s" % (gpath, kind)
                 kg = _group(g, kind, flags(kpath))
                 _put_attrs(kg, {}, extra_attrs.get(kpath, {}))
-                for name, shape in tensors:
+                for name, shape in names:
                     if name not in data:
                         raise PoetTorchError("member %d: no tensor %s (%s)" % (j, name, kind))
                     if tuple(data[name].shape) != shape:
                         raise PoetTorchError("member %d: %s %s has shape %s, expected %s"
                                              % (j, kind, name, tuple(data[name].shape), shape))
                     _write_tensor(kg, name, data[name])
-            crcs.append(checksum(params, momentum, tensors))
+            crcs.append(checksum(params, momentum, tensors, buffers, states))
         f.create_dataset("checksums", data=np.array(crcs, dtype="<u4"), dtype="<u4")
 
 
@@ -790,7 +1078,7 @@ def from_torch(saved, path, iteration=None, config_text=None):
     for j, state in enumerate(states):
         if hasattr(state, "state_dict"):  # an nn.Module saved whole
             state = state.state_dict()
-        _, tensors = plan(archs[member_arch[j]], input_shape, classes)
+        _, tensors, states = plan(archs[member_arch[j]], input_shape, classes)
         params, momentum = collections.OrderedDict(), collections.OrderedDict()
         for name, shape in tensors:
             if name not in state:
@@ -807,7 +1095,22 @@ def from_torch(saved, path, iteration=None, config_text=None):
             else:
                 momentum[name] = np.zeros(shape, dtype=np.float32)
             index += 1
-        members.append((params, momentum))
+        running = collections.OrderedDict()
+        for name, shape in states:
+            if name not in state:
+                raise PoetTorchError("member %d: state_dict has no %s (batchnorm's running "
+                                     "statistics)" % (j, name))
+            running[name] = _as_float32(state[name], "member %d %s" % (j, name))
+        # poet keeps one num_batches_tracked per member (every batchnorm counts the same
+        # forwards); a state_dict without any keeps the file's, else 0.
+        counts = {n: int(state[n]) for n in _tracked_names(states) if n in state}
+        if len(set(counts.values())) > 1:
+            raise PoetTorchError("member %d: num_batches_tracked differs between batchnorm "
+                                 "layers (%s): poet keeps one count per member"
+                                 % (j, ", ".join("%s %d" % kv for kv in counts.items())))
+        stored_member = poet_attrs.get("/members/%04d" % j, {})
+        tracked = next(iter(counts.values()), int(stored_member.get("num_batches_tracked", 0)))
+        members.append((params, momentum, running, tracked))
     if buffers and max(buffers) >= index:
         raise PoetTorchError("the optimizer state has a buffer for parameter %d, the members "
                              "have %d" % (max(buffers), index))
