@@ -121,6 +121,10 @@ poet_cli_error(set_file_two_objects 3 "two-objects.json: invalid JSON near line 
                ${POET} train ${BAD_CONFIGS}/two-objects.json --set training.lr=0.1 ${SET_DIR})
 poet_cli_error(set_file_nul_byte 3 "nul-byte.json: invalid JSON near line 1: the file contains a NUL byte"
                ${POET} train ${BAD_CONFIGS}/nul-byte.json --set training.lr=0.1 ${SET_DIR})
+# "bias" only on conv and linear layers (a batchnorm's shift is its bias, and it has no switch).
+poet_cli_error(config_bias_on_batchnorm 3
+               "bias-on-batchnorm.json: model.architecture[1].bias: expected no \"bias\" on a batchnorm layer (only conv and linear have one), got false"
+               ${POET} train ${BAD_CONFIGS}/bias-on-batchnorm.json ${SET_DIR})
 poet_cli_error(set_number_garbage 3
                "--set training.iterations=7abc: VALUE is not one complete JSON value (unexpected text at 'abc')"
                ${POET} train ${TINY} --set training.iterations=7abc ${SET_DIR})
