@@ -498,7 +498,8 @@ fail:
 
 /* The caller passes member losses in local order; the file wants ascending global ids. */
 static void order_local_members(poet_losslog *log, const poet_ensemble *e) {
-    log->n_local = e->n_local;
+    /* A member group's ranks hold the same members (group.h): its shard 0 writes their columns. */
+    log->n_local = e->shard > 0 ? 0 : e->n_local;
     for (int i = 0; i < e->n_local; i++)
         log->local_slot[i] = i;
     for (int i = 1; i < e->n_local; i++) /* insertion sort: n_local is small and usually sorted */
