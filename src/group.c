@@ -191,8 +191,8 @@ static poet_status wait_bounded(poet_group *g, int count, const char *what) {
                 if (!arrived)
                     POET_FAIL(POET_ERR_MPI,
                               "no answer from rank %d on host %s for %.1f s (distributed.timeout "
-                              "%g s) while waiting for %s (member group %d, all-reduce of the "
-                              "weight gradients); ending the job",
+                              "%g s) while waiting for %s (all-reduce of member group %d); "
+                              "ending the job",
                               g->world[g->peer[i]], g->host[g->peer[i]], waited, g->timeout, what,
                               g->layout.group);
             }
@@ -254,7 +254,7 @@ poet_status poet_group_allreduce(poet_group *g, float *values, size_t n, double 
             MPI_Isend(extras, (int)x, MPI_DOUBLE, p, TAG_EXTRAS, g->group_comm, &g->req[count++]));
         g->bytes += (pn + mine) * sizeof(float) + 2 * x * sizeof(double); /* sent + received */
     }
-    POET_TRY(wait_bounded(g, count, "its part of our block"));
+    POET_TRY(wait_bounded(g, count, "its shard's weight gradients"));
     /* 2. Our block and the extras, summed in shard order 0, 1, …, S−1 (every rank the same). */
     memcpy(g->blocks + (size_t)s * g->block_capacity, values + lo, mine * sizeof(float));
     memcpy(g->extras + (size_t)s * g->extras_capacity, extras, x * sizeof(double));
@@ -284,7 +284,7 @@ poet_status poet_group_allreduce(poet_group *g, float *values, size_t n, double 
                            &g->req[count++]));
         g->bytes += (pn + mine) * sizeof(float);
     }
-    POET_TRY(wait_bounded(g, count, "its summed block"));
+    POET_TRY(wait_bounded(g, count, "its block of the summed weight gradients"));
 fail:
     return st;
 }
