@@ -618,6 +618,41 @@ fail:
     return st;
 }
 
+/* Per-rank arrays up to this many ranks: attributes live in the object header, 64 KiB at most. */
+#define TRAFFIC_RANKS_MAX 1024
+
+poet_status poet_losslog_traffic(poet_losslog *log, int groups, int group_size, double tree_bytes,
+                                 double group_bytes, double data_parallel_bytes) {
+    poet_status st = POET_OK;
+    int ranks = 1;
+    double *all = NULL; /* [2, P] tree bytes, then group bytes */
+    if (log->failed)
+        return POET_OK;
+    POET_MPI(MPI_Comm_size(log->comm, &ranks));
+    POET_ALLOC(all, 2 * (size_t)ranks);
+    POET_MPI(MPI_Allgather(&tree_bytes, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, log->comm));
+    POET_MPI(MPI_Allgather(&group_bytes, 1, MPI_DOUBLE, all + ranks, 1, MPI_DOUBLE, log->comm));
+    /* Attributes are metadata: every rank writes the same values. */
+    hid_t f = log->file;
+    st = poet_h5_attr_write_int(f, "groups", H5T_NATIVE_INT64, groups, log->path);
+    if (st == POET_OK)
+        st = poet_h5_attr_write_int(f, "group_size", H5T_NATIVE_INT64, group_size, log->path);
+    if (st == POET_OK)
+        st = poet_h5_attr_write_double(f, "data_parallel_bytes_per_iteration", data_parallel_bytes,
+                                       log->path);
+    if (st == POET_OK && ranks <= TRAFFIC_RANKS_MAX)
+        st = poet_h5_attr_write(f, "tree_bytes_per_iteration", H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE,
+                                (hsize_t)ranks, all, log->path);
+    if (st == POET_OK && ranks <= TRAFFIC_RANKS_MAX)
+        st = poet_h5_attr_write(f, "group_bytes_per_iteration", H5T_NATIVE_DOUBLE,
+                                H5T_NATIVE_DOUBLE, (hsize_t)ranks, all + ranks, log->path);
+    st = poet_error_agree(log->comm, st);
+    log->failed = log->failed || st != POET_OK;
+fail:
+    free(all);
+    return st;
+}
+
 /* Every rank must flush the same number of rows, or the collective resizes disagree and the file
  * is corrupted; checked here because a mismatch is a caller bug that would otherwise hang. */
 static poet_status check_same_rows(poet_losslog *log) {

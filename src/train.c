@@ -885,6 +885,13 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
                t.total);
     }
     st = train_loop(&t, summary);
+    if (t.log && (st == POET_OK || st == POET_STOPPED)) {
+        poet_status traffic_st = poet_losslog_traffic(
+            t.log, t.layout.groups, t.layout.size, (double)summary->bytes_per_iteration,
+            (double)summary->group_bytes_per_iteration,
+            (double)summary->data_parallel_bytes_per_iteration);
+        st = traffic_st == POET_OK ? st : traffic_st;
+    }
     /* Closing the log is collective: a failure only this rank knows of (a peer that stopped
      * answering the tree) must reach MPI_Abort in the CLI, not wait for ranks that never come. */
     if (t.log && (st == POET_OK || st == POET_STOPPED || poet_error_is_agreed())) {

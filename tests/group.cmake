@@ -44,6 +44,11 @@ foreach(case 4:2:binary:1 6:3:kary:2 6:3:mpi:1)
                                           FIXTURES_REQUIRED groups_chunks_m${members} TIMEOUT 300)
 endforeach()
 
+# poet eval of a P > M run's checkpoint (one rank per group evaluates) equals one rank's.
+poet_add_test(groups_eval_p4 ${GROUPS_TEST} eval:4 ${GROUP_DIR}/eval_p4 ${TINY}
+              --set model.members=2 --set training.iterations=10)
+set_tests_properties(groups_eval_p4 PROPERTIES PROCESSORS 4 TIMEOUT 120)
+
 # Micro-batches inside a shard: overlapped (exact) equals not overlapped, bit for bit.
 poet_add_test(groups_chunks_none ${RUN_TRAIN} 4 ${GROUP_DIR}/chunks_none -- ${TINY}
               --set model.members=2 --set distributed.chunks=2)

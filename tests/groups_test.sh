@@ -4,6 +4,7 @@
 #   match:R         trains on R ranks twice and on one rank: the two R-rank runs must be equal bit
 #                   for bit (losses and the final checkpoint's member checksums), and the R-rank run
 #                   must equal the one-rank run within fp32 rounding (check_close.py's tolerance)
+#   eval:R          trains on R ranks; poet eval of its checkpoint on R ranks equals one rank's
 #   resume:R1:R2:N  trains on R1 ranks, stopped after N iterations (--stop-after: checkpoint, exit
 #                   75), and resumes on R2 ranks to the end: every loss and the final weights within
 #                   the tolerance of an uninterrupted one-rank run, the loss log consistent
@@ -39,6 +40,21 @@ case $kind in
       diff "$work/a.traj" "$work/b.traj" | head -4; fail "two runs on $r1 ranks differ"; }
     [ "$(sums "$work/a")" = "$(sums "$work/b")" ] || fail "two runs on $r1 ranks: weights differ"
     echo "ok: two runs on $r1 ranks equal bit for bit ($(wc -l <"$work/a.traj") iterations)"
+    # The log's traffic attributes: every rank's tree and group bytes, the data-parallel figure.
+    if /usr/bin/python3 -c "import h5py" 2>/dev/null; then
+      /usr/bin/python3 - "$work/a/log.h5" "$r1" <<'PY' || fail "the loss log's traffic attributes"
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    a, ranks = f.attrs, int(sys.argv[2])
+    tree, group = list(a["tree_bytes_per_iteration"]), list(a["group_bytes_per_iteration"])
+    print(f"groups {a['groups']} of {a['group_size']}; tree bytes {tree}; group bytes {group}; "
+          f"data parallel {a['data_parallel_bytes_per_iteration']}")
+    ok = len(tree) == len(group) == ranks and a["groups"] * a["group_size"] == ranks
+    ok = ok and a["group_size"] > 1 and min(group) > 0 and min(tree) >= 0
+    ok = ok and a["data_parallel_bytes_per_iteration"] > max(group)
+    sys.exit(0 if ok else 1)
+PY
+    fi
     /usr/bin/python3 "$here/check_close.py" "$work/ref.traj" "$work/a.traj" $LOSS_RTOL \
       "$(last "$work/ref")" "$(last "$work/a")" $ATOL $RTOL
     code=$?
@@ -61,6 +77,19 @@ case $kind in
         fail "the resumed run's loss log is inconsistent"
     fi
     echo "ok: stopped on $r1 ranks after $cut iterations, resumed on $r2 ranks"
+    ;;
+  eval)
+    # poet eval of the R-rank run's checkpoint: one rank per group evaluates, the same lines as one
+    # rank's evaluation
+    run a "$r1" "$@" || { cat "$work/a.out"; fail "the $r1-rank run failed"; }
+    for np in 1 "$r1"; do
+      "$mpiexec" -np "$np" --oversubscribe "$poet" eval "$config" "$@" \
+        --set output.checkpoint_dir="\"$work/a\"" >"$work/eval_p$np.out" 2>&1 ||
+        { cat "$work/eval_p$np.out"; fail "poet eval on $np rank(s) failed"; }
+    done
+    cat "$work/eval_p$r1.out"
+    cmp -s "$work/eval_p1.out" "$work/eval_p$r1.out" || fail "poet eval on $r1 ranks differs"
+    echo "ok: poet eval on $r1 ranks equals one rank's"
     ;;
   *) fail "unknown case $case" ;;
 esac
