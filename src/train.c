@@ -130,6 +130,8 @@ static poet_status load_data(trainer *t) {
                                    input_from));
     POET_TRY(poet_batcher_init(&t->batcher, &t->train, c->seed, c->shuffle, c->batch_size));
     poet_batcher_set_augment(&t->batcher, c->augment_crop_padding, c->augment_flip);
+    /* A member group's rank forwards its shard only: the other rows' images are not built. */
+    poet_batcher_set_rows(&t->batcher, t->layout.first_row, t->layout.rows);
 fail:
     return st;
 }

@@ -29,7 +29,7 @@ foreach(members 2 3)
                 ${TINY} --set model.members=${members} --set distributed.chunks=2)
   set_tests_properties(groups_chunks_ref_m${members} PROPERTIES FIXTURES_SETUP groups_chunks_m${members})
 endforeach()
-foreach(case 4:2:binary:1 6:3:kary:2 6:3:mpi:1)
+foreach(case 4:2:binary:1 6:3:kary:2 6:3:mpi:1 4:2:auto:1)
   string(REPLACE ":" ";" parts ${case})
   list(GET parts 0 ranks)
   list(GET parts 1 members)
@@ -48,6 +48,19 @@ endforeach()
 poet_add_test(groups_eval_p4 ${GROUPS_TEST} eval:4 ${GROUP_DIR}/eval_p4 ${TINY}
               --set model.members=2 --set training.iterations=10)
 set_tests_properties(groups_eval_p4 PROPERTIES PROCESSORS 4 TIMEOUT 120)
+
+# A rank builds only its shard's images (poet_batcher_set_rows), with augmentation drawn per image
+# and on the prefetch thread: still one rank's chunks = 2 run bit for bit.
+set(GROUP_AUGMENT data.augment={\"crop_padding\":2,\"flip\":true})
+poet_add_test(groups_augment_ref ${RUN_TRAIN} 1 ${GROUP_DIR}/augment_ref -- ${TINY}
+              --set model.members=2 --set distributed.chunks=2 --set ${GROUP_AUGMENT}
+              --set training.iterations=20)
+set_tests_properties(groups_augment_ref PROPERTIES FIXTURES_SETUP groups_augment)
+add_test(NAME traj_groups_p4_m2_augment COMMAND ${RUN_TRAIN} 4 ${GROUP_DIR}/augment_p4
+         --ref ${GROUP_DIR}/augment_ref/trajectory -- ${TINY} --set model.members=2
+         --set ${GROUP_AUGMENT} --set training.iterations=20 --set data.prefetch=2)
+set_tests_properties(traj_groups_p4_m2_augment PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS 4
+                                                  FIXTURES_REQUIRED groups_augment TIMEOUT 300)
 
 # Micro-batches inside a shard: overlapped (exact) equals not overlapped, bit for bit.
 poet_add_test(groups_chunks_none ${RUN_TRAIN} 4 ${GROUP_DIR}/chunks_none -- ${TINY}
