@@ -62,6 +62,24 @@ add_test(NAME traj_groups_p4_m2_augment COMMAND ${RUN_TRAIN} 4 ${GROUP_DIR}/augm
 set_tests_properties(traj_groups_p4_m2_augment PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS 4
                                                   FIXTURES_REQUIRED groups_augment TIMEOUT 300)
 
+# Batch normalisation per shard (DDP without SyncBatchNorm): the trajectory of M = 2 on P = 4 is one
+# rank's with chunks = 2 bit for bit (each micro-batch normalised alone); resumed after SIGTERM on
+# the same layout, the final checkpoints (running statistics included, shard 0's) equal the
+# uninterrupted run's.
+set(TINY_BN ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny-bn.json)
+poet_add_test(groups_bn_ref ${RUN_TRAIN} 1 ${GROUP_DIR}/bn_ref -- ${TINY_BN} --set model.members=2
+              --set distributed.chunks=2)
+set_tests_properties(groups_bn_ref PROPERTIES FIXTURES_SETUP groups_bn TIMEOUT 300)
+add_test(NAME traj_groups_bn_p4_m2 COMMAND ${RUN_TRAIN} 4 ${GROUP_DIR}/bn_p4
+         --ref ${GROUP_DIR}/bn_ref/trajectory -- ${TINY_BN} --set model.members=2)
+set_tests_properties(traj_groups_bn_p4_m2 PROPERTIES ENVIRONMENT "${POET_TEST_ENV}" PROCESSORS 4
+                                             FIXTURES_REQUIRED groups_bn TIMEOUT 300)
+poet_add_test(groups_resume_bn_term_p4_to_p4 ${CMAKE_CURRENT_SOURCE_DIR}/resume_test.sh
+              $<TARGET_FILE:poet> ${MPIEXEC_EXECUTABLE} term 4 4 ${GROUP_DIR}/resume_bn_p4
+              ${TINY_BN} --set model.members=2 --set training.iterations=160
+              --set output.checkpoint_every=20)
+set_tests_properties(groups_resume_bn_term_p4_to_p4 PROPERTIES PROCESSORS 4 TIMEOUT 300)
+
 # Micro-batches inside a shard: overlapped (exact) equals not overlapped, bit for bit.
 poet_add_test(groups_chunks_none ${RUN_TRAIN} 4 ${GROUP_DIR}/chunks_none -- ${TINY}
               --set model.members=2 --set distributed.chunks=2)
