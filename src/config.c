@@ -99,6 +99,7 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->arity = 2;
     cfg->overlap = POET_OVERLAP_NONE;
     cfg->chunks = 1;
+    cfg->group_size = 0;
     cfg->timeout = 180.0; /* POET_TREE_DEFAULT_TIMEOUT: minutes, not Open MPI's ~8 (tree.h) */
 
     snprintf(cfg->run_name, POET_NAME_MAX, "fashion-mnist");
@@ -156,7 +157,7 @@ static const char *const TRAINING_KEYS[] = {
     "objective",  "beta",         "member_dropout", "deadline",
     NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
-    "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", NULL};
+    "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", "group_size", NULL};
 static const char *const OUTPUT_KEYS[] = {
     "run_name", "checkpoint_dir",  "checkpoint_every",         "checkpoint_keep",
     "log_file", "log_flush_every", "checkpoint_every_seconds", NULL};
@@ -1075,6 +1076,7 @@ static poet_status parse_distributed(const char *src, const cJSON *d, poet_confi
         POET_TRY(opt_number(src, "distributed", d, "memory_limit_gib", 0.0, 0, NAN, 0,
                             &cfg->memory_limit_gib));
         POET_TRY(opt_number(src, "distributed", d, "timeout", 0.0, 0, NAN, 0, &cfg->timeout));
+        POET_TRY(opt_int(src, "distributed", d, "group_size", 0, 65536, &cfg->group_size));
     }
     if (cfg->tree == POET_TREE_BINARY)
         cfg->arity = 2;

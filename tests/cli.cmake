@@ -64,8 +64,8 @@ poet_cli_error(arch_add_shapes 3 "model.architecture[2].inputs: add expects inpu
 
 
 # Several ranks: errors every rank shares are printed once; a rank that fails alone stops them all.
-poet_cli_error(mpi_more_ranks_than_members 3 "4 members cannot be spread over 5 ranks"
-               ${MPIEXEC_EXECUTABLE} -np 5 --oversubscribe ${POET} train ${TINY}
+poet_cli_error(mpi_more_ranks_than_members 3 "5 ranks in groups of 1 make 5 member groups, but the 4 members cannot be spread over them"
+               ${MPIEXEC_EXECUTABLE} -np 5 --oversubscribe ${POET} train ${TINY} --set distributed.group_size=1
                --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_mpi_more_ranks_than_members\")
 poet_cli_error(mpi_data_missing 4 "cannot open"
                ${MPIEXEC_EXECUTABLE} -np 2 --oversubscribe ${POET} train ${TINY}

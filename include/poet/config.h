@@ -131,6 +131,7 @@ typedef struct {
     int arity; /* kary tree arity k >= 2 (binary: 2) */
     poet_overlap_mode overlap;
     int chunks;     /* exact overlap: micro-batches per batch */
+    int group_size; /* S: ranks per member group, each taking a shard of the batch; 0 = automatic */
     double timeout; /* seconds a wait on the tree may last before the job ends; 0 = no limit */
     double memory_limit_gib; /* most memory a rank's estimate may need; 0 = node's / its ranks */
 
