@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # bench/resnet20.sh — the ResNet-20 ensemble against PyTorch in one run (issue 13; bench/README.md).
 #
-#   bash bench/resnet20.sh [--build DIR] [--repeats N] [--iterations N] [--threads T]
-#                          [--no-pytorch] [--no-build] [--out FILE] [--smoke]
+#   bash bench/resnet20.sh [--build DIR] [--repeats N] [--iterations N] [--warmup N] [--threads T]
+#                          [--wait SECONDS] [--no-pytorch] [--no-build] [--out FILE] [--smoke]
 #
 # M = 4 ResNet-20 members (bench/resnet20-ensemble.json), B = 128 random 3x32x32 images, fp32,
 # forward + backward of every member, T threads (default: every core). Each round runs, one process
 # each and in an order rotated every round: poet's stack with the gemm path, poet's stack with
 # oneDNN's convolution primitives (bench/stack_time), PyTorch NCHW and PyTorch channels_last
-# (bench/pytorch_resnet.py, torch.set_num_threads(T)). Every run times --iterations steps after 3
-# untimed ones. Reported per variant: the median over the rounds (and the range) of member-images/s,
+# (bench/pytorch_resnet.py, torch.set_num_threads(T)). Every run times --iterations steps (5) after
+# --warmup untimed ones (3). Before the first round it waits up to --wait seconds (300) for the
+# 1-minute load average to fall below 1.5. Reported per variant: the median over the rounds (and the range) of member-images/s,
 # GFLOP/s from bench/train_flops against the sgemm peak on T threads (bench/gemm_peak), and memory
 # per member (the growth of the process's resident high-water mark over the members; poet's
 # estimate beside it); then median(poet's faster path) / median(fastest PyTorch variant) and the
@@ -34,7 +35,9 @@ while [ $# -gt 0 ]; do
     --build) BUILD=$(cd "$2" 2>/dev/null && pwd || echo "$2"); shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
     --iterations) ITERS=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
+    --wait) LOAD_WAIT=$2; shift 2 ;;
     --no-pytorch) PYTORCH=0; shift ;;
     --no-build) BUILD_FIRST=0; shift ;;
     --out) OUT=$2; shift 2 ;;
@@ -129,7 +132,7 @@ run() {
   local log=$WORK/run.out
   case $1 in
     poet-*)
-      POET_BENCH_INPUT=3x32x32 OMP_NUM_THREADS=$THREADS "$STACK" "$RUNCFG" "$ITERS" 1 "${1#poet-}" \
+      POET_BENCH_INPUT=3x32x32 POET_BENCH_WARMUP=$WARMUP OMP_NUM_THREADS=$THREADS "$STACK" "$RUNCFG" "$ITERS" 1 "${1#poet-}" \
         >"$log" 2>&1 || { cat "$log"; die "stack_time failed ($1)"; }
       echo "$(awk '/^stack_time / {print $5}' "$log") $(awk '/^stack_time_memory / {print $3, $4}' "$log")"
       ;;

@@ -4,16 +4,18 @@
  * usage: stack_time CONFIG [ITERATIONS [ROUNDS [ONLY]]]   defaults 30 iterations, 5 rounds
  *        ONLY = gemm or onednn times that algorithm alone (for profilers)
  *        POET_BENCH_INPUT=CxHxW sets the image shape (default 1x28x28, Fashion-MNIST's)
+ *        POET_BENCH_WARMUP=N untimed steps before each round (default 3)
  *
  * Builds one stack of all the config's members (the first member's architecture) with the config's
  * batch, PyTorch-initialised weights and random images, on OMP_NUM_THREADS threads (default: all
- * cores). A round times ITERATIONS forward+backward steps of each algorithm after 3 untimed ones;
- * rounds alternate the algorithms and each one's best round counts (interference only slows a run
- * down). No data loading, loss, communication or optimiser: what is left is the network, which is
- * where poet spends ~99% of a step (the trainer's profile line). Prints per-step milliseconds,
- * member-images/s and the ratio gemm / onednn, plus machine-readable lines
+ * cores). A round times ITERATIONS forward+backward steps of each algorithm after the untimed
+ * ones; rounds alternate the algorithms and each one's best round counts (interference only
+ * slows a run down). No data loading, loss, communication or optimiser: what is left is the
+ * network, which is where poet spends ~99% of a step (the trainer's profile line). Prints
+ * per-step milliseconds, member-images/s and the ratio gemm / onednn, plus machine-readable lines
  *   stack_time <algorithm> <forward ms> <backward ms> <member-images/s>
  *   stack_time_memory <algorithms> <measured MiB per member> <estimated MiB per member>
+ *
  * With ONLY, only that algorithm's stack is built, so the memory line is that algorithm's: the
  * growth of the resident set's high-water mark (VmHWM) from after the random images were made to
  * the end, over the members (parameters, gradients, running statistics, the stack's activations
@@ -57,12 +59,13 @@ typedef struct {
     double forward, backward; /* best round's seconds per step */
 } variant;
 
-/* One round: `iterations` timed steps after 3 untimed ones; keeps the best per-step times. */
+/* One round: `iterations` timed steps after `warmup` untimed ones; keeps the best per-step times.
+ */
 static poet_status time_round(variant *v, const float *images, float *logits, const float *dlogits,
-                              int iterations) {
+                              int iterations, int warmup) {
     poet_status st = POET_OK;
     double fwd = 0, bwd = 0;
-    for (int i = -3; i < iterations && st == POET_OK; i++) {
+    for (int i = -warmup; i < iterations && st == POET_OK; i++) {
         double t0 = seconds();
         st = poet_stack_forward(v->stack, images, logits);
         double t1 = seconds();
@@ -96,7 +99,13 @@ int main(int argc, char **argv) {
     variant v[] = {{"gemm", POET_CONV_GEMM, NULL, 0, 0}, {"onednn", POET_CONV_ONEDNN, NULL, 0, 0}};
     float *params = NULL, *grads = NULL, *images = NULL, *logits = NULL, *dlogits = NULL;
     poet_shape input = {1, 28, 28};
-    const char *shape = getenv("POET_BENCH_INPUT");
+    const char *shape = getenv("POET_BENCH_INPUT"), *warm = getenv("POET_BENCH_WARMUP");
+    int warmup = warm ? atoi(warm) : 3;
+    if (warmup < 0) {
+        fprintf(stderr, "stack_time: POET_BENCH_WARMUP: expected an integer >= 0, got '%s'\n",
+                warm);
+        return 2;
+    }
     if (shape && (sscanf(shape, "%dx%dx%d", &input.c, &input.h, &input.w) != 3 || input.c < 1 ||
                   input.h < 1 || input.w < 1)) {
         fprintf(stderr, "stack_time: POET_BENCH_INPUT: expected CxHxW, got '%s'\n", shape);
@@ -156,7 +165,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r < rounds && st == POET_OK; r++)
         for (int a = 0; a < 2 && st == POET_OK; a++)
             if (!only || strcmp(only, v[(a + r) % 2].name) == 0)
-                st = time_round(&v[(a + r) % 2], images, logits, dlogits, iterations);
+                st = time_round(&v[(a + r) % 2], images, logits, dlogits, iterations, warmup);
     if (st != POET_OK) {
         fprintf(stderr, "stack_time: %s\n", poet_error_message());
     } else {
