@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""pytorch_resnet.py — PyTorch's side of the ResNet ensemble benchmark (issue 13).
+"""pytorch_resnet.py — PyTorch's side of the ResNet ensemble benchmark (issue 13, bench/resnet20.sh).
 
 The same work as `POET_BENCH_INPUT=3x32x32 stack_time bench/resnet20-ensemble.json`: M ResNet-N
 members (He et al.'s CIFAR ResNet, option-B projections, convolutions with bias as poet's), one
 batch of B random 3x32x32 images, forward and backward of every member (the joint loss's gradient
-(q̄ − p)/(M·B) through the mean of the logits), fp32 on the CPU, in NCHW and in channels_last.
-Prints member-images/s per layout, best of ROUNDS rounds of ITERATIONS steps, and the peak RSS.
+(q̄ − p)/(M·B) through the mean of the logits), fp32 on the CPU, in NCHW and/or channels_last.
+Prints member-images/s per layout, best of ROUNDS rounds of ITERATIONS steps after WARMUP steps,
+and the memory per member: the growth of the resident set's high-water mark (VmHWM, reset through
+/proc/self/clear_refs before each layout) from before the members are built to the end, over M
+(parameters, gradients, autograd's saved activations, oneDNN's buffers; no optimiser state).
+Machine-readable lines:
+  pytorch_resnet <layout> <ms/step> <member-images/s> <MiB per member>
 
 usage: pytorch_resnet.py [--depth 20] [--members 4] [--batch 128] [--iterations 10] [--rounds 3]
+                         [--warmup 2] [--layout nchw|channels_last|both] [--threads T]
 """
 import argparse
-import resource
+import gc
 import time
 
 import torch
@@ -55,6 +61,28 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+def status_mib(field):
+    """A field of /proc/self/status in MiB (0 where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def reset_peak():
+    """Resets VmHWM to the current resident set (Linux >= 4.0); False where that is refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--depth", type=int, default=20)
@@ -62,13 +90,23 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds")
+    p.add_argument("--layout", choices=("nchw", "channels_last", "both"), default="both")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     a = p.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     x = torch.randn(a.batch, 3, 32, 32)
     y = torch.randint(0, 10, (a.batch,))
     print("torch %s, %d threads, ResNet-%d x %d members, batch %d, 3x32x32"
           % (torch.__version__, torch.get_num_threads(), a.depth, a.members, a.batch))
-    for layout in (torch.contiguous_format, torch.channels_last):
+    layouts = {"nchw": [torch.contiguous_format], "channels_last": [torch.channels_last],
+               "both": [torch.contiguous_format, torch.channels_last]}[a.layout]
+    for layout in layouts:
+        gc.collect()
+        exact = reset_peak()
+        baseline = status_mib("VmRSS")
         members = [ResNet(a.depth).to(memory_format=layout) for _ in range(a.members)]
         xin = x.contiguous(memory_format=layout)
 
@@ -79,7 +117,7 @@ def main():
                 m.zero_grad(set_to_none=False)
             loss.backward()
 
-        for _ in range(2):
+        for _ in range(a.warmup):
             step()
         best = float("inf")
         for _ in range(a.rounds):
@@ -87,11 +125,15 @@ def main():
             for _ in range(a.iterations):
                 step()
             best = min(best, (time.perf_counter() - t) / a.iterations)
+        per_member = (status_mib("VmHWM") - baseline) / a.members
         name = "channels_last" if layout == torch.channels_last else "NCHW"
-        print("pytorch_resnet %s %.2f ms/step %.0f member-images/s"
-              % (name, 1e3 * best, a.members * a.batch / best))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("peak RSS %.0f MiB (whole process, both layouts)" % rss)
+        print("  %s %.2f ms/step %.0f member-images/s, %.1f MiB per member%s"
+              % (name, 1e3 * best, a.members * a.batch / best, per_member,
+                 "" if exact and layout is layouts[0] else
+                 " (not alone in this process: run one --layout per process for memory)"))
+        print("pytorch_resnet %s %.3f %.1f %.2f"
+              % (name, 1e3 * best, a.members * a.batch / best, per_member))
+        del members, xin
 
 
 if __name__ == "__main__":
