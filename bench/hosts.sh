@@ -109,14 +109,12 @@ row() { printf '%s\n' "$*"; [ -n "$out" ] && printf '%s\n' "$*" >>"$out"; }
 row "delay_ms	case	repeat	seconds	images_per_s	bytes_per_iter	checkpoint_s"
 for delay in $delays; do
   start_switch "$delay"
-  # The delay as the hosts see it: half the ping round trip between host 1 and host 2.
-  rtt=$(ip netns exec ${NS}1 ping -c 5 -i 0.2 -q $NET.2 2>/dev/null | sed -n 's|.*= [0-9.]*/\([0-9.]*\)/.*|\1|p')
-  echo "# delay $delay ms: ping host1 -> host2 mean rtt ${rtt:-?} ms" >&2
+  echo "# one-way delay $delay ms" >&2
   for c in "${cases[@]}"; do
     label=${c%%|*}
     read -r -a args <<<"${c#*|}"
     for r in $(seq 1 "$repeats"); do
-      run=$work/run-$delay-$label-$r
+      run=$work/run-$delay-${label//\//_}-$r
       timeout 1800 mpiexec -np "$hosts" "${MCA[@]}" "$poet" train "$config" "${args[@]}" --overwrite \
         --set output.checkpoint_dir="\"$run\"" >"$run.out" 2>&1
       code=$?
@@ -130,6 +128,7 @@ for delay in $delays; do
       bytes=$(sed -n 's/^communication: \([0-9]*\) bytes.*/\1/p' "$run.out")
       ck=$(sed -n 's/^checkpoints: .* the last in \([0-9.]*\) s.*/\1/p' "$run.out")
       row "$delay	$label	$r	$secs	$ips	$bytes	$ck"
+      grep -h "^tree auto" "$run.out" | sed 's/^/# /' >&2 # the shape tree "auto" chose, and why
     done
   done
   stop_switch
