@@ -148,7 +148,9 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
         const char *prefix = s->id[0] ? s->id : "conv";
         int number = s->id[0] ? -1 : *n_conv;
         lp->weight_tensor = add_tensor(plan, prefix, number, "weight", 4, wdims, (int)fan_in);
-        add_tensor(plan, prefix, number, "bias", 1, bdims, (int)fan_in);
+        lp->has_bias = !s->no_bias;
+        if (lp->has_bias)
+            add_tensor(plan, prefix, number, "bias", 1, bdims, (int)fan_in);
         break;
     }
     case POET_LAYER_LINEAR: {
@@ -166,7 +168,9 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
         const char *prefix = s->id[0] ? s->id : "fc";
         int number = s->id[0] ? -1 : *n_fc;
         lp->weight_tensor = add_tensor(plan, prefix, number, "weight", 2, wdims, (int)fan_in);
-        add_tensor(plan, prefix, number, "bias", 1, bdims, (int)fan_in);
+        lp->has_bias = !s->no_bias;
+        if (lp->has_bias)
+            add_tensor(plan, prefix, number, "bias", 1, bdims, (int)fan_in);
         break;
     }
     case POET_LAYER_AVG_POOL:
@@ -197,6 +201,7 @@ static poet_status plan_layer(const char *where, int index, const poet_layer_spe
         int k = s->id[0] ? -1 : *n_bn;
         lp->weight_tensor = append_tensor(plan, 0, p, k, "weight", 1, dims, 1, POET_INIT_ONES);
         append_tensor(plan, 0, p, k, "bias", 1, dims, 1, POET_INIT_ZEROS);
+        lp->has_bias = 1;
         lp->state_tensor =
             append_tensor(plan, 1, p, k, "running_mean", 1, dims, 1, POET_INIT_ZEROS);
         append_tensor(plan, 1, p, k, "running_var", 1, dims, 1, POET_INIT_ONES);
@@ -396,9 +401,9 @@ static int spec_equal(const poet_layer_spec *a, const poet_layer_spec *b) {
     switch (a->kind) {
     case POET_LAYER_CONV:
         return a->out == b->out && a->kernel == b->kernel && a->stride == b->stride &&
-               a->padding == b->padding;
+               a->padding == b->padding && a->no_bias == b->no_bias;
     case POET_LAYER_LINEAR:
-        return a->out == b->out;
+        return a->out == b->out && a->no_bias == b->no_bias;
     case POET_LAYER_AVG_POOL:
     case POET_LAYER_MAX_POOL:
         if (a->global || b->global)
@@ -428,12 +433,14 @@ static void describe_layer(const poet_layer_spec *s, char *buf, size_t size) {
     switch (s->kind) {
     case POET_LAYER_CONV:
         if (s->padding)
-            snprintf(buf, size, "conv(%d,k%d,s%d,p%d)", s->out, s->kernel, s->stride, s->padding);
+            snprintf(buf, size, "conv(%d,k%d,s%d,p%d%s)", s->out, s->kernel, s->stride, s->padding,
+                     s->no_bias ? ",nobias" : "");
         else
-            snprintf(buf, size, "conv(%d,k%d,s%d)", s->out, s->kernel, s->stride);
+            snprintf(buf, size, "conv(%d,k%d,s%d%s)", s->out, s->kernel, s->stride,
+                     s->no_bias ? ",nobias" : "");
         break;
     case POET_LAYER_LINEAR:
-        snprintf(buf, size, "linear(%d)", s->out);
+        snprintf(buf, size, "linear(%d%s)", s->out, s->no_bias ? ",nobias" : "");
         break;
     case POET_LAYER_AVG_POOL:
     case POET_LAYER_MAX_POOL:
@@ -502,6 +509,10 @@ static int put(poet_arch *a, poet_layer_kind kind, int out, int kernel, int stri
     s->kernel = kernel;
     s->stride = stride;
     s->padding = kernel / 2;
+    /* Every convolution of both built-ins feeds a batchnorm (or, in wrn, an add before one), which
+     * would cancel a bias: no bias, as in He et al.'s, Zagoruyko and Komodakis's and torchvision's
+     * modules, so their PyTorch definitions load a member's state as it is. */
+    s->no_bias = kind == POET_LAYER_CONV;
     if (kind == POET_LAYER_AVG_POOL)
         s->global = 1;
     if (id) { /* the built-ins' ids fit (put's callers: at most 28 bytes) */

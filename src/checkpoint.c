@@ -360,10 +360,10 @@ fail:
 
 /* Selects this rank's members in a [M] dataspace: one element per owned member, ascending, so the
  * selection's order matches local order. */
-static poet_status select_local(hid_t space, const poet_ensemble *e) {
+static poet_status select_local(hid_t space, const poet_ensemble *e, int n) {
     poet_status st = POET_OK;
     POET_H5(H5Sselect_none(space));
-    for (int i = 0; i < e->n_local; i++) {
+    for (int i = 0; i < n; i++) {
         hsize_t start = (hsize_t)e->local_ids[i], count = 1;
         POET_H5(H5Sselect_hyperslab(space, H5S_SELECT_OR, &start, NULL, &count, NULL));
     }
@@ -380,7 +380,7 @@ static poet_status write_checksums(writer *w, hid_t file, const poet_ensemble *e
     POET_H5(file_space = H5Screate_simple(1, &m, NULL));
     POET_H5(dset = H5Dcreate2(file, "checksums", H5T_STD_U32LE, file_space, H5P_DEFAULT,
                               H5P_DEFAULT, H5P_DEFAULT));
-    POET_TRY(select_local(file_space, e));
+    POET_TRY(select_local(file_space, e, mc->n));
     POET_H5(mem_space = H5Screate_simple(1, &n, NULL));
     errno = 0;
     if (mc->n && H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, w->dxpl, mc->crc) < 0)
@@ -526,6 +526,8 @@ fail:
 static poet_status gather_local(const poet_config *cfg, const poet_ensemble *e, const char *path,
                                 member_copies *mc) {
     poet_status st = POET_OK;
+    if (e->shard > 0) /* the group's other ranks hold the same members: shard 0 writes them */
+        return POET_OK;
     POET_TRY(copies_alloc(cfg, e, mc));
     for (int i = 0; i < e->n_local; i++) {
         int j = e->local_ids[i];

@@ -99,6 +99,7 @@ void poet_config_defaults(poet_config *cfg) {
     cfg->arity = 2;
     cfg->overlap = POET_OVERLAP_NONE;
     cfg->chunks = 1;
+    cfg->group_size = 0;
     cfg->timeout = 180.0; /* POET_TREE_DEFAULT_TIMEOUT: minutes, not Open MPI's ~8 (tree.h) */
 
     snprintf(cfg->run_name, POET_NAME_MAX, "fashion-mnist");
@@ -156,17 +157,17 @@ static const char *const TRAINING_KEYS[] = {
     "objective",  "beta",         "member_dropout", "deadline",
     NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
-    "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", NULL};
+    "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", "group_size", NULL};
 static const char *const OUTPUT_KEYS[] = {
     "run_name", "checkpoint_dir",  "checkpoint_every",         "checkpoint_keep",
     "log_file", "log_flush_every", "checkpoint_every_seconds", NULL};
 static const char *const GROUP_KEYS[] = {"count", "architecture", NULL};
-static const char *const CONV_KEYS[] = {"type",    "out_channels", "kernel", "stride",
-                                        "padding", "id",           "input",  NULL};
+static const char *const CONV_KEYS[] = {"type", "out_channels", "kernel", "stride", "padding",
+                                        "bias", "id",           "input",  NULL};
 static const char *const RELU_KEYS[] = {"type", "id", "input", NULL}; /* batchnorm's too */
 static const char *const POOL_KEYS[] = {"type",   "kernel", "stride", "padding",
                                         "global", "id",     "input",  NULL};
-static const char *const LINEAR_KEYS[] = {"type", "out_features", "id", "input", NULL};
+static const char *const LINEAR_KEYS[] = {"type", "out_features", "bias", "id", "input", NULL};
 static const char *const ADD_KEYS[] = {"type", "inputs", "id", NULL};
 
 static const struct {
@@ -693,6 +694,19 @@ static poet_status parse_layer(const char *src, const char *path, const cJSON *i
     POET_TRY(read_enum(src, type_path, cJSON_GetObjectItemCaseSensitive(item, "type"), LAYER_NAMES,
                        &kind));
     spec->kind = (poet_layer_kind)kind;
+    const cJSON *bias = cJSON_GetObjectItemCaseSensitive(item, "bias");
+    if (bias && spec->kind != POET_LAYER_CONV && spec->kind != POET_LAYER_LINEAR) {
+        char what[96];
+        key_path(type_path, path, "bias");
+        snprintf(what, sizeof what, "no \"bias\" on a %s layer (only conv and linear have one)",
+                 LAYER_NAMES[kind]);
+        return bad_value(src, type_path, what, bias);
+    }
+    if (bias) { /* "bias": true is the default, written out */
+        int has = 1;
+        POET_TRY(opt_bool(src, path, item, "bias", &has));
+        spec->no_bias = !has;
+    }
     switch (spec->kind) {
     case POET_LAYER_CONV:
         POET_TRY(check_object(src, path, item, CONV_KEYS, "layer object"));
@@ -1062,6 +1076,7 @@ static poet_status parse_distributed(const char *src, const cJSON *d, poet_confi
         POET_TRY(opt_number(src, "distributed", d, "memory_limit_gib", 0.0, 0, NAN, 0,
                             &cfg->memory_limit_gib));
         POET_TRY(opt_number(src, "distributed", d, "timeout", 0.0, 0, NAN, 0, &cfg->timeout));
+        POET_TRY(opt_int(src, "distributed", d, "group_size", 0, 65536, &cfg->group_size));
     }
     if (cfg->tree == POET_TREE_BINARY)
         cfg->arity = 2;

@@ -76,6 +76,8 @@ static cJSON *arch_json(builder *b, const poet_arch *arch, int classes) {
             put_int(b, layer, "kernel", s->kernel);
             put_int(b, layer, "stride", s->stride);
             put_int(b, layer, "padding", s->padding);
+            if (s->no_bias) /* only then: configs without the key resolve as before */
+                put_bool(b, layer, "bias", 0);
             break;
         case POET_LAYER_AVG_POOL:
         case POET_LAYER_MAX_POOL:
@@ -89,6 +91,8 @@ static cJSON *arch_json(builder *b, const poet_arch *arch, int classes) {
             break;
         case POET_LAYER_LINEAR:
             put_int(b, layer, "out_features", s->out);
+            if (s->no_bias)
+                put_bool(b, layer, "bias", 0);
             break;
         case POET_LAYER_RELU:
         case POET_LAYER_ADD:
@@ -208,6 +212,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_int(&b, d, "chunks", cfg->chunks);
     put_number(&b, d, "memory_limit_gib", cfg->memory_limit_gib);
     put_number(&b, d, "timeout", cfg->timeout);
+    put_int(&b, d, "group_size", cfg->group_size);
 
     cJSON *o = attach(&b, root, "output", cJSON_CreateObject());
     put_string(&b, o, "run_name", cfg->run_name);

@@ -255,6 +255,11 @@ poet_status poet_data_image(const poet_dataset *ds, long index, float *out) {
     return POET_OK;
 }
 
+void poet_batcher_set_rows(poet_batcher *b, int first, int rows) {
+    b->image_first = first;
+    b->image_rows = rows;
+}
+
 void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip) {
     b->crop_padding = crop_padding;
     b->flip = flip != 0;
@@ -307,6 +312,7 @@ poet_status poet_batcher_init(poet_batcher *b, const poet_dataset *ds, uint64_t 
     b->batch = batch;
     b->batches_per_epoch = ds->count / batch;
     b->cached_epoch = -1;
+    b->image_rows = batch;
     POET_ALLOC(b->order, ds->count);
     /* Without shuffle every epoch has the file order; fill it once for good. */
     if (!b->shuffle)
@@ -344,12 +350,13 @@ poet_status poet_batcher_fill(poet_batcher *b, long iteration, float *images, ui
     size_t size = image_size(ds);
     for (int i = 0; i < b->batch; i++) {
         uint32_t idx = b->order[first + i];
-        if (images && (b->crop_padding || b->flip))
+        int built = i >= b->image_first && i < b->image_first + b->image_rows;
+        if (images && built && (b->crop_padding || b->flip))
             POET_TRY(poet_data_image_augmented(
                 ds, idx, b->crop_padding, b->flip,
                 poet_rng_u64(b->seed, POET_STREAM_AUGMENT, (uint64_t)epoch << 32 | idx),
                 images + (size_t)i * size));
-        else if (images)
+        else if (images && built)
             POET_TRY(poet_data_image(ds, idx, images + (size_t)i * size));
         if (labels)
             labels[i] = ds->labels[idx];

@@ -206,9 +206,9 @@ poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *image
                 POET_TRY(
                     poet_loss_add_fixed(fixed_sum, logits, row, e->batch, K, e->local_ids[local]));
             if (e->per_member)
-                poet_loss_member_grad(logits, row, labels, e->batch, K,
-                                      e->cfg->members * (e->cfg->batch_size / e->batch),
-                                      1.0 - e->cfg->beta, own_grad(e, slot, local));
+                poet_loss_member_grad_rows(logits, row, labels, e->batch, K,
+                                           (double)e->cfg->members * e->cfg->batch_size,
+                                           1.0 - e->cfg->beta, own_grad(e, slot, local));
             poet_loss_member(ms->logits + (size_t)g * K, row, labels, e->batch, K, &loss, &correct);
             e->member_loss[local] += loss * e->batch; /* poet_loss_member gives the batch mean */
             e->member_correct[local] += correct;

@@ -254,7 +254,7 @@ void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw, 
                     w[j * O + o] = v;
                     by_output[o * width + j] = v;
                 }
-        w[KC * O + o] = by_output[o * width + KC] = bias[o];
+        w[KC * O + o] = by_output[o * width + KC] = bias ? bias[o] : 0.f;
     }
 }
 
@@ -269,7 +269,8 @@ void poet_gemmconv_gradients_from_gemm(const poet_conv_shape *s, const float *dw
                 for (int kw = 0; kw < KW; kw++)
                     oihw[(((size_t)o * C + c) * KH + kh) * KW + kw] =
                         row[((size_t)kh * KW + kw) * C + c];
-        bias[o] = row[width - 1];
+        if (bias)
+            bias[o] = row[width - 1];
     }
 }
 

@@ -82,9 +82,16 @@ void poet_loss_joint(const double *mean_logits, const uint8_t *labels, int batch
 void poet_loss_joint_weighted(const double *mean_logits, const uint8_t *labels, int batch,
                               int classes, int members, double beta, float *grad, double *loss,
                               long *correct) {
+    poet_loss_joint_rows(mean_logits, labels, batch, classes, (double)members * batch, beta, grad,
+                         loss, correct);
+}
+
+void poet_loss_joint_rows(const double *mean_logits, const uint8_t *labels, int batch, int classes,
+                          double denominator, double beta, float *grad, double *loss,
+                          long *correct) {
     double total = 0;
     long hits = 0;
-    double scale = 1.0 / ((double)members * batch);
+    double scale = 1.0 / denominator;
     for (int b = 0; b < batch; b++) {
         const double *row = mean_logits + (size_t)b * classes; /* [K] */
         double lse = log_sum_exp(row, classes);
@@ -134,7 +141,14 @@ static double on_fixed_grid(float v) {
 
 void poet_loss_member_grad(const float *logits, size_t row_stride, const uint8_t *labels, int batch,
                            int classes, int members, double weight, float *grad) {
-    double scale = 1.0 / ((double)members * batch);
+    poet_loss_member_grad_rows(logits, row_stride, labels, batch, classes, (double)members * batch,
+                               weight, grad);
+}
+
+void poet_loss_member_grad_rows(const float *logits, size_t row_stride, const uint8_t *labels,
+                                int batch, int classes, double denominator, double weight,
+                                float *grad) {
+    double scale = 1.0 / denominator;
     for (int b = 0; b < batch; b++) {
         const float *row = logits + (size_t)b * row_stride; /* [K] */
         /* The same operations in the same order as log_sum_exp over a mean row. */

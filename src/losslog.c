@@ -498,7 +498,8 @@ fail:
 
 /* The caller passes member losses in local order; the file wants ascending global ids. */
 static void order_local_members(poet_losslog *log, const poet_ensemble *e) {
-    log->n_local = e->n_local;
+    /* A member group's ranks hold the same members (group.h): its shard 0 writes their columns. */
+    log->n_local = e->shard > 0 ? 0 : e->n_local;
     for (int i = 0; i < e->n_local; i++)
         log->local_slot[i] = i;
     for (int i = 1; i < e->n_local; i++) /* insertion sort: n_local is small and usually sorted */
@@ -614,6 +615,41 @@ static poet_status write_columns(poet_losslog *log, hid_t d, hsize_t start, hsiz
 fail:
     poet_h5_close(&mem_space);
     poet_h5_close(&file_space);
+    return st;
+}
+
+/* Per-rank arrays up to this many ranks: attributes live in the object header, 64 KiB at most. */
+#define TRAFFIC_RANKS_MAX 1024
+
+poet_status poet_losslog_traffic(poet_losslog *log, int groups, int group_size, double tree_bytes,
+                                 double group_bytes, double data_parallel_bytes) {
+    poet_status st = POET_OK;
+    int ranks = 1;
+    double *all = NULL; /* [2, P] tree bytes, then group bytes */
+    if (log->failed)
+        return POET_OK;
+    POET_MPI(MPI_Comm_size(log->comm, &ranks));
+    POET_ALLOC(all, 2 * (size_t)ranks);
+    POET_MPI(MPI_Allgather(&tree_bytes, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, log->comm));
+    POET_MPI(MPI_Allgather(&group_bytes, 1, MPI_DOUBLE, all + ranks, 1, MPI_DOUBLE, log->comm));
+    /* Attributes are metadata: every rank writes the same values. */
+    hid_t f = log->file;
+    st = poet_h5_attr_write_int(f, "groups", H5T_NATIVE_INT64, groups, log->path);
+    if (st == POET_OK)
+        st = poet_h5_attr_write_int(f, "group_size", H5T_NATIVE_INT64, group_size, log->path);
+    if (st == POET_OK)
+        st = poet_h5_attr_write_double(f, "data_parallel_bytes_per_iteration", data_parallel_bytes,
+                                       log->path);
+    if (st == POET_OK && ranks <= TRAFFIC_RANKS_MAX)
+        st = poet_h5_attr_write(f, "tree_bytes_per_iteration", H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE,
+                                (hsize_t)ranks, all, log->path);
+    if (st == POET_OK && ranks <= TRAFFIC_RANKS_MAX)
+        st = poet_h5_attr_write(f, "group_bytes_per_iteration", H5T_NATIVE_DOUBLE,
+                                H5T_NATIVE_DOUBLE, (hsize_t)ranks, all + ranks, log->path);
+    st = poet_error_agree(log->comm, st);
+    log->failed = log->failed || st != POET_OK;
+fail:
+    free(all);
     return st;
 }
 

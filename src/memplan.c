@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "poet/ensemble.h"
+#include "poet/group.h"
 #include "poet/mpierror.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
@@ -35,7 +36,10 @@ poet_status poet_memplan_check(MPI_Comm comm, const poet_config *cfg, poet_shape
     POET_MPI(MPI_Comm_size(comm, &ranks));
     POET_ALLOC(owner, POET_MAX_MEMBERS);
     POET_ALLOC(arch_plans, cfg->n_archs);
-    POET_TRY(poet_placement(cfg, ranks, owner));
+    /* With more ranks than members (group.h) a rank holds its member group's members. */
+    poet_layout layout;
+    POET_TRY(poet_layout_resolve(cfg, ranks, rank, &layout));
+    POET_TRY(poet_placement(cfg, layout.groups, owner));
     for (int a = 0; a < cfg->n_archs; a++) {
         st = poet_arch_plan_build(&cfg->archs[a], input, cfg->classes, "model.architecture",
                                   &arch_plans[a]);
@@ -49,7 +53,7 @@ poet_status poet_memplan_check(MPI_Comm comm, const poet_config *cfg, poet_shape
     }
     double workspace = 0; /* shared by the rank's members: the largest one counts */
     for (int j = 0; j < cfg->members; j++)
-        if (owner[j] == rank) {
+        if (owner[j] == layout.group) {
             const poet_arch_plan *p = &arch_plans[cfg->member_arch[j]];
             double w = poet_arch_workspace_bytes(p, rows > eval_rows ? rows : eval_rows);
             plan->members_bytes += poet_arch_member_bytes(p, rows, slots, eval_rows);

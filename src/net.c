@@ -60,8 +60,10 @@ static poet_status layers_create(poet_stack *s) {
             const poet_tensor_info *tw = &s->plan.tensors[lp->weight_tensor];
             layer->w_offset = tw->offset;
             layer->w_count = tw->count;
-            layer->b_offset = tw[1].offset;
-            layer->b_count = tw[1].count;
+            if (lp->has_bias) { /* else b_count 0: no bias memories, no bias in the primitives */
+                layer->b_offset = tw[1].offset;
+                layer->b_count = tw[1].count;
+            }
         }
     }
     for (int l = 0; l < s->L; l++) {
@@ -180,11 +182,13 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     dnnl_memory_desc_t w_plain, b_md;
     POET_TRY(net_weight_mds(&s->plan.layers[l], dnnl_oihw, &w_plain, &b_md));
     POET_TRY(net_memory_new(s, &w_plain, s->params + w_at, &u->user_w));
-    POET_TRY(net_memory_new(s, &b_md, s->params + b_at, &u->user_b));
+    if (layer->b_count)
+        POET_TRY(net_memory_new(s, &b_md, s->params + b_at, &u->user_b));
     POET_TRY(net_copy_for(s, &layer->w_reorder, &layer->w_md, &u->w_copy));
     if (s->training) {
         POET_TRY(net_memory_new(s, &w_plain, s->grads + w_at, &u->grad_w));
-        POET_TRY(net_memory_new(s, &b_md, s->grads + b_at, &u->grad_b));
+        if (layer->b_count)
+            POET_TRY(net_memory_new(s, &b_md, s->grads + b_at, &u->grad_b));
     }
 fail:
     return st;
@@ -234,7 +238,8 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
         dnnl_memory_desc_t w_plain, b_md;
         POET_TRY(net_weight_mds(&s->plan.layers[l], dnnl_oihw, &w_plain, &b_md));
         POET_TRY(net_memory_new(s, &w_plain, lane->acc, &x->acc_w));
-        POET_TRY(net_memory_new(s, &b_md, lane->acc + layer->w_count, &x->acc_b));
+        if (layer->b_count)
+            POET_TRY(net_memory_new(s, &b_md, lane->acc + layer->w_count, &x->acc_b));
     }
 fail:
     return st;
@@ -245,9 +250,12 @@ static size_t largest_layer_params(const poet_arch_plan *plan) {
     size_t most = 0;
     for (int l = 0; l < plan->n_layers; l++) {
         int t = plan->layers[l].weight_tensor;
-        if (poet_arch_has_params(plan->layers[l].kind) &&
-            plan->tensors[t].count + plan->tensors[t + 1].count > most)
-            most = plan->tensors[t].count + plan->tensors[t + 1].count;
+        if (!poet_arch_has_params(plan->layers[l].kind))
+            continue;
+        size_t count = plan->tensors[t].count;
+        if (plan->layers[l].has_bias)
+            count += plan->tensors[t + 1].count;
+        most = count > most ? count : most;
     }
     return most;
 }
@@ -314,7 +322,8 @@ static poet_status check_plan(const poet_arch_plan *plan, int members, int batch
                               out->h, out->w, plan->classes);
     for (int l = 0; l < plan->n_layers; l++) {
         int t = plan->layers[l].weight_tensor;
-        if (poet_arch_has_params(plan->layers[l].kind) && (t < 0 || t + 1 >= plan->n_tensors))
+        if (poet_arch_has_params(plan->layers[l].kind) &&
+            (t < 0 || t + plan->layers[l].has_bias >= plan->n_tensors))
             return poet_error_set(POET_ERR_INTERNAL, "net.c: layer %d has weight tensor %d of %d",
                                   l, t, plan->n_tensors);
     }

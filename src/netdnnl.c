@@ -182,8 +182,8 @@ static poet_status backward_weights_desc(const poet_layer_plan *lp,
     dnnl_memory_desc_t w_any, b_md;
     POET_TRY(net_weight_mds(lp, dnnl_format_tag_any, &w_any, &b_md));
     POET_DNNL(dnnl_convolution_backward_weights_desc_init(
-        desc, dnnl_convolution_direct, &fd->src_desc, &w_any, &b_md, &fd->dst_desc, fd->strides,
-        fd->padding[0], fd->padding[1]));
+        desc, dnnl_convolution_direct, &fd->src_desc, &w_any, lp->has_bias ? &b_md : NULL,
+        &fd->dst_desc, fd->strides, fd->padding[0], fd->padding[1]));
 fail:
     return st;
 }
@@ -260,9 +260,10 @@ static poet_status forward_desc(const poet_stack *s, int l, dnnl_format_tag_t ta
     POET_TRY(net_weight_mds(lp, dnnl_format_tag_any, &w_any, &b_md));
     dnnl_dims_t strides = {stride, stride}, padding = {pad, pad};
     dnnl_prop_kind_t prop = s->training ? dnnl_forward_training : dnnl_forward_inference;
+    /* A layer without bias ("bias": false) gets a primitive without one (NULL bias desc). */
     POET_DNNL(dnnl_convolution_forward_desc_init(desc, prop, dnnl_convolution_direct, &src_md,
-                                                 &w_any, &b_md, &dst_md, strides, padding,
-                                                 padding));
+                                                 &w_any, lp->has_bias ? &b_md : NULL, &dst_md,
+                                                 strides, padding, padding));
 fail:
     return st;
 }
@@ -703,9 +704,9 @@ poet_status net_dnnl_forward(poet_stack *s, const net_lane *lane, int g, int a, 
                  "weights reorder");
         dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src},
                                   {DNNL_ARG_WEIGHTS, via(&layer->w_reorder, u->user_w, u->w_copy)},
-                                  {DNNL_ARG_BIAS, u->user_b},
-                                  {DNNL_ARG_DST, act->dst}};
-        NET_DNNL(fault, net_op_run(lane, &layer->fwd, 4, args), "forward");
+                                  {DNNL_ARG_DST, act->dst},
+                                  {DNNL_ARG_BIAS, u->user_b}};
+        NET_DNNL(fault, net_op_run(lane, &layer->fwd, u->user_b ? 4 : 3, args), "forward");
     } else {
         dnnl_exec_arg_t args[] = {
             {DNNL_ARG_SRC, src}, {DNNL_ARG_DST, act->dst}, {DNNL_ARG_WORKSPACE, act->workspace}};
@@ -792,8 +793,9 @@ poet_status net_weights_backward(poet_stack *s, const net_lane *lane, int g, int
         {DNNL_ARG_SRC, via(&layer->bwdw_src_reorder, src, x->bwdw_src_copy)},
         {DNNL_ARG_DIFF_DST, via(&layer->bwdw_ddst_reorder, ddst, x->bwdw_ddst_copy)},
         {DNNL_ARG_DIFF_WEIGHTS, via(&layer->dw_reorder, plain_w, x->dw)},
-        {DNNL_ARG_DIFF_BIAS, plain_b}};
-    NET_DNNL(fault, net_op_run(lane, &layer->bwdw, 4, args), "backward weights");
+        {DNNL_ARG_DIFF_BIAS, plain_b}}; /* last: left out for a layer without bias */
+    NET_DNNL(fault, net_op_run(lane, &layer->bwdw, layer->b_count ? 4 : 3, args),
+             "backward weights");
     NET_DNNL(fault, net_refresh(lane, &layer->dw_reorder, x->dw, plain_w),
              "weight gradient reorder");
     if (accumulate) {

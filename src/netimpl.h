@@ -228,9 +228,11 @@ static inline int is_weight_layer(poet_layer_kind kind) {
             return net_st_;                                                                        \
     } while (0)
 
+/* NULL for no memory (the bias of a layer without one). */
 static inline void *memory_data(dnnl_memory_t mem) {
     void *handle = NULL;
-    dnnl_memory_get_data_handle(mem, &handle);
+    if (mem)
+        dnnl_memory_get_data_handle(mem, &handle);
     return handle;
 }
 

@@ -115,7 +115,7 @@ static void conv_forward(const poet_layer_plan *lp, const double *w, const doubl
         for (int o = 0; o < out.c; o++)
             for (int oh = 0; oh < out.h; oh++)
                 for (int ow = 0; ow < out.w; ow++) {
-                    double sum = bias[o];
+                    double sum = bias ? bias[o] : 0.0;
                     for (int i = 0; i < in.c; i++)
                         for (int kh = 0; kh < kh_n; kh++)
                             for (int kw = 0; kw < kw_n; kw++) {
@@ -129,7 +129,8 @@ static void conv_forward(const poet_layer_plan *lp, const double *w, const doubl
                 }
 }
 
-/* Accumulates dw, dbias (already zeroed) and overwrites dx (when not NULL) from dy. */
+/* Accumulates dw, dbias (already zeroed; NULL: no bias) and overwrites dx (when not NULL) from dy.
+ */
 static void conv_backward(const poet_layer_plan *lp, const double *w, int batch, const double *x,
                           const double *dy, double *dw, double *dbias, double *dx) {
     poet_shape in = lp->in, out = lp->out;
@@ -141,7 +142,8 @@ static void conv_backward(const poet_layer_plan *lp, const double *w, int batch,
             for (int oh = 0; oh < out.h; oh++)
                 for (int ow = 0; ow < out.w; ow++) {
                     double g = dy[((b * out.c + o) * out.h + oh) * out.w + ow];
-                    dbias[o] += g;
+                    if (dbias)
+                        dbias[o] += g;
                     for (int i = 0; i < in.c; i++)
                         for (int kh = 0; kh < kh_n; kh++)
                             for (int kw = 0; kw < kw_n; kw++) {
@@ -255,7 +257,7 @@ static void linear_forward(const poet_layer_plan *lp, const double *w, const dou
     int n_out = lp->out.c;
     for (int b = 0; b < batch; b++)
         for (int o = 0; o < n_out; o++) {
-            double sum = bias[o];
+            double sum = bias ? bias[o] : 0.0;
             for (size_t i = 0; i < n_in; i++)
                 sum += w[o * n_in + i] * x[b * n_in + i];
             y[(size_t)b * n_out + o] = sum;
@@ -271,7 +273,8 @@ static void linear_backward(const poet_layer_plan *lp, const double *w, int batc
     for (int b = 0; b < batch; b++)
         for (int o = 0; o < n_out; o++) {
             double g = dy[(size_t)b * n_out + o];
-            dbias[o] += g;
+            if (dbias)
+                dbias[o] += g;
             for (size_t i = 0; i < n_in; i++) {
                 dw[o * n_in + i] += g * x[b * n_in + i];
                 if (dx)
@@ -357,7 +360,8 @@ void poet_ref_forward(const poet_arch_plan *plan, const double *params, int batc
         const double *w = NULL, *bias = NULL;
         if (lp->weight_tensor >= 0) {
             w = params + plan->tensors[lp->weight_tensor].offset;
-            bias = params + plan->tensors[lp->weight_tensor + 1].offset;
+            if (lp->has_bias) /* a conv or linear layer with "bias": false has none */
+                bias = params + plan->tensors[lp->weight_tensor + 1].offset;
         }
         switch (lp->kind) {
         case POET_LAYER_CONV:
@@ -430,7 +434,8 @@ void poet_ref_backward(const poet_arch_plan *plan, const double *params, int bat
         if (lp->weight_tensor >= 0) {
             w = params + plan->tensors[lp->weight_tensor].offset;
             dw = dparams + plan->tensors[lp->weight_tensor].offset;
-            dbias = dparams + plan->tensors[lp->weight_tensor + 1].offset;
+            if (lp->has_bias)
+                dbias = dparams + plan->tensors[lp->weight_tensor + 1].offset;
         }
         switch (lp->kind) {
         case POET_LAYER_CONV:

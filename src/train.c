@@ -17,6 +17,7 @@
 #include "poet/deadline.h"
 #include "poet/ensemble.h"
 #include "poet/fsutil.h"
+#include "poet/group.h"
 #include "poet/loss.h"
 #include "poet/losslog.h"
 #include "poet/memplan.h"
@@ -64,8 +65,12 @@ typedef struct {
     poet_prefetch *prefetch; /* the thread building batches ahead, or NULL (data.prefetch 0) */
     poet_ensemble ens;
     poet_tree *tree;
+    poet_layout layout; /* member groups (group.h): S = 1 when P <= M */
+    poet_group *group;  /* the group's communicators and all-reduce; NULL when S = 1 */
+    MPI_Comm tree_comm; /* the tree's ranks: the run's, or this rank's shard across the groups */
+    double *extras;     /* [GROUP_EXTRAS + n_local] summed over the group with the gradients */
     poet_losslog *log;
-    int chunks;          /* micro-batches per batch (tree slots) */
+    int chunks;          /* micro-batches per batch, or per shard (tree slots) */
     int rows;            /* rows per micro-batch */
     long total;          /* iterations of the run */
     long start;          /* first iteration this process runs */
@@ -128,8 +133,63 @@ static poet_status load_data(trainer *t) {
                                    input_from));
     POET_TRY(poet_batcher_init(&t->batcher, &t->train, c->seed, c->shuffle, c->batch_size));
     poet_batcher_set_augment(&t->batcher, c->augment_crop_padding, c->augment_flip);
+    /* A member group's rank forwards its shard only: the other rows' images are not built. */
+    poet_batcher_set_rows(&t->batcher, t->layout.first_row, t->layout.rows);
 fail:
     return st;
+}
+
+/* The group all-reduce's extras: the shards' decisions and losses travel with the gradients. */
+enum {
+    X_STOP, /* the decision header of this rank's shard, as read_decision() saw it */
+    X_ERROR,
+    X_DEADLINE,
+    X_CHECKPOINT,
+    X_FAILED,    /* ranks of the group with a failure of their own (no step for the group) */
+    X_LOSS,      /* the shard's part of the batch loss: its mean × rows / B (tree roots only) */
+    X_CORRECT,   /* the shard's correct predictions (tree roots only) */
+    GROUP_EXTRAS /* then [n_local] the members' own mean losses, the shard's part */
+};
+
+/* tree "auto": shard 0's ranks measure their tree's network (each shard's tree spans the same
+ * hosts, one rank per group) and tell the rest of their group. */
+static poet_status choose_tree(trainer *t, poet_tree_kind *kind, int *arity) {
+    poet_status st = POET_OK;
+    int choice[3] = {0, 0, POET_OK};
+    if (t->layout.shard == 0) {
+        poet_netprobe probe;
+        char line[512];
+        choice[2] = poet_netprobe_choose(t->tree_comm, (size_t)t->rows * t->cfg->classes, &probe);
+        if (choice[2] == POET_OK) {
+            choice[0] = (int)probe.kind;
+            choice[1] = probe.arity;
+            poet_netprobe_describe(&probe, line, sizeof line);
+            if (t->rank == 0 && !t->opt->quiet)
+                printf("%s\n", line);
+        }
+    }
+    if (t->group)
+        POET_MPI(MPI_Bcast(choice, 3, MPI_INT, 0, poet_group_comm(t->group)));
+    if (choice[2] != POET_OK && t->layout.shard == 0)
+        return (poet_status)choice[2];
+    if (choice[2] != POET_OK)
+        POET_FAIL((poet_status)choice[2], "tree \"auto\": the network measurement failed on the "
+                                          "member group's first rank");
+    *kind = (poet_tree_kind)choice[0];
+    *arity = choice[1];
+fail:
+    return st;
+}
+
+/* A wait in the group all-reduce must outlast every tree wait (one step per tree level each way,
+ * tree.c), so that a silent rank is named by its neighbour in the tree rather than by a rank of
+ * another group that waits for a peer stuck in that tree. */
+static double group_grace(const trainer *t, poet_tree_kind kind, int arity) {
+    double step = t->cfg->timeout < 4 ? t->cfg->timeout / 4 : 1.0;
+    int k = kind == POET_TREE_BINARY ? 2 : arity, height = 0;
+    for (long r = 0; k >= 2 && (long)k * r + 1 < t->layout.groups; r = (long)k * r + 1)
+        height++;
+    return step * (2 * height + 2);
 }
 
 static poet_status setup(trainer *t) {
@@ -145,22 +205,25 @@ static poet_status setup(trainer *t) {
                         2.0 * c->batch_size * (t->image_size * sizeof(float) + 1);
     POET_TRY(
         poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes, &t->memory));
-    POET_TRY(
-        poet_ensemble_create(c, t->rank, t->ranks, input, t->rows, slots, EVAL_BATCH, &t->ens));
+    /* A rank holds its member group's members (the members of rank `group` of `groups`). */
+    POET_TRY(poet_ensemble_create(c, t->layout.group, t->layout.groups, input, t->rows, slots,
+                                  EVAL_BATCH, &t->ens));
+    t->ens.shard = t->layout.shard;
+    t->tree_comm = t->comm;
+    if (t->layout.size > 1) {
+        POET_TRY(poet_group_create(t->comm, &t->layout, &t->group));
+        t->tree_comm = poet_group_shard_comm(t->group);
+    }
     poet_tree_kind kind = c->tree;
     int arity = c->arity;
-    if (kind == POET_TREE_AUTO) { /* measured now, the same choice on every rank */
-        poet_netprobe probe;
-        char line[512];
-        POET_TRY(poet_netprobe_choose(t->comm, (size_t)t->rows * c->classes, &probe));
-        kind = probe.kind;
-        arity = probe.arity;
-        poet_netprobe_describe(&probe, line, sizeof line);
-        if (t->rank == 0 && !t->opt->quiet)
-            printf("%s\n", line);
-    }
-    POET_TRY(poet_tree_create(t->comm, kind, arity, (size_t)t->rows * c->classes, slots, &t->tree));
+    if (kind == POET_TREE_AUTO)
+        POET_TRY(choose_tree(t, &kind, &arity));
+    POET_TRY(
+        poet_tree_create(t->tree_comm, kind, arity, (size_t)t->rows * c->classes, slots, &t->tree));
     poet_tree_set_timeout(t->tree, c->timeout);
+    if (t->group)
+        poet_group_set_timeout(t->group, c->timeout, group_grace(t, kind, arity));
+    POET_ALLOC(t->extras, GROUP_EXTRAS + (size_t)t->ens.n_local);
     for (int i = 0; i < 2; i++) {
         POET_ALLOC(t->images[i], (size_t)c->batch_size * t->image_size);
         POET_ALLOC(t->labels[i], c->batch_size);
@@ -174,6 +237,7 @@ fail:
 static void teardown(trainer *t) {
     poet_prefetch_stop(t->prefetch); /* before the batcher it uses goes */
     poet_tree_destroy(t->tree);
+    poet_group_destroy(t->group); /* after the tree, which runs on the group's shard communicator */
     poet_ensemble_destroy(&t->ens);
     poet_batcher_free(&t->batcher);
     poet_data_free(&t->train);
@@ -185,6 +249,7 @@ static void teardown(trainer *t) {
     }
     free(t->mean);
     free(t->member_loss);
+    free(t->extras);
     if (t->trajectory)
         fclose(t->trajectory);
 }
@@ -238,11 +303,12 @@ static void root_loss(trainer *t, int slot, const uint8_t *labels, double *loss_
     /* The mean is over the members in this iteration's mean (all of them without dropout). */
     int kept = t->ens.kept_count[slot];
     poet_loss_fixed_to_mean(total + POET_TREE_HEADER, t->rows, c->classes, kept, t->mean);
-    /* members × chunks as the divisor gives every micro-batch row (q̄ − p)/(M·B); beta weighs the
-     * joint term of a blend, whose own terms the members' ranks add (docs/objectives.md). */
-    poet_loss_joint_weighted(t->mean, labels, t->rows, c->classes, kept * t->chunks, c->beta, grad,
-                             &loss, &ok);
-    *loss_sum += t->chunks == 1 ? loss : loss * t->rows / c->batch_size;
+    /* M·B of the whole batch as the divisor gives every row of a micro-batch or shard
+     * (q̄ − p)/(M·B); beta weighs the joint term of a blend, whose own terms the members' ranks add
+     * (docs/objectives.md). */
+    poet_loss_joint_rows(t->mean, labels, t->rows, c->classes, (double)kept * c->batch_size,
+                         c->beta, grad, &loss, &ok);
+    *loss_sum += t->chunks == 1 && !t->group ? loss : loss * t->rows / c->batch_size;
     *correct += ok;
     decision[POET_HDR_STOP] = total[POET_HDR_STOP];
     decision[POET_HDR_ERROR] = total[POET_HDR_ERROR];
@@ -271,6 +337,45 @@ static void read_decision(const int64_t *decision, iteration_outcome *out) {
     out->checkpoint |= decision[HDR_CHECKPOINT] > 0;
 }
 
+/* Member groups (group.h): the S ranks of a group sum their weight gradients, in shard order,
+ * before the step, and with them what each shard alone knows: its tree's decision (a stop, a
+ * failure or rank 0's clock flags seen in shard 1's tree reach shard 0 here, so every rank of
+ * every group acts alike), the shard's part of the loss and the members' own losses, and whether
+ * a rank of the group failed on its own (then no rank of the group steps: their weights stay
+ * equal). Without groups (S = 1) nothing moves and nothing changes. */
+static poet_status combine_group(trainer *t, iteration_outcome *out, double *loss, long *correct,
+                                 int *group_failed) {
+    poet_status st = POET_OK;
+    double *x = t->extras;
+    *group_failed = t->local != POET_OK;
+    if (!t->group)
+        return POET_OK;
+    x[X_STOP] = out->stop;
+    x[X_ERROR] = out->error;
+    x[X_DEADLINE] = out->deadline;
+    x[X_CHECKPOINT] = out->checkpoint;
+    x[X_FAILED] = t->local != POET_OK;
+    x[X_LOSS] = *loss;
+    x[X_CORRECT] = (double)*correct;
+    for (int i = 0; i < t->ens.n_local; i++)
+        x[GROUP_EXTRAS + i] = t->member_loss[i];
+    lap(t, POET_PHASE_BACKWARD);
+    POET_TRY(poet_group_allreduce(t->group, t->ens.grads, t->ens.n_params, x,
+                                  GROUP_EXTRAS + (size_t)t->ens.n_local));
+    lap(t, POET_PHASE_COMM);
+    out->stop = x[X_STOP] > 0;
+    out->error = x[X_ERROR] > 0;
+    out->deadline = x[X_DEADLINE] > 0;
+    out->checkpoint = x[X_CHECKPOINT] > 0;
+    *group_failed = x[X_FAILED] > 0;
+    *loss = x[X_LOSS];
+    *correct = (long)x[X_CORRECT];
+    for (int i = 0; i < t->ens.n_local; i++)
+        t->member_loss[i] = x[GROUP_EXTRAS + i];
+fail:
+    return st;
+}
+
 /* One iteration with `chunks` micro-batches. With overlap, the reduction of micro-batch c travels
  * while c+1 is forwarded and earlier ones run backward; without, every exchange completes at once.
  * The arithmetic is identical either way. */
@@ -288,8 +393,8 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
     lap(t, POET_PHASE_DATA);
     for (int ch = 0; ch < t->chunks; ch++) {
         poet_ensemble_draw(&t->ens, ch, it);
-        forward_micro_batch(t, ch, t->images[0] + (size_t)ch * t->rows * t->image_size,
-                            t->labels[0] + (size_t)ch * t->rows, local);
+        size_t row = (size_t)t->layout.first_row + (size_t)ch * t->rows; /* in the batch */
+        forward_micro_batch(t, ch, t->images[0] + row * t->image_size, t->labels[0] + row, local);
         lap(t, POET_PHASE_FORWARD);
         POET_TRY(poet_tree_reduce_start(t->tree, ch));
         if (!overlap)
@@ -301,7 +406,8 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
         if (overlap)
             POET_TRY(poet_tree_reduce_wait(t->tree, ch));
         if (poet_tree_is_root(t->tree))
-            root_loss(t, ch, t->labels[0] + (size_t)ch * t->rows, &loss, &correct);
+            root_loss(t, ch, t->labels[0] + t->layout.first_row + (size_t)ch * t->rows, &loss,
+                      &correct);
         POET_TRY(poet_tree_bcast_start(t->tree, ch));
         if (!overlap)
             POET_TRY(poet_tree_bcast_wait(t->tree, ch));
@@ -316,16 +422,18 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
                 poet_ensemble_backward(&t->ens, ch, poet_tree_down_values(t->tree, ch), ch > 0);
         lap(t, POET_PHASE_BACKWARD);
     }
+    snapshot_member_loss(t);
+    int group_failed = 0;
+    POET_TRY(combine_group(t, out, &loss, &correct, &group_failed));
     if (*local != POET_OK && out->error) {
         /* This rank's own failure went up the tree with this exchange: every rank stops now. A
          * failure in backward is only known here; the next iteration carries it up. */
         poet_error_mark_agreed();
         return *local;
     }
-    if (!out->error && *local == POET_OK)
+    if (!out->error && !group_failed && *local == POET_OK)
         poet_ensemble_step(&t->ens, poet_lr_at(c, it, t->total));
     lap(t, POET_PHASE_OPTIMIZER);
-    snapshot_member_loss(t);
     out->loss = loss;
     out->accuracy = (double)correct / c->batch_size;
 fail:
@@ -344,7 +452,8 @@ static poet_status stale_launch(trainer *t, long it) {
     inject_fault(t, it);
     lap(t, POET_PHASE_DATA);
     poet_ensemble_draw(&t->ens, slot, it);
-    forward_micro_batch(t, slot, t->images[slot], t->labels[slot], &t->local);
+    forward_micro_batch(t, slot, t->images[slot] + (size_t)t->layout.first_row * t->image_size,
+                        t->labels[slot] + t->layout.first_row, &t->local);
     lap(t, POET_PHASE_FORWARD);
     POET_TRY(poet_tree_reduce_start(t->tree, slot));
     lap(t, POET_PHASE_COMM);
@@ -359,17 +468,20 @@ static poet_status stale_finish(trainer *t, long it, iteration_outcome *out, int
     long correct = 0;
     POET_TRY(poet_tree_reduce_wait(t->tree, slot));
     if (poet_tree_is_root(t->tree))
-        root_loss(t, slot, t->labels[slot], &loss, &correct);
+        root_loss(t, slot, t->labels[slot] + t->layout.first_row, &loss, &correct);
     POET_TRY(poet_tree_bcast_start(t->tree, slot));
     POET_TRY(poet_tree_bcast_wait(t->tree, slot));
     lap(t, POET_PHASE_COMM);
     read_decision(poet_tree_down_header(t->tree, slot), out);
-    out->loss = loss;
-    out->accuracy = (double)correct / t->cfg->batch_size;
     if (apply && !out->error && t->local == POET_OK)
         t->local = poet_ensemble_backward(&t->ens, slot, poet_tree_down_values(t->tree, slot), 0);
     lap(t, POET_PHASE_BACKWARD);
-    if (apply && !out->error && t->local == POET_OK)
+    int group_failed = t->local != POET_OK;
+    if (apply) /* a drained batch (apply 0, every rank alike) neither steps nor combines */
+        POET_TRY(combine_group(t, out, &loss, &correct, &group_failed));
+    out->loss = loss;
+    out->accuracy = (double)correct / t->cfg->batch_size;
+    if (apply && !out->error && !group_failed && t->local == POET_OK)
         poet_ensemble_step(&t->ens, poet_lr_at(t->cfg, it, t->total));
     lap(t, POET_PHASE_OPTIMIZER);
     if (t->local != POET_OK && out->error) {
@@ -448,7 +560,17 @@ static poet_status evaluate(trainer *t, long iteration, int periodic, poet_train
     poet_status st = POET_OK;
     int val = periodic && t->val.count > 0;
     double t0 = now_seconds();
-    POET_TRY(poet_eval_run(t->comm, &t->ens, val ? &t->val : &t->test, iteration, &summary->eval));
+    if (!t->group) {
+        POET_TRY(
+            poet_eval_run(t->comm, &t->ens, val ? &t->val : &t->test, iteration, &summary->eval));
+    } else {
+        /* One rank per group evaluates (shard 0: its shard communicator holds every member once);
+         * the others wait here, not in a bounded tree or group wait. */
+        if (t->layout.shard == 0)
+            st = poet_eval_run(t->tree_comm, &t->ens, val ? &t->val : &t->test, iteration,
+                               &summary->eval);
+        POET_TRY(poet_error_agree(t->comm, st));
+    }
     poet_deadline_note_evaluation(&t->deadline, now_seconds() - t0);
     summary->evaluated = 1;
     if (t->rank == 0 && !t->opt->quiet)
@@ -534,7 +656,7 @@ static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o
      * stale mode keeps iteration it's in slot it % 2. */
     int slot = t->cfg->overlap == POET_OVERLAP_STALE ? (int)(it % 2) : 0;
     rec.kept = t->ens.kept_count[slot];
-    for (int i = 0; i < t->ens.n_local; i++)
+    for (int i = 0; i < t->ens.n_local && t->layout.shard == 0; i++) /* a group's members once */
         if (t->ens.kept[slot][t->ens.local_ids[i]])
             rec.kept_loss_sum += t->member_loss[i];
     return t->log ? poet_losslog_append(t->log, &rec, t->member_loss) : POET_OK;
@@ -543,6 +665,8 @@ static poet_status log_iteration(trainer *t, long it, const iteration_outcome *o
 static uint64_t tree_bytes(const trainer *t) {
     return poet_tree_bytes_sent(t->tree) + poet_tree_bytes_received(t->tree);
 }
+
+static uint64_t group_bytes(const trainer *t) { return t->group ? poet_group_bytes(t->group) : 0; }
 
 /* Peak resident memory (MiB) and tree traffic of every rank, gathered so rank 0 can report the
  * spread over ranks. */
@@ -563,6 +687,11 @@ static poet_status measure_ranks(trainer *t, poet_train_summary *summary) {
     summary->memory_estimate_mib_max = estimate_max;
     summary->bytes_per_iteration_min = least;
     summary->bytes_per_iteration_max = most;
+    bytes = summary->group_bytes_per_iteration;
+    POET_MPI(MPI_Allreduce(&bytes, &least, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, t->comm));
+    POET_MPI(MPI_Allreduce(&bytes, &most, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, t->comm));
+    summary->group_bytes_per_iteration_min = least;
+    summary->group_bytes_per_iteration_max = most;
 fail:
     return st;
 }
@@ -589,7 +718,7 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
     const poet_config *c = t->cfg;
     double started = now_seconds();
     long it = t->start;
-    uint64_t bytes_at_start = tree_bytes(t);
+    uint64_t bytes_at_start = tree_bytes(t), group_at_start = group_bytes(t);
     t->phase_mark = started;
     for (; it < t->total; it++) {
         iteration_outcome o = {0};
@@ -612,6 +741,8 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         /* Average so far: in the stale mode an iteration's traffic straddles two iterations. */
         summary->bytes_per_iteration =
             (tree_bytes(t) - bytes_at_start) / (uint64_t)(it + 1 - t->start);
+        summary->group_bytes_per_iteration =
+            (group_bytes(t) - group_at_start) / (uint64_t)(it + 1 - t->start);
         record_trajectory(t, it, o.loss);
         if (t->log && poet_losslog_flush_due(t->log))
             POET_TRY(poet_tree_sync(t->tree, "the loss-log flush"));
@@ -676,6 +807,16 @@ fail:
     return st;
 }
 
+/* The member groups of this run (group.h) and the members' placement over them. */
+static poet_status resolve_layout(trainer *t) {
+    poet_status st = POET_OK;
+    int owner[POET_MAX_MEMBERS];
+    POET_TRY(poet_layout_resolve(t->cfg, t->ranks, t->rank, &t->layout));
+    POET_TRY(poet_placement(t->cfg, t->layout.groups, owner));
+fail:
+    return st;
+}
+
 poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_train_options *opt,
                            poet_train_summary *summary) {
     poet_status st = POET_OK;
@@ -699,13 +840,11 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         t.sleep_at_end =
             getenv("POET_FAULT_SLEEP_AT") && !strcmp(getenv("POET_FAULT_SLEEP_AT"), "end");
     }
+    /* Layout and placement are cheap and wrong rank counts are common: say so before loading
+     * any data. */
+    POET_TRY(poet_error_agree(comm, resolve_layout(&t)));
     t.chunks = cfg->overlap == POET_OVERLAP_STALE ? 1 : cfg->chunks;
-    t.rows = cfg->batch_size / t.chunks;
-    {
-        /* Placement is cheap and wrong rank counts are common: say so before loading any data. */
-        int owner[POET_MAX_MEMBERS];
-        POET_TRY(poet_error_agree(comm, poet_placement(cfg, t.ranks, owner)));
-    }
+    t.rows = t.layout.rows / t.chunks;
     POET_TRY(poet_error_agree(comm, load_data(&t)));
     POET_TRY(poet_error_agree(comm, setup(&t)));
     summary->data_mib = t.memory.data_bytes / (1024.0 * 1024.0);
@@ -749,18 +888,34 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         /* Data parallelism would all-reduce every parameter's gradient: a ring moves about
          * 2·(P−1)/P of all parameters per rank, sent and as much received. */
         unsigned long long all_params = 0;
-        unsigned long long mine = t.ens.n_params;
+        unsigned long long mine = t.layout.shard == 0 ? t.ens.n_params : 0; /* each member once */
         POET_MPI(MPI_Allreduce(&mine, &all_params, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm));
         summary->data_parallel_bytes_per_iteration =
             (uint64_t)(2.0 * 2.0 * (t.ranks - 1) / (t.ranks > 1 ? t.ranks : 1) * all_params * 4);
     }
-    if (t.rank == 0 && !opt->quiet)
-        printf("poet %s: %d members on %d rank(s), tree %s, overlap %s, %ld iterations of batch %d "
-               "(iterations %ld..%ld)\n",
-               POET_VERSION, cfg->members, t.ranks, poet_tree_kind_name(cfg->tree),
+    summary->groups = t.layout.groups;
+    summary->group_size = t.layout.size;
+    if (t.rank == 0 && !opt->quiet) {
+        char groups[128] = "";
+        if (t.layout.size > 1)
+            snprintf(groups, sizeof groups,
+                     " in %d member groups of %d ranks (shards of %d%s rows)", t.layout.groups,
+                     t.layout.size, cfg->batch_size / t.layout.size,
+                     cfg->batch_size % t.layout.size ? " and one more" : "");
+        printf("poet %s: %d members on %d rank(s)%s, tree %s, overlap %s, %ld iterations of batch "
+               "%d (iterations %ld..%ld)\n",
+               POET_VERSION, cfg->members, t.ranks, groups, poet_tree_kind_name(cfg->tree),
                poet_overlap_mode_name(cfg->overlap), t.total, cfg->batch_size, t.start + 1,
                t.total);
+    }
     st = train_loop(&t, summary);
+    if (t.log && (st == POET_OK || st == POET_STOPPED)) {
+        poet_status traffic_st = poet_losslog_traffic(
+            t.log, t.layout.groups, t.layout.size, (double)summary->bytes_per_iteration,
+            (double)summary->group_bytes_per_iteration,
+            (double)summary->data_parallel_bytes_per_iteration);
+        st = traffic_st == POET_OK ? st : traffic_st;
+    }
     /* Closing the log is collective: a failure only this rank knows of (a peer that stopped
      * answering the tree) must reach MPI_Abort in the CLI, not wait for ranks that never come. */
     if (t.log && (st == POET_OK || st == POET_STOPPED || poet_error_is_agreed())) {
@@ -788,10 +943,11 @@ poet_status poet_train_evaluate(MPI_Comm comm, const poet_config *cfg, const cha
     t.cfg = cfg;
     t.opt = &opt;
     t.chunks = 1;
-    t.rows = cfg->batch_size;
     t.evaluate_only = 1;
     POET_MPI(MPI_Comm_rank(comm, &t.rank));
     POET_MPI(MPI_Comm_size(comm, &t.ranks));
+    POET_TRY(poet_error_agree(comm, resolve_layout(&t)));
+    t.rows = t.layout.rows;
     POET_TRY(poet_error_agree(comm, load_data(&t)));
     POET_TRY(poet_error_agree(comm, setup(&t)));
     POET_TRY(resume(&t, path, sizeof path));

@@ -60,6 +60,8 @@ struct poet_tree {
     int depth;                            /* edges from the root to this rank */
     int tree_height;                      /* edges from the root to the deepest rank */
     char (*host)[MPI_MAX_PROCESSOR_NAME]; /* [size] every rank's host, for the timeout message */
+    int *world; /* [size] every rank's rank in MPI_COMM_WORLD: a shard's tree (group.h) runs on a
+                 * communicator of its own, but messages name the ranks the user launched */
 };
 
 static size_t up_count(const poet_tree *t) { return POET_TREE_HEADER + t->n; }
@@ -123,6 +125,10 @@ poet_status poet_tree_create(MPI_Comm comm, poet_tree_kind kind, int arity, size
         POET_MPI(MPI_Get_processor_name(mine, &length));
         POET_MPI(MPI_Allgather(mine, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, t->host,
                                MPI_MAX_PROCESSOR_NAME, MPI_CHAR, comm));
+        int world = 0;
+        POET_ALLOC(t->world, t->size);
+        POET_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &world));
+        POET_MPI(MPI_Allgather(&world, 1, MPI_INT, t->world, 1, MPI_INT, comm));
     }
     POET_ALLOC(t->slot, slots);
     for (int s = 0; s < slots; s++) {
@@ -152,6 +158,7 @@ void poet_tree_destroy(poet_tree *t) {
     }
     free(t->slot);
     free(t->host);
+    free(t->world);
     free(t);
 }
 
@@ -220,7 +227,7 @@ static poet_status wait_bounded(poet_tree *t, int count, MPI_Request *req, const
             POET_FAIL(POET_ERR_MPI,
                       "no answer from rank %d on host %s for %.1f s (distributed.timeout %g s) "
                       "while waiting for %s; ending the job",
-                      peer[i], t->host[peer[i]], waited, t->timeout, what);
+                      t->world[peer[i]], t->host[peer[i]], waited, t->timeout, what);
         }
         if (waited > SPIN_SECONDS) {
             pause =

@@ -64,8 +64,8 @@ poet_cli_error(arch_add_shapes 3 "model.architecture[2].inputs: add expects inpu
 
 
 # Several ranks: errors every rank shares are printed once; a rank that fails alone stops them all.
-poet_cli_error(mpi_more_ranks_than_members 3 "4 members cannot be spread over 5 ranks"
-               ${MPIEXEC_EXECUTABLE} -np 5 --oversubscribe ${POET} train ${TINY}
+poet_cli_error(mpi_more_ranks_than_members 3 "5 ranks in groups of 1 make 5 member groups, but the 4 members cannot be spread over them"
+               ${MPIEXEC_EXECUTABLE} -np 5 --oversubscribe ${POET} train ${TINY} --set distributed.group_size=1
                --set output.checkpoint_dir=\"${CMAKE_CURRENT_BINARY_DIR}/cli_mpi_more_ranks_than_members\")
 poet_cli_error(mpi_data_missing 4 "cannot open"
                ${MPIEXEC_EXECUTABLE} -np 2 --oversubscribe ${POET} train ${TINY}
@@ -121,6 +121,10 @@ poet_cli_error(set_file_two_objects 3 "two-objects.json: invalid JSON near line 
                ${POET} train ${BAD_CONFIGS}/two-objects.json --set training.lr=0.1 ${SET_DIR})
 poet_cli_error(set_file_nul_byte 3 "nul-byte.json: invalid JSON near line 1: the file contains a NUL byte"
                ${POET} train ${BAD_CONFIGS}/nul-byte.json --set training.lr=0.1 ${SET_DIR})
+# "bias" only on conv and linear layers (a batchnorm's shift is its bias, and it has no switch).
+poet_cli_error(config_bias_on_batchnorm 3
+               "bias-on-batchnorm.json: model.architecture[1].bias: expected no \"bias\" on a batchnorm layer (only conv and linear have one), got false"
+               ${POET} train ${BAD_CONFIGS}/bias-on-batchnorm.json ${SET_DIR})
 poet_cli_error(set_number_garbage 3
                "--set training.iterations=7abc: VALUE is not one complete JSON value (unexpected text at 'abc')"
                ${POET} train ${TINY} --set training.iterations=7abc ${SET_DIR})

@@ -328,25 +328,31 @@ static void test_memory_estimate(void) {
 }
 
 /* The built-ins: parameter counts (He et al.: ResNet-20 0.27M; Zagoruyko and Komodakis:
- * WRN-28-10 36.5M; ours add one bias per convolution output channel), PyTorch-style names. */
+ * WRN-28-10 36.5M; convolutions without bias, as theirs), PyTorch-style names. */
 static void test_builtins(void) {
     static poet_arch a;
     static poet_arch_plan plan;
     static const struct {
         const char *name;
-        size_t params, conv_biases;
+        size_t params;
         int layers;
-    } cases[] = {{"resnet-8", 78378, 336, 30},
-                 {"resnet-20", 273258, 784, 72},
-                 {"resnet-56", 857898, 2128, 198},
-                 {"wrn-16-4", 2751146, 2256, 50},
-                 {"wrn-28-10", 36489290, 10096, 92}};
+    } cases[] = {{"resnet-8", 78042, 30},
+                 {"resnet-20", 272474, 72},
+                 {"resnet-56", 855770, 198},
+                 {"wrn-16-4", 2748890, 50},
+                 {"wrn-28-10", 36479194, 92}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         TEST_CHECK(poet_arch_builtin(cases[i].name, 10, &a), "%s is built in", cases[i].name);
         TEST_OK(poet_arch_plan_build(&a, (poet_shape){3, 32, 32}, 10, "model.architecture", &plan));
         TEST_CHECK(plan.param_count == cases[i].params && a.n_layers == cases[i].layers,
                    "%s: %zu parameters, %d layers", cases[i].name, plan.param_count, a.n_layers);
         TEST_CHECK(strcmp(a.name, cases[i].name) == 0, "%s: name %s", cases[i].name, a.name);
+        for (int t = 0; t < plan.n_tensors; t++) /* only fc has a bias */
+            TEST_CHECK(!strstr(plan.tensors[t].name, "bias") ||
+                           strstr(plan.tensors[t].name, "bn") ||
+                           strstr(plan.tensors[t].name, "fc") ||
+                           strstr(plan.tensors[t].name, "downsample.1"),
+                       "%s has a tensor %s", cases[i].name, plan.tensors[t].name);
     }
     TEST_OK(poet_arch_builtin("resnet-20", 7, &a) ? POET_OK : POET_ERR_CONFIG);
     TEST_OK(poet_arch_plan_build(&a, (poet_shape){1, 28, 28}, 7, "model.architecture", &plan));
@@ -376,7 +382,37 @@ static void test_builtins(void) {
                  "model.architecture: two parameter tensors are named conv2.weight", NULL);
 }
 
+/* "bias": false: the layer's bias tensor is gone from the plan, its count and the names; the
+ * tensors after it move up; the description says so. */
+static void test_no_bias(void) {
+    static poet_arch a;
+    static poet_arch_plan plan;
+    poet_layer_spec l[] = {no_bias(conv(4, 3, 1, 1)), batchnorm(), relu(),
+                           global_pool(POET_LAYER_AVG_POOL), linear(10)};
+    memset(&a, 0, sizeof a);
+    a.n_layers = 5;
+    memcpy(a.layers, l, sizeof l);
+    TEST_OK(poet_arch_plan_build(&a, (poet_shape){3, 8, 8}, 10, "model.architecture", &plan));
+    /* conv 4·3·3·3 = 108, bn 4 + 4, fc 10·4 + 10 */
+    TEST_CHECK(plan.param_count == 108 + 8 + 50 && plan.n_tensors == 5,
+               "bias-free conv: %zu parameters in %d tensors, expected 166 in 5", plan.param_count,
+               plan.n_tensors);
+    TEST_CHECK(strcmp(plan.tensors[1].name, "bn1.weight") == 0 && plan.tensors[1].offset == 108,
+               "tensor 1 is %s at %zu, expected bn1.weight at 108", plan.tensors[1].name,
+               plan.tensors[1].offset);
+    TEST_CHECK(!plan.layers[0].has_bias && plan.layers[4].has_bias, "has_bias %d %d",
+               plan.layers[0].has_bias, plan.layers[4].has_bias);
+    char text[256];
+    poet_arch_describe(&a, text, sizeof text);
+    TEST_CHECK(strncmp(text, "conv(4,k3,s1,p1,nobias) batchnorm", 33) == 0, "described as %s",
+               text);
+    poet_arch b = a;
+    b.layers[0].no_bias = 0;
+    TEST_CHECK(!poet_arch_equal(&a, &b), "a conv with bias differs from one without");
+}
+
 int main(void) {
+    test_no_bias();
     test_builtins();
     test_graph_plan();
     test_reference_plan();

@@ -26,7 +26,7 @@ static const char *arch_difference(const poet_arch *a, const poet_arch *b) {
         const poet_layer_spec *x = &a->layers[i], *y = &b->layers[i];
         if (x->kind != y->kind || x->out != y->out || x->kernel != y->kernel ||
             x->stride != y->stride || x->padding != y->padding || x->global != y->global ||
-            strcmp(x->id, y->id) != 0 || x->n_inputs != y->n_inputs)
+            x->no_bias != y->no_bias || strcmp(x->id, y->id) != 0 || x->n_inputs != y->n_inputs)
             return "layers";
         for (int k = 0; k < x->n_inputs; k++)
             if (x->inputs[k] != y->inputs[k])
@@ -360,6 +360,16 @@ static const struct {
      "objects, got \"tiny\""},
     {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4}]}}",
      "configs/x.json: model.architecture[0].kernel: expected integer >= 1, got nothing"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"relu\", \"bias\": false}]}}",
+     "configs/x.json: model.architecture[0].bias: expected no \"bias\" on a relu layer (only conv "
+     "and linear have one), got false"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": "
+     "3}, {\"type\": \"batchnorm\", \"bias\": false}]}}",
+     "configs/x.json: model.architecture[1].bias: expected no \"bias\" on a batchnorm layer (only "
+     "conv and linear have one), got false"},
+    {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernel\": "
+     "3, \"bias\": 0}]}}",
+     "configs/x.json: model.architecture[0].bias: expected true or false, got 0"},
     {"{\"model\": {\"architecture\": [{\"type\": \"relu\", \"kernel\": 2}]}}",
      "configs/x.json: model.architecture[0].kernel: unknown key, expected one of: type"},
     {"{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, \"kernal\": 3}]}}",
@@ -591,6 +601,23 @@ static void test_round_trips(void) {
                    g[3].inputs[1] == 2,
                "residual graph spec");
     check_round_trip("residual graph", &cfg);
+
+    /* "bias": false on a conv and a linear survives the round trip; "bias": true is the default
+     * and is not written back. */
+    TEST_OK(poet_config_parse(
+        "{\"model\": {\"architecture\": [{\"type\": \"conv\", \"out_channels\": 4, "
+        "\"kernel\": 3, \"bias\": false}, {\"type\": \"batchnorm\"}, {\"type\": \"conv\", "
+        "\"out_channels\": 4, \"kernel\": 1, \"bias\": true}, {\"type\": \"avg_pool\", "
+        "\"global\": true}, {\"type\": \"linear\", \"out_features\": 10, \"bias\": false}]}}",
+        "no bias", &cfg));
+    g = cfg.archs[0].layers;
+    TEST_CHECK(g[0].no_bias == 1 && g[2].no_bias == 0 && g[4].no_bias == 1, "bias flags %d %d %d",
+               g[0].no_bias, g[2].no_bias, g[4].no_bias);
+    check_round_trip("bias false", &cfg);
+    char *text = poet_config_to_json(&cfg);
+    TEST_CHECK(text && strstr(text, "\"bias\":\tfalse") && !strstr(text, "\"bias\":\ttrue"),
+               "resolved config writes only \"bias\": false:\n%s", text ? text : "(null)");
+    free(text);
 
     /* A built-in is written back by its name. */
     TEST_OK(poet_config_parse("{\"model\": {\"members\": [{\"count\": 2, \"architecture\": "

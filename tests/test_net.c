@@ -8,6 +8,7 @@
  * get/set round trip; refusals. Everything for both convolution algorithms (im2col + sgemm, and
  * oneDNN's convolution primitives), plus batches that span several chunks of the gemm chains
  * (and of the global average pooling those chains run, with and without a relu before it).
+ * Convolutions and linear layers without bias ("bias": false) on every path.
  * With gemm convolutions, backward differentiates the forward it follows even when the parameters
  * changed in between (the stale mode). fp32 against double: |got - ref| <= ATOL + RTOL·|ref|.
  */
@@ -379,6 +380,16 @@ int main(void) {
          {conv(8, 3, 1, 1), batchnorm(), relu(), conv(16, 3, 2, 1), batchnorm(), relu(),
           conv(16, 3, 1, 1), batchnorm(), from(conv(16, 1, 2, 0), 2), batchnorm(), add_of(7, 9),
           relu(), global_pool(POET_LAYER_AVG_POOL), linear(5)}},
+        /* Convolutions without bias ("bias": false, as PyTorch's ResNets before BN): a chain of
+         * two (relu fused, narrow kernels), then a BN block with a bias-free projection and a
+         * bias-free linear layer. */
+        {"bias-free convolutions, chain and batchnorm residual block, 3 channels",
+         {3, 9, 9},
+         5,
+         13,
+         {no_bias(conv(8, 3, 1, 1)), relu(), no_bias(conv(8, 3, 1, 1)), batchnorm(), relu(),
+          no_bias(conv(16, 3, 2, 1)), batchnorm(), from(no_bias(conv(16, 1, 2, 0)), 4), batchnorm(),
+          add_of(6, 8), relu(), global_pool(POET_LAYER_AVG_POOL), no_bias(linear(5))}},
     };
     const net_case chunky = {"two 3x3 convolutions, padding 1",
                              {1, 16, 16},

@@ -302,6 +302,19 @@ static void test_networks(void) {
         gradcheck(name, &ab, (poet_shape){3, 5, 5}, 3, 1);
     }
     bn_train = 1;
+
+    /* Convolutions before batchnorm without bias ("bias": false), and a linear layer without. */
+    poet_layer_spec nb_block[] = {no_bias(conv(3, 3, 1, 1)),
+                                  batchnorm(),
+                                  relu(),
+                                  no_bias(conv(3, 3, 1, 1)),
+                                  batchnorm(),
+                                  add_of(2, 4),
+                                  relu(),
+                                  global_pool(POET_LAYER_AVG_POOL),
+                                  no_bias(linear(3))};
+    poet_arch anb = make_arch(9, nb_block);
+    gradcheck("bias-free block", &anb, (poet_shape){3, 5, 5}, 3, 1);
 }
 
 /* PyTorch's running statistics over two steps, by hand: one channel, two images of 1x2 pixels,

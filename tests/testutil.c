@@ -91,6 +91,10 @@ poet_layer_spec from(poet_layer_spec s, int input) {
     s.inputs[0] = input;
     return s;
 }
+poet_layer_spec no_bias(poet_layer_spec s) {
+    s.no_bias = 1;
+    return s;
+}
 poet_layer_spec add_of(int a, int b) {
     poet_layer_spec s = spec(POET_LAYER_ADD, 0, 0, 0, 0, 0);
     s.n_inputs = 2;

@@ -52,6 +52,7 @@ poet_layer_spec linear(int out);
 poet_layer_spec batchnorm(void);
 poet_layer_spec from(poet_layer_spec s, int input); /* reads layer `input` instead */
 poet_layer_spec add_of(int a, int b);               /* add of layers a and b */
+poet_layer_spec no_bias(poet_layer_spec s);         /* a conv or linear with "bias": false */
 
 /* Prints "N passed, M failed"-style verdict and returns the exit code (0 only when nothing failed).
  */

@@ -18,14 +18,13 @@ A poet checkpoint (docs/checkpoint-format.md) already stores every tensor under 
 shape (conv<i>.weight OIHW, fc<i>.weight [out, in], ...), so a member is an nn.Sequential of the
 matching torch layers whose state_dict keys are exactly the dataset names, and the weights are the
 float32 arrays copied bit for bit. The architecture comes from the config JSON stored in the
-checkpoint, read here the way src/config.c and src/arch.c read it.
+checkpoint, read the way src/config.c and src/arch.c read it (tools/poet_torch_arch.py).
 
 Uses only Debian's python3-torch, python3-h5py and python3-numpy.
 """
 import argparse
 import collections
 import gzip
-import json
 import math
 import os
 import re
@@ -36,32 +35,21 @@ import numpy as np
 
 import h5py
 
+from poet_torch_arch import (DEFAULTS, DESCRIBE_MAX, Layer, PoetTorchError,  # noqa: F401
+                             _builtin_arch, config_get, describe, member_archs, parse_config,
+                             plan, reference_arch)
+
 FORMAT_VERSION = 1  # POET_CHECKPOINT_FORMAT_VERSION, the checkpoint layout this tool reads/writes
 TORCH_FORMAT = "poet-torch"  # the "format" key of the dicts to-torch saves
 TORCH_FORMAT_VERSION = 1
 RNG_DESCRIPTION = "counter-based SplitMix64; batch order = f(seed, epoch)"
 KINDS = ("params", "momentum")  # the order in the file, in member layout and in the checksum
+BUFFERS = "buffers"  # batchnorm's running statistics, after KINDS (only members with batchnorm)
 # The root attributes, in the order src/checkpoint.c writes them, with their HDF5 types.
 ROOT_ATTRS = (("format_version", "<i4"), ("poet_version", "str"), ("iteration", "<i8"),
               ("epoch", "<i8"), ("position", "<i8"), ("total_iterations", "<i8"),
               ("seed", "<u8"), ("rng", "str"), ("members", "<i4"), ("ranks_written", "<i4"),
               ("input_shape", "<i4"), ("config", "str"))
-
-# Defaults of the config keys this tool needs (src/config.c, poet_config_defaults).
-DEFAULTS = {"data.classes": 10, "data.mean": 0.1307, "data.std": 0.3081, "data.shuffle": True,
-            "data.train_images": "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
-            "data.train_labels": "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
-            "data.test_images": "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
-            "data.test_labels": "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
-            "model.members": 10, "training.batch_size": 200, "training.epochs": 1,
-            "training.iterations": 0, "training.lr": 0.5, "training.momentum": 0.9,
-            "training.weight_decay": 0.0, "training.nesterov": False,
-            "training.schedule": "constant", "training.step_size": 1000, "training.gamma": 0.1,
-            "training.min_lr": 0.0, "training.seed": 42}
-
-
-class PoetTorchError(Exception):
-    """A bad input file or argument: the CLI prints it as one line and exits 1."""
 
 
 def _torch():
@@ -71,198 +59,155 @@ def _torch():
 
 
 # ---------------------------------------------------------------------------------------------
-# Config and architectures (src/config.c, src/arch.c)
+# Members as torch modules (the architectures themselves: tools/poet_torch_arch.py)
 # ---------------------------------------------------------------------------------------------
 
-def config_get(config, key):
-    """config["a"]["b"] for key "a.b", else poet's default."""
-    node = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return DEFAULTS[key]
-        node = node[part]
-    return node
-
-
-def reference_arch(classes):
-    """poet_config_reference_arch: conv(20,k3,s2) relu conv(40,k3,s2) relu avg_pool(k6,s6)
-    linear(20) relu linear(K)."""
-    return [("conv", 20, 3, 2, 0), ("relu",), ("conv", 40, 3, 2, 0), ("relu",),
-            ("avg_pool", 6, 6, 0), ("linear", 20), ("relu",), ("linear", classes)]
-
-
-def _layer_spec(layer, where):
-    """One layer object of the config as a normalised tuple; two tuples are equal exactly when
-    poet_arch_equal says the layers are (a pool's stride defaults to its kernel)."""
-    if not isinstance(layer, dict) or "type" not in layer:
-        raise PoetTorchError("%s: expected a layer object with a \"type\"" % where)
-
-    def num(key, default=None):
-        value = layer.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise PoetTorchError("%s.%s: expected an integer, got %s"
-                                 % (where, key, json.dumps(value)))
-        return value
-
-    kind = layer["type"]
-    if kind == "conv":
-        return ("conv", num("out_channels"), num("kernel"), num("stride", 1), num("padding", 0))
-    if kind == "relu":
-        return ("relu",)
-    if kind in ("avg_pool", "max_pool"):
-        if layer.get("global", False):
-            return (kind, "global")
-        kernel = num("kernel")
-        return (kind, kernel, num("stride", kernel), num("padding", 0))
-    if kind == "linear":
-        return ("linear", num("out_features"))
-    raise PoetTorchError("%s.type: unknown layer type %s" % (where, json.dumps(kind)))
-
-
-def _arch(item, classes, where):
-    if item is None or item == "reference":
-        return reference_arch(classes)
-    if not isinstance(item, list) or not item:
-        raise PoetTorchError("%s: expected \"reference\" or a non-empty array of layers" % where)
-    return [_layer_spec(layer, "%s[%d]" % (where, i)) for i, layer in enumerate(item)]
-
-
-def parse_config(text, source):
-    """Config JSON text as a dict; `source` names it in the message of a PoetTorchError."""
-    try:
-        config = json.loads(text)
-    except ValueError as e:
-        raise PoetTorchError("%s: config does not parse as JSON: %s" % (source, e))
-    if not isinstance(config, dict):
-        raise PoetTorchError("%s: config is not a JSON object" % source)
-    return config
-
-
-def member_archs(config):
-    """(archs, member_arch): the distinct architectures in first-seen order (their index is the
-    checkpoint's arch_index) and each member's index into them, as src/config.c interns them."""
-    classes = int(config_get(config, "data.classes"))
-    model = config.get("model", {}) or {}
-    members = model.get("members", DEFAULTS["model.members"])
-    archs, member_arch = [], []
-
-    def intern(arch):
-        if arch not in archs:
-            archs.append(arch)
-        return archs.index(arch)
-
-    if isinstance(members, list) and members:
-        for g, group in enumerate(members):
-            where = "model.members[%d]" % g
-            if not isinstance(group, dict) or not isinstance(group.get("count"), int):
-                raise PoetTorchError("%s: expected {\"count\": N, \"architecture\": ...}" % where)
-            a = intern(_arch(group.get("architecture"), classes, where + ".architecture"))
-            member_arch += [a] * group["count"]
-    elif isinstance(members, int) and not isinstance(members, bool) and members > 0:
-        a = intern(_arch(model.get("architecture"), classes, "model.architecture"))
-        member_arch = [a] * members
-    else:
-        raise PoetTorchError("model.members: expected an integer >= 1 or an array of groups, got %s"
-                             % json.dumps(members))
-    return archs, member_arch
-
-
-def describe(arch):
-    """poet_arch_describe: the member's `architecture` attribute in the checkpoint."""
-    words = []
-    for s in arch:
-        if s[0] == "conv":
-            pad = ",p%d" % s[4] if s[4] else ""
-            words.append("conv(%d,k%d,s%d%s)" % (s[1], s[2], s[3], pad))
-        elif s[0] == "relu":
-            words.append("relu")
-        elif s[0] == "linear":
-            words.append("linear(%d)" % s[1])
-        elif s[1] == "global":
-            words.append("%s(global)" % s[0])
-        else:
-            pad = ",p%d" % s[3] if s[3] else ""
-            words.append("%s(k%d,s%d%s)" % (s[0], s[1], s[2], pad))
-    return " ".join(words)
-
-
-def plan(arch, input_shape, classes):
-    """Shape inference (poet_arch_plan_build): [(spec, in CHW, out CHW)] and the parameter tensors
-    [(name, shape)] in member layout (layer order, weight before bias)."""
-    c, h, w = (int(v) for v in input_shape)
-    layers, tensors, n_conv, n_fc = [], [], 0, 0
-    for i, s in enumerate(arch):
-        shape_in = (c, h, w)
-        if s[0] == "conv":
-            _, out, k, stride, pad = s
-            if h + 2 * pad < k or w + 2 * pad < k:
-                raise PoetTorchError("layer %d (%s): kernel %d does not fit input %dx%d"
-                                     % (i, describe([s]), k, h, w))
-            n_conv += 1
-            tensors += [("conv%d.weight" % n_conv, (out, c, k, k)),
-                        ("conv%d.bias" % n_conv, (out,))]
-            c, h, w = out, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        elif s[0] == "linear":
-            n_fc += 1
-            tensors += [("fc%d.weight" % n_fc, (s[1], c * h * w)), ("fc%d.bias" % n_fc, (s[1],))]
-            c, h, w = s[1], 1, 1
-        elif s[0] in ("avg_pool", "max_pool"):
-            if s[1] == "global":
-                h = w = 1
-            else:
-                _, k, stride, pad = s
-                if h + 2 * pad < k or w + 2 * pad < k:
-                    raise PoetTorchError("layer %d (%s): kernel %d does not fit input %dx%d"
-                                         % (i, describe([s]), k, h, w))
-                h, w = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        layers.append((s, shape_in, (c, h, w)))
-    if (c, h, w) != (classes, 1, 1):
-        raise PoetTorchError("network ends with %dx%dx%d outputs, expected %d logits"
-                             % (c, h, w, classes))
-    return layers, tensors
+def _is_chain(arch):
+    """A plain chain of conv/relu/pool/linear without ids: an nn.Sequential member."""
+    return all(s.kind in ("conv", "relu", "avg_pool", "max_pool", "linear") and not s.inputs
+               and not s.id for s in arch)
 
 
 def build_member(arch, input_shape, classes):
-    """An nn.Sequential computing exactly what poet's member computes, its parameters named as in
-    the checkpoint (conv1, conv2, ..., fc1, ...). Layers without parameters are named relu<i>,
-    avg_pool<i>, max_pool<i>, flatten<i> (i = the poet layer index). Parameters get PyTorch's
-    default initialisation, which has poet's distribution U(±1/sqrt(fan_in))."""
+    """An nn.Module computing exactly what poet's member computes, its parameters and buffers
+    named as in the checkpoint. A plain chain is an nn.Sequential (conv1, conv2, ..., fc1, ...;
+    layers without parameters are relu<i>, avg_pool<i>, max_pool<i>, flatten<i>, i = the poet
+    layer index); a graph (add, batchnorm, ids, inputs) a PoetGraph, whose modules sit at their
+    tensors' dotted names (layer1.0.conv1). Parameters get PyTorch's default initialisation, which
+    has poet's distribution U(±1/sqrt(fan_in)); batchnorm starts at weight 1, bias 0, running
+    mean 0 and variance 1 as in poet. member.poet_tensor_names lists the parameter names in member
+    layout (the optimizer's and the checkpoint's order)."""
     torch = _torch()
     nn = torch.nn
-    layers, _ = plan(arch, input_shape, classes)
-    modules = collections.OrderedDict()
-    n_conv = n_fc = 0
-    flat = False  # the activation is [B, features] (after a linear), not [B, C, H, W]
-    for i, (s, (c, h, w), _out) in enumerate(layers):
-        kind = s[0]
-        if kind != "linear" and kind != "relu" and flat:
-            # A conv or pool after a linear sees its C x 1 x 1 output, as in poet.
-            modules["unflatten%d" % i] = nn.Unflatten(1, (c, h, w))
-            flat = False
-        if kind == "conv":
-            n_conv += 1
-            modules["conv%d" % n_conv] = nn.Conv2d(c, s[1], s[2], stride=s[3], padding=s[4])
-        elif kind == "relu":
-            modules["relu%d" % i] = nn.ReLU()
-        elif kind == "linear":
-            if not flat:  # PyTorch's flatten of NCHW: the C·H·W order poet's fc weights use
-                modules["flatten%d" % i] = nn.Flatten(1)
-                flat = True
-            n_fc += 1
-            modules["fc%d" % n_fc] = nn.Linear(c * h * w, s[1])
-        elif s[1] == "global":
-            pool = nn.AvgPool2d if kind == "avg_pool" else nn.MaxPool2d
-            modules["%s%d" % (kind, i)] = pool((h, w))
-        elif kind == "avg_pool":
-            # count_include_pad=True and floor mode: poet's dnnl_pooling_avg_include_padding.
-            modules["avg_pool%d" % i] = nn.AvgPool2d(s[1], s[2], s[3], count_include_pad=True)
-        else:
-            modules["max_pool%d" % i] = nn.MaxPool2d(s[1], s[2], s[3])
-    if not flat:  # the network ended in K x 1 x 1 (a conv or pool): logits are [B, K]
-        modules["flatten%d" % len(layers)] = nn.Flatten(1)
-    member = nn.Sequential(modules)
+    layers, tensors, _ = plan(arch, input_shape, classes)
+    if not _is_chain(arch):
+        member = _graph_class()(layers)
+    else:
+        modules = collections.OrderedDict()
+        n_conv = n_fc = 0
+        flat = False  # the activation is [B, features] (after a linear), not [B, C, H, W]
+        for i, (s, _inputs, (c, h, w), _out) in enumerate(layers):
+            kind = s.kind
+            if kind != "linear" and kind != "relu" and flat:
+                # A conv or pool after a linear sees its C x 1 x 1 output, as in poet.
+                modules["unflatten%d" % i] = nn.Unflatten(1, (c, h, w))
+                flat = False
+            if kind == "conv":
+                n_conv += 1
+                out, k, stride, pad, bias = s.args
+                modules["conv%d" % n_conv] = nn.Conv2d(c, out, k, stride=stride, padding=pad,
+                                                       bias=bias)
+            elif kind == "relu":
+                modules["relu%d" % i] = nn.ReLU()
+            elif kind == "linear":
+                if not flat:  # PyTorch's flatten of NCHW: the C·H·W order poet's fc weights use
+                    modules["flatten%d" % i] = nn.Flatten(1)
+                    flat = True
+                n_fc += 1
+                modules["fc%d" % n_fc] = nn.Linear(c * h * w, s.args[0], bias=s.args[1])
+            elif s.args[0] == "global":
+                pool = nn.AvgPool2d if kind == "avg_pool" else nn.MaxPool2d
+                modules["%s%d" % (kind, i)] = pool((h, w))
+            elif kind == "avg_pool":
+                # count_include_pad=True and floor mode: poet's dnnl_pooling_avg_include_padding.
+                modules["avg_pool%d" % i] = nn.AvgPool2d(*s.args, count_include_pad=True)
+            else:
+                modules["max_pool%d" % i] = nn.MaxPool2d(*s.args)
+        if not flat:  # the network ended in K x 1 x 1 (a conv or pool): logits are [B, K]
+            modules["flatten%d" % len(layers)] = nn.Flatten(1)
+        member = nn.Sequential(modules)
     member.poet_architecture = describe(arch)
+    member.poet_tensor_names = [name for name, _ in tensors]
     return member
+
+
+_GRAPH = []
+
+
+def _graph_class():
+    """PoetGraph, defined on first use (torch is imported lazily)."""
+    if _GRAPH:
+        return _GRAPH[0]
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+
+    class PoetGraph(nn.Module):
+        """A poet member network with named inputs (add) and batch normalisation. Each layer with
+        parameters is a torch module at its tensors' dotted name (a "layer1.0.conv1" id gives
+        self.layer1[0].conv1: nested plain containers), so state_dict() has the checkpoint's
+        names, running_mean/running_var/num_batches_tracked included. forward runs the layers in
+        poet's order; every activation is [B, C, H, W] (a linear layer's output is [B, out, 1,
+        1], as poet sees it) and the logits [B, K]. BatchNorm2d has poet's semantics: eps 1e-5,
+        momentum 0.1, batch statistics in train(), running statistics in eval()."""
+
+        def __init__(self, layers):
+            super().__init__()
+            self.poet_ops = []  # (kind, module path or None, inputs, args, input shape)
+            count = {"conv": 0, "linear": 0, "batchnorm": 0}
+            for s, inputs, (c, h, w), _out in layers:
+                path = None
+                if s.kind in count:
+                    count[s.kind] += 1
+                    path = s.id or "%s%d" % ({"conv": "conv", "linear": "fc",
+                                              "batchnorm": "bn"}[s.kind], count[s.kind])
+                if s.kind == "conv":
+                    out, k, stride, pad, bias = s.args
+                    self._attach(path, nn.Conv2d(c, out, k, stride=stride, padding=pad,
+                                                 bias=bias))
+                elif s.kind == "linear":
+                    self._attach(path, nn.Linear(c * h * w, s.args[0], bias=s.args[1]))
+                elif s.kind == "batchnorm":
+                    self._attach(path, nn.BatchNorm2d(c, eps=1e-5, momentum=0.1))
+                self.poet_ops.append((s.kind, path, inputs, s.args, (c, h, w)))
+
+        def _attach(self, path, module):
+            parent, parts = self, path.split(".")
+            for part in parts[:-1]:
+                child = parent._modules.get(part)
+                if child is None:
+                    child = nn.Module()
+                    parent.add_module(part, child)
+                elif type(child) is not nn.Module:
+                    raise PoetTorchError("tensor name %s: %s is a layer and a container"
+                                         % (path, part))
+                parent = child
+            if parts[-1] in parent._modules:
+                raise PoetTorchError("two layers are named %s" % path)
+            parent.add_module(parts[-1], module)
+
+        def forward(self, x):
+            outs = []
+            for kind, path, inputs, args, (c, h, w) in self.poet_ops:
+                y = x if inputs[0] < 0 else outs[inputs[0]]
+                if kind == "add":
+                    for j in inputs[1:]:
+                        y = y + (x if j < 0 else outs[j])
+                elif kind == "relu":
+                    y = F.relu(y)
+                elif kind in ("conv", "batchnorm"):
+                    y = self.get_submodule(path)(y)
+                elif kind == "linear":
+                    y = self.get_submodule(path)(y.flatten(1))[:, :, None, None]
+                elif args[0] == "global":
+                    y = (F.avg_pool2d if kind == "avg_pool" else F.max_pool2d)(y, (h, w))
+                elif kind == "avg_pool":
+                    y = F.avg_pool2d(y, *args, count_include_pad=True)
+                else:
+                    y = F.max_pool2d(y, *args)
+                outs.append(y)
+            return outs[-1].flatten(1)
+
+    _GRAPH.append(PoetGraph)
+    return PoetGraph
+
+
+def member_parameters(member):
+    """A member's parameters in member layout (the checkpoint's and poet's optimizer order)."""
+    names = getattr(member, "poet_tensor_names", None)
+    if names is None:
+        return list(member.parameters())
+    params = dict(member.named_parameters())
+    return [params[n] for n in names]
 
 
 def build_ensemble(config, input_shape):
@@ -307,7 +252,7 @@ def make_optimizer(members, config, iteration=0, total=0, state=None, exact=Fals
     rate of the step at `iteration`; `state` (an optimizer.state_dict()) is loaded when given.
     exact=True gives PoetSGD instead, whose steps round as poet's do (bitwise)."""
     torch = _torch()
-    params = [p for m in members for p in m.parameters()]
+    params = [p for m in members for p in member_parameters(m)]
     kind = poet_sgd if exact else torch.optim.SGD
     extra = {} if exact else {"dampening": 0}
     opt = kind(params, lr=lr_at(config, iteration, total),
@@ -476,20 +421,27 @@ def _order_flags(group):
     return (plist.get_link_creation_order(), plist.get_attr_creation_order())
 
 
-def checksum(params, momentum, tensors):
-    """/checksums[j]: zlib CRC-32 of the member's params then momentum, each tensor in layer order,
-    float32 little-endian C order (checksum_floats in src/checkpoint.c)."""
+def checksum(params, momentum, tensors, buffers=None, states=()):
+    """/checksums[j]: zlib CRC-32 of the member's params, momentum and (with batchnorm) buffers,
+    each tensor in layer order, float32 little-endian C order (checksum_floats in
+    src/checkpoint.c)."""
     crc = 0
-    for group in (params, momentum):
-        for name, _shape in tensors:
+    for group, names in ((params, tensors), (momentum, tensors), (buffers, states)):
+        for name, _shape in names:
             crc = zlib.crc32(np.ascontiguousarray(group[name], dtype="<f4").tobytes(), crc)
     return crc
 
 
+def _tracked_names(states):
+    """The state_dict keys of PyTorch's num_batches_tracked, one per batchnorm layer."""
+    return [n[:-len("running_mean")] + "num_batches_tracked" for n, _ in states
+            if n.endswith(".running_mean")]
+
+
 def read_checkpoint(path, verify=True):
     """Everything in a poet checkpoint: {"attrs": {hdf5 path: attributes}, "config": text,
-    "input_shape", "members": [{"params", "momentum": OrderedDict name -> float32 array}],
-    "archs", "member_arch", "checksums"}. Checks what poet checks (format version, shapes,
+    "input_shape", "members": [{"params", "momentum", "buffers": OrderedDict name -> float32
+    array, "tracked": num_batches_tracked}], "archs", "member_arch", "checksums"}. Checks what poet checks (format version, shapes,
     checksums) and raises PoetTorchError naming the file."""
     if not os.path.isfile(path):
         raise PoetTorchError("%s: cannot open checkpoint: %s" % (
@@ -530,12 +482,13 @@ def read_checkpoint(path, verify=True):
         members = []
         for j in range(M):
             arch = archs[member_arch[j]]
-            _, tensors = plan(arch, input_shape, classes)
+            _, tensors, states = plan(arch, input_shape, classes)
             gname = "members/%04d" % j
             if gname not in f:
                 raise PoetTorchError("%s: group /%s is missing" % (path, gname))
             group = f[gname]
-            for obj_path in ["members", gname] + ["%s/%s" % (gname, k) for k in KINDS]:
+            for obj_path in ["members", gname] + ["%s/%s" % (gname, k)
+                                                  for k in KINDS + (BUFFERS,)]:
                 if obj_path in f:
                     layout["/" + obj_path] = _order_flags(f[obj_path])
                     if len(f[obj_path].attrs):
@@ -544,10 +497,15 @@ def read_checkpoint(path, verify=True):
             if described is not None and described != describe(arch):
                 raise PoetTorchError("%s: member %d architecture attribute %r differs from its "
                                      "config's %r" % (path, j, described, describe(arch)))
-            member = {"arch": arch, "tensors": tensors}
-            for kind in KINDS:
+            member = {"arch": arch, "tensors": tensors, "states": states, "tracked": 0}
+            if states:
+                if "num_batches_tracked" not in group.attrs:
+                    raise PoetTorchError("%s: attribute num_batches_tracked of /%s is missing"
+                                         % (path, gname))
+                member["tracked"] = int(group.attrs["num_batches_tracked"])
+            for kind, names in ((KINDS[0], tensors), (KINDS[1], tensors), (BUFFERS, states)):
                 data = collections.OrderedDict()
-                for name, shape in tensors:
+                for name, shape in names:
                     dpath = "%s/%s/%s" % (gname, kind, name)
                     if dpath not in f:
                         raise PoetTorchError("%s: dataset /%s is missing" % (path, dpath))
@@ -558,7 +516,8 @@ def read_checkpoint(path, verify=True):
                     data[name] = dset.astype("<f4")[()]  # float32 as stored: no conversion
                 member[kind] = data
             if verify:
-                crc = checksum(member["params"], member["momentum"], tensors)
+                crc = checksum(member["params"], member["momentum"], tensors, member[BUFFERS],
+                               states)
                 if crc != stored[j]:
                     raise PoetTorchError("%s: member %d checksum mismatch: stored 0x%08x, computed "
                                          "0x%08x (corrupt data)" % (path, j, stored[j], crc))
@@ -569,11 +528,15 @@ def read_checkpoint(path, verify=True):
             "checksums": stored}
 
 
-def _load_state(member, arrays):
-    """Copies float32 arrays into a member's parameters bit for bit."""
+def _load_state(member, m):
+    """Copies a checkpoint member's float32 parameters and running statistics into a member bit
+    for bit, and its num_batches_tracked into every batchnorm layer."""
     torch = _torch()
+    arrays = list(m["params"].items()) + list(m[BUFFERS].items())
     state = collections.OrderedDict((name, torch.from_numpy(np.array(a, dtype="<f4", copy=True)))
-                                    for name, a in arrays.items())
+                                    for name, a in arrays)
+    for name in _tracked_names(m["states"]):
+        state[name] = torch.tensor(m["tracked"], dtype=torch.int64)
     member.load_state_dict(state, strict=True)
 
 
@@ -584,7 +547,7 @@ def load_ensemble(path, verify=True):
     members = []
     for m in ck["members"]:
         member = build_member(m["arch"], ck["input_shape"], ck["classes"])
-        _load_state(member, m["params"])
+        _load_state(member, m)
         members.append(member.eval())
     return members, ck["config_dict"]
 
@@ -601,10 +564,10 @@ def to_torch(path, verify=True):
     members = []
     for m in ck["members"]:
         member = build_member(m["arch"], ck["input_shape"], ck["classes"])
-        _load_state(member, m["params"])
+        _load_state(member, m)
         members.append(member)
     opt = make_optimizer(members, config, iteration, total)
-    params = [p for member in members for p in member.parameters()]
+    params = [p for member in members for p in member_parameters(member)]
     buffers = [torch.from_numpy(np.array(a, dtype="<f4", copy=True))
                for m in ck["members"] for a in m["momentum"].values()]
     for p, buf in zip(params, buffers):
@@ -648,7 +611,7 @@ TRACKED = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
 
 
 def _default_layout(path):
-    return (TRACKED, 0) if path.rsplit("/", 1)[-1] in KINDS else (0, 0)
+    return (TRACKED, 0) if path.rsplit("/", 1)[-1] in KINDS + (BUFFERS,) else (0, 0)
 
 
 def _group(parent, name, layout):
@@ -679,8 +642,9 @@ def _write_tensor(group, name, array):
 
 
 def write_checkpoint(path, config_text, members, root_attrs, extra_attrs=None, layout=None):
-    """Writes a checkpoint poet reads: `members` is [(params, momentum)], each a mapping
-    name -> float32 array; `root_attrs` has every ROOT_ATTRS entry; `extra_attrs` maps an HDF5
+    """Writes a checkpoint poet reads: `members` is [(params, momentum[, buffers,
+    num_batches_tracked])], params, momentum and buffers (batchnorm's running statistics, for
+    members with batchnorm) each a mapping name -> float32 array; `root_attrs` has every ROOT_ATTRS entry; `extra_attrs` maps an HDF5
     object path to its other attributes (and their order) to restore; `layout` maps a group path
     to its (link, attribute) creation-order flags (default: checkpoint.c's)."""
     config = parse_config(config_text, path)
@@ -718,25 +682,35 @@ def _write_file(tmp, members, root_attrs, extra_attrs, layout, archs, member_arc
         group_members = _group(f, "members", flags("/members"))
         _put_attrs(group_members, {}, extra_attrs.get("/members", {}))
         crcs = []
-        for j, (params, momentum) in enumerate(members):
+        for j, member in enumerate(members):
+            params, momentum, buffers, tracked = (tuple(member) + ({}, 0))[:4]
             arch = archs[member_arch[j]]
-            _, tensors = plan(arch, root_attrs["input_shape"], classes)
+            _, tensors, states = plan(arch, root_attrs["input_shape"], classes)
             gpath = "/members/%04d" % j
             g = _group(group_members, "%04d" % j, flags(gpath))
-            _put_attrs(g, {"architecture": (describe(arch), None),
-                           "arch_index": (member_arch[j], "<i4")}, extra_attrs.get(gpath, {}))
-            for kind, data in zip(KINDS, (params, momentum)):
+            computed = {"architecture": (describe(arch), None),
+                        "arch_index": (member_arch[j], "<i4")}
+            stored = dict(extra_attrs.get(gpath, {}))
+            if states:  # src/checkpoint.c: only members with batchnorm
+                computed["num_batches_tracked"] = (int(tracked), "<i8")
+            else:
+                stored.pop("num_batches_tracked", None)
+            _put_attrs(g, computed, stored)
+            for kind, data, names in ((KINDS[0], params, tensors), (KINDS[1], momentum, tensors),
+                                      (BUFFERS, buffers, states)):
+                if not names and kind == BUFFERS:
+                    continue
                 kpath = "%s/%s" % (gpath, kind)
                 kg = _group(g, kind, flags(kpath))
                 _put_attrs(kg, {}, extra_attrs.get(kpath, {}))
-                for name, shape in tensors:
+                for name, shape in names:
                     if name not in data:
                         raise PoetTorchError("member %d: no tensor %s (%s)" % (j, name, kind))
                     if tuple(data[name].shape) != shape:
                         raise PoetTorchError("member %d: %s %s has shape %s, expected %s"
                                              % (j, kind, name, tuple(data[name].shape), shape))
                     _write_tensor(kg, name, data[name])
-            crcs.append(checksum(params, momentum, tensors))
+            crcs.append(checksum(params, momentum, tensors, buffers, states))
         f.create_dataset("checksums", data=np.array(crcs, dtype="<u4"), dtype="<u4")
 
 
@@ -790,7 +764,7 @@ def from_torch(saved, path, iteration=None, config_text=None):
     for j, state in enumerate(states):
         if hasattr(state, "state_dict"):  # an nn.Module saved whole
             state = state.state_dict()
-        _, tensors = plan(archs[member_arch[j]], input_shape, classes)
+        _, tensors, states = plan(archs[member_arch[j]], input_shape, classes)
         params, momentum = collections.OrderedDict(), collections.OrderedDict()
         for name, shape in tensors:
             if name not in state:
@@ -807,7 +781,22 @@ def from_torch(saved, path, iteration=None, config_text=None):
             else:
                 momentum[name] = np.zeros(shape, dtype=np.float32)
             index += 1
-        members.append((params, momentum))
+        running = collections.OrderedDict()
+        for name, shape in states:
+            if name not in state:
+                raise PoetTorchError("member %d: state_dict has no %s (batchnorm's running "
+                                     "statistics)" % (j, name))
+            running[name] = _as_float32(state[name], "member %d %s" % (j, name))
+        # poet keeps one num_batches_tracked per member (every batchnorm counts the same
+        # forwards); a state_dict without any keeps the file's, else 0.
+        counts = {n: int(state[n]) for n in _tracked_names(states) if n in state}
+        if len(set(counts.values())) > 1:
+            raise PoetTorchError("member %d: num_batches_tracked differs between batchnorm "
+                                 "layers (%s): poet keeps one count per member"
+                                 % (j, ", ".join("%s %d" % kv for kv in counts.items())))
+        stored_member = poet_attrs.get("/members/%04d" % j, {})
+        tracked = next(iter(counts.values()), int(stored_member.get("num_batches_tracked", 0)))
+        members.append((params, momentum, running, tracked))
     if buffers and max(buffers) >= index:
         raise PoetTorchError("the optimizer state has a buffer for parameter %d, the members "
                              "have %d" % (max(buffers), index))

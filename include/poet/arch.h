@@ -6,7 +6,8 @@
  * Legend: B = batch, C = channels, H/W = height/width, K = classes, G = members in one stack.
  *
  * "Member layout": one member's parameters are its tensors one after another, in layer order, each
- * in PyTorch's layout: conv weight OIHW then bias O; linear weight [out, in] then bias [out], where
+ * in PyTorch's layout: conv weight OIHW then bias O; linear weight [out, in] then bias [out] (no
+ * bias tensor for a layer with "bias": false, PyTorch's bias=False), where
  * `in` flattens the input as C·H·W in that order (PyTorch's flatten of NCHW).
  * Tensor names are PyTorch-style: conv<i>.weight, conv<i>.bias, fc<i>.weight, fc<i>.bias,
  * bn<i>.weight, bn<i>.bias (1-based, counted per kind).
@@ -37,6 +38,7 @@ typedef struct {
     int kernel_h, kernel_w;      /* resolved: global pooling and linear use the whole input */
     int stride, padding;
     int weight_tensor; /* index of the weight in poet_arch_plan.tensors, bias is +1; -1 none */
+    int has_bias;      /* weight layers: a bias tensor follows the weight (conv/linear "bias") */
     int state_tensor;  /* batchnorm: running_mean in poet_arch_plan.states, var +1; -1 none */
 } poet_layer_plan;
 
@@ -116,7 +118,7 @@ double poet_arch_workspace_bytes(const poet_arch_plan *plan, int rows);
  *             changes (read after the block's first BN-relu), then BN-relu, global average
  *             pooling, fc. Tensors conv1, block<s>.layer.<b>.bn1/conv1/bn2/conv2/convShortcut,
  *             bn1, fc.
- * Convolutions carry a bias (PyTorch's use bias=False before BN): C extra parameters each.
+ * Convolutions have no bias (bias=False, as in PyTorch's definitions: a BN follows them); fc has.
  * Returns 1 and fills `arch` (named `name`) when `name` is one of these, else 0. */
 int poet_arch_builtin(const char *name, int classes, poet_arch *arch);
 

@@ -44,6 +44,7 @@ typedef struct {
     int stride;  /* conv/pool */
     int padding; /* conv/pool */
     int global;  /* pool: 1 = kernel covers the whole input (global pooling) */
+    int no_bias; /* conv/linear: 1 = no bias tensor ("bias": false, PyTorch's bias=False) */
     /* The graph: a layer reads the previous layer's output (layer 0: the images) unless it names
      * its inputs. Inputs are always earlier layers, so a network has no cycles. */
     char id[POET_ID_MAX];        /* "" or the name other layers' "input"/"inputs" use */
@@ -130,6 +131,7 @@ typedef struct {
     int arity; /* kary tree arity k >= 2 (binary: 2) */
     poet_overlap_mode overlap;
     int chunks;     /* exact overlap: micro-batches per batch */
+    int group_size; /* S: ranks per member group, each taking a shard of the batch; 0 = automatic */
     double timeout; /* seconds a wait on the tree may last before the job ends; 0 = no limit */
     double memory_limit_gib; /* most memory a rank's estimate may need; 0 = node's / its ranks */
 

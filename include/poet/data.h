@@ -103,9 +103,10 @@ typedef struct {
     int shuffle;
     int batch; /* B */
     long batches_per_epoch;
-    long cached_epoch;      /* epoch whose permutation is in `order`, -1 none */
-    uint32_t *order;        /* [N] */
-    int crop_padding, flip; /* augmentation (poet_batcher_set_augment) */
+    long cached_epoch;           /* epoch whose permutation is in `order`, -1 none */
+    uint32_t *order;             /* [N] */
+    int crop_padding, flip;      /* augmentation (poet_batcher_set_augment) */
+    int image_first, image_rows; /* the rows whose images are built (poet_batcher_set_rows) */
 } poet_batcher;
 
 poet_status poet_batcher_init(poet_batcher *b, const poet_dataset *ds, uint64_t seed, int shuffle,
@@ -120,6 +121,11 @@ void poet_batcher_free(poet_batcher *b);
  * zero padding of torchvision's RandomCrop before Normalize). So every rank builds the same batch
  * for any iteration, whatever the rank count or a resume. */
 void poet_batcher_set_augment(poet_batcher *b, int crop_padding, int flip);
+
+/* Builds only rows [first, first + rows) of every batch's images (a member group's shard,
+ * group.h), in their places in the batch buffer; the other rows' images are left as they are,
+ * every label is written. The default is the whole batch. */
+void poet_batcher_set_rows(poet_batcher *b, int first, int rows);
 
 /* Writes image `index` augmented by the draw `u` (as above; crop_padding and flip of `b`). */
 poet_status poet_data_image_augmented(const poet_dataset *ds, long index, int crop_padding,

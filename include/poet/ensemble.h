@@ -35,9 +35,10 @@ typedef struct {
 
 typedef struct {
     const poet_config *cfg;
-    int rank, ranks;
-    int classes; /* K */
-    int batch;   /* rows per training stack call (B, or B / chunks) */
+    int rank, ranks; /* this rank's member group and the groups (the ranks when P <= M) */
+    int shard;       /* its shard in the group (group.h): only shard 0 writes the members out */
+    int classes;     /* K */
+    int batch;       /* rows per training stack call (B, or B / chunks; of a shard with groups) */
     int eval_batch;
     poet_shape input;
     poet_arch_plan *plans;             /* [cfg->n_archs]; allocated: a plan of 256 layers is

@@ -52,10 +52,12 @@ void poet_gemmconv_im2col(const poet_conv_shape *s, const float *src, poet_strid
 /* Floats of the weights in gemm layout: 2·O·(KC + 1). */
 size_t poet_gemmconv_weights_floats(const poet_conv_shape *s);
 
-/* PyTorch's weights [O, C, KH, KW] and bias [O] into gemm layout (both copies). */
+/* PyTorch's weights [O, C, KH, KW] and bias [O] into gemm layout (both copies); a NULL bias (a
+ * layer without one) is a zero bias row. */
 void poet_gemmconv_weights_to_gemm(const poet_conv_shape *s, const float *oihw, const float *bias,
                                    float *w);
-/* A weight gradient dw [O, KC + 1] (poet_gemmconv_backward_weights) into PyTorch's layouts. */
+/* A weight gradient dw [O, KC + 1] (poet_gemmconv_backward_weights) into PyTorch's layouts; a
+ * NULL bias drops dL/db. */
 void poet_gemmconv_gradients_from_gemm(const poet_conv_shape *s, const float *dw, float *oihw,
                                        float *bias);
 

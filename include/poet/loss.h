@@ -39,12 +39,25 @@ void poet_loss_joint_weighted(const double *mean_logits, const uint8_t *labels, 
                               int classes, int members, double beta, float *grad, double *loss,
                               long *correct);
 
+/* The same for `batch` rows of a larger batch (a micro-batch, or a group's shard of the batch):
+ * grad = beta·(q̄ − p)/denominator with denominator = M·B of the whole batch, and *loss the mean
+ * over these rows. poet_loss_joint_weighted is this with denominator members·batch (same bits). */
+void poet_loss_joint_rows(const double *mean_logits, const uint8_t *labels, int batch, int classes,
+                          double denominator, double beta, float *grad, double *loss,
+                          long *correct);
+
 /* A member's own part of the blended gradient, computed by the rank that owns it:
  * grad[b*K + k] = weight·(softmax(f)_b − p_b)/(members·B), weight = 1 − beta. The logits are
  * rounded to the fixed-point grid first, exactly as a one-member ensemble's mean is, so that with
  * weight 1 and members 1 the bits equal a one-member joint run's gradient. */
 void poet_loss_member_grad(const float *logits, size_t row_stride, const uint8_t *labels, int batch,
                            int classes, int members, double weight, float *grad);
+
+/* The same with the divisor given whole: weight·(softmax(f) − p)/denominator (M·B of the whole
+ * batch when `batch` rows are a part of it). */
+void poet_loss_member_grad_rows(const float *logits, size_t row_stride, const uint8_t *labels,
+                                int batch, int classes, double denominator, double weight,
+                                float *grad);
 
 /* Member dropout: kept[j] = 1 for the members that join iteration `iteration`'s mean, drawn from
  * (seed, iteration) alone so every rank and every resume draws the same subset; each member is left

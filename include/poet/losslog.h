@@ -47,6 +47,13 @@ int poet_losslog_flush_due(const poet_losslog *log);
 /* Collective: appends an evaluation row (rank 0's values are written). */
 poet_status poet_losslog_eval(poet_losslog *log, const poet_eval_result *res);
 
+/* Collective: the run's traffic per iteration as root attributes (docs/log-format.md): the member
+ * groups' shape, every rank's reduce-tree and group all-reduce bytes (sent + received; gathered
+ * here, each rank passes its own) and what data parallelism over all ranks would move per rank. A
+ * log whose writes failed earlier is left alone. */
+poet_status poet_losslog_traffic(poet_losslog *log, int groups, int group_size, double tree_bytes,
+                                 double group_bytes, double data_parallel_bytes);
+
 /* Collective: writes what is buffered and flushes the file to disk. */
 poet_status poet_losslog_flush(poet_losslog *log);
 

@@ -44,11 +44,14 @@ typedef struct {
     uint64_t bytes_per_iteration; /* this rank, sent + received, mean over the run's iterations */
     uint64_t bytes_per_iteration_min, bytes_per_iteration_max; /* over all ranks */
     uint64_t data_parallel_bytes_per_iteration; /* what all-reducing every gradient would move */
-    double phase_seconds[POET_PHASES];          /* rank 0's time per phase over the training loop */
-    double peak_rss_mib;                        /* this rank's peak resident memory */
-    double peak_rss_mib_max;                    /* the largest over all ranks */
-    double memory_estimate_mib;     /* this rank's estimate before training (memplan.h) */
-    double memory_estimate_mib_max; /* the largest over all ranks */
+    int groups, group_size; /* member groups (group.h): G groups of S ranks (S = 1: P <= M) */
+    uint64_t group_bytes_per_iteration; /* this rank's group all-reduce, sent + received */
+    uint64_t group_bytes_per_iteration_min, group_bytes_per_iteration_max; /* over all ranks */
+    double phase_seconds[POET_PHASES]; /* rank 0's time per phase over the training loop */
+    double peak_rss_mib;               /* this rank's peak resident memory */
+    double peak_rss_mib_max;           /* the largest over all ranks */
+    double memory_estimate_mib;        /* this rank's estimate before training (memplan.h) */
+    double memory_estimate_mib_max;    /* the largest over all ranks */
     double data_mib; /* this rank's data sets and batch buffers (the same on every rank) */
     long train_images, validation_images, test_images;
     int channels, height, width; /* the images' shape, C×H×W */
