@@ -276,6 +276,7 @@ typedef struct {
     MPI_Comm comm;
     const char *path; /* the .tmp file */
     hid_t gcpl, dcpl, dxpl;
+    poet_status failed; /* this rank's first failed write, agreed once all data is written */
 } writer;
 
 /* Every rank's outcome of one collective transfer (`written`, with `err` the errno right after
@@ -290,26 +291,32 @@ static poet_status agree_write(const writer *w, herr_t written, int err, const c
     return poet_error_agree(w->comm, st);
 }
 
-/* Collective: creates one tensor's dataset in group `where`; the owner (data != NULL) writes it,
- * the others join the collective transfer with an empty selection. */
-static poet_status write_tensor(const writer *w, hid_t group, const char *where,
+/* A failed independent write: remembered (the first one), agreed after the last data write. */
+static void note_failed_write(writer *w, int err, const char *object) {
+    if (w->failed == POET_OK)
+        w->failed = poet_error_set(POET_ERR_IO, "%s: cannot write %s: %s", w->path, object,
+                                   poet_fs_write_cause(w->path, err, poet_hdf5_error_string()));
+}
+
+/* Collective: creates one tensor's dataset in group `where` (its space allocated at creation, as
+ * parallel HDF5 does for contiguous data); the owner (data != NULL) alone writes it, independently.
+ * A collective transfer per tensor cost several MPI collectives each, every one a few round trips
+ * between hosts (bench/README.md: checkpoints across hosts). */
+static poet_status write_tensor(writer *w, hid_t group, const char *where,
                                 const poet_tensor_info *t, const float *data) {
     poet_status st = POET_OK;
     hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t dims[4];
     char object[160];
-    float none = 0.0f; /* HDF5 wants a buffer even for an empty selection */
     for (int d = 0; d < t->ndims; d++)
         dims[d] = (hsize_t)t->dims[d];
     POET_H5(space = H5Screate_simple(t->ndims, dims, NULL));
     POET_H5(dset = H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, w->dcpl,
                               H5P_DEFAULT));
-    if (!data)
-        POET_H5(H5Sselect_none(space));
     snprintf(object, sizeof object, "%s/%s", where, t->name);
     errno = 0;
-    herr_t written = H5Dwrite(dset, H5T_NATIVE_FLOAT, space, space, w->dxpl, data ? data : &none);
-    POET_TRY(agree_write(w, written, errno, object));
+    if (data && H5Dwrite(dset, H5T_NATIVE_FLOAT, space, space, w->dxpl, data) < 0)
+        note_failed_write(w, errno, object);
 fail:
     poet_h5_close(&dset);
     poet_h5_close(&space);
@@ -318,7 +325,7 @@ fail:
 
 /* Collective: /members/<jjjj>/ with its attributes and both tensor groups. `block` is the member's
  * [params N][momentum N] on its owner, NULL elsewhere. */
-static poet_status write_member(const writer *w, hid_t members, const poet_config *cfg,
+static poet_status write_member(writer *w, hid_t members, const poet_config *cfg,
                                 const poet_arch_plan *plan, int j, const float *block,
                                 long long batches_tracked) {
     poet_status st = POET_OK;
@@ -365,23 +372,19 @@ fail:
 }
 
 /* Collective: /checksums [M] uint32, each rank writing its members' entries. */
-static poet_status write_checksums(const writer *w, hid_t file, const poet_ensemble *e, int members,
+static poet_status write_checksums(writer *w, hid_t file, const poet_ensemble *e, int members,
                                    const member_copies *mc) {
     poet_status st = POET_OK;
     hid_t file_space = H5I_INVALID_HID, mem_space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t m = (hsize_t)members, n = (hsize_t)(mc->n ? mc->n : 1);
-    uint32_t none = 0;
     POET_H5(file_space = H5Screate_simple(1, &m, NULL));
     POET_H5(dset = H5Dcreate2(file, "checksums", H5T_STD_U32LE, file_space, H5P_DEFAULT,
                               H5P_DEFAULT, H5P_DEFAULT));
     POET_TRY(select_local(file_space, e, mc->n));
     POET_H5(mem_space = H5Screate_simple(1, &n, NULL));
-    if (!mc->n)
-        POET_H5(H5Sselect_none(mem_space));
     errno = 0;
-    herr_t written =
-        H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, w->dxpl, mc->n ? mc->crc : &none);
-    POET_TRY(agree_write(w, written, errno, "/checksums"));
+    if (mc->n && H5Dwrite(dset, H5T_NATIVE_UINT32, mem_space, file_space, w->dxpl, mc->crc) < 0)
+        note_failed_write(w, errno, "/checksums");
 fail:
     poet_h5_close(&dset);
     poet_h5_close(&mem_space);
@@ -397,18 +400,20 @@ static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config 
                               const member_copies *mc, const char *config_json) {
     poet_status st = POET_OK;
     hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, members = H5I_INVALID_HID;
-    writer w = {comm, tmp, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
+    writer w = {comm, tmp, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID, POET_OK};
     int rank = 0;
     POET_MPI(MPI_Comm_rank(comm, &rank));
     POET_H5(fapl = H5Pcreate(H5P_FILE_ACCESS));
     POET_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
+    /* Metadata leaves in one collective write at the flush rather than rank 0's many small ones. */
+    POET_H5(H5Pset_coll_metadata_write(fapl, 1));
     errno = 0;
     file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (file < 0)
         POET_FAIL(POET_ERR_IO, "cannot create checkpoint %s: %s", tmp,
                   poet_fs_write_cause(tmp, errno, poet_hdf5_error_string()));
     POET_H5(w.dxpl = H5Pcreate(H5P_DATASET_XFER));
-    POET_H5(H5Pset_dxpl_mpio(w.dxpl, H5FD_MPIO_COLLECTIVE));
+    POET_H5(H5Pset_dxpl_mpio(w.dxpl, H5FD_MPIO_INDEPENDENT));
     /* Every element is written, so HDF5 need not write fill values first. */
     POET_H5(w.dcpl = H5Pcreate(H5P_DATASET_CREATE));
     POET_H5(H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER));
@@ -427,6 +432,9 @@ static poet_status write_file(MPI_Comm comm, const char *tmp, const poet_config 
                               (long long)e->batches_tracked));
     }
     POET_TRY(write_checksums(&w, file, e, cfg->members, mc));
+    /* One agreement for every data write: a rank whose write failed (a full disk) went on making
+     * the same collective metadata calls as the others, so none waits for another here. */
+    POET_TRY(poet_error_agree(comm, w.failed));
     POET_TRY(
         poet_error_agree(comm, rank == 0 ? poet_fs_check_room(tmp, "the checkpoint") : POET_OK));
     errno = 0;

@@ -848,6 +848,8 @@ fail:
     return st;
 }
 
+int poet_losslog_flush_due(const poet_losslog *log) { return log->buffered + 1 >= log->capacity; }
+
 poet_status poet_losslog_append(poet_losslog *log, const poet_iteration_record *rec,
                                 const double *local_member_loss) {
     int r = log->buffered;

@@ -173,6 +173,9 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
     for (int p = 0; p < POET_PHASES; p++)
         printf(" %s %.1f%%", names[p], total > 0 ? 100 * s->phase_seconds[p] / total : 0.0);
     printf("\n");
+    if (s->checkpoints)
+        printf("checkpoints: %d written, the last in %.2f s, %.2f s in all (rank 0's wall time)\n",
+               s->checkpoints, s->checkpoint_seconds_last, s->checkpoint_seconds_total);
     if (s->evaluated)
         printf("test: ensemble accuracy %.4f, nll %.4f, mean member accuracy %.4f, disagreement "
                "%.4f\n",

@@ -85,6 +85,9 @@ typedef struct {
     int sleep_rank;       /* testing: POET_FAULT_SLEEP_RANK stops answering at */
     long sleep_iteration; /* POET_FAULT_SLEEP_ITERATION (default 0) for POET_FAULT_SLEEP_SECONDS */
     unsigned sleep_seconds;
+    int sleep_at_end; /* POET_FAULT_SLEEP_AT=end: after the iteration's exchange, not before it */
+    int checkpoints;  /* written so far, and their wall time on this rank (the summary) */
+    double checkpoint_last, checkpoint_total;
     FILE *trajectory;
     double phase_mark; /* when the current phase began */
     double phase_seconds[POET_PHASES];
@@ -263,7 +266,7 @@ static void snapshot_member_loss(trainer *t) {
 /* Tests make one rank fail at one iteration (POET_FAULT_RANK, POET_FAULT_ITERATION), or stop
  * answering there (POET_FAULT_SLEEP_*: the others' tree waits time out, distributed.timeout). */
 static void inject_fault(trainer *t, long it) {
-    if (t->sleep_rank == t->rank && t->sleep_iteration == it)
+    if (!t->sleep_at_end && t->sleep_rank == t->rank && t->sleep_iteration == it)
         sleep(t->sleep_seconds);
     if (t->local == POET_OK && t->fault_iteration == it && t->fault_rank == t->rank)
         t->local = poet_error_set(POET_ERR_INTERNAL,
@@ -589,7 +592,10 @@ static poet_status checkpoint(trainer *t, long iterations_done) {
     if (t->log)
         POET_TRY(poet_losslog_flush(t->log));
     POET_TRY(poet_checkpoint_write(t->comm, t->cfg, &t->ens, &pos, path, sizeof path));
-    poet_deadline_note_checkpoint(&t->deadline, now_seconds() - t0);
+    t->checkpoint_last = now_seconds() - t0;
+    t->checkpoint_total += t->checkpoint_last;
+    t->checkpoints++;
+    poet_deadline_note_checkpoint(&t->deadline, t->checkpoint_last);
     t->last_checkpoint = poet_deadline_now(&t->deadline);
     if (t->rank == 0 && !t->opt->quiet)
         printf("checkpoint %s (iteration %ld)\n", path, iterations_done);
@@ -721,6 +727,9 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         decide_by_clock(t, it);
         POET_TRY(t->cfg->overlap == POET_OVERLAP_STALE ? run_stale_iteration(t, it, &o)
                                                        : run_iteration(t, it, &o));
+        /* Tests: silent between exchanges, where the log flush, evaluations and checkpoints run. */
+        if (t->sleep_at_end && t->sleep_rank == t->rank && t->sleep_iteration == it)
+            sleep(t->sleep_seconds);
         if (o.error) {
             poet_error_mark_agreed();
             POET_FAIL(POET_ERR_REMOTE,
@@ -735,17 +744,22 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         summary->group_bytes_per_iteration =
             (group_bytes(t) - group_at_start) / (uint64_t)(it + 1 - t->start);
         record_trajectory(t, it, o.loss);
+        if (t->log && poet_losslog_flush_due(t->log))
+            POET_TRY(poet_tree_sync(t->tree, "the loss-log flush"));
         POET_TRY(log_iteration(t, it, &o, now_seconds() - t0, tree_bytes(t) - bytes0));
         if (t->rank == 0 && !t->opt->quiet && c->log_every &&
             ((it + 1) % c->log_every == 0 || it + 1 == t->total))
             print_progress(t, it, &o, now_seconds() - started, it + 1 - t->start);
         long done = it + 1;
         poet_deadline_note_iteration(&t->deadline, now_seconds() - t0);
-        if (c->eval_every && done % c->eval_every == 0 && done < t->total)
+        if (c->eval_every && done % c->eval_every == 0 && done < t->total) {
+            POET_TRY(poet_tree_sync(t->tree, "an evaluation"));
             POET_TRY(evaluate(t, done, 1, summary));
+        }
         if (t->opt->stop_after && done == t->opt->stop_after)
             o.stop = 1; /* tests: behave exactly as if a signal had arrived */
         if (o.stop) {
+            POET_TRY(poet_tree_sync(t->tree, "a checkpoint"));
             POET_TRY(checkpoint(t, done));
             summary->iterations_done = done;
             summary->deadline_stop = o.deadline;
@@ -755,8 +769,10 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
         if (o.checkpoint)
             t->checkpoint_pending = 0;
         if (((c->checkpoint_every && done % c->checkpoint_every == 0) || o.checkpoint) &&
-            done < t->total)
+            done < t->total) {
+            POET_TRY(poet_tree_sync(t->tree, "a checkpoint"));
             POET_TRY(checkpoint(t, done));
+        }
     }
     lap(t, POET_PHASE_OTHER);
     memcpy(summary->phase_seconds, t->phase_seconds, sizeof t->phase_seconds);
@@ -764,10 +780,14 @@ static poet_status train_loop(trainer *t, poet_train_summary *summary) {
     summary->seconds = now_seconds() - started;
     if (it > t->start)
         summary->images_per_second = (double)(it - t->start) * c->batch_size / summary->seconds;
+    POET_TRY(poet_tree_sync(t->tree, "the final evaluation"));
     POET_TRY(evaluate(t, it, 0, summary));
     POET_TRY(checkpoint(t, it));
     POET_TRY(measure_ranks(t, summary));
 fail:
+    summary->checkpoints = t->checkpoints;
+    summary->checkpoint_seconds_last = t->checkpoint_last;
+    summary->checkpoint_seconds_total = t->checkpoint_total;
     return st;
 }
 
@@ -817,6 +837,8 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         const char *secs = getenv("POET_FAULT_SLEEP_SECONDS");
         t.sleep_iteration = it ? atol(it) : 0;
         t.sleep_seconds = secs ? (unsigned)atoi(secs) : 3600; /* (default 3600) */
+        t.sleep_at_end =
+            getenv("POET_FAULT_SLEEP_AT") && !strcmp(getenv("POET_FAULT_SLEEP_AT"), "end");
     }
     /* Layout and placement are cheap and wrong rank counts are common: say so before loading
      * any data. */

@@ -23,7 +23,7 @@
 
 #include "poet/mpierror.h"
 
-enum { TAG_UP = 4100, TAG_DOWN = 4200 };
+enum { TAG_UP = 4100, TAG_DOWN = 4200, TAG_SYNC_UP = 4300, TAG_SYNC_DOWN = 4301 };
 #define MAX_CHILDREN 64
 #define SPIN_SECONDS 1e-3    /* test without pausing this long before sleeping between tests */
 #define PAUSE_FIRST_NS 20000 /* then pause 20 µs, doubling up to 1 ms */
@@ -375,6 +375,43 @@ poet_status poet_tree_bcast_wait(poet_tree *t, int slot) {
     }
     POET_TRY(wait_bounded(t, t->n_children, sl->child_send, t->children,
                           "it to take the gradient (tree, down)"));
+fail:
+    return st;
+}
+
+/* Zero-byte messages up the tree and back down, every wait bounded as the exchange's. The last
+ * gradient sent down completes on the sender once it is in the socket, whether or not the child
+ * will ever read it; only the child's word coming back up proves it still answers. */
+poet_status poet_tree_sync(poet_tree *t, const char *step) {
+    poet_status st = POET_OK;
+    MPI_Request req[MAX_CHILDREN];
+    char what[160];
+    if (t->size == 1)
+        return POET_OK;
+    if (t->kind == POET_TREE_MPI) {
+        int everyone = -1;
+        MPI_Request barrier = MPI_REQUEST_NULL;
+        snprintf(what, sizeof what, "MPI_Ibarrier before %s", step);
+        POET_MPI(MPI_Ibarrier(t->comm, &barrier));
+        return wait_bounded(t, 1, &barrier, &everyone, what);
+    }
+    for (int c = 0; c < t->n_children; c++)
+        POET_MPI(MPI_Irecv(NULL, 0, MPI_BYTE, t->children[c], TAG_SYNC_UP, t->comm, &req[c]));
+    snprintf(what, sizeof what, "it to reach %s (tree sync, up)", step);
+    POET_TRY(wait_bounded(t, t->n_children, req, t->children, what));
+    if (t->parent >= 0) {
+        MPI_Request up = MPI_REQUEST_NULL, down = MPI_REQUEST_NULL;
+        POET_MPI(MPI_Isend(NULL, 0, MPI_BYTE, t->parent, TAG_SYNC_UP, t->comm, &up));
+        POET_MPI(MPI_Irecv(NULL, 0, MPI_BYTE, t->parent, TAG_SYNC_DOWN, t->comm, &down));
+        snprintf(what, sizeof what, "it to take this rank's word before %s (tree sync, up)", step);
+        POET_TRY(wait_bounded(t, 1, &up, &t->parent, what));
+        snprintf(what, sizeof what, "its go-ahead for %s (tree sync, down)", step);
+        POET_TRY(wait_bounded(t, 1, &down, &t->parent, what));
+    }
+    for (int c = 0; c < t->n_children; c++)
+        POET_MPI(MPI_Isend(NULL, 0, MPI_BYTE, t->children[c], TAG_SYNC_DOWN, t->comm, &req[c]));
+    snprintf(what, sizeof what, "it to take the go-ahead for %s (tree sync, down)", step);
+    POET_TRY(wait_bounded(t, t->n_children, req, t->children, what));
 fail:
     return st;
 }

@@ -24,6 +24,25 @@ foreach(case "binary:2:no answer from rank 2 on host" "kary:0:no answer from ran
                        ENVIRONMENT "${POET_TEST_ENV};POET_FAULT_SLEEP_RANK=${silent};POET_FAULT_SLEEP_ITERATION=2"
                        PROCESSORS 4 TIMEOUT 90)
 endforeach()
+# The same between exchanges (issue 18's blame defect): rank 2 falls silent right after iteration 4's
+# exchange, where every rank then enters a collective (the loss-log flush every 5 iterations, or a
+# checkpoint). Before, rank 0 sat in HDF5's collective write with no deadline and named nobody, or
+# its children named rank 0 when they left the collective first; now a bounded tree sync ahead of
+# every collective step names rank 2. Rank 2 wakes after 60 s: without the sync the run finishes.
+foreach(case "flush:output.log_flush_every=5" "checkpoint:output.checkpoint_every=5")
+  string(REPLACE ":" ";" parts "${case}")
+  list(GET parts 0 step)
+  list(GET parts 1 setting)
+  set(name tree_timeout_before_${step})
+  add_test(NAME ${name}
+           COMMAND ${POET_TIMEOUT_RUN} "no answer from rank 2 on host" ${MPIEXEC_EXECUTABLE} -np 4
+                   --oversubscribe $<TARGET_FILE:poet> train ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json
+                   --quiet --overwrite --set distributed.timeout=3 --set ${setting}
+                   --set output.checkpoint_dir=${CMAKE_CURRENT_BINARY_DIR}/timeout/before_${step})
+  set_tests_properties(${name} PROPERTIES
+                       ENVIRONMENT "${POET_TEST_ENV};POET_FAULT_SLEEP_RANK=2;POET_FAULT_SLEEP_ITERATION=4;POET_FAULT_SLEEP_AT=end;POET_FAULT_SLEEP_SECONDS=60"
+                       PROCESSORS 4 TIMEOUT 120)
+endforeach()
 poet_add_test(tree_timeout_config ${CMAKE_CURRENT_SOURCE_DIR}/expect_error.sh 3
               "distributed.timeout: expected number >= 0" $<TARGET_FILE:poet> train
               ${CMAKE_CURRENT_SOURCE_DIR}/configs/tiny.json --set distributed.timeout=-1)

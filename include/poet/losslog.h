@@ -40,6 +40,10 @@ poet_status poet_losslog_open(MPI_Comm comm, const char *path, const poet_config
 poet_status poet_losslog_append(poet_losslog *log, const poet_iteration_record *rec,
                                 const double *local_member_loss);
 
+/* Whether the next poet_losslog_append flushes (a collective step: the caller may check its peers
+ * first, poet_tree_sync). */
+int poet_losslog_flush_due(const poet_losslog *log);
+
 /* Collective: appends an evaluation row (rank 0's values are written). */
 poet_status poet_losslog_eval(poet_losslog *log, const poet_eval_result *res);
 

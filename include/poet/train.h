@@ -60,6 +60,8 @@ typedef struct {
     poet_eval_result eval;
     int evaluated;
     int already_finished; /* --resume found the run complete and changed nothing */
+    int checkpoints;      /* written by this run, and rank 0's wall time for them */
+    double checkpoint_seconds_last, checkpoint_seconds_total;
 } poet_train_summary;
 
 /* Installs SIGTERM/SIGUSR1 handlers that only set a flag read at the next iteration. */

@@ -73,6 +73,12 @@ poet_status poet_tree_bcast_wait(poet_tree *tree, int slot);
 void poet_tree_set_timeout(poet_tree *tree, double seconds);
 double poet_tree_timeout(const poet_tree *tree);
 
+/* Collective, bounded as every wait: a barrier through the tree before a step that uses MPI's own
+ * collectives (the loss-log flush, an evaluation, a checkpoint), whose waits have no deadline. A
+ * peer lost since the last exchange is named here, by the rank nearest it, rather than leaving
+ * every rank inside HDF5's collective write. `step` names the step for the message. */
+poet_status poet_tree_sync(poet_tree *tree, const char *step);
+
 /* Lets MPI move what is in flight (call between layers while computing). */
 poet_status poet_tree_progress(poet_tree *tree);
 
