@@ -158,7 +158,8 @@ int main(int argc, char **argv) {
     int threads = omp_get_max_threads();
     const char *only = argc > 4 ? argv[4] : NULL;
     for (int a = 0; a < 2 && st == POET_OK; a++) {
-        poet_stack_options opt = {v[a].algorithm, threads, S ? state : NULL};
+        poet_stack_options opt = {
+            .convolution = v[a].algorithm, .threads = threads, .state = S ? state : NULL};
         if (!only || strcmp(only, v[a].name) == 0)
             st = poet_stack_create(&plan, G, B, 1, &opt, params, grads, &v[a].stack);
     }

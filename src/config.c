@@ -157,7 +157,8 @@ static const char *const TRAINING_KEYS[] = {
     "objective",  "beta",         "member_dropout", "deadline",
     NULL};
 static const char *const DISTRIBUTED_KEYS[] = {
-    "tree", "arity", "overlap", "chunks", "memory_limit_gib", "timeout", "group_size", NULL};
+    "tree",    "arity",      "overlap",        "chunks", "memory_limit_gib",
+    "timeout", "group_size", "sync_batchnorm", NULL};
 static const char *const OUTPUT_KEYS[] = {
     "run_name", "checkpoint_dir",  "checkpoint_every",         "checkpoint_keep",
     "log_file", "log_flush_every", "checkpoint_every_seconds", NULL};
@@ -1077,6 +1078,7 @@ static poet_status parse_distributed(const char *src, const cJSON *d, poet_confi
                             &cfg->memory_limit_gib));
         POET_TRY(opt_number(src, "distributed", d, "timeout", 0.0, 0, NAN, 0, &cfg->timeout));
         POET_TRY(opt_int(src, "distributed", d, "group_size", 0, 65536, &cfg->group_size));
+        POET_TRY(opt_bool(src, "distributed", d, "sync_batchnorm", &cfg->sync_batchnorm));
     }
     if (cfg->tree == POET_TREE_BINARY)
         cfg->arity = 2;

@@ -213,6 +213,7 @@ char *poet_config_to_json(const poet_config *cfg) {
     put_number(&b, d, "memory_limit_gib", cfg->memory_limit_gib);
     put_number(&b, d, "timeout", cfg->timeout);
     put_int(&b, d, "group_size", cfg->group_size);
+    put_bool(&b, d, "sync_batchnorm", cfg->sync_batchnorm);
 
     cJSON *o = attach(&b, root, "output", cJSON_CreateObject());
     put_string(&b, o, "run_name", cfg->run_name);

@@ -103,8 +103,12 @@ static poet_status create_stack_primitives(poet_ensemble *e, poet_member_stack *
     float *p = e->params + s->param_offset, *g = e->grads + s->param_offset;
     /* config.h numbers model.convolution as net.h does: 0 gemm, 1 onednn; training.threads 0
      * leaves the count to OpenMP's default, which the command line sets (src/main.c). */
-    poet_stack_options opt = {e->cfg->convolution == 1 ? POET_CONV_ONEDNN : POET_CONV_GEMM,
-                              e->cfg->threads, e->state + s->state_offset};
+    poet_stack_options opt = {.convolution =
+                                  e->cfg->convolution == 1 ? POET_CONV_ONEDNN : POET_CONV_GEMM,
+                              .threads = e->cfg->threads,
+                              .state = e->state + s->state_offset,
+                              .sync = e->sync,
+                              .sync_context = e->sync_context};
     for (int slot = 0; slot < train_slots; slot++)
         POET_TRY(poet_stack_create(plan, s->members, e->batch, 1, &opt, p, g, &s->train[slot]));
     POET_TRY(poet_stack_create(plan, s->members, e->eval_batch, 0, &opt, p, g, &s->eval));
@@ -115,9 +119,12 @@ fail:
 }
 
 poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, poet_shape input,
-                                 int batch, int train_slots, int eval_batch, poet_ensemble *e) {
+                                 int batch, int train_slots, int eval_batch,
+                                 poet_stack_sync_fn sync, void *sync_context, poet_ensemble *e) {
     poet_status st = POET_OK;
     memset(e, 0, sizeof *e);
+    e->sync = sync;
+    e->sync_context = sync_context;
     e->cfg = cfg;
     e->rank = rank;
     e->ranks = ranks;
@@ -189,55 +196,82 @@ static float *own_grad(poet_ensemble *e, int slot, int local) {
     return e->own_grad + ((size_t)slot * e->n_local + local) * e->batch * e->classes;
 }
 
-poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *images,
-                                  const uint8_t *labels, int64_t *fixed_sum) {
+/* Member stack s's forward, and its members' logits into the sums and losses. */
+static poet_status stack_forward(poet_ensemble *e, int s, int slot, const float *images,
+                                 const uint8_t *labels, int64_t *fixed_sum) {
     poet_status st = POET_OK;
     int K = e->classes;
-    for (int s = 0; s < e->n_stacks; s++) {
-        poet_member_stack *ms = &e->stacks[s];
-        size_t row = (size_t)ms->members * K;
-        POET_TRY(poet_stack_forward(ms->train[slot], images, ms->logits));
-        for (int g = 0; g < ms->members; g++) {
-            int local = ms->first_local + g;
-            double loss;
-            long correct;
-            const float *logits = ms->logits + (size_t)g * K;
-            if (e->kept[slot][e->local_ids[local]])
-                POET_TRY(
-                    poet_loss_add_fixed(fixed_sum, logits, row, e->batch, K, e->local_ids[local]));
-            if (e->per_member)
-                poet_loss_member_grad_rows(logits, row, labels, e->batch, K,
-                                           (double)e->cfg->members * e->cfg->batch_size,
-                                           1.0 - e->cfg->beta, own_grad(e, slot, local));
-            poet_loss_member(ms->logits + (size_t)g * K, row, labels, e->batch, K, &loss, &correct);
-            e->member_loss[local] += loss * e->batch; /* poet_loss_member gives the batch mean */
-            e->member_correct[local] += correct;
-        }
+    poet_member_stack *ms = &e->stacks[s];
+    size_t row = (size_t)ms->members * K;
+    POET_TRY(poet_stack_forward(ms->train[slot], images, ms->logits));
+    for (int g = 0; g < ms->members; g++) {
+        int local = ms->first_local + g;
+        double loss;
+        long correct;
+        const float *logits = ms->logits + (size_t)g * K;
+        if (e->kept[slot][e->local_ids[local]])
+            POET_TRY(poet_loss_add_fixed(fixed_sum, logits, row, e->batch, K, e->local_ids[local]));
+        if (e->per_member)
+            poet_loss_member_grad_rows(logits, row, labels, e->batch, K,
+                                       (double)e->cfg->members * e->cfg->batch_size,
+                                       1.0 - e->cfg->beta, own_grad(e, slot, local));
+        poet_loss_member(ms->logits + (size_t)g * K, row, labels, e->batch, K, &loss, &correct);
+        e->member_loss[local] += loss * e->batch; /* poet_loss_member gives the batch mean */
+        e->member_correct[local] += correct;
     }
-    e->batches_tracked++;
 fail:
     return st;
 }
 
-poet_status poet_ensemble_backward(poet_ensemble *e, int slot, const float *grad, int accumulate) {
-    poet_status st = POET_OK;
-    size_t n = (size_t)e->batch * e->classes;
+poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *images,
+                                  const uint8_t *labels, int64_t *fixed_sum) {
     for (int s = 0; s < e->n_stacks; s++) {
-        if (!e->per_member) {
-            POET_TRY(poet_stack_backward(e->stacks[s].train[slot], grad, accumulate));
-            continue;
+        poet_status st = stack_forward(e, s, slot, images, labels, fixed_sum);
+        if (st != POET_OK) { /* the rest still take part in the group's exchanges */
+            for (int rest = s + 1; rest < e->n_stacks; rest++)
+                poet_stack_skip(e->stacks[rest].train[slot], 0);
+            return st;
         }
-        /* One member per stack: its joint part if it is in the mean, plus its own part (+0 adds
-         * nothing, so beta = 0 keeps a one-member run's bits). */
-        int local = e->stacks[s].first_local;
-        const float *own = own_grad(e, slot, local);
-        int kept = e->kept[slot][e->local_ids[local]];
-        for (size_t i = 0; i < n; i++)
-            e->member_grad[i] = (kept ? grad[i] : 0.0f) + own[i];
-        POET_TRY(poet_stack_backward(e->stacks[s].train[slot], e->member_grad, accumulate));
     }
-fail:
+    e->batches_tracked++;
+    return POET_OK;
+}
+
+poet_status poet_ensemble_skip(poet_ensemble *e, int slot, int backward) {
+    poet_status st = POET_OK;
+    for (int s = 0; s < e->n_stacks; s++) {
+        poet_status skip_st = poet_stack_skip(e->stacks[s].train[slot], backward);
+        st = st == POET_OK ? skip_st : st;
+    }
     return st;
+}
+
+/* Member stack s's backward. */
+static poet_status stack_backward(poet_ensemble *e, int s, int slot, const float *grad,
+                                  int accumulate) {
+    size_t n = (size_t)e->batch * e->classes;
+    if (!e->per_member)
+        return poet_stack_backward(e->stacks[s].train[slot], grad, accumulate);
+    /* One member per stack: its joint part if it is in the mean, plus its own part (+0 adds
+     * nothing, so beta = 0 keeps a one-member run's bits). */
+    int local = e->stacks[s].first_local;
+    const float *own = own_grad(e, slot, local);
+    int kept = e->kept[slot][e->local_ids[local]];
+    for (size_t i = 0; i < n; i++)
+        e->member_grad[i] = (kept ? grad[i] : 0.0f) + own[i];
+    return poet_stack_backward(e->stacks[s].train[slot], e->member_grad, accumulate);
+}
+
+poet_status poet_ensemble_backward(poet_ensemble *e, int slot, const float *grad, int accumulate) {
+    for (int s = 0; s < e->n_stacks; s++) {
+        poet_status st = stack_backward(e, s, slot, grad, accumulate);
+        if (st != POET_OK) { /* the rest still take part in the group's exchanges */
+            for (int rest = s + 1; rest < e->n_stacks; rest++)
+                poet_stack_skip(e->stacks[rest].train[slot], 1);
+            return st;
+        }
+    }
+    return POET_OK;
 }
 
 void poet_ensemble_step(poet_ensemble *e, double lr) {

@@ -18,7 +18,7 @@
 
 #include "poet/mpierror.h"
 
-enum { TAG_BLOCK = 4500, TAG_EXTRAS = 4501, TAG_GATHER = 4502 };
+enum { TAG_BLOCK = 4500, TAG_EXTRAS = 4501, TAG_GATHER = 4502, TAG_SUM = 4503 };
 #define SPIN_SECONDS 1e-3    /* as tree.c: test without pausing this long, then sleep between */
 #define PAUSE_FIRST_NS 20000 /* tests, 20 µs doubling up to 1 ms */
 #define PAUSE_MOST_NS 1000000
@@ -287,4 +287,34 @@ poet_status poet_group_allreduce(poet_group *g, float *values, size_t n, double 
     POET_TRY(wait_bounded(g, count, "its block of the summed weight gradients"));
 fail:
     return st;
+}
+
+poet_status poet_group_sum(poet_group *g, double *x, size_t n, const char *what) {
+    poet_status st = POET_OK;
+    int S = g->layout.size, s = g->layout.shard, count = 0;
+    POET_TRY(reserve(g, 1, n > 0 ? n : 1));
+    for (int p = 0; p < S; p++) {
+        if (p == s)
+            continue;
+        g->peer[count] = p;
+        POET_MPI(MPI_Irecv(g->extras + (size_t)p * g->extras_capacity, (int)n, MPI_DOUBLE, p,
+                           TAG_SUM, g->group_comm, &g->req[count++]));
+        g->peer[count] = p;
+        POET_MPI(MPI_Isend(x, (int)n, MPI_DOUBLE, p, TAG_SUM, g->group_comm, &g->req[count++]));
+        g->bytes += 2 * n * sizeof(double); /* sent + received */
+    }
+    POET_TRY(wait_bounded(g, count, what));
+    memcpy(g->extras + (size_t)s * g->extras_capacity, x, n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double sum = g->extras[i];
+        for (int p = 1; p < S; p++)
+            sum += g->extras[(size_t)p * g->extras_capacity + i];
+        x[i] = sum;
+    }
+fail:
+    return st;
+}
+
+poet_status poet_group_sum_callback(void *group, double *x, size_t n) {
+    return poet_group_sum(group, x, n, "its batch-norm statistics");
 }

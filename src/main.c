@@ -145,9 +145,12 @@ static void print_summary(const poet_config *cfg, const poet_train_summary *s, i
     if (s->group_size > 1) /* the line above stays as it was: bench/run.sh reads it */
         printf("member groups: %d groups of %d ranks, each rank a shard of every batch; the "
                "reduce trees move the figures above (per rank), the groups' all-reduce of the "
-               "weight gradients %llu bytes/iteration on rank 0, %llu..%llu over the ranks (sent "
-               "+ received), against ~%llu per rank for data parallelism over all %d ranks\n",
-               s->groups, s->group_size, (unsigned long long)s->group_bytes_per_iteration,
+               "weight gradients%s %llu bytes/iteration on rank 0, %llu..%llu over the ranks "
+               "(sent + received), against ~%llu per rank for data parallelism over all %d "
+               "ranks\n",
+               s->groups, s->group_size,
+               cfg->sync_batchnorm ? " and the batch-norm statistics' exchanges" : "",
+               (unsigned long long)s->group_bytes_per_iteration,
                (unsigned long long)s->group_bytes_per_iteration_min,
                (unsigned long long)s->group_bytes_per_iteration_max,
                (unsigned long long)s->data_parallel_bytes_per_iteration, ranks);

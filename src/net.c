@@ -233,6 +233,8 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
         POET_DNNL(dnnl_memory_desc_init_by_tag(&c_md, 1, dims, dnnl_f32, dnnl_x));
         POET_TRY(net_memory_new(s, &c_md, lane->acc, &x->acc_w));
         POET_TRY(net_memory_new(s, &c_md, lane->acc + layer->w_count, &x->acc_b));
+        if (s->n_sync > 0)
+            POET_TRY(net_bnsync_scratch_create(s, x, l));
     }
     if (is_weight_layer(layer->kind) && s->training) {
         dnnl_memory_desc_t w_plain, b_md;
@@ -335,7 +337,7 @@ static poet_status stack_build(poet_stack *s) {
     poet_status st = POET_OK;
     POET_ALLOC(s->layers, s->L);
     POET_ALLOC(s->units, (size_t)s->G * s->L);
-    POET_ALLOC(s->lanes, s->T);
+    POET_ALLOC(s->lanes, s->n_lanes);
     POET_ALLOC(s->member_st, s->G);
     POET_ALLOC(s->member_fault, s->G);
     POET_DNNL(dnnl_engine_create(&s->engine, dnnl_cpu, 0));
@@ -357,8 +359,17 @@ static poet_status stack_build(poet_stack *s) {
     for (int g = 0; g < s->G; g++)
         for (int l = g == 0 ? 0 : s->first_w; l < s->L; l++)
             POET_TRY(unit_create(s, g, l));
-    for (int i = 0; i < s->T; i++)
+    for (int i = 0; i < s->n_lanes; i++)
         POET_TRY(lane_create(s, &s->lanes[i], i < s->G));
+    if (s->n_sync > 0) {
+        size_t most = 0;
+        for (int k = 0; k < s->n_sync; k++) {
+            size_t n = net_bnsync_doubles(s, s->sync_layers[k]);
+            most = n > most ? n : most;
+        }
+        POET_ALLOC(s->sync_buf, most);
+        POET_ALLOC(s->sync_sums, most);
+    }
 fail:
     return st;
 }
@@ -368,7 +379,7 @@ poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch
                               poet_stack **out) {
     poet_status st = POET_OK;
     poet_stack *s = NULL;
-    poet_stack_options defaults = {POET_CONV_GEMM, 0, NULL};
+    poet_stack_options defaults = {.convolution = POET_CONV_GEMM, .threads = 0, .state = NULL};
     const poet_stack_options *opt = options ? options : &defaults;
     int first_w, threads = opt->threads > 0 ? opt->threads : omp_get_max_threads();
     int omp_default = omp_get_max_threads();
@@ -383,6 +394,16 @@ poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch
     s->B = batch;
     s->L = plan->n_layers;
     s->T = threads < members ? threads : members;
+    s->n_lanes = s->T;
+    if (training && opt->sync) {
+        for (int l = 0; l < plan->n_layers; l++)
+            if (plan->layers[l].kind == POET_LAYER_BATCHNORM)
+                s->sync_layers[s->n_sync++] = l;
+        s->sync_fn = opt->sync;
+        s->sync_context = opt->sync_context;
+        if (s->n_sync > 0)
+            s->n_lanes = members;
+    }
     s->training = training;
     s->conv_gemm = opt->convolution == POET_CONV_GEMM;
     s->first_w = first_w;
@@ -419,7 +440,8 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
             net_scratch *x = &lane->layers[l];
             dnnl_memory_t *mems[] = {&x->ddst_copy,      &x->bwd_w_copy, &x->bwdw_src_copy,
                                      &x->bwdw_ddst_copy, &x->dsrc,       &x->dw,
-                                     &x->acc_w,          &x->acc_b,      &x->dsum};
+                                     &x->acc_w,          &x->acc_b,      &x->dsum,
+                                     &x->fix_a,          &x->fix_b};
             for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
                 net_memory_free(mems[i]);
             free(x->col_buf);
@@ -451,7 +473,10 @@ static void layer_destroy(net_layer *layer) {
                      &layer->bwdw_src_reorder,
                      &layer->bwdw_ddst_reorder,
                      &layer->dw_reorder,
-                     &layer->grad_sum};
+                     &layer->grad_sum,
+                     &layer->sync_fwd,
+                     &layer->sync_bwd,
+                     &layer->sync_fix};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         net_op_destroy(ops[i]);
     poet_gemmconv_next_free(&layer->next);
@@ -461,7 +486,7 @@ void poet_stack_destroy(poet_stack *s) {
     if (!s)
         return;
     if (s->lanes)
-        for (int i = 0; i < s->T; i++)
+        for (int i = 0; i < s->n_lanes; i++)
             lane_destroy(s, &s->lanes[i]);
     if (s->units)
         for (size_t i = 0; i < (size_t)s->G * s->L; i++)
@@ -483,6 +508,8 @@ void poet_stack_destroy(poet_stack *s) {
         dnnl_engine_destroy(s->engine);
     free(s->member_st);
     free(s->member_fault);
+    free(s->sync_buf);
+    free(s->sync_sums);
     free(s->logits_view);
     free(s->logits_buf);
     free(s->lanes);
@@ -530,14 +557,33 @@ static poet_status layer_forward(poet_stack *s, const net_lane *lane, int g, int
     return net_dnnl_forward(s, lane, g, a, l, fault);
 }
 
-/* Member g's layers from the first weight layer on, then its logits into the stack's buffer. */
-static poet_status member_forward(poet_stack *s, const net_lane *lane, int g, net_fault *fault) {
-    int a = activation_owner(s, lane, g);
-    for (int l = s->first_w; l < s->L; l++) {
-        NET_PASS(layer_forward(s, lane, g, a, l, fault));
+/* Phase k's layers in forward, [*from, *to]: without synchronised batch normalisation one phase,
+ * the first weight layer to the last; with it, phase k ends at the k-th batchnorm layer (its
+ * statistics step) and phase k + 1 starts there (its normalisation). Chains hold no batchnorm,
+ * so no phase cuts one. */
+static void forward_span(const poet_stack *s, int k, int *from, int *to) {
+    *from = k == 0 ? s->first_w : s->sync_layers[k - 1];
+    *to = k == s->n_sync ? s->L - 1 : s->sync_layers[k];
+}
+
+/* Member g's layers of phase k (all from the first weight layer on when nothing is synchronised),
+ * and after the last its logits into the stack's buffer. */
+static poet_status member_forward(poet_stack *s, const net_lane *lane, int g, int k,
+                                  net_fault *fault) {
+    int a = activation_owner(s, lane, g), from, to;
+    forward_span(s, k, &from, &to);
+    for (int l = from; l <= to; l++) {
+        if (s->n_sync > 0 && l == from && k > 0)
+            NET_PASS(net_bnsync_normalise(s, lane, g, l, fault));
+        else if (s->n_sync > 0 && l == to && k < s->n_sync)
+            NET_PASS(net_bnsync_stats(s, lane, g, l, fault));
+        else
+            NET_PASS(layer_forward(s, lane, g, a, l, fault));
         if (s->layers[l].gemm) /* the whole chain ran */
             l = s->layers[l].chain_last;
     }
+    if (k < s->n_sync)
+        return POET_OK;
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, unit(s, a, s->L - 1)->dst},
                               {DNNL_ARG_TO, s->logits_view[g]}};
     NET_DNNL(fault, net_op_run(lane, &s->logits_reorder, 2, args), "logits reorder");
@@ -597,11 +643,25 @@ static poet_status gradient_sum(poet_stack *s, const net_lane *lane, int l, net_
     return POET_OK;
 }
 
+/* Phase k's layers in backward, *hi down to *lo: forward's phases in reverse; a phase ends at a
+ * batchnorm layer's backward and the next starts with its fix. */
+static void backward_span(const poet_stack *s, int k, int *hi, int *lo) {
+    *hi = k == 0 ? s->L - 1 : s->sync_layers[s->n_sync - k];
+    *lo = k == s->n_sync ? s->first_w : s->sync_layers[s->n_sync - 1 - k];
+}
+
 /* Backward runs the layers in reverse order, down to the first layer with weights: nothing
- * before it has parameters, and nobody needs dL/d(images). */
+ * before it has parameters, and nobody needs dL/d(images). Phase k's layers only (backward_span).
+ */
 static poet_status member_backward(poet_stack *s, const net_lane *lane, int g, int accumulate,
-                                   net_fault *fault) {
-    for (int l = s->L - 1; l >= s->first_w; l--) {
+                                   int k, net_fault *fault) {
+    int hi, lo;
+    backward_span(s, k, &hi, &lo);
+    for (int l = hi; l >= lo; l--) {
+        if (s->n_sync > 0 && l == hi && k > 0) {
+            NET_PASS(net_bnsync_fix(s, lane, g, l, NULL, NULL, fault));
+            continue;
+        }
         if (s->layers[l].grad_sum.prim)
             NET_PASS(gradient_sum(s, lane, l, fault));
         if (s->layers[l].by_chain || s->layers[l].kind == POET_LAYER_ADD)
@@ -639,8 +699,9 @@ static poet_status run_failed(const poet_stack *s, int g, int backward, poet_sta
                           backward ? "backward" : "forward", step, why);
 }
 
-/* Runs every member's forward (backward = 0) or backward, one member per thread at a time. Each
- * thread runs its primitives single-threaded, as they were created.
+/* Runs phase k of every member's forward (backward = 0) or backward, one member per thread at a
+ * time. Each thread runs its primitives single-threaded, as they were created; a member runs on
+ * its thread's lane, or on its own when the stack synchronises batch normalisation.
  *
  * Signals are blocked on the computing threads meanwhile: oneDNN 2.6's JIT sgemm kernels point
  * rsp into the heap, so a signal handler running on such a thread (ours for SIGTERM/SIGUSR1, a
@@ -648,13 +709,10 @@ static poet_status run_failed(const poet_stack *s, int g, int backward, poet_sta
  * Seen here as "corrupted size vs. prev_size" aborts when Slurm preempted a job. A blocked signal
  * goes to another thread (MPI's) or waits until the members are done: our handler only sets a
  * flag that the trainer reads between steps anyway. */
-static poet_status run_members(poet_stack *s, int backward, int accumulate) {
+static poet_status run_phase(poet_stack *s, int backward, int accumulate, int k) {
     poet_status shared_st = POET_OK;
     net_fault shared_fault = {NULL, dnnl_success};
-    for (int g = 0; g < s->G; g++) {
-        s->member_st[g] = POET_OK;
-        s->member_fault[g] = shared_fault;
-    }
+    int own_lanes = s->n_lanes > s->T;
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &saved);
@@ -666,19 +724,24 @@ static poet_status run_members(poet_stack *s, int backward, int accumulate) {
             pthread_sigmask(SIG_BLOCK, &all, &worker_saved);
         omp_set_num_threads(1); /* this thread's nested regions: oneDNN's kernels */
         const net_lane *lane = &s->lanes[omp_get_thread_num()];
-        if (!backward && (s->first_w > 0 || s->layers[s->first_w].shared_col)) {
+        if (!backward && k == 0 && (s->first_w > 0 || s->layers[s->first_w].shared_col)) {
 #pragma omp single
             shared_st = shared_forward(s, lane, &shared_fault);
             /* the single's barrier: every thread sees the shared layers' output */
-            if (lane->shared_col && shared_st == POET_OK)
+            if (lane->shared_col && shared_st == POET_OK && !own_lanes)
                 net_shared_im2col(s, lane);
         }
 #pragma omp for schedule(static)
-        for (int g = 0; g < s->G; g++)
-            if (shared_st == POET_OK)
-                s->member_st[g] = backward
-                                      ? member_backward(s, lane, g, accumulate, &s->member_fault[g])
-                                      : member_forward(s, lane, g, &s->member_fault[g]);
+        for (int g = 0; g < s->G; g++) {
+            const net_lane *mine = own_lanes ? &s->lanes[g] : lane;
+            if (shared_st != POET_OK || s->member_st[g] != POET_OK)
+                continue;
+            if (own_lanes && !backward && k == 0 && mine->shared_col)
+                net_shared_im2col(s, mine);
+            s->member_st[g] = backward
+                                  ? member_backward(s, mine, g, accumulate, k, &s->member_fault[g])
+                                  : member_forward(s, mine, g, k, &s->member_fault[g]);
+        }
         if (worker)
             pthread_sigmask(SIG_SETMASK, &worker_saved, NULL);
     }
@@ -691,12 +754,60 @@ static poet_status run_members(poet_stack *s, int backward, int accumulate) {
     return POET_OK;
 }
 
+/* The exchange after phase k at batchnorm layer l: this stack's sums (zeros when `contribute` is
+ * 0: a failed or skipped pass still takes part, so that the other stacks are not left waiting),
+ * summed over the stacks taking part by the caller's sync. */
+static poet_status sync_layer(poet_stack *s, int l, int backward, int contribute) {
+    size_t n = net_bnsync_doubles(s, l);
+    if (!contribute)
+        memset(s->sync_buf, 0, n * sizeof(double));
+    else if (backward) /* the members' sums are there already (net_batchnorm_backward) */
+        s->sync_buf[n - 1] = net_bnsync_local_count(s, l);
+    else
+        net_bnsync_pack_stats(s, l, s->sync_buf);
+    poet_status st = s->sync_fn(s->sync_context, s->sync_buf, n);
+    if (st == POET_OK && !backward)
+        net_bnsync_unpack_stats(s, l, s->sync_buf);
+    if (st == POET_OK && backward) /* the fixes read them while the next sums are collected */
+        memcpy(s->sync_sums, s->sync_buf, n * sizeof(double));
+    return st;
+}
+
+/* Every phase of a forward or backward pass, `run` = 0 for a pass that does not compute at all
+ * (poet_stack_skip). A phase that fails leaves the rest of the pass to the exchanges alone. */
+static poet_status run_members(poet_stack *s, int backward, int accumulate, int run) {
+    poet_status st = POET_OK;
+    for (int g = 0; g < s->G; g++) {
+        s->member_st[g] = POET_OK;
+        s->member_fault[g] = (net_fault){NULL, dnnl_success};
+    }
+    if (!run)
+        st = POET_ERR_INTERNAL; /* not a failure: nothing runs, and nothing is reported */
+    for (int k = 0; k <= s->n_sync; k++) {
+        if (st == POET_OK)
+            st = run_phase(s, backward, accumulate, k);
+        if (k == s->n_sync)
+            break;
+        int l = backward ? s->sync_layers[s->n_sync - 1 - k] : s->sync_layers[k];
+        poet_status sync_st = sync_layer(s, l, backward, st == POET_OK);
+        if (sync_st != POET_OK) /* the exchange itself failed: nobody left to keep in step */
+            return sync_st;
+    }
+    return run ? st : POET_OK;
+}
+
+poet_status poet_stack_skip(poet_stack *s, int backward) {
+    if (s->n_sync == 0 || (backward && !s->training))
+        return POET_OK;
+    return run_members(s, backward, 0, 0);
+}
+
 poet_status poet_stack_forward(poet_stack *s, const float *images, float *logits) {
     poet_status st = POET_OK;
     const poet_shape *in = &s->plan.input;
     /* Our own copy: backward of the first layer reads the images after the caller moved on. */
     memcpy(s->images_buf, images, (size_t)s->B * in->c * in->h * in->w * sizeof(float));
-    POET_TRY(run_members(s, 0, 0));
+    POET_TRY(run_members(s, 0, 0, 1));
     memcpy(logits, s->logits_buf, (size_t)s->B * s->G * s->plan.classes * sizeof(float));
 fail:
     return st;
@@ -707,7 +818,7 @@ poet_status poet_stack_backward(poet_stack *s, const float *dlogits, int accumul
     if (!s->training)
         POET_FAIL(POET_ERR_INTERNAL, "net.c: backward on a stack created for inference");
     memcpy(s->dlogits_buf, dlogits, (size_t)s->B * s->plan.classes * sizeof(float));
-    POET_TRY(run_members(s, 1, accumulate));
+    POET_TRY(run_members(s, 1, accumulate, 1));
 fail:
     return st;
 }

@@ -502,6 +502,8 @@ poet_status net_batchnorm_create(poet_stack *s, int l, const dnnl_memory_desc_t 
         POET_DNNL(dnnl_batch_normalization_backward_desc_init(&bdesc, dnnl_backward, &layer->dst_md,
                                                               in_md, BN_EPS, flags));
         POET_TRY(elementwise_backward(s, l, &bdesc, pd, "batch normalisation backward"));
+        if (s->n_sync > 0)
+            POET_TRY(net_bnsync_create(s, l, flags));
     }
 fail:
     if (pd)
@@ -511,14 +513,14 @@ fail:
 
 /* After a training forward of member g's batchnorm layer l: its running statistics move towards
  * the batch's, as PyTorch's do (running_var with the unbiased variance, n/(n − 1) × biased). */
-static void batchnorm_update(poet_stack *s, int g, int l) {
+void net_batchnorm_update(poet_stack *s, int g, int l, double n) {
     const poet_layer_plan *lp = &s->plan.layers[l];
     const poet_tensor_info *rm = &s->plan.states[lp->state_tensor], *rv = rm + 1;
     float *mean = s->state + (size_t)s->G * rm->offset + (size_t)g * rm->count;
     float *var = s->state + (size_t)s->G * rv->offset + (size_t)g * rv->count;
     const float *batch_mean = memory_data(unit(s, g, l)->bn_mean);
     const float *batch_var = memory_data(unit(s, g, l)->bn_var);
-    double n = (double)s->B * lp->in.h * lp->in.w, unbias = n > 1 ? n / (n - 1) : 1;
+    double unbias = n > 1 ? n / (n - 1) : 1;
     for (int c = 0; c < lp->in.c; c++) {
         mean[c] = (float)((1 - BN_MOMENTUM) * mean[c] + BN_MOMENTUM * batch_mean[c]);
         var[c] = (float)((1 - BN_MOMENTUM) * var[c] + BN_MOMENTUM * unbias * batch_var[c]);
@@ -545,7 +547,15 @@ poet_status net_batchnorm_backward(poet_stack *s, const net_lane *lane, int g, i
         {DNNL_ARG_DIFF_SRC, x->dsrc},
         {DNNL_ARG_DIFF_SCALE, accumulate ? x->acc_w : u->grad_w},
         {DNNL_ARG_DIFF_SHIFT, accumulate ? x->acc_b : u->grad_b}};
-    NET_DNNL(fault, net_op_run(lane, &layer->bwd, 9, args), "batch normalisation backward");
+    /* Synchronised (netbnsync.c): the statistics are the group's, given; the part of the
+     * gradient through them is added after the exchange of this batch's sums. */
+    const net_op *op = s->n_sync > 0 ? &layer->sync_bwd : &layer->bwd;
+    NET_DNNL(fault, net_op_run(lane, op, 9, args), "batch normalisation backward");
+    if (s->n_sync > 0) {
+        NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
+        net_bnsync_keep_sums(s, g, l, memory_data(accumulate ? x->acc_w : u->grad_w),
+                             memory_data(accumulate ? x->acc_b : u->grad_b));
+    }
     if (accumulate) {
         NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
         net_accumulate_into(s, lane, g, layer);
@@ -680,7 +690,8 @@ poet_status net_dnnl_forward(poet_stack *s, const net_lane *lane, int g, int a, 
         NET_DNNL(fault, net_op_run(lane, &layer->fwd, 6, args), "batch normalisation");
         if (s->training) {
             NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
-            batchnorm_update(s, g, l);
+            net_batchnorm_update(s, g, l,
+                                 (double)s->B * s->plan.layers[l].in.h * s->plan.layers[l].in.w);
         }
         return POET_OK;
     }

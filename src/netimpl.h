@@ -12,6 +12,7 @@
  *   netdnnl.c  the oneDNN backend: layouts, primitives and reorders, and running a layer on them
  *   netchain.c the gemm-chain backend: convolutions as im2col + sgemm, run chunk by chunk of
  *              images in chains of consecutive layers (gemmconv.h, pool.h)
+ *   netbnsync.c synchronised batch normalisation: statistics summed over several stacks
  */
 #ifndef POET_NETIMPL_H
 #define POET_NETIMPL_H
@@ -96,6 +97,9 @@ typedef struct {
     int fills_next;
     poet_gemmconv_next next; /* where each output pixel goes in that matrix */
     int relu_loop; /* fused relu: backward is a loop (dL/d(input), output and gradient agree) */
+    /* batchnorm in a synchronised stack (netbnsync.c): forward and backward with given
+     * statistics, and the per-channel fix of dL/d(input) */
+    net_op sync_fwd, sync_bwd, sync_fix;
 } net_layer;
 
 /* A lane's transient buffers for one layer: written and read within one member's backward. */
@@ -110,6 +114,7 @@ typedef struct {
     float *chunk_ddst;     /* gemm, chain_pool: dL/d(output) for one chunk */
     dnnl_memory_t dw;      /* dL/dW in dw_md when that is not plain */
     dnnl_memory_t acc_w, acc_b; /* plain, over the lane's accumulate buffer */
+    dnnl_memory_t fix_a, fix_b; /* synchronised batchnorm: the fix's a and b [1, C, 1, 1] */
 } net_scratch;
 
 /* What one thread needs to run members: its own stream, scratchpad and transient buffers. */
@@ -183,6 +188,19 @@ struct poet_stack {
 
     poet_status *member_st;  /* [G]: how each member's run in a parallel region ended */
     net_fault *member_fault; /* [G]: and what failed */
+
+    /* Synchronised batch normalisation (poet_stack_options.sync, netbnsync.c): the members run
+     * in phases that end at each of the n_sync batchnorm layers, with sync_fn summing sync_buf
+     * over the stacks taking part in between; each member then has a lane of its own (n_lanes =
+     * G), as its backward buffers must outlive a phase. n_sync = 0: one phase, T lanes. */
+    int n_sync;
+    int sync_layers[POET_MAX_LAYERS];   /* the batchnorm layers in forward order */
+    double sync_count[POET_MAX_LAYERS]; /* N of each layer's last exchange */
+    double *sync_buf;                   /* [the largest net_bnsync_doubles]: the exchange */
+    double *sync_sums; /* [the same]: backward's summed Σdy·x̂, Σdy and N, which the fixes read */
+    poet_stack_sync_fn sync_fn;
+    void *sync_context;
+    int n_lanes;
 
     int n_ops;
     dnnl_memory_desc_t pad_md[NET_MAX_OPS]; /* scratchpad layout of each op that needs one */
@@ -279,6 +297,25 @@ poet_status net_data_backward(poet_stack *s, const net_lane *lane, int g, int l,
 void net_accumulate_into(poet_stack *s, const net_lane *lane, int g, const net_layer *layer);
 poet_status net_weights_backward(poet_stack *s, const net_lane *lane, int g, int l, int accumulate,
                                  net_fault *fault);
+
+void net_batchnorm_update(poet_stack *s, int g, int l, double n);
+
+/* ---- netbnsync.c: synchronised batch normalisation ---------------------------------------------
+ */
+
+size_t net_bnsync_doubles(const poet_stack *s, int l); /* layer l's exchange: 2·G·C + 1 */
+double net_bnsync_local_count(const poet_stack *s, int l);
+poet_status net_bnsync_create(poet_stack *s, int l, unsigned flags);
+poet_status net_bnsync_scratch_create(poet_stack *s, net_scratch *x, int l);
+poet_status net_bnsync_stats(poet_stack *s, const net_lane *lane, int g, int l, net_fault *fault);
+void net_bnsync_pack_stats(poet_stack *s, int l, double *x);
+void net_bnsync_unpack_stats(poet_stack *s, int l, const double *x);
+poet_status net_bnsync_normalise(poet_stack *s, const net_lane *lane, int g, int l,
+                                 net_fault *fault);
+void net_bnsync_keep_sums(poet_stack *s, int g, int l, const float *dgamma, const float *dbeta);
+/* dL/d(input) += a + b·x: from the group's sums (dgamma NULL) or this stack's (dgamma, dbeta). */
+poet_status net_bnsync_fix(poet_stack *s, const net_lane *lane, int g, int l, const float *dgamma,
+                           const float *dbeta, net_fault *fault);
 
 /* ---- netchain.c: the gemm-chain backend --------------------------------------------------------
  */

@@ -205,15 +205,18 @@ static poet_status setup(trainer *t) {
                         2.0 * c->batch_size * (t->image_size * sizeof(float) + 1);
     POET_TRY(
         poet_memplan_check(t->comm, c, input, t->rows, slots, EVAL_BATCH, data_bytes, &t->memory));
-    /* A rank holds its member group's members (the members of rank `group` of `groups`). */
-    POET_TRY(poet_ensemble_create(c, t->layout.group, t->layout.groups, input, t->rows, slots,
-                                  EVAL_BATCH, &t->ens));
-    t->ens.shard = t->layout.shard;
     t->tree_comm = t->comm;
     if (t->layout.size > 1) {
         POET_TRY(poet_group_create(t->comm, &t->layout, &t->group));
         t->tree_comm = poet_group_shard_comm(t->group);
     }
+    /* A rank holds its member group's members (the members of rank `group` of `groups`); with
+     * distributed.sync_batchnorm their batch normalisation uses the whole group's batch. */
+    int sync = t->group && c->sync_batchnorm;
+    POET_TRY(poet_ensemble_create(c, t->layout.group, t->layout.groups, input, t->rows, slots,
+                                  EVAL_BATCH, sync ? poet_group_sum_callback : NULL,
+                                  sync ? t->group : NULL, &t->ens));
+    t->ens.shard = t->layout.shard;
     poet_tree_kind kind = c->tree;
     int arity = c->arity;
     if (kind == POET_TREE_AUTO)
@@ -284,6 +287,8 @@ static void forward_micro_batch(trainer *t, int slot, const float *images, const
     memset(up, 0, (POET_TREE_HEADER + (size_t)t->rows * t->cfg->classes) * sizeof(int64_t));
     if (*local == POET_OK)
         *local = poet_ensemble_forward(&t->ens, slot, images, labels, up + POET_TREE_HEADER);
+    else /* the rank's group may synchronise batch normalisation: it must not wait for us */
+        poet_ensemble_skip(&t->ens, slot, 0);
     up[POET_HDR_STOP] = stop_requested ? 1 : 0;
     up[POET_HDR_ERROR] = *local != POET_OK;
     up[HDR_DEADLINE] = t->flag_deadline;
@@ -420,6 +425,8 @@ static poet_status run_iteration(trainer *t, long it, iteration_outcome *out) {
         if (!out->error && *local == POET_OK)
             *local =
                 poet_ensemble_backward(&t->ens, ch, poet_tree_down_values(t->tree, ch), ch > 0);
+        else /* another shard's tree may have said otherwise: the group's exchanges go on */
+            poet_ensemble_skip(&t->ens, ch, 1);
         lap(t, POET_PHASE_BACKWARD);
     }
     snapshot_member_loss(t);
@@ -475,6 +482,8 @@ static poet_status stale_finish(trainer *t, long it, iteration_outcome *out, int
     read_decision(poet_tree_down_header(t->tree, slot), out);
     if (apply && !out->error && t->local == POET_OK)
         t->local = poet_ensemble_backward(&t->ens, slot, poet_tree_down_values(t->tree, slot), 0);
+    else if (apply) /* as in run_iteration; a drained batch (apply 0) skips on every rank alike */
+        poet_ensemble_skip(&t->ens, slot, 1);
     lap(t, POET_PHASE_BACKWARD);
     int group_failed = t->local != POET_OK;
     if (apply) /* a drained batch (apply 0, every rank alike) neither steps nor combines */

@@ -80,6 +80,30 @@ poet_add_test(groups_resume_bn_term_p4_to_p4 ${CMAKE_CURRENT_SOURCE_DIR}/resume_
               --set output.checkpoint_every=20)
 set_tests_properties(groups_resume_bn_term_p4_to_p4 PROPERTIES PROCESSORS 4 TIMEOUT 300)
 
+# Synchronised batch normalisation (distributed.sync_batchnorm): the group's shards normalise with
+# the whole batch's statistics, so M = 2 on P = 4 follows one rank (groups_test.sh syncbn: the first
+# losses within 5e-5, where per-shard statistics are 2.5e-4 and more away), bitwise run to run;
+# fused members too (G = 2 > 1 thread: a lane per member). Micro-batches (chunks) are synchronised
+# micro-batch by micro-batch, so they follow no one-rank run (docs/design.md).
+foreach(case "p4:" "p4_fused:--set;model.fused=true;--set;training.threads=1")
+  string(REPLACE ":" ";" parts "${case}")
+  list(GET parts 0 tag)
+  list(SUBLIST parts 1 -1 extra)
+  set(name groups_syncbn_${tag})
+  poet_add_test(${name} ${GROUPS_TEST} syncbn:4 ${GROUP_DIR}/${name} ${TINY_BN}
+                --set model.members=2 --set training.iterations=6 ${extra})
+  set_tests_properties(${name} PROPERTIES PROCESSORS 4 TIMEOUT 300)
+endforeach()
+# A rank that fails on its own mid-run (injected) does not leave its group waiting in the
+# statistics' exchange: the job ends with that rank's message within seconds, not the timeout.
+poet_add_test(groups_syncbn_rank_failure ${CMAKE_CURRENT_SOURCE_DIR}/expect_error.sh nz
+              "injected failure at iteration 3" env POET_FAULT_RANK=1 POET_FAULT_ITERATION=3
+              ${MPIEXEC_EXECUTABLE} -np 2 --oversubscribe $<TARGET_FILE:poet> train ${TINY_BN}
+              --set model.members=1 --set distributed.sync_batchnorm=true
+              --set distributed.timeout=600
+              --set output.checkpoint_dir=\"${GROUP_DIR}/syncbn_fault\" --overwrite)
+set_tests_properties(groups_syncbn_rank_failure PROPERTIES PROCESSORS 2 TIMEOUT 60)
+
 # Micro-batches inside a shard: overlapped (exact) equals not overlapped, bit for bit.
 poet_add_test(groups_chunks_none ${RUN_TRAIN} 4 ${GROUP_DIR}/chunks_none -- ${TINY}
               --set model.members=2 --set distributed.chunks=2)

@@ -5,6 +5,10 @@
 #                   for bit (losses and the final checkpoint's member checksums), and the R-rank run
 #                   must equal the one-rank run within fp32 rounding (check_close.py's tolerance)
 #   eval:R          trains on R ranks; poet eval of its checkpoint on R ranks equals one rank's
+#   syncbn:R        trains on R ranks with distributed.sync_batchnorm twice (equal bit for bit),
+#                   and once without: the synchronised run's first SYNC_ITERATIONS losses are
+#                   within SYNC_RTOL of the one-rank run's, the per-shard run's are not (so the
+#                   check can tell them apart)
 #   resume:R1:R2:N  trains on R1 ranks, stopped after N iterations (--stop-after: checkpoint, exit
 #                   75), and resumes on R2 ranks to the end: every loss and the final weights within
 #                   the tolerance of an uninterrupted one-rank run, the loss log consistent
@@ -90,6 +94,34 @@ PY
     cat "$work/eval_p$r1.out"
     cmp -s "$work/eval_p1.out" "$work/eval_p$r1.out" || fail "poet eval on $r1 ranks differs"
     echo "ok: poet eval on $r1 ranks equals one rank's"
+    ;;
+  syncbn)
+    # fp32 sums over thousands of elements per channel round differently per shard and for the
+    # whole batch (oneDNN's batch statistics in fp32; poet combines the shards' in double):
+    # measured on tiny-bn, M = 2 on P = 4, the first four losses of the synchronised run within
+    # 1.1e-5 of one rank's, the per-shard run's 2.5e-4 to 4.1e-3 away.
+    SYNC_ITERATIONS=4 SYNC_RTOL=5e-5
+    run a "$r1" "$@" --set distributed.sync_batchnorm=true ||
+      { cat "$work/a.out"; fail "the synchronised $r1-rank run failed"; }
+    run b "$r1" "$@" --set distributed.sync_batchnorm=true ||
+      { cat "$work/b.out"; fail "the second synchronised $r1-rank run failed"; }
+    cmp -s "$work/a.traj" "$work/b.traj" || fail "two synchronised runs on $r1 ranks differ"
+    [ "$(sums "$work/a")" = "$(sums "$work/b")" ] || fail "two synchronised runs: weights differ"
+    run shards "$r1" "$@" || { cat "$work/shards.out"; fail "the per-shard $r1-rank run failed"; }
+    /usr/bin/python3 - "$work/ref.traj" "$work/a.traj" "$work/shards.traj" $SYNC_ITERATIONS \
+      $SYNC_RTOL <<'PY' || fail "synchronised batch normalisation does not follow one rank"
+import sys
+def losses(path, n):
+    rows = [line.split() for line in open(path) if line.strip() and not line.startswith("#")]
+    return [float.fromhex(r[1]) for r in rows[:n]]
+n, tol = int(sys.argv[4]), float(sys.argv[5])
+ref, sync, shards = (losses(p, n) for p in sys.argv[1:4])
+rel = lambda a, b: max(abs(x - y) / abs(y) for x, y in zip(a, b))
+print(f"first {n} losses: synchronised within {rel(sync, ref):.2g} of one rank, per shard "
+      f"{rel(shards, ref):.2g} (allowed {tol:g})")
+sys.exit(0 if rel(sync, ref) <= tol < rel(shards, ref) else 1)
+PY
+    echo "ok: synchronised batch normalisation on $r1 ranks follows one rank"
     ;;
   *) fail "unknown case $case" ;;
 esac

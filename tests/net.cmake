@@ -26,3 +26,8 @@ poet_add_test(joint_gradient $<TARGET_FILE:test_joint_gradient>)
 poet_base_test_executable(test_net_signals ${CMAKE_CURRENT_SOURCE_DIR}/test_net_signals.c)
 poet_add_test(net_signals $<TARGET_FILE:test_net_signals>)
 set_tests_properties(net_signals PROPERTIES PROCESSORS 2)
+
+# Synchronised batch normalisation (distributed.sync_batchnorm): two stacks on two threads, each a
+# shard of the batch, equal one stack holding the whole batch (logits, gradients, statistics).
+poet_base_test_executable(test_bnsync ${CMAKE_CURRENT_SOURCE_DIR}/test_bnsync.c)
+poet_add_test(bnsync $<TARGET_FILE:test_bnsync>)

@@ -55,7 +55,7 @@ static void make_config(poet_config *cfg, const char *dir, int fused) {
 }
 
 static void create(const poet_config *cfg, poet_ensemble *e) {
-    TEST_OK(poet_ensemble_create(cfg, rank, ranks, input, 4, 1, 4, e));
+    TEST_OK(poet_ensemble_create(cfg, rank, ranks, input, 4, 1, 4, NULL, NULL, e));
 }
 
 /* Value k of member j's params (kind 0) or momentum (kind 1) in the pattern `salt`: distinct for

@@ -109,7 +109,8 @@ static void run(int M) {
     random_batch(3, n_img, images, images_d, labels);
 
     /* (a) multiple graphs: member j's params/grads in its own buffer. */
-    const poet_stack_options one_thread = {POET_CONV_GEMM, 1, NULL};
+    const poet_stack_options one_thread = {
+        .convolution = POET_CONV_GEMM, .threads = 1, .state = NULL};
     float *sep_params = xmalloc((size_t)M * n_params * sizeof(float));
     float *sep_grads = xmalloc((size_t)M * n_params * sizeof(float));
     float *sep_logits = xmalloc((size_t)M * B * K * sizeof(float));
@@ -149,7 +150,8 @@ static void run(int M) {
     float par_grad[B * K];
     double loss_par;
     poet_stack *par = NULL;
-    const poet_stack_options two_threads = {POET_CONV_GEMM, 2, NULL};
+    const poet_stack_options two_threads = {
+        .convolution = POET_CONV_GEMM, .threads = 2, .state = NULL};
     TEST_OK(poet_stack_create(&plan, M, B, 1, &two_threads, fused_params, par_grads, &par));
     TEST_OK(poet_stack_forward(par, images, par_logits));
     for (int j = 0; j < M; j++)
@@ -238,7 +240,8 @@ static void run_blend(int M, double beta) {
     double *images_d = xmalloc(n_img * sizeof *images_d);
     uint8_t labels[B];
     random_batch(5, n_img, images, images_d, labels);
-    const poet_stack_options one_thread = {POET_CONV_GEMM, 1, NULL};
+    const poet_stack_options one_thread = {
+        .convolution = POET_CONV_GEMM, .threads = 1, .state = NULL};
     float *params = xmalloc((size_t)M * n_params * sizeof(float));
     float *grads = xmalloc((size_t)M * n_params * sizeof(float));
     float *logits = xmalloc((size_t)M * B * K * sizeof(float));

@@ -53,7 +53,7 @@ static void make_ensemble(poet_config *cfg, poet_ensemble *e, int flush_every, i
     }
     poet_shape input = {1, 28, 28};
     memset(e, 0, sizeof *e);
-    TEST_OK(poet_ensemble_create(cfg, rank, ranks, input, 2, 1, 2, e));
+    TEST_OK(poet_ensemble_create(cfg, rank, ranks, input, 2, 1, 2, NULL, NULL, e));
 }
 
 /* The values of iteration `it` (pass = which run wrote it, so a rewritten row is recognisable). */

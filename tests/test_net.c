@@ -406,7 +406,7 @@ int main(void) {
                            "im2col + sgemm, portable code only", "oneDNN primitives"};
     for (int a = 0; a < 3; a++) {
         printf("== convolutions as %s\n", names[a]);
-        const poet_stack_options opt = {algorithms[a], 1, NULL};
+        const poet_stack_options opt = {.convolution = algorithms[a], .threads = 1, .state = NULL};
         poet_cpu_set_avx512(avx512[a]);
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
             for (int gi = 0; gi < 2; gi++)
@@ -420,7 +420,7 @@ int main(void) {
         run_case(&chunky, &opt, 2, 40);
         member_round_trip(&cases[1]);
     }
-    const poet_stack_options gemm = {POET_CONV_GEMM, 1, NULL};
+    const poet_stack_options gemm = {.convolution = POET_CONV_GEMM, .threads = 1, .state = NULL};
     backward_uses_forward_parameters(&cases[0], &gemm, 3, 20);
     backward_uses_forward_parameters(&chunky, &gemm, 2, 9);
     error_paths();

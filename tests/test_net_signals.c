@@ -48,7 +48,8 @@ static void *sender(void *arg) {
 static void run_steps(const poet_arch_plan *plan, const float *params, const float *images,
                       const float *dlogits, float *logits, float *grads) {
     poet_stack *stack = NULL;
-    const poet_stack_options two_threads = {POET_CONV_GEMM, 2, NULL};
+    const poet_stack_options two_threads = {
+        .convolution = POET_CONV_GEMM, .threads = 2, .state = NULL};
     TEST_OK(poet_stack_create(plan, G, B, 1, &two_threads, (float *)params, grads, &stack));
     for (int i = 0; i < STEPS; i++) {
         TEST_OK(poet_stack_forward(stack, images, logits));

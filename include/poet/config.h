@@ -132,7 +132,8 @@ typedef struct {
     poet_overlap_mode overlap;
     int chunks;     /* exact overlap: micro-batches per batch */
     int group_size; /* S: ranks per member group, each taking a shard of the batch; 0 = automatic */
-    double timeout; /* seconds a wait on the tree may last before the job ends; 0 = no limit */
+    int sync_batchnorm; /* S > 1: batchnorm normalises with the whole group's batch statistics */
+    double timeout;     /* seconds a wait on the tree may last before the job ends; 0 = no limit */
     double memory_limit_gib; /* most memory a rank's estimate may need; 0 = node's / its ranks */
 
     /* output */

@@ -63,8 +63,10 @@ typedef struct {
     int per_member;
     unsigned char kept[POET_TRAIN_SLOTS][POET_MAX_MEMBERS]; /* by global id: in the slot's mean */
     int kept_count[POET_TRAIN_SLOTS];
-    float *own_grad;    /* [slots][n_local][batch·K] the local part, per_member */
-    float *member_grad; /* [batch·K] scratch: one member's whole gradient */
+    float *own_grad;         /* [slots][n_local][batch·K] the local part, per_member */
+    float *member_grad;      /* [batch·K] scratch: one member's whole gradient */
+    poet_stack_sync_fn sync; /* synchronised batch normalisation (NULL: none) */
+    void *sync_context;
 } poet_ensemble;
 
 /* Owner of every member: explicit map from the config, or block placement (ranks 0..M%P-1 own one
@@ -73,9 +75,12 @@ poet_status poet_placement(const poet_config *cfg, int ranks, int *member_rank);
 
 /* Builds this rank's members: plans, stacks for `batch` rows (`train_slots` sets of activations:
  * chunks, or 2 in the stale mode) and for `eval_batch` rows, and initial weights from (seed, member
- * id). */
+ * id). `sync` (NULL: none) synchronises the training stacks' batch normalisation with the same
+ * stacks of other ranks (net.h, poet_stack_options.sync): every rank taking part must then make
+ * the same forward and backward calls, or poet_ensemble_skip in their place. */
 poet_status poet_ensemble_create(const poet_config *cfg, int rank, int ranks, poet_shape input,
-                                 int batch, int train_slots, int eval_batch, poet_ensemble *e);
+                                 int batch, int train_slots, int eval_batch,
+                                 poet_stack_sync_fn sync, void *sync_context, poet_ensemble *e);
 void poet_ensemble_destroy(poet_ensemble *e);
 
 /* Draws which members join the mean of the batch in `slot` at `iteration` (member dropout; all of
@@ -92,6 +97,10 @@ poet_status poet_ensemble_forward(poet_ensemble *e, int slot, const float *image
  * With per_member, a member left out of the slot's mean gets no part of `grad`, and every member
  * adds its own part computed by its forward. */
 poet_status poet_ensemble_backward(poet_ensemble *e, int slot, const float *grad, int accumulate);
+
+/* In place of a forward (backward = 0) or backward of `slot` that this rank does not run: the
+ * exchanges of synchronised batch normalisation, contributing nothing (nothing without). */
+poet_status poet_ensemble_skip(poet_ensemble *e, int slot, int backward);
 
 /* One SGD step over the rank's whole buffer. */
 void poet_ensemble_step(poet_ensemble *e, double lr);

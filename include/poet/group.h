@@ -67,6 +67,15 @@ void poet_group_set_timeout(poet_group *group, double seconds, double grace);
 poet_status poet_group_allreduce(poet_group *group, float *values, size_t n, double *extras,
                                  size_t x);
 
+/* Sums `x` [n] over the group's S ranks in place, in shard order on every rank (every rank gets the
+ * same bits): one exchange, each rank sending its n doubles to every peer. Bounded as the
+ * all-reduce; `what` names the exchange in the timeout message. Used by synchronised batch
+ * normalisation (distributed.sync_batchnorm): its per-channel sums cross the group this way. */
+poet_status poet_group_sum(poet_group *group, double *x, size_t n, const char *what);
+
+/* poet_group_sum as a stack's sync (poet_stack_options.sync, net.h): `group` is the poet_group. */
+poet_status poet_group_sum_callback(void *group, double *x, size_t n);
+
 /* Payload bytes this rank sent and received through the all-reduce since creation. */
 uint64_t poet_group_bytes(const poet_group *group);
 

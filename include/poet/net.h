@@ -30,6 +30,9 @@
 
 typedef struct poet_stack poet_stack;
 
+/* Sums x [n] over every stack taking part (poet_stack_options.sync). */
+typedef poet_status (*poet_stack_sync_fn)(void *context, double *x, size_t n);
+
 /* How convolution and linear layers run (a linear layer is a convolution whose kernel covers its
  * whole input): as im2col + oneDNN's sgemm (gemmconv.h), or as oneDNN convolution primitives. Both
  * compute the same layers; they round differently. */
@@ -47,6 +50,17 @@ typedef struct {
      * member its own, PyTorch's momentum 0.1 and unbiased variance); an inference stack
      * normalises with them. NULL when the plan has no batchnorm. */
     float *state;
+    /* Synchronised batch normalisation (training stacks with batchnorm; NULL: each stack normalises
+     * with its own batch's statistics). Called on the caller's thread between the members'
+     * parallel runs, once per batchnorm layer in forward (layer order) and once in backward
+     * (reverse order), with n doubles that must come back summed over every stack taking part,
+     * each getting the same bits: per member and channel two sums (forward n·mean and
+     * n·(var + mean²), backward dL/dweight and dL/dbias), then the elements per channel n. A
+     * pass makes all its calls even when it fails part-way (contributing zeros), and
+     * poet_stack_skip makes them for a pass not run, so the stacks taking part stay in step. A
+     * member then has a lane (its backward buffers) of its own instead of sharing its thread's. */
+    poet_stack_sync_fn sync;
+    void *sync_context;
 } poet_stack_options;
 
 /* `params` and `grads` point to G * plan->param_count floats each, in stack layout; they must stay
@@ -68,6 +82,11 @@ poet_status poet_stack_forward(poet_stack *stack, const float *images, float *lo
  * Computes every parameter gradient into `grads` (overwriting, or adding when `accumulate`).
  * Needs the preceding forward of the same batch. */
 poet_status poet_stack_backward(poet_stack *stack, const float *dlogits, int accumulate);
+
+/* A forward (backward = 0) or backward pass that this stack does not compute: with synchronised
+ * batch normalisation it still makes the pass's exchanges, contributing nothing; otherwise nothing.
+ */
+poet_status poet_stack_skip(poet_stack *stack, int backward);
 
 /* Copy one member's state between stack layout and member state layout (arch.h). */
 void poet_stack_state_get(const poet_arch_plan *plan, int members, const float *stack_buf, int g,
