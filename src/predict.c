@@ -275,8 +275,56 @@ static void score(const int64_t *fixed, const float *logits, int rows, int M, in
     }
 }
 
+/* The members a run of `opt`'s checkpoint (or cfg's newest) holds; 0 when it cannot be read here
+ * (the prediction itself then reports why, on every rank alike). */
+static int checkpoint_members(const poet_config *cfg, const poet_predict_options *opt) {
+    char path[POET_PATH_MAX];
+    poet_config *run = calloc(1, sizeof *run);
+    poet_shape input;
+    long iteration = 0;
+    int members = 0;
+    poet_status st = POET_OK;
+    if (opt->checkpoint)
+        snprintf(path, sizeof path, "%s", opt->checkpoint);
+    else if (cfg)
+        st = latest_checkpoint(cfg->checkpoint_dir, path, sizeof path);
+    else
+        st = POET_ERR_USAGE;
+    if (run && st == POET_OK && poet_checkpoint_peek(path, run, &input, &iteration) == POET_OK)
+        members = run->members;
+    free(run);
+    poet_error_clear();
+    return members;
+}
+
+static poet_status predict_on(MPI_Comm comm, const poet_config *cfg,
+                              const poet_predict_options *opt, poet_predict_summary *out);
+
+/* More ranks than members (a P > M training allocation reused): the first M ranks predict, as a
+ * run of M ranks would, and the others wait for their verdict. */
 poet_status poet_predict_run(MPI_Comm comm, const poet_config *cfg, const poet_predict_options *opt,
                              poet_predict_summary *out) {
+    poet_status st = POET_OK;
+    int rank = 0, ranks = 1, members = checkpoint_members(cfg, opt), agreed = 0;
+    MPI_Comm part = MPI_COMM_NULL;
+    POET_MPI(MPI_Comm_rank(comm, &rank));
+    POET_MPI(MPI_Comm_size(comm, &ranks));
+    POET_MPI(MPI_Allreduce(&members, &agreed, 1, MPI_INT, MPI_MIN, comm));
+    if (agreed < 1 || ranks <= agreed)
+        return predict_on(comm, cfg, opt, out);
+    POET_MPI(MPI_Comm_split(comm, rank < agreed ? 0 : MPI_UNDEFINED, rank, &part));
+    memset(out, 0, sizeof *out);
+    if (part != MPI_COMM_NULL) {
+        st = predict_on(part, cfg, opt, out);
+        MPI_Comm_free(&part);
+    }
+    st = poet_error_agree(comm, st);
+fail:
+    return st;
+}
+
+static poet_status predict_on(MPI_Comm comm, const poet_config *cfg,
+                              const poet_predict_options *opt, poet_predict_summary *out) {
     poet_status st = POET_OK;
     int rank = 0, ranks = 1, created = 0;
     poet_config *run = NULL;
@@ -343,7 +391,7 @@ poet_status poet_predict_run(MPI_Comm comm, const poet_config *cfg, const poet_p
     POET_TRY(poet_error_agree(comm, st));
 
     POET_TRY(poet_error_agree(
-        comm, poet_ensemble_create(run, rank, ranks, input, 1, 1, PREDICT_BATCH, &e)));
+        comm, poet_ensemble_create(run, rank, ranks, input, 1, 1, PREDICT_BATCH, NULL, NULL, &e)));
     created = 1;
     poet_train_position pos;
     POET_TRY(poet_checkpoint_read(comm, out->checkpoint, run, &e, &pos));

@@ -4,7 +4,8 @@
 #                writes WORK/small.idx: 3 images of 20x20 (IDX3), a shape the networks do not take
 #   consistency  predicts the test set on 1, 2 and 3 ranks into HDF5 and CSV: the outputs are
 #                identical on every rank count, every probability row sums to 1 (ensemble and
-#                members), and the accuracy equals `poet eval`'s on the same checkpoint and images
+#                members), and the accuracy equals `poet eval`'s on the same checkpoint and images;
+#                on 5 ranks (more than the 4 members) the CSV is the same too
 set -u
 poet=$1 mpiexec=$2 work=$3 config=$4 case=$5
 data=/usr/share/datasets/fashion-mnist
@@ -34,6 +35,11 @@ consistency)
     h5diff "$out/p1.h5" "$out/p$p.h5" || fail "HDF5 on $p ranks differs from 1 rank"
   done
   echo "ok: identical output on 1, 2 and 3 ranks"
+  # More ranks than the checkpoint's 4 members (a P > M training allocation): the first 4 predict.
+  run 5 "$poet" predict "$ckpt" --input "$images" --labels "$labels" -o "$out/p5.csv" --quiet \
+    >/dev/null || fail "predict on 5 ranks (4 members) exited $?"
+  cmp "$out/p1.csv" "$out/p5.csv" || fail "CSV on 5 ranks (4 members) differs from 1 rank"
+  echo "ok: 5 ranks for 4 members: the same output"
   # Columns: image, prediction, disagreement, K ensemble probabilities, M x K member ones, label.
   awk -F, 'NR == 1 { for (i = 4; i <= NF; i++) if ($i ~ /^p/) K++; M = (NF - 4 - K) / K; next }
     { s = 0; for (k = 0; k < K; k++) s += $(4 + k); if (s < 1 - 1e-5 || s > 1 + 1e-5) bad++

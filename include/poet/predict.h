@@ -39,7 +39,8 @@ int poet_predict_output_format(const char *output);
 /* Collective. cfg == NULL: the ensemble is the one the checkpoint's stored config describes;
  * otherwise cfg's (checked against the checkpoint as eval does). Errors: a checkpoint error (10)
  * for a missing or bad checkpoint, a data error (4) for images the networks do not take, an I/O
- * error (5) naming the output file when it cannot be written. */
+ * error (5) naming the output file when it cannot be written. With more ranks than the
+ * checkpoint's members, the first M ranks predict (as a run of M ranks) and the others wait. */
 poet_status poet_predict_run(MPI_Comm comm, const poet_config *cfg, const poet_predict_options *opt,
                              poet_predict_summary *out);
 
