@@ -2,7 +2,8 @@
 """pytorch_resnet.py — PyTorch's side of the ResNet ensemble benchmark (issue 13, bench/resnet20.sh).
 
 The same work as `POET_BENCH_INPUT=3x32x32 stack_time bench/resnet20-ensemble.json`: M ResNet-N
-members (He et al.'s CIFAR ResNet, option-B projections, convolutions with bias as poet's), one
+members (He et al.'s CIFAR ResNet, option-B projections, convolutions without bias, as poet's built-in resnet-N since the
+interop work and as torchvision's), one
 batch of B random 3x32x32 images, forward and backward of every member (the joint loss's gradient
 (q̄ − p)/(M·B) through the mean of the logits), fp32 on the CPU, in NCHW and/or channels_last.
 Prints member-images/s per layout, best of ROUNDS rounds of ITERATIONS steps after WARMUP steps,
@@ -26,13 +27,13 @@ from torch import nn
 class Block(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
         y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
@@ -43,7 +44,7 @@ class ResNet(nn.Module):
     def __init__(self, depth, classes=10):
         super().__init__()
         n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1)
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         layers, cin = [], 16
         for s, width in enumerate((16, 32, 64)):
