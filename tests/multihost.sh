@@ -5,7 +5,8 @@
 # veth links to a bridge br-psc in the root namespace, subnet 10.88.18.0/24 (names and subnet of
 # this test only; nothing else is touched), and launches one rank per host with mpirun through a
 # launcher script (plm_rsh_agent) that enters the namespace. Checks:
-#   1. trajectories on 4 hosts equal the one-host run bit for bit, for every tree shape (and auto);
+#   1. trajectories on 4 hosts equal the one-host run bit for bit, for every tree shape (and auto),
+#      and for P > M layouts (M = 2 in groups of 2; with synchronised batch normalisation too);
 #   2. the tree's bytes really crossed the links (ip -s link counters of the bridge ports);
 #   3. a host whose link is taken down mid-run is named (rank and host name) within
 #      distributed.timeout plus a few seconds, and the ranks on the other hosts end.
@@ -109,6 +110,33 @@ for tree in binary kary mpi auto; do
   fi
 done
 grep -h "^tree auto" "$work/auto.out"
+
+# More ranks than members on the hosts: M = 2 in two groups of 2 (each host a shard of a group);
+# and the batchnorm network with synchronised statistics across the group's two hosts. Each equals
+# the same layout run on one host, bit for bit (a layout's bits do not depend on where it runs).
+BN_CONFIG=$(dirname "$config")/tiny-bn.json
+for layout in "groups:$config:" "syncbn:$BN_CONFIG:--set distributed.sync_batchnorm=true"; do
+  IFS=: read -r name cfg extra <<<"$layout"
+  # shellcheck disable=SC2086 # $extra is a list of arguments
+  "$mpiexec" -np $HOSTS --oversubscribe "$poet" train "$cfg" "${ITER[@]}" --set model.members=2 \
+    $extra --quiet --set output.checkpoint_dir="\"$work/$name-one\"" \
+    --trajectory "$work/$name-one.traj" >"$work/$name-one.out" 2>&1 ||
+    { cat "$work/$name-one.out"; echo "FAIL: $name: the one-host run"; fail=1; continue; }
+  before=$(link_bytes)
+  # shellcheck disable=SC2086
+  timeout 300 "$mpiexec" -np $HOSTS "${MCA[@]}" "$poet" train "$cfg" "${ITER[@]}" \
+    --set model.members=2 $extra --quiet --set output.checkpoint_dir="\"$work/$name\"" \
+    --trajectory "$work/$name.traj" >"$work/$name.out" 2>&1
+  code=$?
+  moved=$(( $(link_bytes) - before ))
+  if [ $code != 0 ]; then
+    cat "$work/$name.out"; echo "FAIL: $name on $HOSTS hosts exited $code"; fail=1
+  elif ! cmp -s "$work/$name-one.traj" "$work/$name.traj"; then
+    echo "FAIL: $name on $HOSTS hosts: trajectory differs from the same layout on one host"; fail=1
+  else
+    echo "ok: $name (M = 2 on $HOSTS hosts, groups of 2): identical to one host; $moved bytes on the links"
+  fi
+done
 
 # A host's link goes down mid-run: rank 2 (host psc-host3, a child of the root in the binary tree).
 # Open MPI's own daemon connection can notice the lost host first (a send that fails at once) and
