@@ -26,3 +26,8 @@ poet_add_test(joint_gradient $<TARGET_FILE:test_joint_gradient>)
 poet_base_test_executable(test_net_signals ${CMAKE_CURRENT_SOURCE_DIR}/test_net_signals.c)
 poet_add_test(net_signals $<TARGET_FILE:test_net_signals>)
 set_tests_properties(net_signals PROPERTIES PROCESSORS 2)
+
+# The lanes' buffer pools: the planner never lets buffers alive together overlap, and a ResNet's
+# backward buffers take a fraction of their separate sizes (the memory of issue 13).
+poet_base_test_executable(test_bufplan ${CMAKE_CURRENT_SOURCE_DIR}/test_bufplan.c)
+poet_add_test(bufplan $<TARGET_FILE:test_bufplan>)
