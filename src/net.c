@@ -214,13 +214,13 @@ static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
     }
     POET_TRY(net_copy_for(s, &layer->bwd_w_reorder, &layer->bwd_w_md, &x->bwd_w_copy));
     POET_TRY(net_copy_for(s, &layer->dw_reorder, &layer->dw_md, &x->dw));
-    size_t floats[NET_GEMM_BUFS];
     float **bufs[NET_GEMM_BUFS] = {&x->col_buf, &x->dcol, &x->chunk_out, &x->dw_gemm,
                                    &x->chunk_ddst};
-    net_gemm_scratch_floats(s, l, floats);
-    for (int k = 0; k < NET_GEMM_BUFS; k++)
-        if (floats[k] > 0)
-            POET_TRY(net_floats_new(bufs[k], floats[k]));
+    for (int k = 0; k < NET_GEMM_BUFS; k++) {
+        size_t at = s->chain_at[l * NET_GEMM_BUFS + k];
+        if (at != SIZE_MAX)
+            *bufs[k] = (float *)((char *)lane->chain_arena + at);
+    }
     if (layer->kind == POET_LAYER_BATCHNORM && s->training) {
         dnnl_memory_desc_t c_md;
         dnnl_dims_t dims = {s->plan.layers[l].out.c};
@@ -348,11 +348,15 @@ static poet_status stack_build(poet_stack *s) {
     net_chains_create(s);
     POET_TRY(net_chain_fills_create(s));
     POET_TRY(net_pool_plan(s));
-    for (int i = 0; i < s->T && s->pool_bytes > 0; i++) { /* before the units: they point in */
-        s->lanes[i].pool = aligned_alloc(4096, (s->pool_bytes + 4095) / 4096 * 4096);
-        if (!s->lanes[i].pool)
+    POET_TRY(net_chain_arena_plan(s));
+    for (int i = 0; i < s->T; i++) { /* before the units: they point into the pools */
+        net_lane *lane = &s->lanes[i];
+        if (s->pool_bytes > 0 && !(lane->pool = aligned_alloc(4096, s->pool_bytes)))
             POET_FAIL(POET_ERR_NOMEM, "net.c: out of memory allocating a %zu-byte buffer pool",
                       s->pool_bytes);
+        if (s->chain_bytes > 0 && !(lane->chain_arena = aligned_alloc(4096, s->chain_bytes)))
+            POET_FAIL(POET_ERR_NOMEM, "net.c: out of memory allocating a %zu-byte chain arena",
+                      s->chain_bytes);
     }
     /* Layers before the first weight layer see only the images: computed once, for member 0. */
     for (int g = 0; g < s->G; g++)
@@ -423,11 +427,6 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
                                      &x->acc_w,          &x->acc_b,      &x->dsum};
             for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
                 net_memory_free(mems[i]);
-            free(x->col_buf);
-            free(x->dcol);
-            free(x->dw_gemm);
-            free(x->chunk_out);
-            free(x->chunk_ddst);
         }
     if (lane->pads)
         for (int i = 0; i < s->n_ops; i++)
@@ -436,6 +435,7 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
         dnnl_stream_destroy(lane->stream);
     free(lane->scratchpad);
     free(lane->pool);
+    free(lane->chain_arena);
     free(lane->shared_col);
     free(lane->pads);
     free(lane->acc);
@@ -486,6 +486,7 @@ void poet_stack_destroy(poet_stack *s) {
     free(s->member_st);
     free(s->member_fault);
     free(s->pool_at);
+    free(s->chain_at);
     free(s->logits_view);
     free(s->logits_buf);
     free(s->lanes);

@@ -144,6 +144,7 @@ typedef struct {
     dnnl_stream_t stream;
     net_scratch *layers; /* [L] */
     void *pool;          /* the pooled buffers of `layers` (poet_stack.pool_at), or NULL */
+    void *chain_arena;   /* the gemm chains' buffers of `layers` (poet_stack.chain_at), or NULL */
     float *acc;          /* a member's layer gradient before it is added (accumulate = 1) */
     void *scratchpad;
     dnnl_memory_t *pads; /* [n_ops]: each op's scratchpad view of `scratchpad`, or NULL */
@@ -220,6 +221,10 @@ struct poet_stack {
      * SIZE_MAX: it has its own allocation (absent, padded or never used). */
     size_t *pool_at;
     size_t pool_bytes; /* one lane's pool */
+    /* [L][NET_GEMM_BUFS]: where each lane's gemm buffer of that layer sits in its chain arena:
+     * a chain uses its buffers only while it runs, so every chain starts at 0 (netmem.c). */
+    size_t *chain_at;
+    size_t chain_bytes; /* one lane's chain arena */
 };
 
 static inline net_unit *unit(poet_stack *s, int g, int l) {
@@ -342,6 +347,8 @@ void *net_pool_place(const poet_stack *s, void *pool, int l, int slot);
 dnnl_status_t net_pool_forward_views(const poet_stack *s, const net_lane *lane, int a, int l);
 /* Floats of each of layer l's gemm lane buffers (0: none). */
 void net_gemm_scratch_floats(const poet_stack *s, int l, size_t floats[NET_GEMM_BUFS]);
+/* Fills chain_at and chain_bytes: each chain's buffers one after another from offset 0. */
+poet_status net_chain_arena_plan(poet_stack *s);
 
 /* ---- net.c: the stack
  * ---------------------------------------------------------------------------- */

@@ -310,11 +310,8 @@ void poet_stack_census_get(const poet_stack *s, poet_stack_census *c) {
                     c->lane_private += bytes;
             }
             c->lane_private += mem_bytes(x->bwd_w_copy) + mem_bytes(x->dw);
-            size_t floats[NET_GEMM_BUFS];
-            net_gemm_scratch_floats(s, l, floats);
-            for (int k = 0; k < NET_GEMM_BUFS; k++)
-                c->lane_private += sizeof(float) * (double)floats[k];
         }
+        c->lane_private += (double)s->chain_bytes;
         c->pool += (double)s->pool_bytes;
         c->scratchpad += (double)s->scratchpad_size;
         if (lane->shared_col)
@@ -344,4 +341,35 @@ void net_gemm_scratch_floats(const poet_stack *s, int l, size_t floats[NET_GEMM_
         floats[NET_GEMM_DW] = poet_gemmconv_width(&layer->shape) * layer->shape.out_c;
     if (s->training && layer->chain_pool)
         floats[NET_GEMM_CHUNK_DDST] = rows * (size_t)layer->shape.out_c;
+}
+
+/* A chain's buffers (im2col matrices, their gradients, chunk outputs and gradients, dL/dW sums)
+ * hold data only while that chain runs, in forward or in backward: nothing in them outlives the
+ * chain's step (backward rebuilds every chunk's matrices and recomputes inner outputs, and hands
+ * its gradients out before the step ends), and chains run one at a time on a lane. So the chains
+ * share one arena per lane, each laid out from offset 0; the chain's own buffers never overlap. */
+poet_status net_chain_arena_plan(poet_stack *s) {
+    poet_status st = POET_OK;
+    size_t n_slots = (size_t)s->L * NET_GEMM_BUFS;
+    POET_ALLOC(s->chain_at, n_slots);
+    for (size_t i = 0; i < n_slots; i++)
+        s->chain_at[i] = SIZE_MAX;
+    s->chain_bytes = 0;
+    for (int l = 0; l < s->L; l++) {
+        if (!s->layers[l].gemm || s->layers[l].chain_first != l)
+            continue;
+        size_t at = 0;
+        for (int m = l; m <= s->layers[l].chain_last; m++) {
+            size_t floats[NET_GEMM_BUFS];
+            net_gemm_scratch_floats(s, m, floats);
+            for (int k = 0; k < NET_GEMM_BUFS; k++)
+                if (floats[k] > 0) {
+                    s->chain_at[m * NET_GEMM_BUFS + k] = at;
+                    at += (floats[k] * sizeof(float) + POOL_ALIGN - 1) / POOL_ALIGN * POOL_ALIGN;
+                }
+        }
+        s->chain_bytes = at > s->chain_bytes ? at : s->chain_bytes;
+    }
+fail:
+    return st;
 }
