@@ -13,7 +13,8 @@
  * created for and run on a single thread. So a member's arithmetic is bitwise the same for any G,
  * any thread count and any placement of members on ranks, and two threads on two cores do twice
  * the work (oneDNN threading each small layer instead scaled worse). A lane owns a stream, a
- * scratchpad and the transient backward buffers its members take turns with. A stack of G members
+ * scratchpad and the transient buffers its members take turns with, the whole-batch ones in one
+ * pool shared by liveness and the gemm chains' in one arena (netmem.c). A stack of G members
  * uses at most G threads: fuse members (G >= threads) to use every core. The thread count and the
  * convolution algorithm are the stack's own, fixed at creation (poet_stack_options).
  *
