@@ -182,6 +182,18 @@ int main(int argc, char **argv) {
         if (!only)
             printf("  gemm / onednn: %.2fx\n",
                    (v[1].forward + v[1].backward) / (v[0].forward + v[0].backward));
+        for (int a = 0; a < 2; a++) /* where the memory is, MiB per member (net.h) */
+            if (v[a].stack) {
+                poet_stack_census c;
+                poet_stack_census_get(v[a].stack, &c);
+                double m = (double)G * 1024.0 * 1024.0;
+                printf("  %-7s MiB/member: outputs %.1f  input copies %.1f  workspaces %.1f  "
+                       "weights+stats %.1f  lane pools %.1f (backward buffers unpooled %.1f)  "
+                       "lane other %.1f  scratchpads %.1f  im2col %.1f\n",
+                       v[a].name, c.dst / m, c.src_copy / m, c.workspace / m, c.unit_other / m,
+                       c.pool / m, c.backward_unpooled / m, c.lane_private / m, c.scratchpad / m,
+                       c.shared_col / m);
+            }
         for (int a = 0; a < 2; a++)
             if (v[a].stack)
                 printf("stack_time %s %.3f %.3f %.0f\n", v[a].name, 1e3 * v[a].forward,

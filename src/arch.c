@@ -319,9 +319,30 @@ fail:
     return st;
 }
 
-/* Floats per image of every layer's output that is kept: relus run in place on their producer's
- * output (net.c folds them), so they add nothing. */
-static double kept_activations(const poet_arch_plan *plan) {
+/* Whether layer i's output is read only in forward when training: a batchnorm's or add's whose
+ * readers are all relus (not in place after them), adds or pooling, none of which reads its input
+ * in backward. The lanes hold those in their buffer pools (src/netmem.c), not the members. Outputs
+ * of fewer than 16 channels or a multiple of it may be padded in oneDNN's blocked layouts, which
+ * stay with the member: they count as kept, so the estimate stays above the truth. */
+static int forward_only(const poet_arch_plan *plan, int i) {
+    const poet_layer_plan *lp = &plan->layers[i];
+    if ((lp->kind != POET_LAYER_BATCHNORM && lp->kind != POET_LAYER_ADD) ||
+        i == plan->n_layers - 1 || lp->out.c % 16 != 0)
+        return 0;
+    for (int r = i + 1; r < plan->n_layers; r++)
+        for (int k = 0; k < plan->layers[r].n_inputs; k++)
+            if (plan->layers[r].inputs[k] == i && plan->layers[r].kind != POET_LAYER_RELU &&
+                plan->layers[r].kind != POET_LAYER_ADD &&
+                plan->layers[r].kind != POET_LAYER_AVG_POOL &&
+                plan->layers[r].kind != POET_LAYER_MAX_POOL)
+                return 0;
+    return 1;
+}
+
+/* Floats per image of every layer's output (and the input): relus run in place on their
+ * producer's output (net.c folds them), so they add nothing; with `training`, the outputs only
+ * forward reads are left out too (forward_only). */
+static double kept_activations(const poet_arch_plan *plan, int training) {
     double floats = (double)plan->input.c * plan->input.h * plan->input.w;
     for (int i = 0; i < plan->n_layers; i++) {
         const poet_layer_plan *lp = &plan->layers[i];
@@ -330,17 +351,20 @@ static double kept_activations(const poet_arch_plan *plan) {
         int in_place = lp->kind == POET_LAYER_RELU && lp->inputs[0] == i - 1 && i > 0 &&
                        (plan->layers[i - 1].kind == POET_LAYER_CONV ||
                         plan->layers[i - 1].kind == POET_LAYER_LINEAR);
-        if (!in_place)
+        if (!in_place && !(training && forward_only(plan, i)))
             floats += (double)lp->out.c * lp->out.h * lp->out.w;
     }
     return floats;
 }
 
+/* Training: the member's kept values, and a whole lane's pool for its gradients and forward-only
+ * outputs, bounded by one buffer per activation (the pool shares them by liveness and holds a
+ * few; a lane may run a single member). */
 double poet_arch_member_bytes(const poet_arch_plan *plan, int rows, int slots, int eval_rows) {
-    double activations = kept_activations(plan);
-    double floats = 3.0 * (double)plan->param_count            /* weights, grads, momentum */
-                    + (double)slots * rows * 2.0 * activations /* values and their gradients */
-                    + (double)eval_rows * activations;         /* inference: values only */
+    double all = kept_activations(plan, 0), kept = kept_activations(plan, 1);
+    double floats = 3.0 * (double)plan->param_count       /* weights, grads, momentum */
+                    + (double)slots * rows * (kept + all) /* values, the lane's pool */
+                    + (double)eval_rows * all;            /* inference: values only */
     return floats * sizeof(float);
 }
 

@@ -13,7 +13,8 @@
  * created for and run on a single thread. So a member's arithmetic is bitwise the same for any G,
  * any thread count and any placement of members on ranks, and two threads on two cores do twice
  * the work (oneDNN threading each small layer instead scaled worse). A lane owns a stream, a
- * scratchpad and the transient backward buffers its members take turns with. A stack of G members
+ * scratchpad and the transient buffers its members take turns with, the whole-batch ones in one
+ * pool shared by liveness and the gemm chains' in one arena (netmem.c). A stack of G members
  * uses at most G threads: fuse members (G >= threads) to use every core. The thread count and the
  * convolution algorithm are the stack's own, fixed at creation (poet_stack_options).
  *
@@ -31,6 +32,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,12 +158,16 @@ static poet_status unit_create(poet_stack *s, int g, int l) {
     int output_kept =
         !layer->inner && !layer->chain_pool && !(layer->by_chain && layer->kind == POET_LAYER_RELU);
     if ((s->training || g < s->T) && output_kept) {
-        POET_TRY(net_copy_for(s, &layer->src_reorder, &layer->src_md, &u->src_copy));
+        /* Pooled: a place in the first lane's pool until a forward points them into its lane's. */
+        void *pool = s->T > 0 ? s->lanes[0].pool : NULL;
+        if (layer->src_reorder.prim)
+            POET_TRY(net_memory_new(s, &layer->src_md,
+                                    net_pool_place(s, pool, l, NET_POOL_SRC_COPY), &u->src_copy));
         /* A fused relu's output is its input as it reads it (the producer's, or the copy). */
         void *alias =
             layer->fused
                 ? memory_data(via(&layer->src_reorder, unit(s, g, l - 1)->dst, u->src_copy))
-                : NULL;
+                : net_pool_place(s, pool, l, NET_POOL_DST);
         POET_TRY(net_memory_new(s, &layer->dst_md, alias, &u->dst));
         if (dnnl_memory_desc_get_size(&layer->ws_md) > 0)
             POET_TRY(net_memory_new(s, &layer->ws_md, NULL, &u->workspace));
@@ -194,38 +200,27 @@ fail:
     return st;
 }
 
-/* A lane's transient buffers for layer l: the targets of its backward reorders, dL/da_l, and the
- * accumulate views. */
+/* A lane's transient buffers for layer l: the targets of its backward reorders, dL/da_l (those
+ * whole-batch ones in the lane's pool where net_pool_plan placed them), the gemm chains' chunk
+ * buffers, and the accumulate views. */
 static poet_status scratch_create(poet_stack *s, net_lane *lane, int l) {
     poet_status st = POET_OK;
     net_layer *layer = &s->layers[l];
     net_scratch *x = &lane->layers[l];
-    POET_TRY(net_copy_for(s, &layer->ddst_reorder, &layer->bwd_ddst_md, &x->ddst_copy));
+    for (int slot = 0; slot < NET_POOL_LANE_SLOTS; slot++) {
+        const dnnl_memory_desc_t *md = net_pool_slot_md(s, l, slot);
+        if (md)
+            POET_TRY(net_memory_new(s, md, net_pool_place(s, lane->pool, l, slot),
+                                    net_pool_slot_mem(x, slot)));
+    }
     POET_TRY(net_copy_for(s, &layer->bwd_w_reorder, &layer->bwd_w_md, &x->bwd_w_copy));
-    POET_TRY(net_copy_for(s, &layer->bwdw_src_reorder, &layer->bwdw_src_md, &x->bwdw_src_copy));
-    POET_TRY(net_copy_for(s, &layer->bwdw_ddst_reorder, &layer->bwdw_ddst_md, &x->bwdw_ddst_copy));
     POET_TRY(net_copy_for(s, &layer->dw_reorder, &layer->dw_md, &x->dw));
-    if (layer->needs_dsrc && !layer->folded && !layer->by_chain)
-        POET_TRY(net_memory_new(s, &layer->dsrc_md, NULL, &x->dsrc));
-    if (layer->grad_sum.prim)
-        POET_TRY(net_memory_new(s, &layer->dst_md, NULL, &x->dsum));
-    if (layer->gemm) {
-        poet_conv_shape chunk = net_chunk_shape(layer, layer->chunk);
-        if (!layer->shared_col)
-            POET_TRY(net_floats_new(&x->col_buf,
-                                    poet_gemmconv_rows(&chunk) * poet_gemmconv_width(&chunk)));
-        if (layer->needs_dsrc)
-            POET_TRY(
-                net_floats_new(&x->dcol, poet_gemmconv_rows(&chunk) * poet_gemmconv_cols(&chunk)));
-        if (layer->inner || layer->chain_pool)
-            POET_TRY(net_floats_new(&x->chunk_out,
-                                    poet_gemmconv_rows(&chunk) * (size_t)layer->shape.out_c));
-        if (s->training)
-            POET_TRY(net_floats_new(&x->dw_gemm,
-                                    poet_gemmconv_width(&layer->shape) * layer->shape.out_c));
-        if (s->training && layer->chain_pool)
-            POET_TRY(net_floats_new(&x->chunk_ddst,
-                                    poet_gemmconv_rows(&chunk) * (size_t)layer->shape.out_c));
+    float **bufs[NET_GEMM_BUFS] = {&x->col_buf, &x->dcol, &x->chunk_out, &x->dw_gemm,
+                                   &x->chunk_ddst};
+    for (int k = 0; k < NET_GEMM_BUFS; k++) {
+        size_t at = s->chain_at[l * NET_GEMM_BUFS + k];
+        if (at != SIZE_MAX)
+            *bufs[k] = (float *)((char *)lane->chain_arena + at);
     }
     if (layer->kind == POET_LAYER_BATCHNORM && s->training) {
         dnnl_memory_desc_t c_md;
@@ -355,6 +350,17 @@ static poet_status stack_build(poet_stack *s) {
         POET_TRY(net_backward_reorders(s));
     net_chains_create(s);
     POET_TRY(net_chain_fills_create(s));
+    POET_TRY(net_pool_plan(s));
+    POET_TRY(net_chain_arena_plan(s));
+    for (int i = 0; i < s->n_lanes; i++) { /* before the units: they point into the pools */
+        net_lane *lane = &s->lanes[i];
+        if (s->pool_bytes > 0 && !(lane->pool = aligned_alloc(4096, s->pool_bytes)))
+            POET_FAIL(POET_ERR_NOMEM, "net.c: out of memory allocating a %zu-byte buffer pool",
+                      s->pool_bytes);
+        if (s->chain_bytes > 0 && !(lane->chain_arena = aligned_alloc(4096, s->chain_bytes)))
+            POET_FAIL(POET_ERR_NOMEM, "net.c: out of memory allocating a %zu-byte chain arena",
+                      s->chain_bytes);
+    }
     /* Layers before the first weight layer see only the images: computed once, for member 0. */
     for (int g = 0; g < s->G; g++)
         for (int l = g == 0 ? 0 : s->first_w; l < s->L; l++)
@@ -444,11 +450,6 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
                                      &x->fix_a,          &x->fix_b};
             for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
                 net_memory_free(mems[i]);
-            free(x->col_buf);
-            free(x->dcol);
-            free(x->dw_gemm);
-            free(x->chunk_out);
-            free(x->chunk_ddst);
         }
     if (lane->pads)
         for (int i = 0; i < s->n_ops; i++)
@@ -456,6 +457,8 @@ static void lane_destroy(poet_stack *s, net_lane *lane) {
     if (lane->stream)
         dnnl_stream_destroy(lane->stream);
     free(lane->scratchpad);
+    free(lane->pool);
+    free(lane->chain_arena);
     free(lane->shared_col);
     free(lane->pads);
     free(lane->acc);
@@ -510,6 +513,8 @@ void poet_stack_destroy(poet_stack *s) {
     free(s->member_fault);
     free(s->sync_buf);
     free(s->sync_sums);
+    free(s->pool_at);
+    free(s->chain_at);
     free(s->logits_view);
     free(s->logits_buf);
     free(s->lanes);

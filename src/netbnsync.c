@@ -137,6 +137,9 @@ fail:
 
 poet_status net_bnsync_stats(poet_stack *s, const net_lane *lane, int g, int l, net_fault *fault) {
     net_unit *u = unit(s, g, l);
+    /* An output only forward reads lives in the lane's pool (netmem.c): this member's lane, the
+     * same place for both steps. */
+    NET_DNNL(fault, net_pool_forward_views(s, lane, g, l), "buffer pool");
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, net_layer_input(s, g, l)},
                               {DNNL_ARG_DST, u->dst},
                               {DNNL_ARG_SCALE, u->user_w},
@@ -182,6 +185,7 @@ void net_bnsync_unpack_stats(poet_stack *s, int l, const double *x) {
 poet_status net_bnsync_normalise(poet_stack *s, const net_lane *lane, int g, int l,
                                  net_fault *fault) {
     net_unit *u = unit(s, g, l);
+    NET_DNNL(fault, net_pool_forward_views(s, lane, g, l), "buffer pool");
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, net_layer_input(s, g, l)},
                               {DNNL_ARG_DST, u->dst},
                               {DNNL_ARG_SCALE, u->user_w},

@@ -389,17 +389,25 @@ poet_status net_relu_create(poet_stack *s, int l, const dnnl_memory_desc_t *prod
     POET_TRY(net_reorder_create(s, producer_md, &layer->src_md, &layer->src_reorder));
     const dnnl_memory_desc_t *in_md = &layer->src_md;
     dnnl_prop_kind_t prop = layer->needs_dsrc ? dnnl_forward_training : dnnl_forward_inference;
-    /* Fused: the producer applied relu already, so backward gets the same relu'(x) from the
-     * output: relu(x) > 0 exactly when x > 0, and both give 0 at x = 0. The forward descriptor
-     * only serves as backward's hint. */
-    dnnl_alg_kind_t alg = layer->fused ? dnnl_eltwise_relu_use_dst_for_bwd : dnnl_eltwise_relu;
-    POET_DNNL(dnnl_eltwise_forward_desc_init(&desc, prop, alg, in_md, 0.f, 0.f));
+    /* Backward gets relu'(x) from the output: relu(x) > 0 exactly when x > 0 (both masks are
+     * false at 0, -0 and NaN), and oneDNN's backward multiplies dL/d(output) by the same 1 or 0
+     * either way, so the input need not be kept (its producer's output can live in the lane's
+     * pool, netmem.c). The forward primitive stays relu from the input, as it always computed;
+     * a descriptor with the dst algorithm serves as backward's hint (alone, for a fused relu,
+     * whose producer applied it). */
+    POET_DNNL(dnnl_eltwise_forward_desc_init(&desc, prop, dnnl_eltwise_relu, in_md, 0.f, 0.f));
     POET_TRY(primitive_desc(s, &desc, NULL, NULL, &pd, l, "relu"));
     if (!layer->fused)
         POET_TRY(net_op_create(s, pd, &layer->fwd));
     layer->dst_md = *query(pd, dnnl_query_dst_md);
     if (layer->needs_dsrc) {
-        POET_DNNL(dnnl_eltwise_backward_desc_init(&bdesc, alg, in_md, in_md, 0.f, 0.f));
+        dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+        POET_DNNL(dnnl_eltwise_forward_desc_init(&desc, prop, dnnl_eltwise_relu_use_dst_for_bwd,
+                                                 in_md, 0.f, 0.f));
+        POET_TRY(primitive_desc(s, &desc, NULL, NULL, &pd, l, "relu"));
+        POET_DNNL(dnnl_eltwise_backward_desc_init(&bdesc, dnnl_eltwise_relu_use_dst_for_bwd, in_md,
+                                                  in_md, 0.f, 0.f));
         POET_TRY(elementwise_backward(s, l, &bdesc, pd, "relu backward"));
         /* oneDNN's eltwise backward ran at ~1 element/ns on these tensors; the same select in a
          * loop is memory-bound and exact. */
@@ -680,6 +688,7 @@ poet_status net_dnnl_forward(poet_stack *s, const net_lane *lane, int g, int a, 
                              net_fault *fault) {
     net_layer *layer = &s->layers[l];
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
+    NET_DNNL(fault, net_pool_forward_views(s, lane, a, l), "buffer pool");
     if (layer->kind == POET_LAYER_BATCHNORM) {
         dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, net_layer_input(s, a, l)},
                                   {DNNL_ARG_DST, act->dst},
@@ -766,8 +775,7 @@ poet_status net_data_backward(poet_stack *s, const net_lane *lane, int g, int l,
         args[n++] =
             (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, via(&layer->bwd_w_reorder, w, x->bwd_w_copy)};
     } else if (layer->kind == POET_LAYER_RELU) {
-        args[n++] = layer->fused ? (dnnl_exec_arg_t){DNNL_ARG_DST, u->dst}
-                                 : (dnnl_exec_arg_t){DNNL_ARG_SRC, net_layer_src(s, g, l)};
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DST, u->dst};
     } else if (u->workspace) { /* max pooling; average pooling needs neither */
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, u->workspace};
     }

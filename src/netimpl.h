@@ -13,6 +13,8 @@
  *   netchain.c the gemm-chain backend: convolutions as im2col + sgemm, run chunk by chunk of
  *              images in chains of consecutive layers (gemmconv.h, pool.h)
  *   netbnsync.c synchronised batch normalisation: statistics summed over several stacks
+ *   netmem.c   which whole-batch buffers share each lane's pool (liveness over forward and
+ *              backward, bufplan.h), and the census of a stack's memory
  */
 #ifndef POET_NETIMPL_H
 #define POET_NETIMPL_H
@@ -117,10 +119,37 @@ typedef struct {
     dnnl_memory_t fix_a, fix_b; /* synchronised batchnorm: the fix's a and b [1, C, 1, 1] */
 } net_scratch;
 
+/* The whole-batch buffers that share one pool per lane by liveness (netmem.c): the lane's
+ * backward buffers (net_scratch), and the member outputs and input copies that only forward reads
+ * (their net_unit memories are pointed into the running lane's pool by each forward). */
+enum {
+    NET_POOL_DSRC,
+    NET_POOL_DSUM,
+    NET_POOL_DDST_COPY,
+    NET_POOL_BWDW_SRC_COPY,
+    NET_POOL_BWDW_DDST_COPY,
+    NET_POOL_LANE_SLOTS, /* the ones above are net_scratch's */
+    NET_POOL_DST = NET_POOL_LANE_SLOTS,
+    NET_POOL_SRC_COPY,
+    NET_POOL_SLOTS
+};
+
+/* The gemm chains' lane buffers of a layer (net_scratch), in net_gemm_scratch_floats' order. */
+enum {
+    NET_GEMM_COL,
+    NET_GEMM_DCOL,
+    NET_GEMM_CHUNK_OUT,
+    NET_GEMM_DW,
+    NET_GEMM_CHUNK_DDST,
+    NET_GEMM_BUFS
+};
+
 /* What one thread needs to run members: its own stream, scratchpad and transient buffers. */
 typedef struct {
     dnnl_stream_t stream;
     net_scratch *layers; /* [L] */
+    void *pool;          /* the pooled buffers of `layers` (poet_stack.pool_at), or NULL */
+    void *chain_arena;   /* the gemm chains' buffers of `layers` (poet_stack.chain_at), or NULL */
     float *acc;          /* a member's layer gradient before it is added (accumulate = 1) */
     void *scratchpad;
     dnnl_memory_t *pads; /* [n_ops]: each op's scratchpad view of `scratchpad`, or NULL */
@@ -205,6 +234,15 @@ struct poet_stack {
     int n_ops;
     dnnl_memory_desc_t pad_md[NET_MAX_OPS]; /* scratchpad layout of each op that needs one */
     size_t scratchpad_size;                 /* the largest */
+
+    /* [L][NET_POOL_SLOTS]: where each lane's buffer of that layer and slot sits in its pool;
+     * SIZE_MAX: it has its own allocation (absent, padded or never used). */
+    size_t *pool_at;
+    size_t pool_bytes; /* one lane's pool */
+    /* [L][NET_GEMM_BUFS]: where each lane's gemm buffer of that layer sits in its chain arena:
+     * a chain uses its buffers only while it runs, so every chain starts at 0 (netmem.c). */
+    size_t *chain_at;
+    size_t chain_bytes; /* one lane's chain arena */
 };
 
 static inline net_unit *unit(poet_stack *s, int g, int l) {
@@ -331,6 +369,23 @@ poet_status net_chain_forward(poet_stack *s, const net_lane *lane, int g, int a,
                               net_fault *fault);
 poet_status net_chain_backward(poet_stack *s, const net_lane *lane, int g, int last, int accumulate,
                                net_fault *fault);
+
+/* ---- netmem.c: the lanes' pooled backward buffers ------------------------------------------- */
+
+/* Layer l's buffer in `slot` (its layout), or NULL when the layer has none. */
+const dnnl_memory_desc_t *net_pool_slot_md(const poet_stack *s, int l, int slot);
+dnnl_memory_t *net_pool_slot_mem(net_scratch *x, int slot);
+/* Fills pool_at and pool_bytes from the layers' buffers and their lives in forward and backward. */
+poet_status net_pool_plan(poet_stack *s);
+/* Where layer l's buffer in `slot` sits in the pool of `pool`, or NULL: its own allocation. */
+void *net_pool_place(const poet_stack *s, void *pool, int l, int slot);
+/* Points member a's pooled output and input copy of layer l into the lane's pool: in forward,
+ * before the layer runs (members take turns on lanes, each forward on whichever lane runs it). */
+dnnl_status_t net_pool_forward_views(const poet_stack *s, const net_lane *lane, int a, int l);
+/* Floats of each of layer l's gemm lane buffers (0: none). */
+void net_gemm_scratch_floats(const poet_stack *s, int l, size_t floats[NET_GEMM_BUFS]);
+/* Fills chain_at and chain_bytes: each chain's buffers one after another from offset 0. */
+poet_status net_chain_arena_plan(poet_stack *s);
 
 /* ---- net.c: the stack
  * ---------------------------------------------------------------------------- */

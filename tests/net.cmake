@@ -31,3 +31,8 @@ set_tests_properties(net_signals PROPERTIES PROCESSORS 2)
 # shard of the batch, equal one stack holding the whole batch (logits, gradients, statistics).
 poet_base_test_executable(test_bnsync ${CMAKE_CURRENT_SOURCE_DIR}/test_bnsync.c)
 poet_add_test(bnsync $<TARGET_FILE:test_bnsync>)
+
+# The lanes' buffer pools: the planner never lets buffers alive together overlap, and a ResNet's
+# backward buffers take a fraction of their separate sizes (the memory of issue 13).
+poet_base_test_executable(test_bufplan ${CMAKE_CURRENT_SOURCE_DIR}/test_bufplan.c)
+poet_add_test(bufplan $<TARGET_FILE:test_bufplan>)

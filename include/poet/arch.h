@@ -94,11 +94,12 @@ int poet_arch_has_params(poet_layer_kind kind);
 int poet_arch_is_chain(const poet_arch_plan *plan);
 
 /* Estimated bytes one member of `plan` needs on its rank: parameters ×3 (weights, gradients,
- * momentum), the layers' kept activations (relus run in place) and their gradients for `rows` rows
- * in each of `slots` micro-batches in flight, and the activations without gradients for
- * `eval_rows` evaluation rows; 4-byte floats. A documented approximation (docs/config.md, "Memory
- * estimate") used to refuse networks that cannot fit, not to predict the peak; a double, so absurd
- * networks do not overflow. */
+ * momentum); for `rows` rows in each of `slots` micro-batches in flight, the activations backward
+ * reads (relus run in place; batchnorm and add outputs only a relu, add or pooling reads live in
+ * the lane's pool) and a lane's pool of at most one buffer per activation; and the activations
+ * without gradients for `eval_rows` evaluation rows; 4-byte floats. A documented approximation
+ * (docs/config.md, "Memory estimate") used to refuse networks that cannot fit, not to predict the
+ * peak; a double, so absurd networks do not overflow. */
 double poet_arch_member_bytes(const poet_arch_plan *plan, int rows, int slots, int eval_rows);
 
 /* Bytes of the largest convolution's im2col matrix for `rows` images: the workspace a rank's

@@ -70,6 +70,18 @@ poet_status poet_stack_create(const poet_arch_plan *plan, int members, int batch
                               poet_stack **out);
 void poet_stack_destroy(poet_stack *stack);
 
+/* Where a stack's memory is, in bytes summed over its members and lanes: for bench/stack_time's
+ * breakdown and the memory tests. Views of the caller's params, grads and state are not counted. */
+typedef struct {
+    double dst, src_copy, workspace; /* members' kept outputs, reordered inputs, pooling's maxima */
+    double unit_other;               /* members' weight copies and batchnorm statistics */
+    double backward_unpooled;        /* the lanes' whole-batch backward buffers, each on its own */
+    double pool;                     /* the lanes' pools that hold most of them */
+    double lane_private; /* lane buffers outside the pools (unpooled, weights, gemm chunks) */
+    double scratchpad, shared_col; /* oneDNN's scratchpads; the first layer's im2col matrices */
+} poet_stack_census;
+void poet_stack_census_get(const poet_stack *stack, poet_stack_census *census);
+
 int poet_stack_members(const poet_stack *stack); /* G */
 int poet_stack_batch(const poet_stack *stack);   /* B */
 
