@@ -908,9 +908,10 @@ poet_status poet_train_run(MPI_Comm comm, const poet_config *cfg, const poet_tra
         char groups[128] = "";
         if (t.layout.size > 1)
             snprintf(groups, sizeof groups,
-                     " in %d member groups of %d ranks (shards of %d%s rows)", t.layout.groups,
+                     " in %d member groups of %d ranks (shards of %d%s rows%s)", t.layout.groups,
                      t.layout.size, cfg->batch_size / t.layout.size,
-                     cfg->batch_size % t.layout.size ? " and one more" : "");
+                     cfg->batch_size % t.layout.size ? " and one more" : "",
+                     cfg->sync_batchnorm ? ", batch-norm statistics synchronised" : "");
         printf("poet %s: %d members on %d rank(s)%s, tree %s, overlap %s, %ld iterations of batch "
                "%d (iterations %ld..%ld)\n",
                POET_VERSION, cfg->members, t.ranks, groups, poet_tree_kind_name(cfg->tree),
