@@ -135,7 +135,10 @@ fail:
 /* ---- forward ----------------------------------------------------------------------------------
  */
 
-poet_status net_bnsync_stats(poet_stack *s, const net_lane *lane, int g, int l, net_fault *fault) {
+/* Member g's layer l forward on `op`: the batch's statistics out (fwd) or the group's in
+ * (sync_fwd); both read and write the same memories. */
+static poet_status forward_on(poet_stack *s, const net_lane *lane, int g, int l, const net_op *op,
+                              const char *step, net_fault *fault) {
     net_unit *u = unit(s, g, l);
     /* An output only forward reads lives in the lane's pool (netmem.c): this member's lane, the
      * same place for both steps. */
@@ -146,9 +149,13 @@ poet_status net_bnsync_stats(poet_stack *s, const net_lane *lane, int g, int l, 
                               {DNNL_ARG_SHIFT, u->user_b},
                               {DNNL_ARG_MEAN, u->bn_mean},
                               {DNNL_ARG_VARIANCE, u->bn_var}};
-    NET_DNNL(fault, net_op_run(lane, &s->layers[l].fwd, 6, args), "batch statistics");
+    NET_DNNL(fault, net_op_run(lane, op, 6, args), step);
     NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
     return POET_OK;
+}
+
+poet_status net_bnsync_stats(poet_stack *s, const net_lane *lane, int g, int l, net_fault *fault) {
+    return forward_on(s, lane, g, l, &s->layers[l].fwd, "batch statistics", fault);
 }
 
 void net_bnsync_pack_stats(poet_stack *s, int l, double *x) {
@@ -184,17 +191,8 @@ void net_bnsync_unpack_stats(poet_stack *s, int l, const double *x) {
 
 poet_status net_bnsync_normalise(poet_stack *s, const net_lane *lane, int g, int l,
                                  net_fault *fault) {
-    net_unit *u = unit(s, g, l);
-    NET_DNNL(fault, net_pool_forward_views(s, lane, g, l), "buffer pool");
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, net_layer_input(s, g, l)},
-                              {DNNL_ARG_DST, u->dst},
-                              {DNNL_ARG_SCALE, u->user_w},
-                              {DNNL_ARG_SHIFT, u->user_b},
-                              {DNNL_ARG_MEAN, u->bn_mean},
-                              {DNNL_ARG_VARIANCE, u->bn_var}};
-    NET_DNNL(fault, net_op_run(lane, &s->layers[l].sync_fwd, 6, args),
-             "batch normalisation with the group's statistics");
-    NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
+    NET_PASS(forward_on(s, lane, g, l, &s->layers[l].sync_fwd,
+                        "batch normalisation with the group's statistics", fault));
     net_batchnorm_update(s, g, l, s->sync_count[l] > 0 ? s->sync_count[l] : local_count(s, l));
     return POET_OK;
 }

@@ -148,11 +148,35 @@ static void plain_run(const poet_arch_plan *plan, const float *params, const flo
     TEST_OK(poet_stack_backward(out->stack, dlogits, 0));
 }
 
+/* The two shards on two threads, each its own stack (`skip_second`: the second only skips). */
+static void run_shards(const poet_arch_plan *plan, const float *params, const float *state,
+                       poet_convolution conv, const float *images, const float *dlogits,
+                       exchange *ex, int skip_second, float *logits, side shard[2]) {
+    int K = plan->classes, first[2] = {0, FIRST_SHARD}, rows[2] = {FIRST_SHARD, B - FIRST_SHARD};
+    size_t image = (size_t)plan->input.c * plan->input.h * plan->input.w;
+    pthread_t thread[2];
+    party_run run[2];
+    for (int p = 0; p < 2; p++) {
+        side_create(plan, params, state, rows[p], conv, ex, p, &shard[p]);
+        run[p] = (party_run){shard[p].stack,
+                             images + first[p] * image,
+                             dlogits + (size_t)first[p] * K,
+                             logits + (size_t)first[p] * G * K,
+                             p == 1 && skip_second,
+                             POET_OK};
+    }
+    for (int p = 0; p < 2; p++)
+        pthread_create(&thread[p], NULL, party_main, &run[p]);
+    for (int p = 0; p < 2; p++)
+        pthread_join(thread[p], NULL);
+    for (int p = 0; p < 2; p++)
+        TEST_OK(run[p].st);
+}
+
 static int check_algorithm(const poet_arch_plan *plan, poet_convolution conv, const float *params,
                            const float *state, const float *images, const float *dlogits) {
     int ok = 1, K = plan->classes;
     size_t P = (size_t)G * plan->param_count, S = (size_t)G * plan->state_count;
-    size_t image = (size_t)plan->input.c * plan->input.h * plan->input.w;
     float *ref_logits = xmalloc((size_t)B * G * K * sizeof(float));
     float *got_logits = xmalloc((size_t)B * G * K * sizeof(float));
     float *summed = xmalloc(P * sizeof(float));
@@ -162,24 +186,7 @@ static int check_algorithm(const poet_arch_plan *plan, poet_convolution conv, co
     exchange ex;
     memset(&ex, 0, sizeof ex);
     pthread_barrier_init(&ex.barrier, NULL, 2);
-    int first[2] = {0, FIRST_SHARD}, rows[2] = {FIRST_SHARD, B - FIRST_SHARD};
-    pthread_t thread[2];
-    party_run run[2];
-    for (int p = 0; p < 2; p++) {
-        side_create(plan, params, state, rows[p], conv, &ex, p, &shard[p]);
-        run[p] = (party_run){shard[p].stack,
-                             images + first[p] * image,
-                             dlogits + (size_t)first[p] * K,
-                             got_logits + (size_t)first[p] * G * K,
-                             0,
-                             POET_OK};
-    }
-    for (int p = 0; p < 2; p++)
-        pthread_create(&thread[p], NULL, party_main, &run[p]);
-    for (int p = 0; p < 2; p++)
-        pthread_join(thread[p], NULL);
-    for (int p = 0; p < 2; p++)
-        TEST_OK(run[p].st);
+    run_shards(plan, params, state, conv, images, dlogits, &ex, 0, got_logits, shard);
     ok &= close_enough("logits of both shards", got_logits, ref_logits, (size_t)B * G * K, 1);
     /* Two backward passes, the second accumulating: twice the whole batch's gradient. */
     for (size_t i = 0; i < P; i++)
@@ -199,21 +206,7 @@ static int check_algorithm(const poet_arch_plan *plan, poet_convolution conv, co
     /* A partner that skips contributes nothing: the other shard computes what it would alone. */
     side alone;
     plain_run(plan, params, state, conv, images, dlogits, FIRST_SHARD, ref_logits, &alone);
-    for (int p = 0; p < 2; p++) {
-        side_create(plan, params, state, rows[p], conv, &ex, p, &shard[p]);
-        run[p] = (party_run){shard[p].stack,
-                             images + first[p] * image,
-                             dlogits + (size_t)first[p] * K,
-                             got_logits + (size_t)first[p] * G * K,
-                             p == 1,
-                             POET_OK};
-    }
-    for (int p = 0; p < 2; p++)
-        pthread_create(&thread[p], NULL, party_main, &run[p]);
-    for (int p = 0; p < 2; p++)
-        pthread_join(thread[p], NULL);
-    for (int p = 0; p < 2; p++)
-        TEST_OK(run[p].st);
+    run_shards(plan, params, state, conv, images, dlogits, &ex, 1, got_logits, shard);
     ok &= close_enough("partner skipped: logits", got_logits, ref_logits,
                        (size_t)FIRST_SHARD * G * K, 1);
     ok &= close_enough("partner skipped: gradients (x2)", shard[0].grads, alone.grads, P, 2);
