@@ -230,6 +230,19 @@ fail:
     return st;
 }
 
+/* x [n]: ours with the peers' (received into g->extras), summed in shard order 0, 1, …, S−1:
+ * every rank the same bits. */
+static void sum_extras(poet_group *g, double *x, size_t n) {
+    int S = g->layout.size;
+    memcpy(g->extras + (size_t)g->layout.shard * g->extras_capacity, x, n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double sum = g->extras[i];
+        for (int p = 1; p < S; p++)
+            sum += g->extras[(size_t)p * g->extras_capacity + i];
+        x[i] = sum;
+    }
+}
+
 poet_status poet_group_allreduce(poet_group *g, float *values, size_t n, double *extras, size_t x) {
     poet_status st = POET_OK;
     int S = g->layout.size, s = g->layout.shard, count = 0;
@@ -257,19 +270,13 @@ poet_status poet_group_allreduce(poet_group *g, float *values, size_t n, double 
     POET_TRY(wait_bounded(g, count, "its shard's weight gradients"));
     /* 2. Our block and the extras, summed in shard order 0, 1, …, S−1 (every rank the same). */
     memcpy(g->blocks + (size_t)s * g->block_capacity, values + lo, mine * sizeof(float));
-    memcpy(g->extras + (size_t)s * g->extras_capacity, extras, x * sizeof(double));
     for (size_t i = 0; i < mine; i++) {
         float sum = g->blocks[i];
         for (int p = 1; p < S; p++)
             sum += g->blocks[(size_t)p * g->block_capacity + i];
         values[lo + i] = sum;
     }
-    for (size_t i = 0; i < x; i++) {
-        double sum = g->extras[i];
-        for (int p = 1; p < S; p++)
-            sum += g->extras[(size_t)p * g->extras_capacity + i];
-        extras[i] = sum;
-    }
+    sum_extras(g, extras, x);
     /* 3. Every rank's summed block to every rank. */
     count = 0;
     for (int p = 0; p < S; p++) {
@@ -304,13 +311,7 @@ poet_status poet_group_sum(poet_group *g, double *x, size_t n, const char *what)
         g->bytes += 2 * n * sizeof(double); /* sent + received */
     }
     POET_TRY(wait_bounded(g, count, what));
-    memcpy(g->extras + (size_t)s * g->extras_capacity, x, n * sizeof(double));
-    for (size_t i = 0; i < n; i++) {
-        double sum = g->extras[i];
-        for (int p = 1; p < S; p++)
-            sum += g->extras[(size_t)p * g->extras_capacity + i];
-        x[i] = sum;
-    }
+    sum_extras(g, x, n);
 fail:
     return st;
 }

@@ -137,19 +137,13 @@ fail:
 
 /* Member g's layer l forward on `op`: the batch's statistics out (fwd) or the group's in
  * (sync_fwd); both read and write the same memories. */
+/* Member g's layer l forward on `op`: the batch's statistics out (fwd) or the group's in
+ * (sync_fwd). An output only forward reads lives in the lane's pool (netmem.c): this member's
+ * lane, the same place for both steps. */
 static poet_status forward_on(poet_stack *s, const net_lane *lane, int g, int l, const net_op *op,
                               const char *step, net_fault *fault) {
-    net_unit *u = unit(s, g, l);
-    /* An output only forward reads lives in the lane's pool (netmem.c): this member's lane, the
-     * same place for both steps. */
     NET_DNNL(fault, net_pool_forward_views(s, lane, g, l), "buffer pool");
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, net_layer_input(s, g, l)},
-                              {DNNL_ARG_DST, u->dst},
-                              {DNNL_ARG_SCALE, u->user_w},
-                              {DNNL_ARG_SHIFT, u->user_b},
-                              {DNNL_ARG_MEAN, u->bn_mean},
-                              {DNNL_ARG_VARIANCE, u->bn_var}};
-    NET_DNNL(fault, net_op_run(lane, op, 6, args), step);
+    NET_DNNL(fault, net_batchnorm_run(s, lane, g, g, l, op), step);
     NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
     return POET_OK;
 }

@@ -519,6 +519,20 @@ fail:
     return st;
 }
 
+/* Member g's batchnorm layer l on forward primitive `op` (the batch's statistics out, or given
+ * ones in), its activations in owner a's units. */
+dnnl_status_t net_batchnorm_run(poet_stack *s, const net_lane *lane, int g, int a, int l,
+                                const net_op *op) {
+    net_unit *u = unit(s, g, l);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, net_layer_input(s, a, l)},
+                              {DNNL_ARG_DST, unit(s, a, l)->dst},
+                              {DNNL_ARG_SCALE, u->user_w},
+                              {DNNL_ARG_SHIFT, u->user_b},
+                              {DNNL_ARG_MEAN, u->bn_mean},
+                              {DNNL_ARG_VARIANCE, u->bn_var}};
+    return net_op_run(lane, op, 6, args);
+}
+
 /* After a training forward of member g's batchnorm layer l: its running statistics move towards
  * the batch's, as PyTorch's do (running_var with the unbiased variance, n/(n − 1) × biased). */
 void net_batchnorm_update(poet_stack *s, int g, int l, double n) {
@@ -690,13 +704,7 @@ poet_status net_dnnl_forward(poet_stack *s, const net_lane *lane, int g, int a, 
     net_unit *u = unit(s, g, l), *act = unit(s, a, l);
     NET_DNNL(fault, net_pool_forward_views(s, lane, a, l), "buffer pool");
     if (layer->kind == POET_LAYER_BATCHNORM) {
-        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, net_layer_input(s, a, l)},
-                                  {DNNL_ARG_DST, act->dst},
-                                  {DNNL_ARG_SCALE, u->user_w},
-                                  {DNNL_ARG_SHIFT, u->user_b},
-                                  {DNNL_ARG_MEAN, u->bn_mean},
-                                  {DNNL_ARG_VARIANCE, u->bn_var}};
-        NET_DNNL(fault, net_op_run(lane, &layer->fwd, 6, args), "batch normalisation");
+        NET_DNNL(fault, net_batchnorm_run(s, lane, g, a, l, &layer->fwd), "batch normalisation");
         if (s->training) {
             NET_DNNL(fault, dnnl_stream_wait(lane->stream), "stream wait");
             net_batchnorm_update(s, g, l,

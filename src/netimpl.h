@@ -336,6 +336,8 @@ void net_accumulate_into(poet_stack *s, const net_lane *lane, int g, const net_l
 poet_status net_weights_backward(poet_stack *s, const net_lane *lane, int g, int l, int accumulate,
                                  net_fault *fault);
 
+dnnl_status_t net_batchnorm_run(poet_stack *s, const net_lane *lane, int g, int a, int l,
+                                const net_op *op);
 void net_batchnorm_update(poet_stack *s, int g, int l, double n);
 
 /* ---- netbnsync.c: synchronised batch normalisation ---------------------------------------------
